@@ -1,0 +1,347 @@
+//! The typed, validated form of the Istio resources Remora reads.
+//!
+//! Everything here has passed validation: hosts are non-empty, weights are
+//! consistent, regexes compile, durations are positive. Translation reads
+//! these types and never re-checks them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The Istio kinds Remora understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `networking.istio.io` VirtualService.
+    VirtualService,
+    /// `networking.istio.io` DestinationRule.
+    DestinationRule,
+    /// `networking.istio.io` ServiceEntry.
+    ServiceEntry,
+    /// `networking.istio.io` WorkloadEntry.
+    WorkloadEntry,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::WorkloadEntry => "WorkloadEntry",
+        })
+    }
+}
+
+/// Where a resource came from and what it is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// The resource's kind.
+    pub kind: Kind,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`, `default` when absent.
+    pub namespace: String,
+    /// The file the resource was read from.
+    pub file: PathBuf,
+    /// The 1-based line of the document's first line in that file.
+    pub line: usize,
+}
+
+impl Meta {
+    /// `Kind namespace/name`, the way errors and logs name a resource.
+    pub fn display_name(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One resource: its metadata and its validated spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// Name, namespace and origin.
+    pub meta: Meta,
+    /// The validated spec.
+    pub spec: Spec,
+}
+
+/// The spec of a resource, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    /// A VirtualService spec.
+    VirtualService(VirtualService),
+    /// A DestinationRule spec.
+    DestinationRule(DestinationRule),
+    /// A ServiceEntry spec.
+    ServiceEntry(ServiceEntry),
+    /// A WorkloadEntry spec.
+    WorkloadEntry(WorkloadEntry),
+}
+
+// ---------------------------------------------------------------- VirtualService
+
+/// `VirtualService.spec`. Only `hosts` and `http` are supported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualService {
+    /// `hosts`: short names (`reviews`) or FQDNs; at least one.
+    pub hosts: Vec<String>,
+    /// `http`: tried in order, first match wins.
+    pub http: Vec<HttpRoute>,
+}
+
+/// One entry of `VirtualService.spec.http`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRoute {
+    /// `name`, if given.
+    pub name: Option<String>,
+    /// `match`: OR'd; empty means match everything.
+    pub matches: Vec<HttpMatch>,
+    /// `route`: at least one destination. Weights are already resolved:
+    /// a single destination without weight has weight 100; with several
+    /// destinations every one has an explicit weight and the sum is > 0.
+    pub route: Vec<RouteDestination>,
+    /// `timeout`: bounds the whole request, retries included.
+    pub timeout: Option<Duration>,
+    /// `retries`, if given.
+    pub retries: Option<Retries>,
+    /// `fault`, if given.
+    pub fault: Option<Fault>,
+}
+
+/// One entry of `http[].match`; every field present must match.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpMatch {
+    /// `name`, if given.
+    pub name: Option<String>,
+    /// `uri`.
+    pub uri: Option<StringMatch>,
+    /// `headers`: header name (lower-cased) to match; `None` means "present".
+    pub headers: Vec<(String, Option<StringMatch>)>,
+    /// `authority`.
+    pub authority: Option<StringMatch>,
+    /// `method`.
+    pub method: Option<StringMatch>,
+    /// `queryParams`: parameter name to match; `None` means "present".
+    pub query_params: Vec<(String, Option<StringMatch>)>,
+    /// `ignoreUriCase`.
+    pub ignore_uri_case: bool,
+}
+
+/// Istio's `StringMatch`: exactly one of exact, prefix, regex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringMatch {
+    /// `exact`.
+    Exact(String),
+    /// `prefix`.
+    Prefix(String),
+    /// `regex` (RE2 syntax, whole-string match); known to compile.
+    Regex(String),
+}
+
+/// One entry of `http[].route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDestination {
+    /// `destination.host` as written.
+    pub host: String,
+    /// `destination.subset`.
+    pub subset: Option<String>,
+    /// `destination.port.number`.
+    pub port: Option<u16>,
+    /// Resolved weight (see [`HttpRoute::route`]).
+    pub weight: u32,
+}
+
+/// `http[].retries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retries {
+    /// `attempts`: retries after the first try.
+    pub attempts: u32,
+    /// `perTryTimeout`.
+    pub per_try_timeout: Option<Duration>,
+    /// `retryOn`, split on commas, each condition validated.
+    pub retry_on: Vec<String>,
+}
+
+/// `http[].fault`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// `delay`.
+    pub delay: Option<FaultDelay>,
+    /// `abort`.
+    pub abort: Option<FaultAbort>,
+}
+
+/// `fault.delay`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultDelay {
+    /// `fixedDelay`.
+    pub fixed_delay: Duration,
+    /// `percentage.value` in [0, 100]; absent means never applied.
+    pub percentage: Option<f64>,
+}
+
+/// `fault.abort`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultAbort {
+    /// `httpStatus` or `grpcStatus`.
+    pub status: AbortStatus,
+    /// `percentage.value` in [0, 100]; absent means never applied.
+    pub percentage: Option<f64>,
+}
+
+/// What an injected abort answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbortStatus {
+    /// `httpStatus`, 200..=599.
+    Http(u16),
+    /// `grpcStatus`, by name (`UNAVAILABLE`, ...) as written.
+    Grpc(String),
+}
+
+// ---------------------------------------------------------------- DestinationRule
+
+/// `DestinationRule.spec`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationRule {
+    /// `host`.
+    pub host: String,
+    /// `trafficPolicy`.
+    pub traffic_policy: Option<TrafficPolicy>,
+    /// `subsets`: names are unique.
+    pub subsets: Vec<Subset>,
+}
+
+/// `subsets[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subset {
+    /// `name`.
+    pub name: String,
+    /// `labels`: all must match an endpoint's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `trafficPolicy`: overrides the rule's policy field by field.
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+/// `trafficPolicy`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrafficPolicy {
+    /// `loadBalancer.simple`.
+    pub load_balancer: Option<LoadBalancer>,
+    /// `connectionPool`.
+    pub connection_pool: Option<ConnectionPool>,
+    /// `outlierDetection`.
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// `loadBalancer.simple`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancer {
+    /// `LEAST_REQUEST` (also `LEAST_CONN`, its deprecated name).
+    LeastRequest,
+    /// `ROUND_ROBIN`.
+    RoundRobin,
+    /// `RANDOM`.
+    Random,
+}
+
+/// `connectionPool`; `None` fields are unset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConnectionPool {
+    /// `tcp.maxConnections`.
+    pub max_connections: Option<u32>,
+    /// `tcp.connectTimeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `tcp.idleTimeout`.
+    pub tcp_idle_timeout: Option<Duration>,
+    /// `http.http1MaxPendingRequests`.
+    pub http1_max_pending_requests: Option<u32>,
+    /// `http.http2MaxRequests`.
+    pub http2_max_requests: Option<u32>,
+    /// `http.maxRequestsPerConnection`.
+    pub max_requests_per_connection: Option<u32>,
+    /// `http.idleTimeout`.
+    pub http_idle_timeout: Option<Duration>,
+    /// `http.maxRetries`.
+    pub max_retries: Option<u32>,
+}
+
+/// `outlierDetection`; `None` fields take Istio's defaults in translation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutlierDetection {
+    /// `consecutive5xxErrors`.
+    pub consecutive_5xx_errors: Option<u32>,
+    /// `consecutiveGatewayErrors`, or the deprecated `consecutiveErrors`
+    /// (which Istio defined as 502/503/504 only).
+    pub consecutive_gateway_errors: Option<u32>,
+    /// `interval`.
+    pub interval: Option<Duration>,
+    /// `baseEjectionTime`.
+    pub base_ejection_time: Option<Duration>,
+    /// `maxEjectionPercent`, 0..=100.
+    pub max_ejection_percent: Option<u32>,
+    /// `minHealthPercent`, 0..=100.
+    pub min_health_percent: Option<u32>,
+}
+
+// ---------------------------------------------------------------- ServiceEntry / WorkloadEntry
+
+/// `ServiceEntry.spec`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceEntry {
+    /// `hosts`: at least one, no wildcards.
+    pub hosts: Vec<String>,
+    /// `ports`: exactly one for now.
+    pub ports: Vec<ServicePort>,
+    /// `location`.
+    pub location: Location,
+    /// `resolution`.
+    pub resolution: Resolution,
+    /// `endpoints`.
+    pub endpoints: Vec<WorkloadEntry>,
+    /// `workloadSelector.labels`: selects WorkloadEntries in the same namespace.
+    pub workload_selector: Option<BTreeMap<String, String>>,
+}
+
+/// `ports[]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// `number`.
+    pub number: u16,
+    /// `name`.
+    pub name: String,
+    /// `protocol` (upper-cased), e.g. `HTTP`, `HTTP2`, `GRPC`.
+    pub protocol: Option<String>,
+    /// `targetPort`.
+    pub target_port: Option<u16>,
+}
+
+/// `location`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Location {
+    /// `MESH_EXTERNAL` (Istio's default).
+    #[default]
+    MeshExternal,
+    /// `MESH_INTERNAL`.
+    MeshInternal,
+}
+
+/// `resolution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// `STATIC`: endpoints are IP addresses.
+    Static,
+    /// `DNS`: endpoints (or hosts, when there are none) are resolved by the proxy.
+    Dns,
+}
+
+/// `WorkloadEntry.spec`, also the shape of `ServiceEntry.spec.endpoints[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkloadEntry {
+    /// `address`: an IP, or a DNS name with `resolution: DNS`.
+    pub address: String,
+    /// `ports`: port name to port number.
+    pub ports: BTreeMap<String, u16>,
+    /// `labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `serviceAccount`.
+    pub service_account: Option<String>,
+}

@@ -1,0 +1,2 @@
+//! demo app
+fn main() {}

@@ -1,0 +1,14 @@
+//! Compiles `proto/*.proto` with protox (pure Rust), so no `protoc` binary is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/discovery.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        // BTreeMap keeps encoding deterministic, so equal snapshots hash equal.
+        .btree_map(".")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! remora-proxy
+fn main() {}
