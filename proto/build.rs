@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // BTreeMap keeps encoding deterministic, so equal snapshots hash equal.
         .btree_map(".")
+        // Lets the proxy's admin API print the applied snapshot as JSON.
+        .type_attribute(".", "#[derive(serde::Serialize)]")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -1,1 +1,17 @@
-//! Remora proxy.
+//! `remora-proxy`, Remora's data plane: a sidecar that routes the app's
+//! outbound HTTP by the control plane's config and forwards inbound
+//! requests to the app.
+//!
+//! Start at [`listener::outbound::handle`] and [`listener::inbound::handle`]:
+//! each is the whole request path of its direction.
+
+pub mod admin;
+pub mod balance;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod listener;
+pub mod route;
+pub mod upstream;

@@ -1,2 +1,222 @@
-//! remora-proxy
-fn main() {}
+//! `remora-proxy`: the sidecar. Binds its listeners, registers with the
+//! control plane, and starts serving once the first config has arrived.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use remora_proto::pb;
+use remora_proxy::discovery::{self, ConfigState};
+use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
+use remora_proxy::upstream::{Endpoint, PoolSettings};
+use remora_proxy::{admin, events};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Remora's sidecar proxy.
+#[derive(Debug, Parser)]
+#[command(name = "remora-proxy", version, about)]
+struct Args {
+    /// The service this proxy stands beside, e.g. `reviews`.
+    #[arg(long, env = "REMORA_SERVICE")]
+    service: String,
+    /// The workload's namespace.
+    #[arg(long, env = "REMORA_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// A workload label `key=value` (repeat for more); subsets select on these.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// The workload's service account (default: the service name).
+    #[arg(long, env = "REMORA_SERVICE_ACCOUNT")]
+    service_account: Option<String>,
+    /// The control plane's discovery address.
+    #[arg(
+        long,
+        env = "REMORA_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:15010"
+    )]
+    control_plane: String,
+    /// Where the app sends its outbound requests.
+    #[arg(long, default_value = "127.0.0.1:15001")]
+    outbound: SocketAddr,
+    /// Where peers' requests for this app arrive.
+    #[arg(long, default_value = "0.0.0.0:15006")]
+    inbound: SocketAddr,
+    /// The address peers should use to reach `--inbound` (default: the
+    /// bound address, or when that is unspecified, this host's address on
+    /// the route to the control plane).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// The app, which inbound requests are forwarded to.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    app: String,
+    /// The admin API.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Do not listen for inbound requests (a client-only workload).
+    #[arg(long)]
+    no_inbound: bool,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("label `{s}` is not key=value")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+
+    let outbound = bind(args.outbound, "outbound").await?;
+    let inbound = if args.no_inbound {
+        None
+    } else {
+        Some(bind(args.inbound, "inbound").await?)
+    };
+    let admin_listener = bind(args.admin, "admin").await?;
+
+    let mut listening = vec![("outbound", outbound.local_addr()?.to_string())];
+    if let Some(l) = &inbound {
+        listening.push(("inbound", l.local_addr()?.to_string()));
+    }
+    listening.push(("admin", admin_listener.local_addr()?.to_string()));
+    let fields: Vec<(&str, &str)> = listening.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    events::emit("listening", &fields);
+
+    let inbound_address = match &inbound {
+        Some(l) => advertised(args.advertise, l.local_addr()?, &args.control_plane)?.to_string(),
+        None => String::new(),
+    };
+    let node = pb::Node {
+        id: format!("{}-{}.{}", args.service, std::process::id(), args.namespace),
+        service: args.service.clone(),
+        namespace: args.namespace.clone(),
+        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        service_account: args
+            .service_account
+            .clone()
+            .unwrap_or_else(|| args.service.clone()),
+        inbound_address,
+    };
+    tracing::info!(
+        node = node.id,
+        inbound = node.inbound_address,
+        control_plane = args.control_plane,
+        "starting"
+    );
+
+    let state = Arc::new(ConfigState::new());
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(listener::serve(
+        admin_listener,
+        Arc::clone(&state),
+        admin::handle,
+        stop.clone(),
+    ));
+    tokio::spawn(discovery::run(
+        args.control_plane.clone(),
+        node,
+        Arc::clone(&state),
+    ));
+
+    // Serve only with a config: connections wait in the backlog until then.
+    let mut ready = state.ready.subscribe();
+    tokio::select! {
+        _ = async { let _ = ready.wait_for(|r| *r).await; } => {}
+        _ = shutdown_signal() => return Ok(()),
+    }
+
+    let mut tasks = Vec::new();
+    let out = Arc::new(Outbound {
+        config: Arc::clone(&state.current),
+    });
+    tasks.push(tokio::spawn(listener::serve(
+        outbound,
+        out,
+        listener::outbound::handle,
+        stop.clone(),
+    )));
+    if let Some(l) = inbound {
+        let app = Arc::new(Endpoint::new(args.app.clone()));
+        let inb = Arc::new(Inbound {
+            app,
+            pool: PoolSettings::default(),
+        });
+        tasks.push(tokio::spawn(listener::serve(
+            l,
+            inb,
+            listener::inbound::handle,
+            stop.clone(),
+        )));
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// The inbound address to register: `--advertise`, else the bound address,
+/// else (bound to 0.0.0.0) the local address the kernel would use to reach
+/// the control plane — in a container, the container's own IP.
+fn advertised(
+    flag: Option<SocketAddr>,
+    bound: SocketAddr,
+    control_plane: &str,
+) -> anyhow::Result<SocketAddr> {
+    if let Some(a) = flag {
+        return Ok(a);
+    }
+    if !bound.ip().is_unspecified() {
+        return Ok(bound);
+    }
+    let uri: http::Uri = control_plane
+        .parse()
+        .context("--control-plane is not a URI")?;
+    let host = uri.host().context("--control-plane has no host")?;
+    let port = uri.port_u16().unwrap_or(15010);
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&(host.trim_matches(['[', ']']), port))
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("cannot resolve control plane host {host}; pass --advertise"))?;
+    let probe = std::net::UdpSocket::bind((bound.ip(), 0))?;
+    probe.connect(target)?; // no packet is sent: this only asks the routing table
+    Ok(SocketAddr::new(probe.local_addr()?.ip(), bound.port()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

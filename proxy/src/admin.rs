@@ -1,0 +1,48 @@
+//! The admin API (localhost only by default): `/ready` and `/config_dump`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::discovery::ConfigState;
+use crate::http::{ProxyBody, local_reply};
+
+/// Answers one admin request.
+pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.method() != Method::GET {
+        return local_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "admin endpoints answer GET only".into(),
+        );
+    }
+    match req.uri().path() {
+        "/ready" => {
+            if *state.ready.borrow() {
+                local_reply(StatusCode::OK, "ready".into())
+            } else {
+                local_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no config from the control plane yet".into(),
+                )
+            }
+        }
+        "/config_dump" => {
+            let config = state.current.load();
+            let dump =
+                serde_json::json!({ "version": config.version(), "snapshot": config.snapshot() });
+            let mut resp = Response::new(Either::Right(Full::new(Bytes::from(dump.to_string()))));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        other => local_reply(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint {other}; try /ready or /config_dump"),
+        ),
+    }
+}

@@ -1,0 +1,163 @@
+//! Runtime config: a snapshot from the control plane, validated once into
+//! the types the request path uses (regexes compiled, weights scheduled,
+//! clusters resolved, routes indexed by host).
+//!
+//! A snapshot that fails here is NACKed and the previous config keeps
+//! serving; nothing on the request path re-checks what was validated here.
+
+mod cluster;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use remora_proto::pb;
+
+use crate::route::{Route, VirtualHost};
+use crate::upstream::EndpointRegistry;
+
+pub use cluster::Cluster;
+
+/// Why a snapshot cannot be applied. The text is what the NACK carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A regex did not compile.
+    #[error("{field}: invalid regex: {error}")]
+    Regex {
+        /// Where the regex is.
+        field: String,
+        /// The regex engine's message.
+        error: String,
+    },
+    /// A `StringMatch` with none of exact, prefix, regex.
+    #[error("{field}: string match has none of exact, prefix, regex")]
+    EmptyStringMatch {
+        /// Where the match is.
+        field: String,
+    },
+    /// A route names a cluster the snapshot does not define.
+    #[error("{route}: destination names unknown cluster `{cluster}`")]
+    UnknownCluster {
+        /// The route.
+        route: String,
+        /// The missing cluster.
+        cluster: String,
+    },
+    /// A route whose destinations are missing or all weigh zero.
+    #[error("{route}: needs at least one destination with a weight above zero")]
+    NoWeight {
+        /// The route.
+        route: String,
+    },
+    /// An endpoint address that is not `host:port`.
+    #[error("cluster {cluster}: endpoint address `{address}` is not host:port")]
+    BadAddress {
+        /// The cluster.
+        cluster: String,
+        /// The address as sent.
+        address: String,
+    },
+    /// The same cluster name twice.
+    #[error("cluster `{name}` is defined twice")]
+    DuplicateCluster {
+        /// The cluster name.
+        name: String,
+    },
+    /// The same domain in two virtual hosts.
+    #[error("domain `{domain}` belongs to both {first} and {second}")]
+    DuplicateDomain {
+        /// The domain.
+        domain: String,
+        /// The first virtual host.
+        first: String,
+        /// The second virtual host.
+        second: String,
+    },
+    /// An enum value this proxy does not know (a newer control plane).
+    #[error("cluster {cluster}: unknown load balancer {value}")]
+    UnknownLoadBalancer {
+        /// The cluster.
+        cluster: String,
+        /// The raw value.
+        value: i32,
+    },
+}
+
+/// The config the proxy routes by. Immutable once built; replaced whole.
+#[derive(Debug)]
+pub struct RuntimeConfig {
+    version: String,
+    hosts: HashMap<String, Arc<VirtualHost>>,
+    snapshot: pb::Snapshot,
+}
+
+impl RuntimeConfig {
+    /// The config before the first snapshot: routes nothing.
+    pub fn empty() -> Self {
+        Self {
+            version: String::new(),
+            hosts: HashMap::new(),
+            snapshot: pb::Snapshot::default(),
+        }
+    }
+
+    /// Validates `snapshot` into runtime types, reusing live endpoint state
+    /// from `endpoints`.
+    pub fn build(
+        snapshot: pb::Snapshot,
+        endpoints: &EndpointRegistry,
+    ) -> Result<Self, ConfigError> {
+        let mut clusters = HashMap::with_capacity(snapshot.clusters.len());
+        for c in &snapshot.clusters {
+            let cluster = Arc::new(Cluster::build(c, endpoints)?);
+            if clusters.insert(c.name.clone(), cluster).is_some() {
+                return Err(ConfigError::DuplicateCluster {
+                    name: c.name.clone(),
+                });
+            }
+        }
+        let mut hosts: HashMap<String, Arc<VirtualHost>> = HashMap::new();
+        for vh in &snapshot.virtual_hosts {
+            let routes = vh
+                .routes
+                .iter()
+                .map(|r| Route::build(r, &vh.name, &clusters))
+                .collect::<Result<Vec<_>, _>>()?;
+            let host = Arc::new(VirtualHost::new(vh.name.clone(), routes));
+            for domain in &vh.domains {
+                if let Some(first) = hosts.insert(domain.to_ascii_lowercase(), Arc::clone(&host)) {
+                    return Err(ConfigError::DuplicateDomain {
+                        domain: domain.clone(),
+                        first: first.name().to_owned(),
+                        second: vh.name.clone(),
+                    });
+                }
+            }
+        }
+        let mut snapshot = snapshot;
+        snapshot.nonce.clear();
+        Ok(Self {
+            version: snapshot.version.clone(),
+            hosts,
+            snapshot,
+        })
+    }
+
+    /// The snapshot version this config was built from (empty before the first).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The snapshot as received, for the admin API.
+    pub fn snapshot(&self) -> &pb::Snapshot {
+        &self.snapshot
+    }
+
+    /// The virtual host for a lower-case host name without port.
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        self.hosts.get(host).map(|h| &**h)
+    }
+}
+
+#[cfg(test)]
+mod tests;

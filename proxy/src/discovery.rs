@@ -1,0 +1,149 @@
+//! The discovery client: one stream to the control plane, snapshots in,
+//! ACK/NACK out, reconnecting with backoff and jitter when the stream ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+use remora_proto::pb;
+use remora_proto::pb::discovery_client::DiscoveryClient;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint as GrpcEndpoint;
+
+use crate::config::RuntimeConfig;
+use crate::events;
+use crate::upstream::EndpointRegistry;
+
+/// First and longest wait between reconnects (before jitter).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The config the proxy serves, and whether it has one yet.
+#[derive(Debug)]
+pub struct ConfigState {
+    /// Swapped whole when a snapshot is applied.
+    pub current: Arc<ArcSwap<RuntimeConfig>>,
+    /// Live endpoint state shared across configs.
+    pub endpoints: EndpointRegistry,
+    /// Turns true when the first snapshot is applied, and stays true.
+    pub ready: watch::Sender<bool>,
+}
+
+impl ConfigState {
+    /// No config yet.
+    pub fn new() -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(RuntimeConfig::empty())),
+            endpoints: EndpointRegistry::default(),
+            ready: watch::Sender::new(false),
+        }
+    }
+
+    /// Validates and swaps in `snapshot`; on error the current config stays.
+    pub fn apply(&self, snapshot: pb::Snapshot) -> Result<(), crate::config::ConfigError> {
+        let config = RuntimeConfig::build(snapshot, &self.endpoints)?;
+        self.current.store(Arc::new(config));
+        Ok(())
+    }
+}
+
+impl Default for ConfigState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs the discovery client forever: connect, stream, and on any end of
+/// the stream wait (exponential backoff, full jitter) and connect again.
+/// The last good config keeps serving throughout.
+pub async fn run(control_plane: String, node: pb::Node, state: Arc<ConfigState>) {
+    let mut failures = 0u32;
+    loop {
+        match stream_once(&control_plane, &node, &state).await {
+            Ok(applied_any) => {
+                tracing::warn!(control_plane, "discovery stream ended; reconnecting");
+                if applied_any {
+                    failures = 0;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(control_plane, error = %e, "discovery stream failed; reconnecting")
+            }
+        }
+        failures = failures.saturating_add(1);
+        let cap = BACKOFF_MIN
+            .saturating_mul(1 << failures.min(6))
+            .min(BACKOFF_MAX);
+        let wait = rand::rng().random_range(BACKOFF_MIN / 2..=cap);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One stream's life. Returns whether any snapshot was applied on it.
+async fn stream_once(
+    control_plane: &str,
+    node: &pb::Node,
+    state: &ConfigState,
+) -> Result<bool, tonic::Status> {
+    let channel = GrpcEndpoint::from_shared(control_plane.to_owned())
+        .map_err(|e| tonic::Status::invalid_argument(format!("bad control plane address: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
+    let (tx, rx) = mpsc::channel(8);
+    let mut version_info = state.current.load().version().to_owned();
+    let hello = pb::DiscoveryRequest {
+        node: Some(node.clone()),
+        version_info: version_info.clone(),
+        ..Default::default()
+    };
+    let _ = tx.send(hello).await;
+    let mut responses = DiscoveryClient::new(channel)
+        .stream(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let mut applied_any = false;
+    while let Some(snapshot) = responses.message().await? {
+        let nonce = snapshot.nonce.clone();
+        let version = snapshot.version.clone();
+        let reply = match state.apply(snapshot) {
+            Ok(()) => {
+                applied_any = true;
+                version_info = version.clone();
+                let first = !*state.ready.borrow();
+                state.ready.send_replace(true);
+                tracing::info!(version, "applied config");
+                events::emit(
+                    if first { "ready" } else { "applied" },
+                    &[("version", &version)],
+                );
+                pb::DiscoveryRequest {
+                    version_info: version_info.clone(),
+                    response_nonce: nonce,
+                    ..Default::default()
+                }
+            }
+            Err(e) => {
+                let error = e.to_string();
+                tracing::warn!(version, error, "rejected config; keeping the last good one");
+                events::emit("rejected", &[("version", &version), ("error", &error)]);
+                pb::DiscoveryRequest {
+                    version_info: version_info.clone(),
+                    response_nonce: nonce,
+                    error_detail: error,
+                    ..Default::default()
+                }
+            }
+        };
+        if tx.send(reply).await.is_err() {
+            break;
+        }
+    }
+    Ok(applied_any)
+}

@@ -1,0 +1,61 @@
+//! Why the proxy answered a request itself, and the one place that maps
+//! each reason to an HTTP status.
+
+use http::{Response, StatusCode};
+
+use crate::http::{ProxyBody, local_reply};
+use crate::upstream::UpstreamError;
+
+/// A request the proxy could not forward.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The request names no host.
+    #[error("request has no Host header or authority")]
+    NoHost,
+    /// No virtual host for the request's host.
+    #[error("no route matched: no service known as `{host}`")]
+    UnknownHost {
+        /// The host as requested.
+        host: String,
+    },
+    /// The virtual host exists but none of its routes match.
+    #[error("no route matched for {service}")]
+    NoRouteMatched {
+        /// The service.
+        service: String,
+    },
+    /// The chosen destination has no endpoints.
+    #[error("no healthy upstream: service {service} subset {subset} has no endpoints")]
+    NoEndpoint {
+        /// The service.
+        service: String,
+        /// The subset (`(none)` for the whole service).
+        subset: String,
+    },
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl ProxyError {
+    /// The status Remora answers with, Envoy-style: routing misses are 404,
+    /// an unreachable or missing upstream is 503, a broken upstream response
+    /// is 502.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoHost => StatusCode::BAD_REQUEST,
+            Self::UnknownHost { .. } | Self::NoRouteMatched { .. } => StatusCode::NOT_FOUND,
+            Self::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(
+                UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(UpstreamError::Request { .. }) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The local reply for this error; the body says why.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        local_reply(self.status(), self.to_string())
+    }
+}

@@ -1,0 +1,102 @@
+//! Routing: from a request's host to a virtual host, then the first route
+//! whose matches hold, then a weighted destination.
+
+mod matcher;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::request::Parts;
+use remora_proto::pb;
+
+use crate::balance::WeightedSchedule;
+use crate::config::{Cluster, ConfigError};
+
+pub use matcher::{RequestMatch, StringMatcher};
+
+/// The routes of one destination service.
+#[derive(Debug)]
+pub struct VirtualHost {
+    name: String,
+    routes: Vec<Route>,
+}
+
+impl VirtualHost {
+    /// A virtual host with its routes in match order.
+    pub fn new(name: String, routes: Vec<Route>) -> Self {
+        Self { name, routes }
+    }
+
+    /// The service FQDN this virtual host routes for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The first route that matches the request: Istio's `http[]` order.
+    pub fn route(&self, req: &Parts) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(req))
+    }
+}
+
+/// One `http[]` entry: matches (OR'd) and weighted destinations.
+#[derive(Debug)]
+pub struct Route {
+    name: String,
+    matches: Vec<RequestMatch>,
+    clusters: Vec<Arc<Cluster>>,
+    schedule: WeightedSchedule,
+}
+
+impl Route {
+    /// Compiles a proto route; `host` names the virtual host in errors.
+    pub fn build(
+        r: &pb::Route,
+        host: &str,
+        clusters: &HashMap<String, Arc<Cluster>>,
+    ) -> Result<Self, ConfigError> {
+        let field = format!("{host}: route `{}`", r.name);
+        let matches = r
+            .matches
+            .iter()
+            .enumerate()
+            .map(|(i, m)| RequestMatch::compile(m, &format!("{field} match[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let targets = r
+            .destinations
+            .iter()
+            .map(|d| {
+                clusters
+                    .get(&d.cluster)
+                    .cloned()
+                    .ok_or_else(|| ConfigError::UnknownCluster {
+                        route: field.clone(),
+                        cluster: d.cluster.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let weights: Vec<u32> = r.destinations.iter().map(|d| d.weight).collect();
+        let schedule =
+            WeightedSchedule::new(&weights).ok_or(ConfigError::NoWeight { route: field })?;
+        Ok(Self {
+            name: r.name.clone(),
+            matches,
+            clusters: targets,
+            schedule,
+        })
+    }
+
+    /// The route's name, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An empty match list matches everything; otherwise any one entry.
+    pub fn matches(&self, req: &Parts) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    }
+
+    /// The destination for the next request (smooth weighted round robin).
+    pub fn pick_cluster(&self) -> &Arc<Cluster> {
+        &self.clusters[self.schedule.pick()]
+    }
+}
