@@ -1,0 +1,332 @@
+//! The mesh as processes: a control plane over a temporary config
+//! directory, sidecars and client proxies, demo apps.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::binaries::bin;
+use crate::client::{HttpClient, Protocol};
+use crate::process::Process;
+
+/// How long a process may take to print an event the test is waiting for.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often [`Proxy::wait_endpoints`] asks the admin API.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// `remora serve` over a config directory.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// The process; its events are `listening`, `loaded`, `rejected`,
+    /// `connected`, `disconnected`, `ack`, `nack`.
+    pub process: Process,
+    /// The gRPC (discovery) address it listens on.
+    pub grpc: SocketAddr,
+}
+
+impl ControlPlane {
+    /// Starts `remora serve --config-dir dir --grpc-addr addr` and waits for
+    /// its `listening` event. `addr` is `127.0.0.1:0` for a fresh port, or a
+    /// previous instance's address to restart on the same port.
+    pub async fn start(config_dir: &Path, addr: SocketAddr) -> Self {
+        let mut process = Process::spawn(
+            "remora serve",
+            &bin("remora"),
+            [
+                "serve".as_ref(),
+                "--config-dir".as_ref(),
+                config_dir.as_os_str(),
+                "--grpc-addr".as_ref(),
+                addr.to_string().as_ref(),
+            ],
+        );
+        let listening = process.wait_event("listening", EVENT_TIMEOUT).await;
+        let grpc = listening["grpc"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("`listening` event has no grpc address: {listening}"));
+        Self { process, grpc }
+    }
+
+    /// The URL proxies take as `--control-plane`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+}
+
+/// A `remora-proxy` process and the addresses it bound.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The process; its events are `listening`, `ready`, `applied`, `rejected`.
+    pub process: Process,
+    /// Where the app sends outbound requests.
+    pub outbound: SocketAddr,
+    /// Where peers reach the app (absent for a client-only proxy).
+    pub inbound: Option<SocketAddr>,
+    /// The admin API.
+    pub admin: SocketAddr,
+}
+
+/// Who a proxy stands beside.
+#[derive(Debug, Clone)]
+pub struct ProxySpec {
+    /// `--service`.
+    pub service: String,
+    /// `--namespace`.
+    pub namespace: String,
+    /// `--label k=v`, repeated.
+    pub labels: Vec<(String, String)>,
+    /// `--app`; `None` runs the proxy with `--no-inbound` (client only).
+    pub app: Option<SocketAddr>,
+}
+
+impl ProxySpec {
+    /// A sidecar for `service` in `default`, labelled `version=<version>`,
+    /// forwarding inbound requests to `app`.
+    pub fn sidecar(service: &str, version: &str, app: SocketAddr) -> Self {
+        Self {
+            service: service.to_owned(),
+            namespace: "default".to_owned(),
+            labels: vec![("version".to_owned(), version.to_owned())],
+            app: Some(app),
+        }
+    }
+
+    /// A client-only proxy for workload `service` in `default`.
+    pub fn client(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            namespace: "default".to_owned(),
+            labels: Vec::new(),
+            app: None,
+        }
+    }
+}
+
+impl Proxy {
+    /// Starts a proxy talking to `control_plane` (a URL) and waits for its
+    /// `listening` event. It serves only after [`Proxy::wait_ready`].
+    pub async fn start(spec: &ProxySpec, control_plane: &str) -> Self {
+        let mut args: Vec<String> = vec![
+            "--service".into(),
+            spec.service.clone(),
+            "--namespace".into(),
+            spec.namespace.clone(),
+            "--control-plane".into(),
+            control_plane.to_owned(),
+            "--outbound".into(),
+            "127.0.0.1:0".into(),
+            "--admin".into(),
+            "127.0.0.1:0".into(),
+        ];
+        for (k, v) in &spec.labels {
+            args.extend(["--label".into(), format!("{k}={v}")]);
+        }
+        match spec.app {
+            Some(app) => args.extend([
+                "--inbound".into(),
+                "127.0.0.1:0".into(),
+                "--app".into(),
+                app.to_string(),
+            ]),
+            None => args.push("--no-inbound".into()),
+        }
+        let labels: Vec<String> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let name = format!("remora-proxy {} [{}]", spec.service, labels.join(","));
+        let mut process = Process::spawn(&name, &bin("remora-proxy"), &args);
+        let ev = process.wait_event("listening", EVENT_TIMEOUT).await;
+        let addr = |key: &str| -> Option<SocketAddr> { ev[key].as_str()?.parse().ok() };
+        let outbound =
+            addr("outbound").unwrap_or_else(|| panic!("{name}: no outbound address in {ev}"));
+        let admin = addr("admin").unwrap_or_else(|| panic!("{name}: no admin address in {ev}"));
+        let inbound = addr("inbound");
+        assert_eq!(
+            inbound.is_some(),
+            spec.app.is_some(),
+            "{name}: inbound listener present iff an app is given: {ev}"
+        );
+        Self {
+            process,
+            outbound,
+            inbound,
+            admin,
+        }
+    }
+
+    /// Waits for the first config (`ready`) and returns its version.
+    pub async fn wait_ready(&mut self) -> String {
+        let ev = self.process.wait_event("ready", EVENT_TIMEOUT).await;
+        ev["version"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A client for this proxy's outbound listener.
+    pub fn client(&self, protocol: Protocol) -> HttpClient {
+        HttpClient::new(self.outbound, protocol)
+    }
+
+    /// `GET /config_dump` from the admin API.
+    pub async fn config_dump(&self) -> anyhow::Result<Value> {
+        let reply = HttpClient::new(self.admin, Protocol::Http1)
+            .get("admin", "/config_dump", &[])
+            .await?;
+        anyhow::ensure!(
+            reply.status.is_success(),
+            "config_dump answered {}: {}",
+            reply.status,
+            reply.body
+        );
+        Ok(serde_json::from_str(&reply.body)?)
+    }
+
+    /// The endpoint addresses of `cluster` in the applied config (empty if
+    /// the cluster is absent).
+    pub async fn endpoints(&self, cluster: &str) -> anyhow::Result<Vec<String>> {
+        let dump = self.config_dump().await?;
+        Ok(endpoints_in(&dump, cluster))
+    }
+
+    /// Polls the admin API until `cluster` has exactly `n` endpoints, for up
+    /// to `timeout`; returns the config dump. Panics on timeout with the
+    /// last dump and the proxy's stderr tail.
+    pub async fn wait_endpoints(&self, cluster: &str, n: usize, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let dump = self.config_dump().await;
+            if let Ok(d) = &dump
+                && endpoints_in(d, cluster).len() == n
+            {
+                return dump.expect("checked");
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: cluster `{cluster}` did not reach {n} endpoints within {timeout:?}\nlast config_dump: {dump:?}\nstderr tail:\n{}",
+                    self.process.name(),
+                    self.process.stderr_tail()
+                );
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+}
+
+/// The endpoint addresses of `cluster` in a `/config_dump` answer.
+pub fn endpoints_in(dump: &Value, cluster: &str) -> Vec<String> {
+    dump["snapshot"]["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == cluster)
+        .flat_map(|c| c["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["address"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A `remora-demo-app` process.
+#[derive(Debug)]
+pub struct DemoApp {
+    /// The process.
+    pub process: Process,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl DemoApp {
+    /// Starts `remora-demo-app --service service --version version` on a
+    /// free port and waits for its `listening` event.
+    pub async fn start(service: &str, version: &str) -> Self {
+        let mut process = Process::spawn(
+            &format!("remora-demo-app {service} {version}"),
+            &bin("remora-demo-app"),
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--service",
+                service,
+                "--version",
+                version,
+            ],
+        );
+        let ev = process.wait_event("listening", EVENT_TIMEOUT).await;
+        let addr = ev["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("demo app: no addr in {ev}"));
+        Self { process, addr }
+    }
+}
+
+/// A control plane over its own temporary config directory.
+#[derive(Debug)]
+pub struct Mesh {
+    dir: TempDir,
+    /// The running control plane.
+    pub control_plane: ControlPlane,
+}
+
+impl Mesh {
+    /// Writes `files` (name, YAML) into a fresh config directory, then
+    /// starts the control plane on a free port over it.
+    pub async fn start(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("remora-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        for (name, contents) in files {
+            write_atomically(dir.path(), name, contents);
+        }
+        let control_plane =
+            ControlPlane::start(dir.path(), "127.0.0.1:0".parse().expect("addr")).await;
+        Self { dir, control_plane }
+    }
+
+    /// The watched config directory.
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces `name` in the config directory atomically (write a hidden
+    /// `.tmp` file, then rename) and returns the time of the rename.
+    pub fn write_file(&self, name: &str, contents: &str) -> Instant {
+        write_atomically(self.dir.path(), name, contents)
+    }
+
+    /// The path of `name` in the config directory.
+    pub fn file_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// SIGKILLs the control plane.
+    pub async fn kill_control_plane(&mut self) {
+        self.control_plane.process.kill().await;
+    }
+
+    /// Starts the control plane again on the port it had.
+    pub async fn restart_control_plane(&mut self) {
+        let addr = self.control_plane.grpc;
+        self.control_plane = ControlPlane::start(self.dir.path(), addr).await;
+    }
+
+    /// Starts a proxy for `spec` against this mesh's control plane and waits
+    /// until it has its first config.
+    pub async fn proxy(&self, spec: &ProxySpec) -> Proxy {
+        let mut proxy = Proxy::start(spec, &self.control_plane.url()).await;
+        proxy.wait_ready().await;
+        proxy
+    }
+}
+
+fn write_atomically(dir: &Path, name: &str, contents: &str) -> Instant {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, contents).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
+    Instant::now()
+}
