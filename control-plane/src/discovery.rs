@@ -1,0 +1,198 @@
+//! The discovery service: one bidirectional stream per proxy.
+//!
+//! The proxy's first request says who it is; the control plane registers
+//! it (so it becomes an endpoint of its service) and answers with its
+//! snapshot. From then on the stream task wakes on every change of the
+//! config or of the registry, recomputes this proxy's snapshot and pushes
+//! it only if its version differs from the last one pushed — so a change
+//! reaches exactly the proxies whose view it changes. The proxy answers
+//! each snapshot with an ACK (the version it applied) or a NACK (the
+//! reason, while it keeps its last good config). When the stream ends, the
+//! workload is deregistered.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use remora_proto::pb;
+use remora_proto::pb::discovery_server::{Discovery, DiscoveryServer};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::events::emit;
+use crate::mesh::Mesh;
+use crate::translate::{snapshot_for, version_of};
+
+/// Serves discovery on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mesh: Arc<Mesh>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
+        .add_service(DiscoveryServer::new(DiscoveryService::new(mesh)))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}
+
+/// The gRPC `remora.discovery.v1.Discovery` service.
+#[derive(Debug, Clone)]
+pub struct DiscoveryService {
+    mesh: Arc<Mesh>,
+}
+
+impl DiscoveryService {
+    /// A service pushing the state of `mesh`.
+    pub fn new(mesh: Arc<Mesh>) -> Self {
+        DiscoveryService { mesh }
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::Snapshot, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Discovery for DiscoveryService {
+    type StreamStream = SnapshotStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let mut requests = request.into_inner();
+        let hello = requests.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the stream ended before the first DiscoveryRequest")
+        })?;
+        let node = hello.node.ok_or_else(|| {
+            Status::invalid_argument("the first DiscoveryRequest must carry `node`")
+        })?;
+        check_node(&node)?;
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(session(Arc::clone(&self.mesh), node, requests, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Rejects a node the registry could not use, saying which field is wrong.
+fn check_node(node: &pb::Node) -> Result<(), Status> {
+    if node.id.is_empty() {
+        return Err(Status::invalid_argument("node.id is empty"));
+    }
+    if node.service.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "node {}: node.service is empty",
+            node.id
+        )));
+    }
+    if !node.inbound_address.is_empty() && node.inbound_address.parse::<SocketAddr>().is_err() {
+        return Err(Status::invalid_argument(format!(
+            "node {}: node.inbound_address `{}` is not ip:port",
+            node.id, node.inbound_address
+        )));
+    }
+    Ok(())
+}
+
+async fn session(
+    mesh: Arc<Mesh>,
+    node: pb::Node,
+    mut requests: Streaming<pb::DiscoveryRequest>,
+    tx: mpsc::Sender<Result<pb::Snapshot, Status>>,
+) {
+    let mut config = mesh.config();
+    let mut nodes = mesh.nodes();
+    let registration = mesh.register(node.clone());
+    emit(
+        "connected",
+        json!({
+            "node": node.id, "service": node.service, "namespace": node.namespace,
+            "inbound": node.inbound_address,
+        }),
+    );
+    tracing::info!(node = node.id, "proxy connected");
+
+    let mut last_sent: Option<String> = None;
+    let mut nonce: u64 = 0;
+    'session: loop {
+        let snapshot = {
+            let resources = Arc::clone(&config.borrow_and_update());
+            let registered = Arc::clone(&nodes.borrow_and_update());
+            snapshot_for(&node, &resources, &registered)
+        };
+        let version = version_of(&snapshot);
+        if last_sent.as_deref() != Some(version.as_str()) {
+            nonce += 1;
+            let snapshot = pb::Snapshot {
+                version: version.clone(),
+                nonce: nonce.to_string(),
+                ..snapshot
+            };
+            tracing::debug!(node = node.id, version, "pushing snapshot");
+            if tx.send(Ok(snapshot)).await.is_err() {
+                break;
+            }
+            last_sent = Some(version);
+        }
+
+        // Wait for a change; meanwhile take the proxy's ACKs and NACKs.
+        loop {
+            tokio::select! {
+                changed = config.changed() => {
+                    if changed.is_err() { break 'session; }
+                    continue 'session;
+                }
+                changed = nodes.changed() => {
+                    if changed.is_err() { break 'session; }
+                    continue 'session;
+                }
+                message = requests.message() => match message {
+                    Ok(Some(reply)) => answer(&node, &reply, nonce),
+                    Ok(None) => break 'session,
+                    Err(status) => {
+                        tracing::info!(node = node.id, error = %status, "discovery stream failed");
+                        break 'session;
+                    }
+                },
+                () = tx.closed() => break 'session,
+            }
+        }
+    }
+    drop(registration);
+    emit("disconnected", json!({ "node": node.id }));
+    tracing::info!(node = node.id, "proxy disconnected");
+}
+
+/// Records an ACK or NACK. Replies to an older nonce are stale: a newer
+/// snapshot is already on its way.
+fn answer(node: &pb::Node, reply: &pb::DiscoveryRequest, nonce: u64) {
+    if reply.response_nonce != nonce.to_string() {
+        return;
+    }
+    if reply.error_detail.is_empty() {
+        emit(
+            "ack",
+            json!({ "node": node.id, "version": reply.version_info }),
+        );
+    } else {
+        tracing::warn!(
+            node = node.id,
+            kept = reply.version_info,
+            error = reply.error_detail,
+            "proxy rejected its snapshot"
+        );
+        emit(
+            "nack",
+            json!({
+                "node": node.id, "version": reply.version_info, "error": reply.error_detail,
+            }),
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The control plane's shared state: the current config and the workloads
+//! connected right now. Both are published through `watch` channels so that
+//! every discovery stream wakes up on a change and recomputes its snapshot.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use remora_proto::pb;
+use tokio::sync::watch;
+
+use crate::config::model::Resource;
+use crate::translate::Nodes;
+
+/// The inputs of translation, shared by every discovery stream.
+#[derive(Debug)]
+pub struct Mesh {
+    config: watch::Sender<Arc<Vec<Resource>>>,
+    nodes: watch::Sender<Arc<Nodes>>,
+    next_id: AtomicU64,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mesh {
+    /// An empty mesh: no resources, no workloads.
+    pub fn new() -> Self {
+        Mesh {
+            config: watch::Sender::new(Arc::new(Vec::new())),
+            nodes: watch::Sender::new(Arc::new(Nodes::new())),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Replaces the config (the resources of every accepted file).
+    pub fn set_config(&self, resources: Vec<Resource>) {
+        self.config.send_replace(Arc::new(resources));
+    }
+
+    /// Watches the config.
+    pub fn config(&self) -> watch::Receiver<Arc<Vec<Resource>>> {
+        self.config.subscribe()
+    }
+
+    /// Watches the connected workloads.
+    pub fn nodes(&self) -> watch::Receiver<Arc<Nodes>> {
+        self.nodes.subscribe()
+    }
+
+    /// Registers a workload; it stays registered until the guard drops
+    /// (when its discovery stream ends).
+    pub fn register(self: &Arc<Self>, node: pb::Node) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.nodes.send_modify(|nodes| {
+            Arc::make_mut(nodes).insert(id, node);
+        });
+        Registration {
+            mesh: Arc::clone(self),
+            id,
+        }
+    }
+}
+
+/// Keeps a workload registered; dropping it deregisters the workload.
+#[derive(Debug)]
+pub struct Registration {
+    mesh: Arc<Mesh>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.mesh.nodes.send_modify(|nodes| {
+            Arc::make_mut(nodes).remove(&id);
+        });
+    }
+}

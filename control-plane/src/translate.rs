@@ -1,0 +1,450 @@
+//! Translation: from the validated Istio resources and the registry of
+//! connected workloads to the snapshot one proxy receives.
+//!
+//! This is a pure function of its inputs, so the discovery service can
+//! recompute a proxy's snapshot on every change and push it only when its
+//! version (a hash of its contents) differs from the last one pushed.
+//!
+//! Naming follows Envoy/Istio: a cluster is `<subset>|<fqdn>`, the default
+//! cluster of a service (every endpoint) is `|<fqdn>`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prost::Message;
+use remora_proto::pb;
+
+use crate::config::model::{
+    self, ConnectionPool, DestinationRule, HttpMatch, OutlierDetection, Resource, Spec,
+    StringMatch, VirtualService,
+};
+use crate::config::qualify_host;
+
+/// Suffix of the fully qualified name of an in-mesh service.
+const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+/// A workload that connected to the control plane.
+pub type Nodes = BTreeMap<u64, pb::Node>;
+
+/// One service of the catalog: what proxies can route to.
+#[derive(Debug, Default)]
+struct Service {
+    /// Namespace of an in-mesh service (`None` for ServiceEntry hosts
+    /// that are not `*.svc.cluster.local`).
+    namespace: Option<String>,
+    /// Endpoints with their labels, in a deterministic order.
+    endpoints: BTreeSet<EndpointKey>,
+}
+
+/// An endpoint, ordered so snapshots are deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct EndpointKey {
+    address: String,
+    labels: BTreeMap<String, String>,
+    service_account: String,
+}
+
+/// Builds the snapshot for `node` (its `version` and `nonce` are left
+/// empty; see [`version_of`]).
+pub fn snapshot_for(node: &pb::Node, resources: &[Resource], nodes: &Nodes) -> pb::Snapshot {
+    let catalog = catalog(resources, nodes);
+    let rules = destination_rules(resources);
+    let services = virtual_services(resources);
+
+    // Every host a proxy can be asked for: catalog services and VS hosts.
+    let mut hosts: BTreeSet<String> = catalog.keys().cloned().collect();
+    for (host, _) in &services {
+        hosts.insert(host.clone());
+    }
+
+    let mut wanted_clusters: BTreeSet<(String, String)> = BTreeSet::new(); // (fqdn, subset)
+    let mut virtual_hosts = Vec::new();
+    for host in &hosts {
+        let routes = match services.iter().find(|(h, _)| h == host) {
+            Some((_, vs)) => vs_routes(*vs, &mut wanted_clusters),
+            None => {
+                wanted_clusters.insert((host.clone(), String::new()));
+                vec![pb::Route {
+                    name: "default".into(),
+                    matches: Vec::new(),
+                    destinations: vec![pb::WeightedCluster {
+                        cluster: cluster_name(host, ""),
+                        weight: 100,
+                    }],
+                }]
+            }
+        };
+        virtual_hosts.push(pb::VirtualHost {
+            name: host.clone(),
+            domains: domains(host, &node.namespace),
+            routes,
+        });
+    }
+
+    // Every service gets its default cluster and one per subset of its rule.
+    for host in catalog.keys() {
+        wanted_clusters.insert((host.clone(), String::new()));
+    }
+    for (host, dr) in &rules {
+        for subset in &dr.subsets {
+            wanted_clusters.insert((host.clone(), subset.name.clone()));
+        }
+    }
+
+    let empty = Service::default();
+    let clusters = wanted_clusters
+        .iter()
+        .map(|(host, subset)| {
+            let service = catalog.get(host).unwrap_or(&empty);
+            let rule = rules.iter().find(|(h, _)| h == host).map(|(_, r)| *r);
+            cluster(host, subset, service, rule)
+        })
+        .collect();
+
+    pb::Snapshot {
+        version: String::new(),
+        nonce: String::new(),
+        virtual_hosts,
+        clusters,
+    }
+}
+
+/// The version of a snapshot: FNV-1a (64 bit) over its protobuf encoding,
+/// in hex. Equal contents give equal versions, across restarts too, so a
+/// proxy that reconnects to a restarted control plane sees no change.
+pub fn version_of(snapshot: &pb::Snapshot) -> String {
+    format!("{:016x}", fnv1a(&snapshot.encode_to_vec()))
+}
+
+/// FNV-1a, 64 bit: a fast, stable (unlike `DefaultHasher`) content hash.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// `<subset>|<fqdn>`.
+pub fn cluster_name(host: &str, subset: &str) -> String {
+    format!("{subset}|{host}")
+}
+
+/// The names a host answers to from a workload in `namespace`, as
+/// Kubernetes DNS search paths would resolve them.
+fn domains(host: &str, namespace: &str) -> Vec<String> {
+    let mut out = vec![host.to_owned()];
+    if let Some(rest) = host.strip_suffix(&format!(".{CLUSTER_DOMAIN}")) {
+        // rest = name.ns
+        out.push(format!("{rest}.svc"));
+        out.push(rest.to_owned());
+        if let Some((name, ns)) = rest.split_once('.')
+            && ns == namespace
+        {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// Services by fully qualified host name.
+fn catalog(resources: &[Resource], nodes: &Nodes) -> BTreeMap<String, Service> {
+    let mut catalog: BTreeMap<String, Service> = BTreeMap::new();
+    for node in nodes.values() {
+        if node.inbound_address.is_empty() || node.service.is_empty() {
+            continue; // a client-only workload serves nothing
+        }
+        let namespace = if node.namespace.is_empty() {
+            "default"
+        } else {
+            &node.namespace
+        };
+        let host = format!("{}.{namespace}.{CLUSTER_DOMAIN}", node.service);
+        let service = catalog.entry(host).or_default();
+        service.namespace = Some(namespace.to_owned());
+        service.endpoints.insert(EndpointKey {
+            address: node.inbound_address.clone(),
+            labels: node.labels.clone(),
+            service_account: node.service_account.clone(),
+        });
+    }
+
+    for r in resources {
+        let Spec::ServiceEntry(se) = &r.spec else {
+            continue;
+        };
+        let ns = &r.meta.namespace;
+        let Some(port) = se.ports.first() else {
+            continue; // validation guarantees exactly one
+        };
+        let mut endpoints = BTreeSet::new();
+        let mut add = |we: &model::WorkloadEntry| {
+            let number = we
+                .ports
+                .get(&port.name)
+                .copied()
+                .or(port.target_port)
+                .unwrap_or(port.number);
+            endpoints.insert(EndpointKey {
+                address: join_host_port(&we.address, number),
+                labels: we.labels.clone(),
+                service_account: we.service_account.clone().unwrap_or_default(),
+            });
+        };
+        for we in &se.endpoints {
+            add(we);
+        }
+        if let Some(selector) = &se.workload_selector {
+            for other in resources {
+                if let Spec::WorkloadEntry(we) = &other.spec
+                    && &other.meta.namespace == ns
+                    && selector.iter().all(|(k, v)| we.labels.get(k) == Some(v))
+                {
+                    add(we);
+                }
+            }
+        }
+        for host in &se.hosts {
+            let fqdn = qualify_host(host, ns);
+            let mut host_endpoints = endpoints.clone();
+            if se.endpoints.is_empty()
+                && se.workload_selector.is_none()
+                && se.resolution == model::Resolution::Dns
+            {
+                // DNS resolution with no endpoints: the host itself.
+                host_endpoints.insert(EndpointKey {
+                    address: join_host_port(&fqdn, port.target_port.unwrap_or(port.number)),
+                    labels: BTreeMap::new(),
+                    service_account: String::new(),
+                });
+            }
+            let service = catalog.entry(fqdn.clone()).or_default();
+            if service.namespace.is_none() {
+                service.namespace = fqdn
+                    .strip_suffix(&format!(".{CLUSTER_DOMAIN}"))
+                    .and_then(|rest| rest.split_once('.'))
+                    .map(|(_, ns)| ns.to_owned());
+            }
+            service.endpoints.extend(host_endpoints);
+        }
+    }
+    catalog
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}") // IPv6 literal
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// DestinationRules by qualified host, first definition wins (a second one
+/// is a validation error, reported by `check_references`).
+fn destination_rules(resources: &[Resource]) -> Vec<(String, &DestinationRule)> {
+    let mut out: Vec<(String, &DestinationRule)> = Vec::new();
+    for r in resources {
+        if let Spec::DestinationRule(dr) = &r.spec {
+            let host = qualify_host(&dr.host, &r.meta.namespace);
+            if !out.iter().any(|(h, _)| *h == host) {
+                out.push((host, dr));
+            }
+        }
+    }
+    out
+}
+
+/// VirtualServices by qualified host, first definition wins.
+fn virtual_services(resources: &[Resource]) -> Vec<(String, VsRef<'_>)> {
+    let mut out: Vec<(String, VsRef<'_>)> = Vec::new();
+    for r in resources {
+        if let Spec::VirtualService(vs) = &r.spec {
+            for host in &vs.hosts {
+                let host = qualify_host(host, &r.meta.namespace);
+                if !out.iter().any(|(h, _)| *h == host) {
+                    out.push((
+                        host,
+                        VsRef {
+                            vs,
+                            namespace: &r.meta.namespace,
+                            name: &r.meta.name,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A VirtualService with the namespace its short names are relative to.
+#[derive(Debug, Clone, Copy)]
+struct VsRef<'a> {
+    vs: &'a VirtualService,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+fn vs_routes(vs: VsRef<'_>, wanted: &mut BTreeSet<(String, String)>) -> Vec<pb::Route> {
+    vs.vs
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, route)| pb::Route {
+            name: route
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}/http[{i}]", vs.name, vs.namespace)),
+            matches: route.matches.iter().map(route_match).collect(),
+            destinations: route
+                .route
+                .iter()
+                .map(|d| {
+                    let host = qualify_host(&d.host, vs.namespace);
+                    let subset = d.subset.clone().unwrap_or_default();
+                    let cluster = cluster_name(&host, &subset);
+                    wanted.insert((host, subset));
+                    pb::WeightedCluster {
+                        cluster,
+                        weight: d.weight,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn route_match(m: &HttpMatch) -> pb::RouteMatch {
+    let keys = |list: &[(String, Option<StringMatch>)]| {
+        list.iter()
+            .map(|(name, value)| pb::KeyMatch {
+                name: name.clone(),
+                value: value.as_ref().map(string_match),
+            })
+            .collect()
+    };
+    pb::RouteMatch {
+        uri: m.uri.as_ref().map(string_match),
+        headers: keys(&m.headers),
+        authority: m.authority.as_ref().map(string_match),
+        method: m.method.as_ref().map(string_match),
+        query_params: keys(&m.query_params),
+        ignore_uri_case: m.ignore_uri_case,
+    }
+}
+
+fn string_match(m: &StringMatch) -> pb::StringMatch {
+    use pb::string_match::Kind;
+    pb::StringMatch {
+        kind: Some(match m {
+            StringMatch::Exact(s) => Kind::Exact(s.clone()),
+            StringMatch::Prefix(s) => Kind::Prefix(s.clone()),
+            StringMatch::Regex(s) => Kind::Regex(s.clone()),
+        }),
+    }
+}
+
+fn cluster(
+    host: &str,
+    subset: &str,
+    service: &Service,
+    rule: Option<&DestinationRule>,
+) -> pb::Cluster {
+    let subset_rule = rule.and_then(|r| r.subsets.iter().find(|s| s.name == subset));
+    let endpoints = service
+        .endpoints
+        .iter()
+        .filter(|e| match (subset.is_empty(), subset_rule) {
+            (true, _) => true,
+            // A subset that no rule defines selects nothing: 503 names it.
+            (false, None) => false,
+            (false, Some(s)) => s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)),
+        })
+        .map(|e| pb::Endpoint {
+            address: e.address.clone(),
+            labels: e.labels.clone(),
+            service_account: e.service_account.clone(),
+        })
+        .collect();
+
+    // Subset policy overrides the rule's policy field by field.
+    let base = rule.and_then(|r| r.traffic_policy.as_ref());
+    let over = subset_rule.and_then(|s| s.traffic_policy.as_ref());
+    let load_balancer = over
+        .and_then(|p| p.load_balancer)
+        .or(base.and_then(|p| p.load_balancer))
+        .map_or(pb::LoadBalancer::LeastRequest, |lb| match lb {
+            model::LoadBalancer::LeastRequest => pb::LoadBalancer::LeastRequest,
+            model::LoadBalancer::RoundRobin => pb::LoadBalancer::RoundRobin,
+            model::LoadBalancer::Random => pb::LoadBalancer::Random,
+        });
+    let connection_pool = merge_pool(
+        base.and_then(|p| p.connection_pool.as_ref()),
+        over.and_then(|p| p.connection_pool.as_ref()),
+    );
+    let outlier_detection = merge_outlier(
+        base.and_then(|p| p.outlier_detection.as_ref()),
+        over.and_then(|p| p.outlier_detection.as_ref()),
+    );
+
+    pb::Cluster {
+        name: cluster_name(host, subset),
+        service: host.to_owned(),
+        subset: subset.to_owned(),
+        load_balancer: load_balancer.into(),
+        endpoints,
+        connection_pool,
+        outlier_detection,
+    }
+}
+
+fn ms(d: Option<std::time::Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn merge_pool(
+    base: Option<&ConnectionPool>,
+    over: Option<&ConnectionPool>,
+) -> Option<pb::ConnectionPool> {
+    if base.is_none() && over.is_none() {
+        return None;
+    }
+    let get = |f: fn(&ConnectionPool) -> Option<u32>| over.and_then(f).or(base.and_then(f));
+    let dur = |f: fn(&ConnectionPool) -> Option<std::time::Duration>| {
+        ms(over.and_then(f).or(base.and_then(f)))
+    };
+    Some(pb::ConnectionPool {
+        max_connections: get(|p| p.max_connections).unwrap_or(0),
+        connect_timeout_ms: dur(|p| p.connect_timeout),
+        tcp_idle_timeout_ms: dur(|p| p.tcp_idle_timeout),
+        http1_max_pending_requests: get(|p| p.http1_max_pending_requests).unwrap_or(0),
+        http2_max_requests: get(|p| p.http2_max_requests).unwrap_or(0),
+        max_requests_per_connection: get(|p| p.max_requests_per_connection).unwrap_or(0),
+        http_idle_timeout_ms: dur(|p| p.http_idle_timeout),
+        max_retries: get(|p| p.max_retries).unwrap_or(0),
+    })
+}
+
+fn merge_outlier(
+    base: Option<&OutlierDetection>,
+    over: Option<&OutlierDetection>,
+) -> Option<pb::OutlierDetection> {
+    if base.is_none() && over.is_none() {
+        return None;
+    }
+    let get = |f: fn(&OutlierDetection) -> Option<u32>| over.and_then(f).or(base.and_then(f));
+    let dur = |f: fn(&OutlierDetection) -> Option<std::time::Duration>| {
+        ms(over.and_then(f).or(base.and_then(f)))
+    };
+    Some(pb::OutlierDetection {
+        consecutive_5xx_errors: get(|o| o.consecutive_5xx_errors).unwrap_or(0),
+        consecutive_gateway_errors: get(|o| o.consecutive_gateway_errors).unwrap_or(0),
+        interval_ms: dur(|o| o.interval),
+        base_ejection_time_ms: dur(|o| o.base_ejection_time),
+        max_ejection_percent: get(|o| o.max_ejection_percent).unwrap_or(0),
+        min_health_percent: get(|o| o.min_health_percent).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests;

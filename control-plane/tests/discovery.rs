@@ -1,0 +1,192 @@
+//! The discovery service over a real gRPC connection: registration,
+//! pushes on change, only to the proxies a change affects, and
+//! deregistration when a stream ends.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use remora_control_plane::config::parse_str;
+use remora_control_plane::discovery;
+use remora_control_plane::mesh::Mesh;
+use remora_proto::pb;
+use remora_proto::pb::discovery_client::DiscoveryClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+const CANARY: &str = "
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 90
+    - destination: {host: reviews, subset: v2}
+      weight: 10
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+";
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Proxy {
+    requests: mpsc::Sender<pb::DiscoveryRequest>,
+    snapshots: tonic::Streaming<pb::Snapshot>,
+}
+
+impl Proxy {
+    async fn connect(addr: std::net::SocketAddr, node: pb::Node) -> Proxy {
+        let mut client = DiscoveryClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        let (requests, rx) = mpsc::channel(4);
+        requests
+            .send(pb::DiscoveryRequest {
+                node: Some(node),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let snapshots = client
+            .stream(ReceiverStream::new(rx))
+            .await
+            .expect("stream")
+            .into_inner();
+        Proxy {
+            requests,
+            snapshots,
+        }
+    }
+
+    /// The next snapshot, ACKed.
+    async fn next(&mut self) -> pb::Snapshot {
+        let s = tokio::time::timeout(WAIT, self.snapshots.message())
+            .await
+            .expect("no snapshot within 5 s")
+            .expect("stream failed")
+            .expect("stream ended");
+        self.requests
+            .send(pb::DiscoveryRequest {
+                version_info: s.version.clone(),
+                response_nonce: s.nonce.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        s
+    }
+}
+
+fn node(service: &str, version: &str, inbound: &str) -> pb::Node {
+    pb::Node {
+        id: format!("{service}-{version}"),
+        service: service.into(),
+        namespace: "default".into(),
+        labels: [("version".to_owned(), version.to_owned())].into(),
+        service_account: service.into(),
+        inbound_address: inbound.into(),
+    }
+}
+
+fn endpoints(s: &pb::Snapshot, cluster: &str) -> Vec<String> {
+    s.clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .map(|c| c.endpoints.iter().map(|e| e.address.clone()).collect())
+        .unwrap_or_default()
+}
+
+const V1: &str = "v1|reviews.default.svc.cluster.local";
+const V2: &str = "v2|reviews.default.svc.cluster.local";
+
+#[tokio::test]
+async fn registry_changes_reach_exactly_the_affected_proxies() {
+    let mesh = Arc::new(Mesh::new());
+    let outcome = parse_str(Path::new("canary.yaml"), CANARY);
+    assert!(!outcome.has_errors(), "{:?}", outcome.diagnostics);
+    mesh.set_config(outcome.resources);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(discovery::serve(listener, Arc::clone(&mesh), async {
+        let _ = stopped.await;
+    }));
+
+    // A client-only proxy sees the routes before any endpoint exists.
+    let mut client = Proxy::connect(addr, node("productpage", "v1", "")).await;
+    let first = client.next().await;
+    assert!(!first.version.is_empty());
+    assert!(endpoints(&first, V1).is_empty());
+
+    // A v1 workload registers: the client hears of it.
+    let mut v1 = Proxy::connect(addr, node("reviews", "v1", "127.0.0.1:1001")).await;
+    v1.next().await;
+    let second = client.next().await;
+    assert_eq!(endpoints(&second, V1), ["127.0.0.1:1001"]);
+    assert_ne!(first.version, second.version);
+
+    // Another client-only workload connects: nobody's view changes, so the
+    // client's next snapshot is the one caused by the v2 workload below.
+    let mut other = Proxy::connect(addr, node("details", "v1", "")).await;
+    other.next().await;
+    let mut v2 = Proxy::connect(addr, node("reviews", "v2", "127.0.0.1:1002")).await;
+    v2.next().await;
+    let third = client.next().await;
+    assert_eq!(endpoints(&third, V2), ["127.0.0.1:1002"]);
+    assert_eq!(endpoints(&third, V1), ["127.0.0.1:1001"]);
+
+    // The v1 workload's stream ends: it leaves the registry.
+    drop(v1);
+    let fourth = client.next().await;
+    assert!(endpoints(&fourth, V1).is_empty());
+    assert_eq!(endpoints(&fourth, V2), ["127.0.0.1:1002"]);
+
+    // A config change reaches everyone whose view it changes.
+    let outcome = parse_str(Path::new("canary.yaml"), &CANARY.replace("90", "50"));
+    mesh.set_config(outcome.resources);
+    let fifth = client.next().await;
+    let weights: Vec<u32> = fifth.virtual_hosts[0].routes[0]
+        .destinations
+        .iter()
+        .map(|d| d.weight)
+        .collect();
+    assert_eq!(weights, [50, 10]);
+
+    let _ = stop.send(());
+    drop((client, other, v2));
+    tokio::time::timeout(WAIT, server)
+        .await
+        .expect("server did not stop")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_first_request_without_a_node_is_refused_with_a_reason() {
+    let mesh = Arc::new(Mesh::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(discovery::serve(listener, mesh, std::future::pending()));
+    let mut client = DiscoveryClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(pb::DiscoveryRequest::default()).await.unwrap();
+    let err = client
+        .stream(ReceiverStream::new(rx))
+        .await
+        .expect_err("must be refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("node"), "{}", err.message());
+}
