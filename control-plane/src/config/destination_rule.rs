@@ -1,0 +1,306 @@
+//! `DestinationRule.spec`: host, traffic policy and subsets.
+
+use super::cursor::{Ctx, Node, Schema, TransposeNone};
+use super::model::{
+    ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Subset, TrafficPolicy,
+};
+use super::values;
+
+const SPEC: Schema = Schema {
+    known: &["host", "trafficPolicy", "subsets"],
+    unsupported: &["exportTo", "workloadSelector"],
+};
+
+const SUBSET: Schema = Schema {
+    known: &["name", "labels", "trafficPolicy"],
+    unsupported: &[],
+};
+
+const TRAFFIC_POLICY: Schema = Schema {
+    known: &["loadBalancer", "connectionPool", "outlierDetection"],
+    unsupported: &[
+        "tls",
+        "portLevelSettings",
+        "tunnel",
+        "proxyProtocol",
+        "retryBudget",
+    ],
+};
+
+const LOAD_BALANCER: Schema = Schema {
+    known: &["simple"],
+    unsupported: &[
+        "consistentHash",
+        "localityLbSetting",
+        "warmupDurationSecs",
+        "warmup",
+    ],
+};
+
+const CONNECTION_POOL: Schema = Schema {
+    known: &["tcp", "http"],
+    unsupported: &[],
+};
+
+const TCP_SETTINGS: Schema = Schema {
+    known: &["maxConnections", "connectTimeout", "idleTimeout"],
+    unsupported: &["tcpKeepalive", "maxConnectionDuration"],
+};
+
+const HTTP_SETTINGS: Schema = Schema {
+    known: &[
+        "http1MaxPendingRequests",
+        "http2MaxRequests",
+        "maxRequestsPerConnection",
+        "maxRetries",
+        "idleTimeout",
+    ],
+    unsupported: &[
+        "h2UpgradePolicy",
+        "useClientProtocol",
+        "maxConcurrentStreams",
+    ],
+};
+
+const OUTLIER_DETECTION: Schema = Schema {
+    known: &[
+        "consecutive5xxErrors",
+        "consecutiveGatewayErrors",
+        "consecutiveErrors",
+        "interval",
+        "baseEjectionTime",
+        "maxEjectionPercent",
+        "minHealthPercent",
+    ],
+    unsupported: &[
+        "splitExternalLocalOriginErrors",
+        "consecutiveLocalOriginFailures",
+    ],
+};
+
+/// Which not-yet-enforced policies were already reported for this resource.
+#[derive(Default)]
+struct Reported {
+    connection_pool: bool,
+    outlier_detection: bool,
+}
+
+/// Reads a DestinationRule spec.
+pub(crate) fn parse(ctx: &mut Ctx, spec: &Node<'_>) -> Option<DestinationRule> {
+    let spec = spec.map(ctx, &SPEC)?;
+    let mut reported = Reported::default();
+    let host = spec
+        .required(ctx, "host")
+        .and_then(|n| values::host(ctx, n));
+    let traffic_policy = spec
+        .get("trafficPolicy")
+        .map(|n| traffic_policy(ctx, n, &mut reported))
+        .transpose_none();
+    let subsets = match spec.get("subsets") {
+        None => Some(Vec::new()),
+        Some(n) => subsets(ctx, n, &mut reported),
+    };
+    Some(DestinationRule {
+        host: host?.to_owned(),
+        traffic_policy: traffic_policy?,
+        subsets: subsets?,
+    })
+}
+
+fn subsets(ctx: &mut Ctx, node: &Node<'_>, reported: &mut Reported) -> Option<Vec<Subset>> {
+    let errors = ctx.resource_errors();
+    let mut out: Vec<(Subset, usize)> = Vec::new();
+    for item in node.seq(ctx)? {
+        let Some(s) = item.map(ctx, &SUBSET) else {
+            continue;
+        };
+        let name_node = s.required(ctx, "name");
+        let name = name_node.and_then(|n| values::object_name(ctx, n));
+        let labels = match s.get("labels") {
+            None => Some(Default::default()),
+            Some(n) => n.string_map(ctx),
+        };
+        let traffic_policy = s
+            .get("trafficPolicy")
+            .map(|n| traffic_policy(ctx, n, reported))
+            .transpose_none();
+        let (Some(name), Some(name_node)) = (name, name_node) else {
+            continue;
+        };
+        if let Some((_, first_line)) = out.iter().find(|(s, _)| s.name == name) {
+            ctx.error(
+                name_node.line(),
+                name_node.path(),
+                format!("duplicate subset `{name}` (first defined at line {first_line})"),
+            );
+            continue;
+        }
+        if let (Some(labels), Some(traffic_policy)) = (labels, traffic_policy) {
+            let subset = Subset {
+                name: name.to_owned(),
+                labels,
+                traffic_policy,
+            };
+            out.push((subset, name_node.line()));
+        }
+    }
+    (ctx.resource_errors() == errors).then(|| out.into_iter().map(|(s, _)| s).collect())
+}
+
+fn traffic_policy(
+    ctx: &mut Ctx,
+    node: &Node<'_>,
+    reported: &mut Reported,
+) -> Option<TrafficPolicy> {
+    let p = node.map(ctx, &TRAFFIC_POLICY)?;
+    let load_balancer = p
+        .get("loadBalancer")
+        .map(|n| load_balancer(ctx, n))
+        .transpose_none();
+    let connection_pool = p.get("connectionPool").map(|n| {
+        if !std::mem::replace(&mut reported.connection_pool, true) {
+            not_enforced(ctx, n, "connectionPool");
+        }
+        connection_pool(ctx, n)
+    });
+    let outlier_detection = p.get("outlierDetection").map(|n| {
+        if !std::mem::replace(&mut reported.outlier_detection, true) {
+            not_enforced(ctx, n, "outlierDetection");
+        }
+        outlier_detection(ctx, n)
+    });
+    Some(TrafficPolicy {
+        load_balancer: load_balancer?,
+        connection_pool: connection_pool.transpose_none()?,
+        outlier_detection: outlier_detection.transpose_none()?,
+    })
+}
+
+fn not_enforced(ctx: &mut Ctx, node: &Node<'_>, key: &str) {
+    ctx.warn(
+        node.line(),
+        node.path(),
+        format!("`{key}` is accepted but not enforced until the resilience issue"),
+    );
+}
+
+fn load_balancer(ctx: &mut Ctx, node: &Node<'_>) -> Option<LoadBalancer> {
+    let errors = ctx.resource_errors();
+    let lb = node.map(ctx, &LOAD_BALANCER)?;
+    if lb.get("simple").is_none() && ctx.resource_errors() != errors {
+        return None; // `consistentHash` & co. were reported; "missing simple" would be noise
+    }
+    let simple = lb.required(ctx, "simple")?;
+    let name = simple.str(ctx)?;
+    let policy = match name {
+        "LEAST_REQUEST" => LoadBalancer::LeastRequest,
+        "ROUND_ROBIN" => LoadBalancer::RoundRobin,
+        "RANDOM" => LoadBalancer::Random,
+        "LEAST_CONN" => {
+            ctx.warn(
+                simple.line(),
+                simple.path(),
+                "`LEAST_CONN` is deprecated; use `LEAST_REQUEST` (Remora reads it as LEAST_REQUEST)",
+            );
+            LoadBalancer::LeastRequest
+        }
+        "PASSTHROUGH" | "UNSPECIFIED" => {
+            ctx.error(
+                simple.line(),
+                simple.path(),
+                format!(
+                    "`{name}` is not supported by Remora; use LEAST_REQUEST, ROUND_ROBIN or RANDOM"
+                ),
+            );
+            return None;
+        }
+        _ => {
+            ctx.error(
+                simple.line(),
+                simple.path(),
+                format!(
+                    "unknown load balancer `{name}`; expected LEAST_REQUEST, ROUND_ROBIN or RANDOM"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(policy)
+}
+
+fn connection_pool(ctx: &mut Ctx, node: &Node<'_>) -> Option<ConnectionPool> {
+    let errors = ctx.resource_errors();
+    let pool = node.map(ctx, &CONNECTION_POOL)?;
+    let mut out = ConnectionPool::default();
+    if let Some(tcp) = pool.get("tcp").and_then(|n| n.map(ctx, &TCP_SETTINGS)) {
+        out.max_connections = tcp.get("maxConnections").and_then(|n| n.u32(ctx));
+        out.connect_timeout = tcp
+            .get("connectTimeout")
+            .and_then(|n| values::duration(ctx, n));
+        out.tcp_idle_timeout = tcp
+            .get("idleTimeout")
+            .and_then(|n| values::duration(ctx, n));
+    }
+    if let Some(http) = pool.get("http").and_then(|n| n.map(ctx, &HTTP_SETTINGS)) {
+        let int = |ctx: &mut Ctx, key: &str| http.get(key).and_then(|n| n.u32(ctx));
+        out.http1_max_pending_requests = int(ctx, "http1MaxPendingRequests");
+        out.http2_max_requests = int(ctx, "http2MaxRequests");
+        out.max_requests_per_connection = int(ctx, "maxRequestsPerConnection");
+        out.max_retries = int(ctx, "maxRetries");
+        out.http_idle_timeout = http
+            .get("idleTimeout")
+            .and_then(|n| values::duration(ctx, n));
+    }
+    (ctx.resource_errors() == errors).then_some(out)
+}
+
+fn outlier_detection(ctx: &mut Ctx, node: &Node<'_>) -> Option<OutlierDetection> {
+    let errors = ctx.resource_errors();
+    let od = node.map(ctx, &OUTLIER_DETECTION)?;
+    let count = |ctx: &mut Ctx, key: &str| od.get(key).and_then(|n| n.u32(ctx));
+    let percent = |ctx: &mut Ctx, key: &str| {
+        od.get(key)
+            .and_then(|n| n.int_in(ctx, 0..=100))
+            .and_then(|v| u32::try_from(v).ok())
+    };
+    let gateway = match (
+        od.get("consecutiveErrors"),
+        od.get("consecutiveGatewayErrors"),
+    ) {
+        (Some(old), Some(_)) => {
+            ctx.error(
+                old.line(),
+                old.path(),
+                "`consecutiveErrors` and `consecutiveGatewayErrors` are both given; \
+                 `consecutiveErrors` is the deprecated name of `consecutiveGatewayErrors`, \
+                 keep only `consecutiveGatewayErrors`",
+            );
+            None
+        }
+        (Some(old), None) => {
+            ctx.warn(
+                old.line(),
+                old.path(),
+                "`consecutiveErrors` is deprecated; use `consecutiveGatewayErrors` \
+                 (Remora reads it as consecutiveGatewayErrors: 502, 503 and 504 only)",
+            );
+            old.u32(ctx)
+        }
+        (None, _) => count(ctx, "consecutiveGatewayErrors"),
+    };
+    let out = OutlierDetection {
+        consecutive_5xx_errors: count(ctx, "consecutive5xxErrors"),
+        consecutive_gateway_errors: gateway,
+        interval: od.get("interval").and_then(|n| values::duration(ctx, n)),
+        base_ejection_time: od
+            .get("baseEjectionTime")
+            .and_then(|n| values::duration(ctx, n)),
+        max_ejection_percent: percent(ctx, "maxEjectionPercent"),
+        min_health_percent: percent(ctx, "minHealthPercent"),
+    };
+    (ctx.resource_errors() == errors).then_some(out)
+}
+
+#[cfg(test)]
+#[path = "destination_rule_tests.rs"]
+mod tests;

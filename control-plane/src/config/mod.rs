@@ -1,0 +1,36 @@
+//! Reading Istio-style YAML into Remora's validated config model.
+//!
+//! [`parse_file`] and [`parse_str`] read one file (any number of `---`
+//! separated documents) with one hand-written walker over the YAML node
+//! tree, so that every [`Diagnostic`] names the file, the 1-based line of
+//! the offending node, the resource (`VirtualService default/reviews`) and
+//! the field path (`spec.http[1].route[0].weight`). [`check_references`]
+//! then looks across all files for duplicates and dangling subsets.
+//!
+//! A file is all-or-nothing: [`FileOutcome::resources`] holds what parsed
+//! cleanly, but when [`FileOutcome::has_errors`] is true the server
+//! rejects the whole file and keeps that file's last good version.
+//!
+//! Unknown fields are errors (with a "did you mean" hint), and so are Istio
+//! fields Remora does not support yet: nothing in a file is silently ignored.
+
+mod cursor;
+mod destination_rule;
+mod error;
+mod files;
+pub mod model;
+mod parse;
+mod references;
+mod resilience;
+mod service_entry;
+mod string_match;
+mod suggest;
+#[cfg(test)]
+mod test_support;
+mod values;
+mod virtual_service;
+
+pub use error::{Diagnostic, FileOutcome, Severity};
+pub use files::yaml_files;
+pub use parse::{parse_file, parse_str};
+pub use references::{check_references, qualify_host};

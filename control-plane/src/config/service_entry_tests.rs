@@ -1,0 +1,172 @@
+//! Unit tests for ServiceEntry and WorkloadEntry parsing.
+
+use super::super::Severity;
+use super::super::model::{Location, Resolution, Spec};
+use super::super::test_support::{messages, only_spec, parse_spec};
+
+fn errors(kind: &str, spec: &str) -> Vec<String> {
+    messages(&parse_spec(kind, spec), Severity::Error)
+}
+
+#[test]
+fn static_service_entry_with_ip_endpoints_loads() {
+    let outcome = parse_spec(
+        "ServiceEntry",
+        "
+  hosts: [payments.internal]
+  location: MESH_INTERNAL
+  ports: [{number: 8080, name: http, protocol: http}]
+  resolution: STATIC
+  endpoints:
+    - address: 10.0.0.7
+      ports: {http: 18080}
+      labels: {version: v1}
+",
+    );
+    let Spec::ServiceEntry(se) = only_spec(&outcome) else {
+        panic!("not a ServiceEntry");
+    };
+    assert_eq!(se.location, Location::MeshInternal);
+    assert_eq!(se.resolution, Resolution::Static);
+    assert_eq!(se.ports[0].protocol.as_deref(), Some("HTTP"));
+    assert_eq!(se.endpoints[0].address, "10.0.0.7");
+    assert_eq!(se.endpoints[0].ports["http"], 18080);
+}
+
+#[test]
+fn static_resolution_needs_ip_addresses_and_endpoints() {
+    assert_eq!(
+        errors(
+            "ServiceEntry",
+            "
+  hosts: [api.example.com]
+  ports: [{number: 443, name: https, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+    - address: api.example.com
+",
+        ),
+        [
+            "spec.endpoints[0].address: resolution STATIC needs IP addresses, `api.example.com` is \
+          not one (use resolution DNS for host names)"
+        ]
+    );
+    assert_eq!(
+        errors(
+            "ServiceEntry",
+            "
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+",
+        ),
+        ["spec.resolution: resolution STATIC needs `endpoints` or a `workloadSelector`"]
+    );
+}
+
+#[test]
+fn one_http_port_and_a_supported_resolution_are_required() {
+    assert_eq!(
+        errors(
+            "ServiceEntry",
+            "
+  hosts: [db.example.com]
+  addresses: [10.0.0.0/24]
+  ports:
+    - {number: 5432, name: pg, protocol: TCP}
+    - {number: 5433, name: pg2}
+",
+        ),
+        [
+            "spec.resolution: missing required field `resolution`: Remora supports STATIC and \
+             DNS (Istio's default, NONE, is not supported yet)",
+            "spec.addresses: `addresses` is not supported by Remora yet",
+            "spec.ports: 2 ports are given, but multiple ports are not supported by Remora yet; \
+             give exactly one",
+        ]
+    );
+    assert_eq!(
+        errors(
+            "ServiceEntry",
+            "
+  hosts: [db.example.com]
+  ports: [{number: 5432, name: pg, protocol: TCP}]
+  resolution: NONE
+",
+        ),
+        [
+            "spec.ports[0].protocol: protocol `TCP` is not supported by Remora yet; use HTTP, \
+             HTTP2 or GRPC",
+            "spec.resolution: resolution `NONE` is not supported by Remora yet; use STATIC or DNS",
+        ]
+    );
+}
+
+#[test]
+fn endpoint_port_names_should_name_the_service_port() {
+    let outcome = parse_spec(
+        "ServiceEntry",
+        "
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: DNS
+  endpoints:
+    - address: eu.api.example.com
+      ports: {web: 8080}
+",
+    );
+    assert!(!outcome.has_errors());
+    assert_eq!(
+        messages(&outcome, Severity::Warning),
+        [
+            "spec.endpoints[0].ports.web: no port of this ServiceEntry is named `web` (its port is \
+          `http`); this mapping is unused"
+        ]
+    );
+}
+
+#[test]
+fn workload_entry_reads_address_ports_labels_and_account() {
+    let outcome = parse_spec(
+        "WorkloadEntry",
+        "
+  address: 192.168.1.20
+  ports: {http: 9080}
+  labels: {app: reviews, version: v3}
+  serviceAccount: reviews
+",
+    );
+    let Spec::WorkloadEntry(we) = only_spec(&outcome) else {
+        panic!("not a WorkloadEntry");
+    };
+    assert_eq!(we.address, "192.168.1.20");
+    assert_eq!(we.labels["version"], "v3");
+    assert_eq!(we.service_account.as_deref(), Some("reviews"));
+    assert_eq!(
+        errors("WorkloadEntry", "\n  address: ''\n  weight: 3\n"),
+        [
+            "spec.address: must not be empty",
+            "spec.weight: `weight` is not supported by Remora yet",
+        ]
+    );
+}
+
+#[test]
+fn endpoints_and_workload_selector_are_exclusive_as_in_istio() {
+    assert_eq!(
+        errors(
+            "ServiceEntry",
+            "
+  hosts: [payments.internal]
+  ports: [{number: 8080, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+  workloadSelector: {labels: {app: payments}}
+",
+        ),
+        [
+            "spec.workloadSelector: give either `endpoints` or `workloadSelector`, not both \
+          (Istio rejects both)"
+        ]
+    );
+}
