@@ -10,11 +10,15 @@ pub mod binaries;
 pub mod client;
 pub mod discovery;
 pub mod echo;
+pub mod load;
 pub mod mesh;
 pub mod process;
+pub mod scenario;
+pub mod yaml;
 
 pub use backend::Backend;
 pub use binaries::{bin, workspace_root};
 pub use client::{HttpClient, Protocol, Reply};
+pub use load::{Load, Sample};
 pub use mesh::{ControlPlane, DemoApp, EVENT_TIMEOUT, Mesh, Proxy, ProxySpec};
 pub use process::{Event, Process};
