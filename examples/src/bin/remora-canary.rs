@@ -1,0 +1,410 @@
+//! `remora-canary`: the README's demo, a 90/10 canary on one machine.
+//!
+//! Starts, all on 127.0.0.1 with free ports, a control plane reading
+//! `examples/canary/mesh.yaml`, the demo app as `reviews` v1 and v2 each
+//! behind a sidecar, and a client sidecar for `productpage`; sends requests
+//! for `reviews` through the client sidecar and prints which version
+//! answered. Everything it started is stopped when it ends, fails, or is
+//! interrupted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use remora_examples::child::{Child, find_binary, stop_all};
+use serde_json::Value;
+use tokio::process::Command;
+use tokio::time::Instant;
+
+/// The canary's mesh config, written into a temporary config directory.
+const MESH_YAML: &str = include_str!("../../canary/mesh.yaml");
+/// The longest any process gets to start, and config to propagate.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request through the mesh may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long children get to exit after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How many requests carry `end-user: jason`.
+const JASON_REQUESTS: u32 = 100;
+/// The service the canary splits, and its subsets in `mesh.yaml`.
+const SERVICE: &str = "reviews";
+const SUBSETS: [&str; 2] = ["v1", "v2"];
+
+/// Runs the Remora canary demo on this machine and prints the traffic split.
+#[derive(Debug, Parser)]
+#[command(name = "remora-canary", version, about)]
+struct Args {
+    /// How many requests to send for the 90/10 split.
+    #[arg(long, default_value_t = 1000)]
+    requests: u32,
+    /// Where `remora`, `remora-proxy` and `remora-demo-app` are (default:
+    /// next to this executable).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Echo the children's stderr (their logs), prefixed with their names.
+    #[arg(long)]
+    show_logs: bool,
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Which version answered how many requests, and what went wrong.
+#[derive(Debug, Default)]
+struct Tally {
+    by_version: BTreeMap<String, u32>,
+    failed: u32,
+    first_failure: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let dir = match tempfile::Builder::new().prefix("remora-canary-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot create a temporary config directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut children = Vec::new();
+    let outcome = tokio::select! {
+        r = run(&args, dir.path(), &mut children) => r.map(Some),
+        _ = tokio::signal::ctrl_c() => Ok(None),
+    };
+
+    let forced = stop_all(&mut children, STOP_GRACE).await;
+    if !forced.is_empty() {
+        eprintln!(
+            "note: killed {} after {STOP_GRACE:?} without a clean exit",
+            forced.join(", ")
+        );
+    }
+    if let Err(e) = dir.close() {
+        eprintln!("warning: cannot remove the temporary config directory: {e}");
+    }
+
+    match outcome {
+        Ok(Some(true)) => ExitCode::SUCCESS,
+        Ok(Some(false)) => ExitCode::FAILURE,
+        Ok(None) => {
+            eprintln!("interrupted; stopped everything");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the mesh (pushing each child onto `children` as it starts, so the
+/// caller can stop them whatever happens), sends the traffic and prints the
+/// tables. `Ok(false)` when any request failed.
+async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyhow::Result<bool> {
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()
+            .context("cannot find this executable's path")?
+            .parent()
+            .context("this executable has no parent directory")?
+            .to_owned(),
+    };
+    // Check all binaries before starting anything.
+    let remora = find_binary(&bin_dir, "remora")?;
+    let proxy = find_binary(&bin_dir, "remora-proxy")?;
+    let demo_app = find_binary(&bin_dir, "remora-demo-app")?;
+
+    let config = config_dir.join("mesh.yaml");
+    std::fs::write(&config, MESH_YAML)
+        .with_context(|| format!("cannot write {}", config.display()))?;
+    let logs = args.show_logs;
+
+    // The control plane and both apps don't depend on each other: start all
+    // three, then collect their addresses.
+    let mut cmd = Command::new(&remora);
+    cmd.arg("serve")
+        .arg("--config-dir")
+        .arg(config_dir)
+        .args(["--grpc-addr", "127.0.0.1:0"]);
+    children.push(Child::spawn("control plane (remora serve)", cmd, logs)?);
+    for version in SUBSETS {
+        let mut cmd = Command::new(&demo_app);
+        cmd.args(["--listen", "127.0.0.1:0", "--service", SERVICE])
+            .args(["--version", version]);
+        children.push(Child::spawn(
+            &format!("demo app {SERVICE} {version}"),
+            cmd,
+            logs,
+        )?);
+    }
+    let grpc = children[0]
+        .wait_field("listening", "grpc", STEP_TIMEOUT)
+        .await?;
+    let control_plane = format!("http://{grpc}");
+    println!("control plane   gRPC {grpc}  config {}", config.display());
+    let mut apps = Vec::new();
+    for (i, version) in SUBSETS.into_iter().enumerate() {
+        let addr = children[1 + i]
+            .wait_field("listening", "addr", STEP_TIMEOUT)
+            .await?;
+        println!("{SERVICE} {version}      app  {addr}");
+        apps.push((version, addr));
+    }
+
+    // One sidecar per app, then the client's.
+    let mut inbound = BTreeMap::new();
+    for (version, app) in &apps {
+        let mut cmd = Command::new(&proxy);
+        cmd.args(["--service", SERVICE, "--namespace", "default"])
+            .arg("--label")
+            .arg(format!("version={version}"))
+            .args(["--control-plane", &control_plane])
+            .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
+            .args(["--admin", "127.0.0.1:0", "--app", app]);
+        let mut sidecar = Child::spawn(&format!("sidecar {SERVICE} {version}"), cmd, logs)?;
+        let addr = sidecar
+            .wait_field("listening", "inbound", STEP_TIMEOUT)
+            .await?;
+        println!("{SERVICE} {version}      sidecar inbound {addr}");
+        inbound.insert(version.to_string(), addr);
+        children.push(sidecar);
+    }
+    for version in SUBSETS {
+        let sidecar = children
+            .iter_mut()
+            .find(|c| c.name() == format!("sidecar {SERVICE} {version}"))
+            .context("sidecar was started above")?;
+        sidecar.wait_event("ready", STEP_TIMEOUT).await?;
+    }
+
+    let mut cmd = Command::new(&proxy);
+    cmd.args(["--service", "productpage", "--label", "version=v1"])
+        .args(["--no-inbound", "--control-plane", &control_plane])
+        .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+    children.push(Child::spawn("sidecar productpage", cmd, logs)?);
+    let client_proxy = children.last_mut().context("just pushed")?;
+    let listening = client_proxy.wait_event("listening", STEP_TIMEOUT).await?;
+    let field = |name: &str| {
+        listening
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("productpage sidecar's `listening` has no `{name}`"))
+    };
+    let (outbound, admin) = (field("outbound")?, field("admin")?);
+    client_proxy.wait_event("ready", STEP_TIMEOUT).await?;
+    println!("productpage     sidecar outbound {outbound}  admin {admin}");
+
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    // Registration is asynchronous: wait until the client sidecar knows both
+    // subsets' endpoints.
+    if let Err(e) = wait_for_endpoints(&client, &admin, &inbound, STEP_TIMEOUT).await {
+        let err = children
+            .last_mut()
+            .context("just pushed")?
+            .failure(&format!("{e:#}"))
+            .await;
+        return Err(err);
+    }
+
+    let canary = send(&client, &outbound, args.requests, None).await;
+    let jason = send(&client, &outbound, JASON_REQUESTS, Some("jason")).await;
+    println!();
+    print_tally(
+        &format!(
+            "canary 90/10: {} requests through the productpage sidecar",
+            args.requests
+        ),
+        &canary,
+        true,
+    );
+    print_tally(
+        &format!("end-user: jason: {JASON_REQUESTS} requests"),
+        &jason,
+        false,
+    );
+    Ok(canary.failed == 0 && jason.failed == 0)
+}
+
+/// Polls the client sidecar's `/config_dump` every 50 ms until, for each
+/// subset, the `<subset>|reviews.…` cluster holds exactly that subset's
+/// sidecar (by inbound address).
+async fn wait_for_endpoints(
+    client: &HttpClient,
+    admin: &str,
+    expected: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last_seen = match get_json(client, &format!("http://{admin}/config_dump")).await {
+            Ok(dump) => {
+                let seen = cluster_endpoints(&dump);
+                let done = expected.iter().all(|(subset, addr)| {
+                    seen.get(subset.as_str())
+                        .is_some_and(|eps| eps.len() == 1 && eps[0] == *addr)
+                });
+                if done {
+                    return Ok(());
+                }
+                format!("{seen:?}")
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "the productpage sidecar did not learn the {SERVICE} endpoints {expected:?} \
+                 within {timeout:?}; its /config_dump last showed: {last_seen}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Subset → endpoint addresses of the `reviews` clusters in a config dump.
+fn cluster_endpoints(dump: &Value) -> BTreeMap<String, Vec<String>> {
+    let clusters = dump
+        .pointer("/snapshot/clusters")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let prefix = format!("{SERVICE}.");
+    clusters
+        .iter()
+        .filter_map(|c| {
+            let (subset, host) = c.get("name")?.as_str()?.split_once('|')?;
+            if !host.starts_with(&prefix) {
+                return None;
+            }
+            let eps = c
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e.get("address")?.as_str().map(str::to_owned))
+                .collect();
+            Some((subset.to_owned(), eps))
+        })
+        .collect()
+}
+
+async fn get_json(client: &HttpClient, url: &str) -> anyhow::Result<Value> {
+    let req = Request::get(url).body(Empty::new())?;
+    let resp = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
+        .await
+        .with_context(|| format!("GET {url} timed out"))??;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if status != StatusCode::OK {
+        bail!("GET {url}: {status} {}", String::from_utf8_lossy(&body));
+    }
+    serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
+}
+
+/// Sends `n` sequential `GET /version` for `reviews` through `outbound`.
+async fn send(client: &HttpClient, outbound: &str, n: u32, end_user: Option<&str>) -> Tally {
+    let mut tally = Tally::default();
+    for _ in 0..n {
+        match get_version(client, outbound, end_user).await {
+            Ok(version) => *tally.by_version.entry(version).or_default() += 1,
+            Err(e) => {
+                tally.failed += 1;
+                tally.first_failure.get_or_insert(e);
+            }
+        }
+    }
+    tally
+}
+
+/// One request; the answering version, or why there was none.
+async fn get_version(
+    client: &HttpClient,
+    outbound: &str,
+    end_user: Option<&str>,
+) -> Result<String, String> {
+    let mut req = Request::get(format!("http://{outbound}/version")).header(header::HOST, SERVICE);
+    if let Some(user) = end_user {
+        req = req.header("end-user", user);
+    }
+    let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
+        .map_err(|e| format!("{e:#}"))?;
+    let status = resp.status();
+    let body = tokio::time::timeout(REQUEST_TIMEOUT, resp.into_body().collect())
+        .await
+        .map_err(|_| format!("body not complete within {REQUEST_TIMEOUT:?}"))?
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body).trim().to_owned();
+    if status == StatusCode::OK {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+fn print_tally(title: &str, tally: &Tally, with_failures: bool) {
+    println!("{title}");
+    let total = tally.by_version.values().sum::<u32>() + tally.failed;
+    let width = total.to_string().len().max(4);
+    for (version, count) in &tally.by_version {
+        if with_failures {
+            let pct = f64::from(*count) * 100.0 / f64::from(total.max(1));
+            println!("  {version:<4} {count:>width$}  ({pct:.1}%)");
+        } else {
+            println!("  {version:<4} {count:>width$}");
+        }
+    }
+    if with_failures || tally.failed > 0 {
+        println!("  failed {}", tally.failed);
+    }
+    if let Some(first) = &tally.first_failure {
+        println!("  first failure: {first}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn cluster_endpoints_reads_reviews_subsets_only() {
+        let dump = serde_json::json!({"version": "1", "snapshot": {"clusters": [
+            {"name": "v1|reviews.default.svc.cluster.local",
+             "endpoints": [{"address": "127.0.0.1:1"}]},
+            {"name": "v2|reviews.default.svc.cluster.local", "endpoints": []},
+            {"name": "v1|ratings.default.svc.cluster.local",
+             "endpoints": [{"address": "127.0.0.1:3"}]},
+        ]}});
+        let seen = cluster_endpoints(&dump);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen["v1"], vec!["127.0.0.1:1".to_owned()]);
+        assert!(seen["v2"].is_empty());
+    }
+
+    #[test]
+    fn embedded_mesh_yaml_is_the_canary() {
+        assert!(MESH_YAML.contains("kind: VirtualService"));
+        assert!(MESH_YAML.contains("kind: DestinationRule"));
+        assert!(!MESH_YAML.contains("connectionPool"));
+        assert!(!MESH_YAML.contains("outlierDetection"));
+    }
+}

@@ -1,0 +1,10 @@
+//! Runnable Remora scenarios.
+//!
+//! - `remora-demo-app` ([`demo_app`]): the HTTP service every example and
+//!   end-to-end test puts behind a sidecar.
+//! - `remora-canary`: starts a control plane, two versions of `reviews` with
+//!   their sidecars and a client sidecar, and shows the 90/10 canary split
+//!   (see `examples/canary/README.md`). [`child`] holds its process helpers.
+
+pub mod child;
+pub mod demo_app;
