@@ -4,25 +4,41 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// The binaries this process has built already.
-static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// What this process has built already.
+static BUILT: Mutex<Built> = Mutex::new(Built {
+    workspace: None,
+    bins: Vec::new(),
+});
+
+#[derive(Debug)]
+struct Built {
+    /// Whether `--workspace --bins` succeeded (`None`: not tried yet).
+    workspace: Option<bool>,
+    /// Binaries built one by one after the workspace build failed.
+    bins: Vec<String>,
+}
 
 /// The path of workspace binary `name` (`remora`, `remora-proxy`,
 /// `remora-demo-app`), built for the test's own profile.
 ///
-/// The first call for a name in a process runs `$CARGO build --bin <name>`
-/// (a no-op when it is current); later calls reuse it. One binary at a time
-/// rather than `--workspace --bins`, so that a test needing only the proxy
-/// does not fail on another crate's compile error. Panics with cargo's
-/// output if the build fails or the binary does not exist.
+/// The first call in a process runs `$CARGO build --workspace --bins` (a
+/// no-op when everything is current). If that fails (another crate does not
+/// compile), each binary is built alone with `--bin <name>`, so a test that
+/// needs only the proxy still runs. Panics with cargo's output if the
+/// binary cannot be built or does not exist.
 pub fn bin(name: &str) -> PathBuf {
     let dir = profile_dir();
     {
         // Held across the build: concurrent callers wait rather than race.
         let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-        if !built.iter().any(|b| b == name) {
-            build(name, &dir);
-            built.push(name.to_owned());
+        let workspace = *built
+            .workspace
+            .get_or_insert_with(|| cargo_build(&dir, &["--workspace", "--bins"]).is_ok());
+        if !workspace && !built.bins.iter().any(|b| b == name) {
+            if let Err(output) = cargo_build(&dir, &["--bin", name]) {
+                panic!("`cargo build --bin {name}` failed:\n{output}");
+            }
+            built.bins.push(name.to_owned());
         }
     }
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
@@ -51,7 +67,9 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn build(name: &str, profile_dir: &Path) {
+/// Runs `$CARGO build <args>` for the test's profile and target directory;
+/// on failure returns cargo's stderr.
+fn cargo_build(profile_dir: &Path, args: &[&str]) -> Result<(), String> {
     let target_dir = profile_dir.parent().expect("profile dir has a parent");
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev",
@@ -61,15 +79,20 @@ fn build(name: &str, profile_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--bin", name, "--profile", profile])
+        .arg("build")
+        .args(args)
+        .args(["--profile", profile])
         .arg("--target-dir")
         .arg(target_dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
-    assert!(
-        output.status.success(),
-        "`cargo build --bin {name} --profile {profile}` failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
 }
