@@ -19,6 +19,7 @@ use remora_proto::pb;
 use remora_proto::pb::discovery_server::{Discovery, DiscoveryServer};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -75,8 +76,16 @@ impl Discovery for DiscoveryService {
             Status::invalid_argument("the first DiscoveryRequest must carry `node`")
         })?;
         check_node(&node)?;
+        // A proxy that already has a config waits out the warm-up.
+        let hold_until = (!hello.version_info.is_empty()).then(|| self.mesh.warm_until());
         let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(session(Arc::clone(&self.mesh), node, requests, tx));
+        tokio::spawn(session(
+            Arc::clone(&self.mesh),
+            node,
+            hold_until,
+            requests,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -104,6 +113,7 @@ fn check_node(node: &pb::Node) -> Result<(), Status> {
 async fn session(
     mesh: Arc<Mesh>,
     node: pb::Node,
+    hold_until: Option<Instant>,
     mut requests: Streaming<pb::DiscoveryRequest>,
     tx: mpsc::Sender<Result<pb::Snapshot, Status>>,
 ) {
@@ -128,7 +138,8 @@ async fn session(
             snapshot_for(&node, &resources, &registered)
         };
         let version = version_of(&snapshot);
-        if last_sent.as_deref() != Some(version.as_str()) {
+        let held = hold_until.filter(|t| Instant::now() < *t);
+        if held.is_none() && last_sent.as_deref() != Some(version.as_str()) {
             nonce += 1;
             let snapshot = pb::Snapshot {
                 version: version.clone(),
@@ -162,6 +173,9 @@ async fn session(
                     }
                 },
                 () = tx.closed() => break 'session,
+                () = sleep_until(held.unwrap_or_else(Instant::now)), if held.is_some() => {
+                    continue 'session;
+                }
             }
         }
     }

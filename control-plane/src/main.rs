@@ -37,6 +37,11 @@ enum Command {
         /// Where proxies connect (plaintext gRPC).
         #[arg(long, env = "REMORA_GRPC_ADDR", default_value = "0.0.0.0:15010")]
         grpc_addr: SocketAddr,
+        /// Seconds after start during which proxies that reconnect with a
+        /// config keep it, while the registry refills from reconnecting
+        /// sidecars. Must exceed the proxies' maximum reconnect backoff (5 s).
+        #[arg(long, env = "REMORA_WARMUP_SECS", default_value_t = 6.0)]
+        warmup_secs: f64,
     },
     /// Check YAML files or directories and print every problem; exits 1 on
     /// any error.
@@ -54,7 +59,12 @@ fn main() -> ExitCode {
         Command::Serve {
             config_dir,
             grpc_addr,
+            warmup_secs,
         } => {
+            let Ok(warmup) = std::time::Duration::try_from_secs_f64(warmup_secs) else {
+                eprintln!("error: --warmup-secs {warmup_secs} is not a duration in seconds");
+                return ExitCode::FAILURE;
+            };
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_env_filter(
@@ -69,7 +79,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config_dir, grpc_addr)) {
+            match runtime.block_on(serve(config_dir, grpc_addr, warmup)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -116,8 +126,12 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-async fn serve(config_dir: Option<PathBuf>, grpc_addr: SocketAddr) -> anyhow::Result<()> {
-    let mesh = Arc::new(Mesh::new());
+async fn serve(
+    config_dir: Option<PathBuf>,
+    grpc_addr: SocketAddr,
+    warmup: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mesh = Arc::new(Mesh::with_warmup(warmup));
     if let Some(dir) = config_dir {
         anyhow::ensure!(
             dir.is_dir(),

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use remora_proto::pb;
 use tokio::sync::watch;
+use tokio::time::{Duration, Instant};
 
 use crate::config::model::Resource;
 use crate::translate::Nodes;
@@ -17,6 +18,7 @@ pub struct Mesh {
     config: watch::Sender<Arc<Vec<Resource>>>,
     nodes: watch::Sender<Arc<Nodes>>,
     next_id: AtomicU64,
+    warm_until: Instant,
 }
 
 impl Default for Mesh {
@@ -26,13 +28,33 @@ impl Default for Mesh {
 }
 
 impl Mesh {
-    /// An empty mesh: no resources, no workloads.
+    /// An empty mesh: no resources, no workloads, no warm-up.
     pub fn new() -> Self {
+        Self::with_warmup(Duration::ZERO)
+    }
+
+    /// An empty mesh whose registry is incomplete for `warmup` from now.
+    ///
+    /// The registry lives in the connected proxies: after a restart it is
+    /// empty and fills as they reconnect, each after its own backoff. A
+    /// proxy that already has a config must not be pushed a snapshot built
+    /// from half a registry (it would drop the endpoints of sidecars that
+    /// have not reconnected yet and fail requests), so snapshots for such
+    /// proxies are held until the warm-up is over. Proxies without a config
+    /// get theirs at once: they serve nothing until they have one.
+    pub fn with_warmup(warmup: Duration) -> Self {
         Mesh {
             config: watch::Sender::new(Arc::new(Vec::new())),
             nodes: watch::Sender::new(Arc::new(Nodes::new())),
             next_id: AtomicU64::new(1),
+            warm_until: Instant::now() + warmup,
         }
+    }
+
+    /// When the registry is complete enough to push to proxies that
+    /// already have a config.
+    pub fn warm_until(&self) -> Instant {
+        self.warm_until
     }
 
     /// Replaces the config (the resources of every accepted file).

@@ -190,3 +190,54 @@ async fn a_first_request_without_a_node_is_refused_with_a_reason() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("node"), "{}", err.message());
 }
+
+#[tokio::test]
+async fn after_a_restart_proxies_with_a_config_keep_it_until_the_registry_refills() {
+    let mesh = Arc::new(Mesh::with_warmup(Duration::from_millis(1500)));
+    let warm_until = mesh.warm_until();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(discovery::serve(listener, mesh, std::future::pending()));
+
+    // A sidecar reconnecting with the version it serves: registered at once
+    // (others can route to it) but pushed nothing before the warm-up ends.
+    let mut reconnecting = {
+        let mut client = DiscoveryClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let (requests, rx) = mpsc::channel(4);
+        requests
+            .send(pb::DiscoveryRequest {
+                node: Some(node("reviews", "v1", "127.0.0.1:1001")),
+                version_info: "0123456789abcdef".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let snapshots = client
+            .stream(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        Proxy {
+            requests,
+            snapshots,
+        }
+    };
+
+    // A new proxy (no config yet) is served at once, and already sees the
+    // reconnected sidecar.
+    let mut fresh = Proxy::connect(addr, node("productpage", "v1", "")).await;
+    let snapshot = fresh.next().await;
+    assert_eq!(
+        endpoints(&snapshot, "|reviews.default.svc.cluster.local"),
+        ["127.0.0.1:1001"]
+    );
+
+    let held = reconnecting.next().await;
+    assert!(
+        tokio::time::Instant::now() >= warm_until,
+        "a reconnecting proxy was pushed during the warm-up"
+    );
+    assert!(!held.version.is_empty());
+}
