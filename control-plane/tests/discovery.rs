@@ -46,6 +46,11 @@ struct Proxy {
 
 impl Proxy {
     async fn connect(addr: std::net::SocketAddr, node: pb::Node) -> Proxy {
+        Self::reconnect(addr, node, "").await
+    }
+
+    /// Connects saying it already serves `version_info` (empty: no config).
+    async fn reconnect(addr: std::net::SocketAddr, node: pb::Node, version_info: &str) -> Proxy {
         let mut client = DiscoveryClient::connect(format!("http://{addr}"))
             .await
             .expect("connect");
@@ -53,6 +58,7 @@ impl Proxy {
         requests
             .send(pb::DiscoveryRequest {
                 node: Some(node),
+                version_info: version_info.into(),
                 ..Default::default()
             })
             .await
@@ -201,29 +207,12 @@ async fn after_a_restart_proxies_with_a_config_keep_it_until_the_registry_refill
 
     // A sidecar reconnecting with the version it serves: registered at once
     // (others can route to it) but pushed nothing before the warm-up ends.
-    let mut reconnecting = {
-        let mut client = DiscoveryClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        let (requests, rx) = mpsc::channel(4);
-        requests
-            .send(pb::DiscoveryRequest {
-                node: Some(node("reviews", "v1", "127.0.0.1:1001")),
-                version_info: "0123456789abcdef".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let snapshots = client
-            .stream(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        Proxy {
-            requests,
-            snapshots,
-        }
-    };
+    let mut reconnecting = Proxy::reconnect(
+        addr,
+        node("reviews", "v1", "127.0.0.1:1001"),
+        "0123456789abcdef",
+    )
+    .await;
 
     // A new proxy (no config yet) is served at once, and already sees the
     // reconnected sidecar.
