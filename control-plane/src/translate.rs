@@ -70,6 +70,7 @@ pub fn snapshot_for(node: &pb::Node, resources: &[Resource], nodes: &Nodes) -> p
                         cluster: cluster_name(host, ""),
                         weight: 100,
                     }],
+                    ..Default::default()
                 }]
             }
         };
@@ -310,6 +311,8 @@ fn vs_routes(vs: VsRef<'_>, wanted: &mut BTreeSet<(String, String)>) -> Vec<pb::
                     }
                 })
                 .collect(),
+            // Filled from `timeout`, `retries` and `fault` by the resilience work.
+            ..Default::default()
         })
         .collect()
 }

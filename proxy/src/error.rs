@@ -48,7 +48,9 @@ impl ProxyError {
             Self::UnknownHost { .. } | Self::NoRouteMatched { .. } => StatusCode::NOT_FOUND,
             Self::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(
-                UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. },
+                UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Overflow { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(UpstreamError::Request { .. }) => StatusCode::BAD_GATEWAY,
         }
@@ -56,6 +58,14 @@ impl ProxyError {
 
     /// The local reply for this error; the body says why.
     pub fn into_response(self) -> Response<ProxyBody> {
-        local_reply(self.status(), self.to_string())
+        let overloaded = matches!(self, Self::Upstream(UpstreamError::Overflow { .. }));
+        let mut resp = local_reply(self.status(), self.to_string());
+        if overloaded {
+            resp.headers_mut().insert(
+                "x-remora-overloaded",
+                http::HeaderValue::from_static("true"),
+            );
+        }
+        resp
     }
 }

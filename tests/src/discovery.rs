@@ -227,6 +227,7 @@ pub fn route(name: &str, matches: Vec<pb::RouteMatch>, destinations: &[(&str, u3
                 weight: *weight,
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -8,7 +8,7 @@ use remora_proto::pb;
 
 use super::ConfigError;
 use crate::balance::{LoadBalancer, pick_endpoint};
-use crate::upstream::{Endpoint, EndpointRegistry, PoolSettings};
+use crate::upstream::{Endpoint, EndpointRegistry, Outcome, PoolSettings};
 
 /// One (service, subset): the unit of load balancing.
 #[derive(Debug)]
@@ -85,6 +85,25 @@ impl Cluster {
     /// Picks an endpoint per the cluster's load balancer.
     pub fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
         pick_endpoint(self.load_balancer, &self.endpoints, &self.cursor)
+    }
+
+    /// Picks an endpoint, preferring one not in `avoid` (the endpoints that
+    /// already failed this request) when another exists.
+    pub fn pick_endpoint_avoiding(&self, avoid: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
+        let first = self.pick_endpoint()?;
+        if !avoid.iter().any(|a| Arc::ptr_eq(a, first)) {
+            return Some(first);
+        }
+        self.endpoints
+            .iter()
+            .find(|e| !avoid.iter().any(|a| Arc::ptr_eq(a, e)))
+            .or(Some(first))
+    }
+
+    /// Records what an attempt on `endpoint` came to, for outlier detection.
+    pub fn record(&self, endpoint: &Arc<Endpoint>, outcome: Outcome) {
+        // Outlier detection arrives with the resilience work.
+        let _ = (endpoint, outcome);
     }
 }
 

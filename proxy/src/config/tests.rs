@@ -47,11 +47,13 @@ fn canary() -> pb::Snapshot {
                     name: "jason".into(),
                     matches: vec![jason],
                     destinations: vec![dest("v2|reviews", 100)],
+                    ..Default::default()
                 },
                 pb::Route {
                     name: "split".into(),
                     matches: vec![],
                     destinations: vec![dest("v1|reviews", 90), dest("v2|reviews", 10)],
+                    ..Default::default()
                 },
             ],
         }],
@@ -96,6 +98,7 @@ fn first_matching_route_wins() {
         name: "all".into(),
         matches: vec![],
         destinations: vec![dest("v1|reviews", 1)],
+        ..Default::default()
     };
     s.virtual_hosts[0].routes.insert(0, catch_all);
     let config = RuntimeConfig::build(s, &EndpointRegistry::default()).unwrap();

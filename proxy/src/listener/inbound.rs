@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use http::{Request, Response};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::outbound::{into_downstream_response, prepare_upstream_request};
@@ -32,7 +33,11 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<P
         Ok::<_, ProxyError>(
             inbound
                 .app
-                .send(Request::from_parts(parts, body), active, &inbound.pool)
+                .send(
+                    Request::from_parts(parts, Either::Left(body)),
+                    active,
+                    &inbound.pool,
+                )
                 .await?,
         )
     }

@@ -71,7 +71,11 @@ async fn route_and_send(
     let active = endpoint.start_request();
     prepare_upstream_request(&mut parts)?;
     let resp = endpoint
-        .send(Request::from_parts(parts, body), active, cluster.pool())
+        .send(
+            Request::from_parts(parts, Either::Left(body)),
+            active,
+            cluster.pool(),
+        )
         .await?;
     Ok(into_downstream_response(resp))
 }

@@ -11,6 +11,10 @@ use hyper::body::Incoming;
 use super::endpoint::ActiveRequest;
 use super::pool::IdleH1;
 
+/// A request body on its way upstream: the client's body streamed through
+/// as it arrives, or a buffered copy that can be sent again on a retry.
+pub type RequestBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
+
 pin_project_lite::pin_project! {
     /// An upstream response body.
     #[derive(Debug)]

@@ -8,12 +8,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::UpstreamBody;
+use super::body::{RequestBody, UpstreamBody};
 use super::endpoint::{ActiveRequest, Endpoint};
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed.
@@ -64,12 +63,71 @@ pub enum UpstreamError {
         /// hyper's error.
         source: hyper::Error,
     },
+    /// A circuit-breaker limit of the destination host was reached: the
+    /// request was not sent. Answered 503 with `x-remora-overloaded: true`,
+    /// never retried, never counted against the host's health.
+    #[error("upstream {address} overloaded: {limit} reached")]
+    Overflow {
+        /// The endpoint.
+        address: String,
+        /// Which limit, e.g. `maxConnections (1)`.
+        limit: String,
+    },
+}
+
+impl UpstreamError {
+    /// No TCP connection was made (Envoy's `connect-failure`).
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::ConnectTimeout { .. })
+    }
+
+    /// The request certainly never reached the app: a connect failure, an
+    /// h2 stream the server refused, or a request hyper never wrote. Such
+    /// failures are safe to retry for any method.
+    pub fn never_reached_app(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Overflow { .. } => true,
+            Self::Request { source, .. } => {
+                source.is_canceled() // hyper: the request was not sent
+                    || is_refused(source)
+            }
+        }
+    }
+
+    /// The h2 stream was refused by the server (Envoy's `refused-stream`).
+    pub fn is_refused_stream(&self) -> bool {
+        matches!(self, Self::Request { source, .. } if is_refused(source))
+    }
+
+    /// The connection broke after the request may have been sent (Envoy's
+    /// `reset`).
+    pub fn is_reset(&self) -> bool {
+        matches!(self, Self::Request { .. })
+    }
+
+    /// A circuit-breaker overflow.
+    pub fn is_overflow(&self) -> bool {
+        matches!(self, Self::Overflow { .. })
+    }
+}
+
+/// Whether hyper's error is an h2 stream the server refused (RST_STREAM or
+/// GOAWAY with REFUSED_STREAM: RFC 9113 says it was not processed).
+fn is_refused(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// An idle HTTP/1.1 connection and how many requests it has carried.
 #[derive(Debug)]
 pub(super) struct IdleH1 {
-    pub(super) sender: http1::SendRequest<Incoming>,
+    pub(super) sender: http1::SendRequest<RequestBody>,
     pub(super) uses: u32,
 }
 
@@ -77,7 +135,7 @@ pub(super) struct IdleH1 {
 #[derive(Debug, Default)]
 pub(super) struct Connections {
     idle_h1: Mutex<Vec<IdleH1>>,
-    h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>,
 }
 
 impl Connections {
@@ -108,7 +166,7 @@ impl Endpoint {
     /// request never reached the upstream, so this is safe for any method.
     pub async fn send(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         active: ActiveRequest,
         settings: &PoolSettings,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
@@ -121,7 +179,7 @@ impl Endpoint {
 
     async fn send_h1(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         active: ActiveRequest,
         settings: &PoolSettings,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
@@ -156,7 +214,7 @@ impl Endpoint {
 
     async fn send_h2(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         active: ActiveRequest,
         settings: &PoolSettings,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
@@ -186,7 +244,7 @@ impl Endpoint {
         &self,
         settings: &PoolSettings,
         fresh: bool,
-    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
         let mut slot = self.connections.h2.lock().await;
         if let Some(sender) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
             return Ok(sender.clone());
@@ -206,7 +264,7 @@ impl Endpoint {
     async fn connect_h1(
         &self,
         settings: &PoolSettings,
-    ) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
+    ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
         let io = self.connect_tcp(settings).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
