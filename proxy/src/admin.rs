@@ -1,4 +1,5 @@
-//! The admin API (localhost only by default): `/ready` and `/config_dump`.
+//! The admin API (localhost only by default): `/ready`, `/config_dump`
+//! and `/stats`.
 
 use std::sync::Arc;
 
@@ -40,9 +41,14 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
             );
             resp
         }
+        "/stats" => {
+            let mut resp = local_reply(StatusCode::OK, String::new());
+            *resp.body_mut() = Either::Right(Full::new(Bytes::from(crate::stats::render())));
+            resp
+        }
         other => local_reply(
             StatusCode::NOT_FOUND,
-            format!("no admin endpoint {other}; try /ready or /config_dump"),
+            format!("no admin endpoint {other}; try /ready, /config_dump or /stats"),
         ),
     }
 }

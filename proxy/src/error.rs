@@ -1,6 +1,8 @@
 //! Why the proxy answered a request itself, and the one place that maps
 //! each reason to an HTTP status.
 
+use std::time::Duration;
+
 use http::{Response, StatusCode};
 
 use crate::http::{ProxyBody, local_reply};
@@ -36,12 +38,30 @@ pub enum ProxyError {
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The route's `timeout` fired before the response headers came
+    /// (retries and backoff included).
+    #[error("upstream request timeout: no response within the route timeout of {after:?}")]
+    Timeout {
+        /// The route's timeout.
+        after: Duration,
+    },
+    /// The `perTryTimeout` fired on the last try, with no retry left.
+    #[error("upstream per-try timeout: no response within {after:?} from {address}")]
+    PerTryTimeout {
+        /// The retry policy's per-try timeout.
+        after: Duration,
+        /// The endpoint of the last try.
+        address: String,
+    },
+    /// The client's body could not be read for buffering.
+    #[error(transparent)]
+    RequestBody(#[from] crate::retry::body::BufferError),
 }
 
 impl ProxyError {
     /// The status Remora answers with, Envoy-style: routing misses are 404,
     /// an unreachable or missing upstream is 503, a broken upstream response
-    /// is 502.
+    /// is 502, a timeout is 504, a bad request body is 400.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoHost => StatusCode::BAD_REQUEST,
@@ -50,9 +70,12 @@ impl ProxyError {
             Self::Upstream(
                 UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
-                | UpstreamError::Overflow { .. },
+                | UpstreamError::Overflow { .. }
+                | UpstreamError::Stale { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(UpstreamError::Request { .. }) => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } | Self::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::RequestBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use remora_proto::pb;
 use remora_proxy::discovery::{self, ConfigState};
 use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
+use remora_proxy::retry::{BudgetSettings, Retries};
 use remora_proxy::upstream::{Endpoint, PoolSettings};
 use remora_proxy::{admin, events};
 use tokio::net::TcpListener;
@@ -58,6 +60,29 @@ struct Args {
     /// Do not listen for inbound requests (a client-only workload).
     #[arg(long)]
     no_inbound: bool,
+    /// Retry budget: retries may add this percentage of the requests to a
+    /// service in the window (Linkerd's default: 20).
+    #[arg(long, default_value_t = 20.0, value_parser = parse_percent)]
+    retry_budget_percent: f64,
+    /// Retry budget: retries allowed per second regardless of traffic.
+    #[arg(long, default_value_t = 10)]
+    retry_budget_min_per_sec: u32,
+    /// Retry budget: the window requests and retries are counted over, in
+    /// whole seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    retry_budget_window_secs: u64,
+    /// Request bodies up to this many bytes (by `Content-Length`) are kept
+    /// so that a retry can send them again; larger ones are streamed and
+    /// never retried.
+    #[arg(long, default_value_t = remora_proxy::retry::DEFAULT_BUFFER_BYTES)]
+    retry_buffer_bytes: usize,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!("`{s}` is not a percentage (a number, 0 or more)")),
+    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -137,8 +162,14 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let mut tasks = Vec::new();
+    let budget = BudgetSettings {
+        ratio: args.retry_budget_percent / 100.0,
+        min_per_sec: args.retry_budget_min_per_sec,
+        ttl: Duration::from_secs(args.retry_budget_window_secs),
+    };
     let out = Arc::new(Outbound {
         config: Arc::clone(&state.current),
+        retries: Retries::new(budget, args.retry_buffer_bytes),
     });
     tasks.push(tokio::spawn(listener::serve(
         outbound,

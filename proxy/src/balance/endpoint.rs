@@ -36,26 +36,34 @@ pub fn pick_endpoint<'e>(
     endpoints: &'e [Arc<Endpoint>],
     cursor: &AtomicUsize,
 ) -> Option<&'e Arc<Endpoint>> {
-    match endpoints.len() {
+    let i = pick_index(lb, endpoints.len(), cursor, |i| {
+        endpoints[i].active_requests()
+    })?;
+    endpoints.get(i)
+}
+
+/// Picks one of `n` candidates, or `None` when `n` is 0; `active(i)` is
+/// candidate `i`'s requests in flight (for least request). Callers that
+/// leave out ejected hosts pass only the remaining ones.
+pub fn pick_index(
+    lb: LoadBalancer,
+    n: usize,
+    cursor: &AtomicUsize,
+    active: impl Fn(usize) -> usize,
+) -> Option<usize> {
+    match n {
         0 => None,
-        1 => endpoints.first(),
-        n => {
-            let i = match lb {
-                LoadBalancer::RoundRobin => cursor.fetch_add(1, Ordering::Relaxed) % n,
-                LoadBalancer::Random => rand::rng().random_range(0..n),
-                LoadBalancer::LeastRequest => {
-                    let mut rng = rand::rng();
-                    let a = rng.random_range(0..n);
-                    let b = (a + rng.random_range(1..n)) % n;
-                    if endpoints[b].active_requests() < endpoints[a].active_requests() {
-                        b
-                    } else {
-                        a
-                    }
-                }
-            };
-            endpoints.get(i)
-        }
+        1 => Some(0),
+        n => Some(match lb {
+            LoadBalancer::RoundRobin => cursor.fetch_add(1, Ordering::Relaxed) % n,
+            LoadBalancer::Random => rand::rng().random_range(0..n),
+            LoadBalancer::LeastRequest => {
+                let mut rng = rand::rng();
+                let a = rng.random_range(0..n);
+                let b = (a + rng.random_range(1..n)) % n;
+                if active(b) < active(a) { b } else { a }
+            }
+        }),
     }
 }
 

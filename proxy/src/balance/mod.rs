@@ -4,5 +4,5 @@
 mod endpoint;
 mod weighted;
 
-pub use endpoint::{LoadBalancer, pick_endpoint};
+pub use endpoint::{LoadBalancer, pick_endpoint, pick_index};
 pub use weighted::WeightedSchedule;

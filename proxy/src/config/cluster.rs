@@ -1,13 +1,15 @@
 //! A cluster: one (service, subset) with its endpoints and policy.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use remora_proto::pb;
 
 use super::ConfigError;
-use crate::balance::{LoadBalancer, pick_endpoint};
+use crate::balance::{LoadBalancer, pick_index};
+use crate::events;
+use crate::outlier::{OutlierSettings, Verdict};
 use crate::upstream::{Endpoint, EndpointRegistry, Outcome, PoolSettings};
 
 /// One (service, subset): the unit of load balancing.
@@ -20,6 +22,21 @@ pub struct Cluster {
     endpoints: Vec<Arc<Endpoint>>,
     cursor: AtomicUsize,
     pool: PoolSettings,
+    /// `None` without an `outlierDetection` block: nothing is ejected.
+    outlier: Option<OutlierSettings>,
+    /// `http.maxRetries` (0 = unlimited) and the retries in flight.
+    max_retries: u32,
+    retries: Arc<AtomicUsize>,
+}
+
+/// A retry in flight under `http.maxRetries`; dropping it ends the retry.
+#[derive(Debug)]
+pub struct RetryGuard(Arc<AtomicUsize>);
+
+impl Drop for RetryGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Cluster {
@@ -44,13 +61,19 @@ impl Cluster {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut pool = PoolSettings::default();
-        if let Some(cp) = &c.connection_pool {
-            if cp.connect_timeout_ms > 0 {
-                pool.connect_timeout = Duration::from_millis(cp.connect_timeout_ms);
-            }
-            pool.max_requests_per_connection = cp.max_requests_per_connection;
-        }
+        let pool = c
+            .connection_pool
+            .as_ref()
+            .map_or_else(PoolSettings::default, pool_settings);
+        let outlier = c
+            .outlier_detection
+            .as_ref()
+            .map(OutlierSettings::from_proto)
+            .transpose()
+            .map_err(|e| ConfigError::Policy {
+                cluster: c.name.clone(),
+                error: e.to_string(),
+            })?;
         Ok(Self {
             name: c.name.clone(),
             service: c.service.clone(),
@@ -59,6 +82,9 @@ impl Cluster {
             endpoints,
             cursor: AtomicUsize::new(0),
             pool,
+            outlier,
+            max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
+            retries: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -82,29 +108,162 @@ impl Cluster {
         &self.pool
     }
 
-    /// Picks an endpoint per the cluster's load balancer.
+    /// Outlier detection settings; `None` when the cluster has none.
+    pub fn outlier(&self) -> Option<&OutlierSettings> {
+        self.outlier.as_ref()
+    }
+
+    /// The cluster's endpoints, ejected or not.
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    /// Picks an endpoint per the cluster's load balancer among the hosts
+    /// outlier detection has not ejected (among all of them when too few
+    /// are left: see [`OutlierSettings::panics`]).
     pub fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
-        pick_endpoint(self.load_balancer, &self.endpoints, &self.cursor)
+        self.pick_endpoint_at(&[], Instant::now())
     }
 
-    /// Picks an endpoint, preferring one not in `avoid` (the endpoints that
-    /// already failed this request) when another exists.
+    /// Picks an endpoint like [`Self::pick_endpoint`], preferring one not
+    /// in `avoid` (the endpoints that already failed this request) when
+    /// another healthy one exists.
     pub fn pick_endpoint_avoiding(&self, avoid: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
-        let first = self.pick_endpoint()?;
-        if !avoid.iter().any(|a| Arc::ptr_eq(a, first)) {
-            return Some(first);
-        }
-        self.endpoints
-            .iter()
-            .find(|e| !avoid.iter().any(|a| Arc::ptr_eq(a, e)))
-            .or(Some(first))
+        self.pick_endpoint_at(avoid, Instant::now())
     }
 
-    /// Records what an attempt on `endpoint` came to, for outlier detection.
-    pub fn record(&self, endpoint: &Arc<Endpoint>, outcome: Outcome) {
-        // Outlier detection arrives with the resilience work.
-        let _ = (endpoint, outcome);
+    /// [`Self::pick_endpoint_avoiding`] at `now`, for tests.
+    pub fn pick_endpoint_at(
+        &self,
+        avoid: &[Arc<Endpoint>],
+        now: Instant,
+    ) -> Option<&Arc<Endpoint>> {
+        let avoided = |e: &Arc<Endpoint>| avoid.iter().any(|a| Arc::ptr_eq(a, e));
+        let ejected =
+            |e: &Arc<Endpoint>| self.outlier.as_ref().is_some_and(|s| e.is_ejected(now, s));
+        if !self.endpoints.iter().any(|e| avoided(e) || ejected(e)) {
+            // The usual case: nothing to leave out, nothing to allocate.
+            let i = pick_index(
+                self.load_balancer,
+                self.endpoints.len(),
+                &self.cursor,
+                |i| self.endpoints[i].active_requests(),
+            )?;
+            return self.endpoints.get(i);
+        }
+        let healthy: Vec<&Arc<Endpoint>> = self.endpoints.iter().filter(|e| !ejected(e)).collect();
+        let panics = self
+            .outlier
+            .as_ref()
+            .is_some_and(|s| s.panics(healthy.len(), self.endpoints.len()));
+        let pool: Vec<&Arc<Endpoint>> = if panics {
+            self.endpoints.iter().collect()
+        } else {
+            healthy
+        };
+        if pool.iter().any(|e| !avoided(e)) {
+            self.pick_among(&pool, |e| !avoided(e))
+        } else {
+            self.pick_among(&pool, |_| true)
+        }
     }
+
+    /// Picks per the load balancer among the `pool` entries that `keep`.
+    fn pick_among<'a>(
+        &self,
+        pool: &[&'a Arc<Endpoint>],
+        keep: impl Fn(&Arc<Endpoint>) -> bool,
+    ) -> Option<&'a Arc<Endpoint>> {
+        let candidates: Vec<&'a Arc<Endpoint>> = pool.iter().copied().filter(|e| keep(e)).collect();
+        let i = pick_index(self.load_balancer, candidates.len(), &self.cursor, |i| {
+            candidates[i].active_requests()
+        })?;
+        Some(candidates[i])
+    }
+
+    /// Records what an attempt on `endpoint` came to, for outlier
+    /// detection; a no-op without an `outlierDetection` block. Call it
+    /// after every attempt, retries included.
+    pub fn record(&self, endpoint: &Arc<Endpoint>, outcome: Outcome) {
+        if let Some(s) = &self.outlier {
+            self.record_at(endpoint, outcome, Instant::now(), s.random_jitter());
+        }
+    }
+
+    /// [`Self::record`] at `now` with this ejection `jitter`, for tests.
+    /// Returns how long the host was ejected for, if this ejected it.
+    pub fn record_at(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        outcome: Outcome,
+        now: Instant,
+        jitter: Duration,
+    ) -> Option<Duration> {
+        let s = self.outlier.as_ref()?;
+        if endpoint.record_outcome(outcome, now, s) != Verdict::Eject {
+            return None;
+        }
+        let others_ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| !Arc::ptr_eq(e, endpoint) && e.is_ejected(now, s))
+            .count();
+        if others_ejected >= s.max_ejected(self.endpoints.len()) {
+            endpoint.spare();
+            tracing::info!(
+                cluster = %self.name,
+                endpoint = endpoint.address(),
+                "outlier kept: maxEjectionPercent reached"
+            );
+            return None;
+        }
+        let time = endpoint.eject(now, s, jitter);
+        crate::stats::OUTLIER_EJECTIONS.inc();
+        let ms = time.as_millis().to_string();
+        events::emit(
+            "ejected",
+            &[
+                ("cluster", &self.name),
+                ("endpoint", endpoint.address()),
+                ("ms", &ms),
+            ],
+        );
+        Some(time)
+    }
+
+    /// Starts a retry if `http.maxRetries` (retries in flight to this
+    /// cluster, as Istio documents it) allows one; `None` means the retry
+    /// must not be made. The guard ends the retry when dropped.
+    ///
+    /// The count belongs to this config version: a config push starts a
+    /// fresh count (retries of the old version still finish).
+    pub fn try_start_retry(&self) -> Option<RetryGuard> {
+        let max = self.max_retries;
+        self.retries
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max as usize).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| RetryGuard(Arc::clone(&self.retries)))
+    }
+}
+
+/// `connectionPool` into pool settings; zero fields keep the defaults.
+fn pool_settings(cp: &pb::ConnectionPool) -> PoolSettings {
+    let mut pool = PoolSettings::default();
+    if cp.connect_timeout_ms > 0 {
+        pool.connect_timeout = Duration::from_millis(cp.connect_timeout_ms);
+    }
+    pool.max_requests_per_connection = cp.max_requests_per_connection;
+    pool.max_connections = cp.max_connections;
+    pool.max_pending_requests = cp.http1_max_pending_requests;
+    pool.max_requests = cp.http2_max_requests;
+    for ms in [cp.tcp_idle_timeout_ms, cp.http_idle_timeout_ms] {
+        if ms > 0 {
+            pool.idle_timeout = pool.idle_timeout.min(Duration::from_millis(ms));
+        }
+    }
+    pool
 }
 
 fn is_host_port(address: &str) -> bool {
@@ -113,3 +272,7 @@ fn is_host_port(address: &str) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;

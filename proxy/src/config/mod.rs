@@ -73,6 +73,22 @@ pub enum ConfigError {
         /// The second virtual host.
         second: String,
     },
+    /// A cluster's `outlierDetection` or `connectionPool` is out of range.
+    #[error("cluster {cluster}: {error}")]
+    Policy {
+        /// The cluster.
+        cluster: String,
+        /// What is wrong, naming the field.
+        error: String,
+    },
+    /// A route's `timeout`, `retries` or `fault` is invalid.
+    #[error("{route}: {error}")]
+    RoutePolicy {
+        /// The virtual host and route.
+        route: String,
+        /// What is wrong, naming the field.
+        error: String,
+    },
     /// An enum value this proxy does not know (a newer control plane).
     #[error("cluster {cluster}: unknown load balancer {value}")]
     UnknownLoadBalancer {

@@ -2,21 +2,31 @@
 //! header; the proxy routes it to an endpoint of that service.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use http::request::Parts;
 use http::{Request, Response, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::config::RuntimeConfig;
+use crate::config::{Cluster, RuntimeConfig};
 use crate::error::ProxyError;
+use crate::fault::Percentage;
 use crate::http::{ProxyBody, authority, host_of, strip_hop_by_hop};
+use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
+use crate::route::Route;
+use crate::stats;
+use crate::upstream::{Endpoint, Outcome, UpstreamBody, UpstreamError};
 
-/// What the outbound path reads: the current config.
+/// What the outbound path reads: the current config and the retry state.
 #[derive(Debug)]
 pub struct Outbound {
     /// Swapped whole by discovery; each request loads it once.
     pub config: Arc<ArcSwap<RuntimeConfig>>,
+    /// Retry budgets (one per destination service, across config versions)
+    /// and the replay bound for request bodies.
+    pub retries: Retries,
 }
 
 /// Handles one request. The whole outbound path, outermost first:
@@ -26,11 +36,15 @@ pub struct Outbound {
 /// 2. find the virtual host by the Host header or `:authority` (port
 ///    ignored; 404 if unknown);
 /// 3. take the first route whose matches hold (404 if none);
-/// 4. pick a destination by smooth weighted round robin;
-/// 5. pick an endpoint of that destination per its load balancer (503 if
-///    it has none);
-/// 6. send over a pooled connection in the protocol the app used
-///    (HTTP/1.1 or h2), streaming bodies and trailers both ways.
+/// 4. apply the route's `fault`: delay and abort, each by its percentage;
+/// 5. pick a destination by smooth weighted round robin;
+/// 6. try it, within the route's `timeout` (504 when it fires): pick an
+///    endpoint per the load balancer, leaving out ejected hosts and, on a
+///    retry, hosts that already failed this request; send over a pooled
+///    connection in the protocol the app used (HTTP/1.1 or h2), bounded by
+///    `perTryTimeout`; record the outcome for outlier detection; retry
+///    while the policy, `maxRetries` and the retry budget allow, after a
+///    jittered backoff.
 pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<ProxyBody> {
     match route_and_send(&outbound, req).await {
         Ok(resp) => resp,
@@ -57,27 +71,200 @@ async fn route_and_send(
         .ok_or_else(|| ProxyError::NoRouteMatched {
             service: vhost.name().to_owned(),
         })?;
-    let cluster = route.pick_cluster();
-    let endpoint = cluster
-        .pick_endpoint()
-        .ok_or_else(|| ProxyError::NoEndpoint {
-            service: cluster.service().to_owned(),
-            subset: if cluster.subset().is_empty() {
-                "(none)".to_owned()
-            } else {
-                cluster.subset().to_owned()
-            },
-        })?;
-    let active = endpoint.start_request();
+    let fault = route.fault();
+    if fault.is_active() {
+        if let Some(delay) = fault.delay(Percentage::roll()) {
+            stats::FAULT_DELAYS.inc();
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(abort) = fault.abort(Percentage::roll()) {
+            stats::FAULT_ABORTS.inc();
+            return Ok(abort.response());
+        }
+    }
     prepare_upstream_request(&mut parts)?;
-    let resp = endpoint
-        .send(
-            Request::from_parts(parts, Either::Left(body)),
-            active,
-            cluster.pool(),
-        )
-        .await?;
+    let budget = outbound.retries.budgets.for_service(vhost.name());
+    budget.deposit(Instant::now());
+    let tries = Tries {
+        route,
+        cluster: route.pick_cluster(),
+        policy: route.retry(),
+        budget: &budget,
+    };
+    let sent = tries.run(parts, body, outbound.retries.buffer_bytes);
+    let resp = match route.timeout() {
+        None => sent.await?,
+        Some(after) => match tokio::time::timeout(after, sent).await {
+            Ok(result) => result?,
+            Err(_) => {
+                stats::UPSTREAM_TIMEOUT.inc();
+                return Err(ProxyError::Timeout { after });
+            }
+        },
+    };
     Ok(into_downstream_response(resp))
+}
+
+/// One request's tries on its destination.
+struct Tries<'a> {
+    route: &'a Route,
+    cluster: &'a Arc<Cluster>,
+    policy: &'a RetryPolicy,
+    budget: &'a RetryBudget,
+}
+
+/// How one try ended, when it did not end with a response.
+enum TryError {
+    Upstream(UpstreamError),
+    PerTryTimeout { after: Duration, address: String },
+}
+
+impl TryError {
+    fn into_proxy_error(self) -> ProxyError {
+        match self {
+            Self::Upstream(e) => ProxyError::Upstream(e),
+            Self::PerTryTimeout { after, address } => ProxyError::PerTryTimeout { after, address },
+        }
+    }
+}
+
+type TryResult = Result<Response<UpstreamBody>, TryError>;
+
+impl Tries<'_> {
+    /// Tries until a try succeeds or may not be retried; the last try's
+    /// result is the answer.
+    async fn run(
+        &self,
+        parts: Parts,
+        body: Incoming,
+        buffer_bytes: usize,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
+        let mut body = if self.policy.attempts == 0 {
+            ReplayableBody::Streaming(Some(body))
+        } else {
+            crate::retry::buffer_body(&parts.headers, body, buffer_bytes).await?
+        };
+        let method = parts.method.clone();
+        let mut failed: Vec<Arc<Endpoint>> = Vec::new();
+        let mut spare = Some(parts);
+        let mut retry = 0;
+        // Held until the request ends: `maxRetries` counts retries in flight.
+        let mut _retry_guard = None;
+        loop {
+            let endpoint = self.pick(&failed)?;
+            let last_possible = retry == self.policy.attempts || !body.is_replayable();
+            let parts = match (&spare, last_possible) {
+                (Some(p), false) => clone_parts(p),
+                _ => spare.take().ok_or_else(|| no_body_left(&endpoint))?,
+            };
+            let Some(req_body) = body.for_attempt() else {
+                return Err(no_body_left(&endpoint));
+            };
+            let result = self
+                .try_once(&endpoint, Request::from_parts(parts, req_body))
+                .await;
+            let failure = match &result {
+                Ok(resp) => TryFailure::Response(resp.status(), resp.headers()),
+                Err(TryError::Upstream(e)) => TryFailure::Error(e),
+                Err(TryError::PerTryTimeout { .. }) => TryFailure::PerTryTimeout,
+            };
+            if last_possible || !self.policy.should_retry(&method, failure) {
+                return result.map_err(TryError::into_proxy_error);
+            }
+            let Some(guard) = self.cluster.try_start_retry() else {
+                stats::RETRY_OVERFLOW.inc();
+                return result.map_err(TryError::into_proxy_error);
+            };
+            if !self.budget.try_withdraw(Instant::now()) {
+                stats::RETRY_BUDGET_EXHAUSTED.inc();
+                tracing::debug!(
+                    route = self.route.name(),
+                    "retry refused by the retry budget"
+                );
+                return result.map_err(TryError::into_proxy_error);
+            }
+            _retry_guard = Some(guard);
+            drop(result);
+            retry += 1;
+            stats::RETRY_ATTEMPTS.inc();
+            failed.push(endpoint);
+            tokio::time::sleep(backoff(retry, rand::random())).await;
+        }
+    }
+
+    fn pick(&self, failed: &[Arc<Endpoint>]) -> Result<Arc<Endpoint>, ProxyError> {
+        let cluster = self.cluster;
+        cluster
+            .pick_endpoint_avoiding(failed)
+            .cloned()
+            .ok_or_else(|| ProxyError::NoEndpoint {
+                service: cluster.service().to_owned(),
+                subset: if cluster.subset().is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    cluster.subset().to_owned()
+                },
+            })
+    }
+
+    /// One try on `endpoint`, bounded by `perTryTimeout`, its outcome
+    /// recorded for outlier detection.
+    async fn try_once(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        req: Request<crate::upstream::RequestBody>,
+    ) -> TryResult {
+        let active = endpoint.start_request();
+        let send = endpoint.send(req, active, self.cluster.pool());
+        let result = match self.policy.per_try_timeout {
+            None => send.await.map_err(TryError::Upstream),
+            Some(after) => match tokio::time::timeout(after, send).await {
+                Ok(r) => r.map_err(TryError::Upstream),
+                Err(_) => {
+                    stats::UPSTREAM_PER_TRY_TIMEOUT.inc();
+                    Err(TryError::PerTryTimeout {
+                        after,
+                        address: endpoint.address().to_owned(),
+                    })
+                }
+            },
+        };
+        let outcome = match &result {
+            Ok(resp) => Some(Outcome::Response(resp.status())),
+            Err(TryError::PerTryTimeout { .. }) => Some(Outcome::Reset),
+            Err(TryError::Upstream(e)) if e.is_overflow() => {
+                stats::UPSTREAM_OVERFLOW.inc();
+                None
+            }
+            // The pool's race with the upstream's idle close, not a sick host.
+            Err(TryError::Upstream(e)) if e.is_stale() => None,
+            Err(TryError::Upstream(e)) if e.is_connect_failure() => Some(Outcome::ConnectFailure),
+            Err(TryError::Upstream(_)) => Some(Outcome::Reset),
+        };
+        if let Some(outcome) = outcome {
+            self.cluster.record(endpoint, outcome);
+        }
+        result
+    }
+}
+
+/// A copy of the request head for another try (extensions are not kept:
+/// nothing on the outbound path reads them).
+fn clone_parts(p: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = p.method.clone();
+    *req.uri_mut() = p.uri.clone();
+    *req.version_mut() = p.version;
+    *req.headers_mut() = p.headers.clone();
+    req.into_parts().0
+}
+
+/// A streaming body was already sent: nothing is left to retry with.
+fn no_body_left(endpoint: &Endpoint) -> ProxyError {
+    ProxyError::Upstream(UpstreamError::Connect {
+        address: endpoint.address().to_owned(),
+        source: std::io::Error::other("the request body was streamed to an earlier try"),
+    })
 }
 
 /// Makes the request fit for the next hop: HTTP/1.1 requests go out in

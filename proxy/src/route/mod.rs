@@ -5,12 +5,15 @@ mod matcher;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::request::Parts;
 use remora_proto::pb;
 
 use crate::balance::WeightedSchedule;
 use crate::config::{Cluster, ConfigError};
+use crate::fault::FaultPolicy;
+use crate::retry::RetryPolicy;
 
 pub use matcher::{RequestMatch, StringMatcher};
 
@@ -38,13 +41,17 @@ impl VirtualHost {
     }
 }
 
-/// One `http[]` entry: matches (OR'd) and weighted destinations.
+/// One `http[]` entry: matches (OR'd), weighted destinations, and the
+/// resilience policy (`timeout`, `retries`, `fault`).
 #[derive(Debug)]
 pub struct Route {
     name: String,
     matches: Vec<RequestMatch>,
     clusters: Vec<Arc<Cluster>>,
     schedule: WeightedSchedule,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    fault: FaultPolicy,
 }
 
 impl Route {
@@ -75,13 +82,23 @@ impl Route {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let weights: Vec<u32> = r.destinations.iter().map(|d| d.weight).collect();
-        let schedule =
-            WeightedSchedule::new(&weights).ok_or(ConfigError::NoWeight { route: field })?;
+        let schedule = WeightedSchedule::new(&weights).ok_or_else(|| ConfigError::NoWeight {
+            route: field.clone(),
+        })?;
+        let policy_error = |error| ConfigError::RoutePolicy {
+            route: field.clone(),
+            error,
+        };
+        let retry = RetryPolicy::compile(r.retry.as_ref()).map_err(policy_error)?;
+        let fault = FaultPolicy::compile(r.fault.as_ref()).map_err(policy_error)?;
         Ok(Self {
             name: r.name.clone(),
             matches,
             clusters: targets,
             schedule,
+            timeout: (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms)),
+            retry,
+            fault,
         })
     }
 
@@ -93,6 +110,22 @@ impl Route {
     /// An empty match list matches everything; otherwise any one entry.
     pub fn matches(&self, req: &Parts) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    }
+
+    /// `timeout`: bounds the whole request, retries and backoff included,
+    /// until the response headers. `None`: no bound.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// `retries`, or the safe default when the route has none.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// `fault`; inactive when the route has none.
+    pub fn fault(&self) -> &FaultPolicy {
+        &self.fault
     }
 
     /// The destination for the next request (smooth weighted round robin).

@@ -35,7 +35,10 @@ impl Done {
     /// The body ended cleanly: the connection may carry another request.
     fn finish(self) {
         if let Some(conn) = self.conn {
-            self.active.endpoint().connections.put_idle(conn);
+            let endpoint = self.active.endpoint();
+            if endpoint.connections.put_idle(conn) {
+                endpoint.limits.notify_idle();
+            }
         }
     }
 }

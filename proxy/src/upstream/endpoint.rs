@@ -1,10 +1,14 @@
 //! One upstream address and its shared state.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
+use super::Outcome;
+use super::limits::{Limits, RequestSlot};
 use super::pool::Connections;
+use crate::outlier::{OutlierDetector, OutlierSettings, Verdict};
 
 /// An upstream `host:port` (an IP, or a DNS name resolved at connect time).
 ///
@@ -17,6 +21,11 @@ pub struct Endpoint {
     address: String,
     active: AtomicUsize,
     pub(super) connections: Connections,
+    pub(super) limits: Limits,
+    outlier: Mutex<OutlierDetector>,
+    /// Set while the host may be ejected; lets a pick skip the lock for
+    /// the (usual) hosts that are not.
+    ejected: AtomicBool,
 }
 
 impl Endpoint {
@@ -26,6 +35,9 @@ impl Endpoint {
             address,
             active: AtomicUsize::new(0),
             connections: Connections::default(),
+            limits: Limits::default(),
+            outlier: Mutex::new(OutlierDetector::default()),
+            ejected: AtomicBool::new(false),
         }
     }
 
@@ -42,24 +54,85 @@ impl Endpoint {
     /// Counts a request as active until the returned guard is dropped.
     pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveRequest(Arc::clone(self))
+        ActiveRequest {
+            endpoint: Arc::clone(self),
+            admitted: None,
+        }
+    }
+
+    /// Open upstream connections (HTTP/1.1 and HTTP/2), idle or busy.
+    pub fn open_connections(&self) -> usize {
+        self.limits.connections()
+    }
+
+    /// Whether outlier detection has this host ejected at `now`. A host
+    /// whose ejection time has passed returns here (its counters reset).
+    pub fn is_ejected(&self, now: Instant, settings: &OutlierSettings) -> bool {
+        if !self.ejected.load(Ordering::Acquire) {
+            return false;
+        }
+        // The flag changes only under the lock, so a concurrent ejection
+        // cannot be undone by this return.
+        let mut outlier = self.outlier();
+        let ejected = outlier.is_ejected(now, settings);
+        if !ejected {
+            self.ejected.store(false, Ordering::Release);
+        }
+        ejected
+    }
+
+    /// Counts an attempt's outcome; [`Verdict::Eject`] asks the caller
+    /// (the cluster, which knows the other hosts) to decide.
+    pub(crate) fn record_outcome(
+        &self,
+        outcome: Outcome,
+        now: Instant,
+        settings: &OutlierSettings,
+    ) -> Verdict {
+        self.outlier().record(outcome, now, settings)
+    }
+
+    /// Ejects the host; returns how long for.
+    pub(crate) fn eject(
+        &self,
+        now: Instant,
+        settings: &OutlierSettings,
+        jitter: Duration,
+    ) -> Duration {
+        let mut outlier = self.outlier();
+        let until = outlier.eject(now, settings, jitter);
+        self.ejected.store(true, Ordering::Release);
+        until - now
+    }
+
+    /// Keeps the host in despite its errors (`maxEjectionPercent`).
+    pub(crate) fn spare(&self) {
+        self.outlier().spare();
+    }
+
+    fn outlier(&self) -> MutexGuard<'_, OutlierDetector> {
+        self.outlier.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// A request in flight on an endpoint; dropping it ends the request.
 #[derive(Debug)]
-pub struct ActiveRequest(Arc<Endpoint>);
+pub struct ActiveRequest {
+    endpoint: Arc<Endpoint>,
+    /// The `http2MaxRequests` slot, once the request was admitted.
+    pub(super) admitted: Option<RequestSlot>,
+}
 
 impl ActiveRequest {
     /// The endpoint serving this request.
     pub fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.0
+        &self.endpoint
     }
 }
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod body;
 mod endpoint;
+mod limits;
 mod pool;
 
 pub use body::{RequestBody, UpstreamBody};

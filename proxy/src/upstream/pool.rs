@@ -5,7 +5,7 @@
 //! with, so gRPC (h2, trailers) passes through unchanged.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, Version};
 use hyper::client::conn::{http1, http2};
@@ -14,17 +14,31 @@ use tokio::net::TcpStream;
 
 use super::body::{RequestBody, UpstreamBody};
 use super::endpoint::{ActiveRequest, Endpoint};
+use super::limits::ConnectionSlot;
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed.
 const MAX_IDLE_H1: usize = 64;
 
-/// Pool behaviour from the DestinationRule's `connectionPool`.
+/// Pool behaviour and circuit-breaker limits from the DestinationRule's
+/// `connectionPool`, per destination host. 0 means unlimited throughout
+/// (Istio's defaults are 2^32−1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     /// `tcp.connectTimeout` (Istio's default: 10 s).
     pub connect_timeout: Duration,
     /// `http.maxRequestsPerConnection`; 0 means unlimited, 1 disables keep-alive.
     pub max_requests_per_connection: u32,
+    /// `tcp.maxConnections`: open connections (HTTP/1.1 and HTTP/2).
+    pub max_connections: u32,
+    /// `http.http1MaxPendingRequests`: requests waiting for a connection
+    /// while `max_connections` are open; one more overflows at once.
+    pub max_pending_requests: u32,
+    /// `http.http2MaxRequests`: requests in flight, for any HTTP version.
+    pub max_requests: u32,
+    /// The shorter of `tcp.idleTimeout` and `http.idleTimeout` (Istio's
+    /// default: 1 h): a pooled HTTP/1.1 connection idle this long is
+    /// closed instead of reused.
+    pub idle_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -32,6 +46,10 @@ impl Default for PoolSettings {
         Self {
             connect_timeout: Duration::from_secs(10),
             max_requests_per_connection: 0,
+            max_connections: 0,
+            max_pending_requests: 0,
+            max_requests: 0,
+            idle_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -58,6 +76,20 @@ pub enum UpstreamError {
     /// The connection failed before or while the response headers came.
     #[error("upstream {address} failed: {source}")]
     Request {
+        /// The endpoint.
+        address: String,
+        /// hyper's error.
+        source: hyper::Error,
+    },
+    /// A pooled HTTP/1.1 connection failed before any byte of the response
+    /// came: the upstream had closed it while idle, and the request was
+    /// written into a closing socket (the race behind Istio's "503 UC").
+    /// The upstream did not process it, but the proxy cannot prove that, so
+    /// only idempotent methods are retried on it by default.
+    #[error(
+        "pooled connection to {address} was closed by the upstream before it answered: {source}"
+    )]
+    Stale {
         /// The endpoint.
         address: String,
         /// hyper's error.
@@ -91,6 +123,7 @@ impl UpstreamError {
                 source.is_canceled() // hyper: the request was not sent
                     || is_refused(source)
             }
+            Self::Stale { .. } => false,
         }
     }
 
@@ -102,13 +135,37 @@ impl UpstreamError {
     /// The connection broke after the request may have been sent (Envoy's
     /// `reset`).
     pub fn is_reset(&self) -> bool {
-        matches!(self, Self::Request { .. })
+        matches!(self, Self::Request { .. } | Self::Stale { .. })
+    }
+
+    /// A reused connection that the upstream had closed while idle.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Self::Stale { .. })
     }
 
     /// A circuit-breaker overflow.
     pub fn is_overflow(&self) -> bool {
         matches!(self, Self::Overflow { .. })
     }
+}
+
+/// Whether hyper's error on a reused connection says the peer had closed
+/// it: end of stream or a reset before the response began.
+fn closed_early(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_closed() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Whether hyper's error is an h2 stream the server refused (RST_STREAM or
@@ -129,6 +186,16 @@ fn is_refused(e: &hyper::Error) -> bool {
 pub(super) struct IdleH1 {
     pub(super) sender: http1::SendRequest<RequestBody>,
     pub(super) uses: u32,
+    /// When it went idle, for the idle timeout.
+    pub(super) since: Instant,
+    /// When it goes idle past this, it is closed rather than reused.
+    pub(super) idle_timeout: Duration,
+}
+
+impl IdleH1 {
+    fn usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.saturating_duration_since(self.since) < self.idle_timeout
+    }
 }
 
 /// The connections of one endpoint.
@@ -139,23 +206,40 @@ pub(super) struct Connections {
 }
 
 impl Connections {
-    /// Returns a connection whose response finished cleanly.
-    pub(super) fn put_idle(&self, conn: IdleH1) {
+    /// Keeps a connection whose response finished cleanly, closing those
+    /// past their idle timeout or closed by the upstream meanwhile.
+    /// Returns whether it was kept.
+    pub(super) fn put_idle(&self, mut conn: IdleH1) -> bool {
+        let now = Instant::now();
+        conn.since = now;
         let mut idle = self.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|c| c.usable(now));
         if idle.len() < MAX_IDLE_H1 {
             idle.push(conn);
+            true
+        } else {
+            false
         }
     }
 
+    /// The most recently used idle connection that is still open and within
+    /// its idle timeout; the others on the way are closed (dropped).
     fn take_idle(&self) -> Option<IdleH1> {
+        let now = Instant::now();
         let mut idle = self.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(conn) = idle.pop() {
-            if !conn.sender.is_closed() {
+            if conn.usable(now) {
                 return Some(conn);
             }
         }
         None
     }
+}
+
+/// Where an HTTP/1.1 request's connection comes from.
+enum H1Slot {
+    Idle(IdleH1),
+    New(ConnectionSlot),
 }
 
 impl Endpoint {
@@ -164,12 +248,26 @@ impl Endpoint {
     /// A pooled connection that turns out to be closed before the request was
     /// written (the idle race) is replaced by a new one transparently; the
     /// request never reached the upstream, so this is safe for any method.
+    ///
+    /// Circuit breaking: over `http2MaxRequests` in flight, or with
+    /// `maxConnections` open and `http1MaxPendingRequests` already waiting,
+    /// the request fails at once with [`UpstreamError::Overflow`]. Below
+    /// that, a request that finds all connections busy waits for one.
     pub async fn send(
         &self,
         req: Request<RequestBody>,
-        active: ActiveRequest,
+        mut active: ActiveRequest,
         settings: &PoolSettings,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        if active.admitted.is_none() {
+            let slot = self
+                .limits
+                .try_admit(settings.max_requests)
+                .ok_or_else(|| {
+                    self.overflow(format!("http2MaxRequests ({})", settings.max_requests))
+                })?;
+            active.admitted = Some(slot);
+        }
         if req.version() == Version::HTTP_2 {
             self.send_h2(req, active, settings).await
         } else {
@@ -184,15 +282,18 @@ impl Endpoint {
         settings: &PoolSettings,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         loop {
-            let (mut conn, reused) = match self.connections.take_idle() {
-                Some(mut conn) => match conn.sender.ready().await {
+            let slot = self.h1_slot(settings).await?;
+            let (mut conn, reused) = match slot {
+                H1Slot::Idle(mut conn) => match conn.sender.ready().await {
                     Ok(()) => (conn, true),
                     Err(_) => continue,
                 },
-                None => (
+                H1Slot::New(slot) => (
                     IdleH1 {
-                        sender: self.connect_h1(settings).await?,
+                        sender: self.connect_h1(settings, slot).await?,
                         uses: 0,
+                        since: Instant::now(),
+                        idle_timeout: settings.idle_timeout,
                     },
                     false,
                 ),
@@ -206,6 +307,12 @@ impl Endpoint {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => req = unsent,
+                    _ if reused && closed_early(e.error()) => {
+                        return Err(UpstreamError::Stale {
+                            address: self.address().to_owned(),
+                            source: e.into_error(),
+                        });
+                    }
                     _ => return Err(self.request_error(e.into_error())),
                 },
             }
@@ -239,6 +346,54 @@ impl Endpoint {
         })
     }
 
+    /// An idle pooled connection, or a slot to open one; waits (queued
+    /// under `http1MaxPendingRequests`) while `maxConnections` are busy.
+    async fn h1_slot(&self, settings: &PoolSettings) -> Result<H1Slot, UpstreamError> {
+        let attempt = || {
+            if let Some(conn) = self.connections.take_idle() {
+                return Some(H1Slot::Idle(conn));
+            }
+            self.limits
+                .try_open(settings.max_connections)
+                .map(H1Slot::New)
+        };
+        self.limits
+            .wait(settings.max_pending_requests, attempt)
+            .await
+            .ok_or_else(|| self.pending_overflow(settings))
+    }
+
+    /// A slot for a new connection, waiting like [`Self::h1_slot`]; idle
+    /// HTTP/1.1 connections are closed to make room.
+    async fn new_slot(&self, settings: &PoolSettings) -> Result<ConnectionSlot, UpstreamError> {
+        let attempt = || {
+            let slot = self.limits.try_open(settings.max_connections);
+            if slot.is_none() {
+                // Its slot comes back when its task ends.
+                drop(self.connections.take_idle());
+            }
+            slot
+        };
+        self.limits
+            .wait(settings.max_pending_requests, attempt)
+            .await
+            .ok_or_else(|| self.pending_overflow(settings))
+    }
+
+    fn pending_overflow(&self, settings: &PoolSettings) -> UpstreamError {
+        self.overflow(format!(
+            "maxConnections ({}) and http1MaxPendingRequests ({})",
+            settings.max_connections, settings.max_pending_requests
+        ))
+    }
+
+    fn overflow(&self, limit: String) -> UpstreamError {
+        UpstreamError::Overflow {
+            address: self.address().to_owned(),
+            limit,
+        }
+    }
+
     /// The shared h2 connection, (re)connected when absent or closed.
     async fn h2_sender(
         &self,
@@ -249,6 +404,9 @@ impl Endpoint {
         if let Some(sender) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
             return Ok(sender.clone());
         }
+        // The old connection, if any, closes once its streams end.
+        slot.take();
+        let conn_slot = self.new_slot(settings).await?;
         let io = self.connect_tcp(settings).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -256,21 +414,29 @@ impl Endpoint {
             .handshake(io)
             .await
             .map_err(|e| self.request_error(e))?;
-        tokio::spawn(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(conn_slot);
+        });
         *slot = Some(sender.clone());
         Ok(sender)
     }
 
+    /// Opens a connection that holds `slot` until it closes.
     async fn connect_h1(
         &self,
         settings: &PoolSettings,
+        slot: ConnectionSlot,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
         let io = self.connect_tcp(settings).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| self.request_error(e))?;
-        tokio::spawn(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
         Ok(sender)
     }
 

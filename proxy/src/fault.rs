@@ -1,0 +1,269 @@
+//! Fault injection (VirtualService `fault`): delay some requests, answer
+//! some locally with an error, each by its own percentage. An absent
+//! percentage means "never", as in Istio.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use remora_proto::pb;
+
+use crate::http::{ProxyBody, local_reply};
+
+/// A share of requests, held in parts per million; in range once built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percentage(u32);
+
+/// Parts per million in 100%.
+const MILLION: u32 = 1_000_000;
+
+impl Percentage {
+    /// From a percent in `[0, 100]`; `None` outside it or for NaN.
+    pub fn from_percent(p: f64) -> Option<Self> {
+        (0.0..=100.0)
+            .contains(&p)
+            .then(|| Self((p * 10_000.0).round() as u32))
+    }
+
+    /// Whether a request with the uniform `roll` in `[0, 1_000_000)` is in
+    /// the share.
+    pub fn applies(self, roll: u32) -> bool {
+        roll < self.0
+    }
+
+    /// A uniform roll for [`Percentage::applies`].
+    pub fn roll() -> u32 {
+        rand::random_range(0..MILLION)
+    }
+}
+
+/// How an aborted request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// With this HTTP status.
+    Http(StatusCode),
+    /// With 200 and this `grpc-status` (trailers-only response).
+    Grpc(u32),
+}
+
+impl Abort {
+    /// The local reply; the request never reaches the upstream.
+    pub fn response(self) -> Response<ProxyBody> {
+        match self {
+            Self::Http(status) => local_reply(status, "fault filter abort".into()),
+            Self::Grpc(code) => {
+                let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+                let headers = resp.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+                headers.insert("grpc-status", HeaderValue::from(code));
+                headers.insert("grpc-message", HeaderValue::from_static("fault injected"));
+                resp
+            }
+        }
+    }
+}
+
+/// A route's compiled `fault`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultPolicy {
+    delay: Option<(Duration, Percentage)>,
+    abort: Option<(Abort, Percentage)>,
+}
+
+impl FaultPolicy {
+    /// Compiles `fault`. Errors name the field; the caller adds the route.
+    pub fn compile(f: Option<&pb::Fault>) -> Result<Self, String> {
+        let Some(f) = f else {
+            return Ok(Self::default());
+        };
+        let percentage = |p: Option<f64>, what: &str| -> Result<Option<Percentage>, String> {
+            p.map(|p| {
+                Percentage::from_percent(p)
+                    .ok_or_else(|| format!("fault.{what}.percentage: {p} is not in [0, 100]"))
+            })
+            .transpose()
+        };
+        let mut policy = Self::default();
+        if let Some(d) = &f.delay
+            && let Some(p) = percentage(d.percentage, "delay")?
+        {
+            policy.delay = Some((Duration::from_millis(d.fixed_delay_ms), p));
+        }
+        if let Some(a) = &f.abort {
+            let abort = match &a.status {
+                Some(pb::fault_abort::Status::HttpStatus(code)) => {
+                    match u16::try_from(*code)
+                        .ok()
+                        .filter(|c| (200..=599).contains(c))
+                    {
+                        Some(c) => Abort::Http(StatusCode::from_u16(c).map_err(|e| e.to_string())?),
+                        None => {
+                            return Err(format!(
+                                "fault.abort.httpStatus: {code} is not in 200..=599"
+                            ));
+                        }
+                    }
+                }
+                Some(pb::fault_abort::Status::GrpcStatus(name)) => {
+                    Abort::Grpc(grpc_code(name).ok_or_else(|| {
+                        format!("fault.abort.grpcStatus: unknown gRPC status `{name}`")
+                    })?)
+                }
+                None => {
+                    return Err("fault.abort: needs httpStatus or grpcStatus".to_owned());
+                }
+            };
+            if let Some(p) = percentage(a.percentage, "abort")? {
+                policy.abort = Some((abort, p));
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The delay for a request with this `roll`, if it is delayed.
+    pub fn delay(&self, roll: u32) -> Option<Duration> {
+        self.delay.filter(|(_, p)| p.applies(roll)).map(|(d, _)| d)
+    }
+
+    /// The abort for a request with this `roll`, if it is aborted.
+    pub fn abort(&self, roll: u32) -> Option<Abort> {
+        self.abort.filter(|(_, p)| p.applies(roll)).map(|(a, _)| a)
+    }
+
+    /// Whether any fault may apply (to skip rolling dice otherwise).
+    pub fn is_active(&self) -> bool {
+        self.delay.is_some() || self.abort.is_some()
+    }
+}
+
+/// A gRPC status by its name (`UNAVAILABLE`, any case, `-` or `_`) or number.
+pub fn grpc_code(name: &str) -> Option<u32> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    if let Ok(n) = name.trim().parse::<u32>() {
+        return (n < NAMES.len() as u32).then_some(n);
+    }
+    let wanted = name.trim().to_ascii_uppercase().replace('-', "_");
+    NAMES.iter().position(|n| *n == wanted).map(|i| i as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(delay: Option<f64>, abort: Option<f64>) -> pb::Fault {
+        pb::Fault {
+            delay: Some(pb::FaultDelay {
+                fixed_delay_ms: 100,
+                percentage: delay,
+            }),
+            abort: Some(pb::FaultAbort {
+                status: Some(pb::fault_abort::Status::HttpStatus(503)),
+                percentage: abort,
+            }),
+        }
+    }
+
+    #[test]
+    fn absent_percentage_is_never() {
+        let f = FaultPolicy::compile(Some(&fault(None, None))).expect("valid");
+        assert!(!f.is_active());
+        assert_eq!((f.delay(0), f.abort(0)), (None, None));
+    }
+
+    #[test]
+    fn percentages_select_that_share_of_rolls() {
+        let f = FaultPolicy::compile(Some(&fault(Some(100.0), Some(50.0)))).expect("valid");
+        assert_eq!(f.delay(MILLION - 1), Some(Duration::from_millis(100)));
+        assert_eq!(
+            f.abort(499_999),
+            Some(Abort::Http(StatusCode::SERVICE_UNAVAILABLE))
+        );
+        assert_eq!(f.abort(500_000), None);
+        let share = |p: f64| {
+            let p = Percentage::from_percent(p).expect("in range");
+            (0..MILLION).step_by(100).filter(|r| p.applies(*r)).count()
+        };
+        assert_eq!(share(0.0), 0);
+        assert_eq!(share(0.1), 10);
+        assert_eq!(share(12.5), 1_250);
+        assert_eq!(share(100.0), 10_000);
+    }
+
+    #[test]
+    fn delay_and_abort_are_independent() {
+        let f = FaultPolicy::compile(Some(&fault(Some(30.0), None))).expect("valid");
+        assert!(f.delay(0).is_some() && f.abort(0).is_none());
+        let f = FaultPolicy::compile(Some(&fault(None, Some(30.0)))).expect("valid");
+        assert!(f.delay(0).is_none() && f.abort(0).is_some());
+    }
+
+    #[test]
+    fn real_rolls_land_near_the_percentage() {
+        let p = Percentage::from_percent(50.0).expect("in range");
+        let hits = (0..10_000)
+            .filter(|_| p.applies(Percentage::roll()))
+            .count();
+        // 10,000 × 0.5 ± 5 sigma (sigma = 50).
+        assert!((4_750..=5_250).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn invalid_faults_are_rejected_with_the_field() {
+        let err = FaultPolicy::compile(Some(&fault(Some(100.5), None))).expect_err("out of range");
+        assert!(
+            err.contains("fault.delay.percentage") && err.contains("100.5"),
+            "{err}"
+        );
+        assert!(FaultPolicy::compile(Some(&fault(None, Some(-1.0)))).is_err());
+        assert!(FaultPolicy::compile(Some(&fault(None, Some(f64::NAN)))).is_err());
+        let mut f = fault(None, Some(10.0));
+        f.abort.as_mut().expect("abort").status = Some(pb::fault_abort::Status::HttpStatus(99));
+        assert!(
+            FaultPolicy::compile(Some(&f))
+                .expect_err("bad")
+                .contains("httpStatus")
+        );
+        f.abort.as_mut().expect("abort").status =
+            Some(pb::fault_abort::Status::GrpcStatus("SOMETIMES".into()));
+        assert!(
+            FaultPolicy::compile(Some(&f))
+                .expect_err("bad")
+                .contains("SOMETIMES")
+        );
+    }
+
+    #[test]
+    fn grpc_abort_is_a_trailers_only_response() {
+        assert_eq!(grpc_code("UNAVAILABLE"), Some(14));
+        assert_eq!(grpc_code("resource-exhausted"), Some(8));
+        assert_eq!(grpc_code("16"), Some(16));
+        assert_eq!(grpc_code("17"), None);
+        let resp = Abort::Grpc(14).response();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        assert_eq!(resp.headers()["grpc-message"], "fault injected");
+    }
+}

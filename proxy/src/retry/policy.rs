@@ -1,0 +1,232 @@
+//! A route's retry policy, compiled once from the snapshot, and the one
+//! function that decides whether a failed try may be retried.
+
+use std::time::Duration;
+
+use http::{HeaderMap, Method, StatusCode};
+use remora_proto::pb;
+
+use crate::upstream::UpstreamError;
+
+/// Retries when the route has no `retries` block: Istio's default count.
+pub const DEFAULT_ATTEMPTS: u32 = 2;
+
+/// Istio's default retriable status when `retries` names no `retryOn`.
+const DEFAULT_RETRIABLE_STATUS: u16 = 503;
+
+/// The `retryOn` conditions, Envoy's meanings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryOn {
+    /// `5xx`: any 5xx, or no response at all (connect failure, reset,
+    /// refused stream, per-try timeout).
+    pub server_error: bool,
+    /// `gateway-error`: 502, 503, 504, or no response at all.
+    pub gateway_error: bool,
+    /// `reset`: the connection broke or timed out before the response.
+    pub reset: bool,
+    /// `connect-failure`.
+    pub connect_failure: bool,
+    /// `refused-stream`: the h2 stream was refused (never processed).
+    pub refused_stream: bool,
+    /// `retriable-4xx`: 409.
+    pub retriable_4xx: bool,
+    /// `retriable-status-codes` and bare codes: these statuses.
+    pub status_codes: Vec<u16>,
+    /// `reset-before-request`: failures where the request never reached
+    /// the app. Always on: such failures are safe for every method.
+    pub reset_before_request: bool,
+    /// gRPC statuses read from `grpc-status` in the response headers
+    /// (trailers-only responses): `cancelled` 1, `deadline-exceeded` 4,
+    /// `resource-exhausted` 8, `internal` 13, `unavailable` 14.
+    pub grpc_codes: Vec<u32>,
+}
+
+/// A route's compiled retry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// Bounds each try until its response headers.
+    pub per_try_timeout: Option<Duration>,
+    /// The conditions.
+    pub on: RetryOn,
+    /// The user listed `retryOn`: status conditions then apply to every
+    /// method. Otherwise non-idempotent methods are retried only when the
+    /// request never reached the app (istio#50506).
+    pub explicit: bool,
+}
+
+impl Default for RetryPolicy {
+    /// No `retries` block: up to two retries of failures where the request
+    /// never reached the app, for any method.
+    fn default() -> Self {
+        Self {
+            attempts: DEFAULT_ATTEMPTS,
+            per_try_timeout: None,
+            on: RetryOn {
+                reset_before_request: true,
+                connect_failure: true,
+                refused_stream: true,
+                ..RetryOn::default()
+            },
+            explicit: false,
+        }
+    }
+}
+
+/// Why a try failed, as the retry decision sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum TryFailure<'a> {
+    /// The upstream answered with this status and headers.
+    Response(StatusCode, &'a HeaderMap),
+    /// The upstream failed before answering.
+    Error(&'a UpstreamError),
+    /// The per-try timeout fired before the response headers.
+    PerTryTimeout,
+}
+
+impl RetryPolicy {
+    /// Compiles `retries`; `None` gives the safe default. Errors name the
+    /// field; the caller adds the route.
+    pub fn compile(p: Option<&pb::RetryPolicy>) -> Result<Self, String> {
+        let Some(p) = p else {
+            return Ok(Self::default());
+        };
+        let mut on = RetryOn {
+            reset_before_request: true,
+            ..RetryOn::default()
+        };
+        for code in &p.retriable_status_codes {
+            on.status_codes.push(status_code(*code)?);
+        }
+        for cond in &p.retry_on {
+            let cond = cond.trim();
+            match cond {
+                "5xx" => on.server_error = true,
+                "gateway-error" => on.gateway_error = true,
+                "reset" => on.reset = true,
+                "connect-failure" => on.connect_failure = true,
+                "refused-stream" => on.refused_stream = true,
+                "retriable-4xx" => on.retriable_4xx = true,
+                "retriable-status-codes" | "reset-before-request" => {}
+                "cancelled" => on.grpc_codes.push(1),
+                "deadline-exceeded" => on.grpc_codes.push(4),
+                "resource-exhausted" => on.grpc_codes.push(8),
+                "internal" => on.grpc_codes.push(13),
+                "unavailable" => on.grpc_codes.push(14),
+                other => match other.parse::<u32>() {
+                    Ok(code) => on.status_codes.push(status_code(code)?),
+                    Err(_) => {
+                        return Err(format!(
+                            "retries.retryOn: unknown condition `{other}` (known: 5xx, \
+                             gateway-error, reset, connect-failure, refused-stream, retriable-4xx, \
+                             retriable-status-codes, reset-before-request, cancelled, \
+                             deadline-exceeded, internal, resource-exhausted, unavailable, or a \
+                             status code)"
+                        ));
+                    }
+                },
+            }
+        }
+        let explicit = !p.retry_on.is_empty();
+        if !explicit {
+            // Istio's default retryOn when a `retries` block names none.
+            on.connect_failure = true;
+            on.refused_stream = true;
+            on.grpc_codes.extend([1, 14]);
+            on.status_codes.push(DEFAULT_RETRIABLE_STATUS);
+        }
+        on.status_codes.sort_unstable();
+        on.status_codes.dedup();
+        on.grpc_codes.sort_unstable();
+        on.grpc_codes.dedup();
+        Ok(Self {
+            attempts: p.attempts,
+            per_try_timeout: (p.per_try_timeout_ms > 0)
+                .then(|| Duration::from_millis(p.per_try_timeout_ms)),
+            on,
+            explicit,
+        })
+    }
+
+    /// Whether a try that failed this way may be retried for `method`
+    /// (attempts left and the budget are the caller's to check).
+    ///
+    /// Overflow (a circuit-breaker limit) is never retried. A failure where
+    /// the request never reached the app is always retried, and so is an
+    /// idempotent request on a pooled connection the upstream had closed
+    /// while idle. Any other
+    /// condition applies to a non-idempotent method only when the user
+    /// listed `retryOn` explicitly.
+    pub fn should_retry(&self, method: &Method, failure: TryFailure<'_>) -> bool {
+        if let TryFailure::Error(e) = failure {
+            if e.is_overflow() {
+                return false;
+            }
+            if e.never_reached_app() {
+                return true;
+            }
+            // A reused connection the upstream had closed while idle: the
+            // app almost surely never saw the request, but that cannot be
+            // proven, so only methods that may be repeated are retried
+            // without being asked (as browsers and Go's net/http do).
+            if e.is_stale() && is_idempotent(method) {
+                return true;
+            }
+        }
+        if !self.explicit && !is_idempotent(method) {
+            return false;
+        }
+        let on = &self.on;
+        let no_response = on.server_error || on.gateway_error;
+        match failure {
+            TryFailure::Error(e) => {
+                (e.is_connect_failure() && on.connect_failure)
+                    || (e.is_refused_stream() && on.refused_stream)
+                    || (e.is_reset() && on.reset)
+                    || no_response
+            }
+            TryFailure::PerTryTimeout => on.reset || no_response,
+            TryFailure::Response(status, headers) => {
+                let code = status.as_u16();
+                (on.server_error && status.is_server_error())
+                    || (on.gateway_error && matches!(code, 502..=504))
+                    || (on.retriable_4xx && code == 409)
+                    || on.status_codes.contains(&code)
+                    || grpc_status(headers).is_some_and(|g| on.grpc_codes.contains(&g))
+            }
+        }
+    }
+}
+
+/// Methods RFC 9110 calls idempotent.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The `grpc-status` of a trailers-only response (in the headers).
+pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn status_code(code: u32) -> Result<u16, String> {
+    match u16::try_from(code) {
+        Ok(c @ 100..=599) => Ok(c),
+        _ => Err(format!(
+            "retries.retryOn: status code {code} is not in 100..=599"
+        )),
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
