@@ -14,8 +14,8 @@ use prost::Message;
 use remora_proto::pb;
 
 use crate::config::model::{
-    self, ConnectionPool, DestinationRule, HttpMatch, OutlierDetection, Resource, Spec,
-    StringMatch, VirtualService,
+    self, AbortStatus, ConnectionPool, DestinationRule, Fault, HttpMatch, OutlierDetection,
+    Resource, Retries, Spec, StringMatch, VirtualService,
 };
 use crate::config::qualify_host;
 
@@ -311,10 +311,50 @@ fn vs_routes(vs: VsRef<'_>, wanted: &mut BTreeSet<(String, String)>) -> Vec<pb::
                     }
                 })
                 .collect(),
-            // Filled from `timeout`, `retries` and `fault` by the resilience work.
-            ..Default::default()
+            timeout_ms: ms(route.timeout),
+            retry: route.retries.as_ref().map(retry_policy),
+            fault: route.fault.as_ref().map(fault),
         })
         .collect()
+}
+
+/// `retries`: named conditions and bare status codes travel apart. As
+/// Istio does, codes given without `retriable-status-codes` add it, so a
+/// `retryOn` of codes alone still counts as an explicit list.
+fn retry_policy(r: &Retries) -> pb::RetryPolicy {
+    let mut retry_on = r.retry_on.clone();
+    let condition = "retriable-status-codes";
+    if !r.retriable_status_codes.is_empty() && !retry_on.iter().any(|c| c == condition) {
+        retry_on.push(condition.to_owned());
+    }
+    pb::RetryPolicy {
+        attempts: r.attempts,
+        per_try_timeout_ms: ms(r.per_try_timeout),
+        retry_on,
+        retriable_status_codes: r
+            .retriable_status_codes
+            .iter()
+            .copied()
+            .map(u32::from)
+            .collect(),
+    }
+}
+
+fn fault(f: &Fault) -> pb::Fault {
+    use pb::fault_abort::Status;
+    pb::Fault {
+        delay: f.delay.as_ref().map(|d| pb::FaultDelay {
+            fixed_delay_ms: ms(Some(d.fixed_delay)),
+            percentage: d.percentage,
+        }),
+        abort: f.abort.as_ref().map(|a| pb::FaultAbort {
+            status: Some(match &a.status {
+                AbortStatus::Http(code) => Status::HttpStatus(u32::from(*code)),
+                AbortStatus::Grpc(name) => Status::GrpcStatus(name.clone()),
+            }),
+            percentage: a.percentage,
+        }),
+    }
 }
 
 fn route_match(m: &HttpMatch) -> pb::RouteMatch {
@@ -401,6 +441,7 @@ fn cluster(
     }
 }
 
+/// Whole milliseconds (validation allows no finer durations); `None` is 0.
 fn ms(d: Option<std::time::Duration>) -> u64 {
     d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -440,7 +481,7 @@ fn merge_outlier(
         ms(over.and_then(f).or(base.and_then(f)))
     };
     Some(pb::OutlierDetection {
-        consecutive_5xx_errors: get(|o| o.consecutive_5xx_errors).unwrap_or(0),
+        consecutive_5xx_errors: get(|o| o.consecutive_5xx_errors),
         consecutive_gateway_errors: get(|o| o.consecutive_gateway_errors).unwrap_or(0),
         interval_ms: dur(|o| o.interval),
         base_ejection_time_ms: dur(|o| o.base_ejection_time),

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use remora_control_plane::config::model::{LoadBalancer, Resource, Spec, StringMatch};
+use remora_control_plane::config::model::{
+    AbortStatus, ConnectionPool, Fault, FaultAbort, FaultDelay, LoadBalancer, OutlierDetection,
+    Resource, Retries, Spec, StringMatch,
+};
 use remora_control_plane::config::{
     Diagnostic, FileOutcome, Severity, check_references, parse_file, parse_str, yaml_files,
 };
@@ -49,15 +52,16 @@ fn assert_single_error(relative: &str, expected: &str) {
 #[test]
 fn seed_files_load_without_errors() {
     let files = yaml_files(&[fixtures().join("seed")]).expect("seed dir");
-    assert_eq!(files.len(), 4);
+    assert_eq!(files.len(), 5);
     let mut all = Vec::new();
     for file in &files {
         let outcome = parse_file(file);
         assert!(!outcome.has_errors(), "{file:?}: {:#?}", errors(&outcome));
         all.extend(outcome.resources);
     }
-    // VirtualService + DestinationRule (canary), DestinationRule, VirtualService.
-    assert_eq!(all.len(), 4);
+    // VirtualService + DestinationRule (canary), VirtualService + DestinationRule
+    // (resilience), DestinationRule, VirtualService.
+    assert_eq!(all.len(), 6);
     assert_eq!(check_references(&all), []);
 }
 
@@ -117,18 +121,12 @@ fn seed_virtual_service_keeps_header_match_and_weights() {
 }
 
 #[test]
-fn seed_destination_rule_maps_deprecated_outlier_field_with_warnings() {
+fn seed_destination_rule_maps_deprecated_outlier_field_with_a_warning() {
     let outcome = load("seed/reviews-destination-rule.yaml");
     assert!(!outcome.has_errors());
     assert_eq!(
         warnings(&outcome),
         [
-            "seed/reviews-destination-rule.yaml:10: warning: DestinationRule default/reviews: \
-             spec.trafficPolicy.connectionPool: `connectionPool` is accepted but not enforced \
-             until the resilience issue",
-            "seed/reviews-destination-rule.yaml:16: warning: DestinationRule default/reviews: \
-             spec.trafficPolicy.outlierDetection: `outlierDetection` is accepted but not \
-             enforced until the resilience issue",
             "seed/reviews-destination-rule.yaml:17: warning: DestinationRule default/reviews: \
              spec.trafficPolicy.outlierDetection.consecutiveErrors: `consecutiveErrors` is \
              deprecated; use `consecutiveGatewayErrors` (Remora reads it as \
@@ -179,6 +177,89 @@ fn seed_canary_multi_document_file_yields_both_resources_with_file_lines() {
     };
     let weights: Vec<_> = vs.http[0].route.iter().map(|d| d.weight).collect();
     assert_eq!(weights, [90, 10]);
+}
+
+#[test]
+fn seed_resilience_file_reads_every_field() {
+    let outcome = load("seed/ratings-resilience.yaml");
+    assert_eq!(outcome.diagnostics, []);
+    let [vs, dr] = outcome.resources.as_slice() else {
+        panic!("two resources expected");
+    };
+    let Spec::VirtualService(vs) = &vs.spec else {
+        panic!("not a VirtualService");
+    };
+    let route = &vs.http[0];
+    assert_eq!(route.timeout, Some(Duration::from_secs(2)));
+    assert_eq!(
+        route.retries,
+        Some(Retries {
+            attempts: 3,
+            per_try_timeout: Some(Duration::from_millis(500)),
+            retry_on: vec!["5xx".into(), "connect-failure".into()],
+            retriable_status_codes: vec![503],
+        })
+    );
+    assert_eq!(
+        route.fault,
+        Some(Fault {
+            delay: Some(FaultDelay {
+                fixed_delay: Duration::from_millis(100),
+                percentage: Some(50.0),
+            }),
+            abort: Some(FaultAbort {
+                status: AbortStatus::Http(503),
+                percentage: Some(10.0),
+            }),
+        })
+    );
+
+    let Spec::DestinationRule(dr) = &dr.spec else {
+        panic!("not a DestinationRule");
+    };
+    let policy = dr.traffic_policy.as_ref().expect("trafficPolicy");
+    assert_eq!(
+        policy.connection_pool,
+        Some(ConnectionPool {
+            max_connections: Some(100),
+            connect_timeout: Some(Duration::from_millis(250)),
+            tcp_idle_timeout: Some(Duration::from_secs(3600)),
+            http1_max_pending_requests: Some(50),
+            http2_max_requests: Some(200),
+            max_requests_per_connection: Some(10),
+            http_idle_timeout: Some(Duration::from_secs(90)),
+            max_retries: Some(3),
+        })
+    );
+    assert_eq!(
+        policy.outlier_detection,
+        Some(OutlierDetection {
+            consecutive_5xx_errors: Some(7),
+            consecutive_gateway_errors: Some(4),
+            interval: Some(Duration::from_secs(5)),
+            base_ejection_time: Some(Duration::from_secs(60)),
+            max_ejection_percent: Some(50),
+            min_health_percent: Some(20),
+        })
+    );
+    let v1 = dr.subsets[0]
+        .traffic_policy
+        .as_ref()
+        .expect("subset policy");
+    assert_eq!(
+        v1.connection_pool,
+        Some(ConnectionPool {
+            max_connections: Some(5),
+            ..ConnectionPool::default()
+        })
+    );
+    assert_eq!(
+        v1.outlier_detection,
+        Some(OutlierDetection {
+            consecutive_5xx_errors: Some(2),
+            ..OutlierDetection::default()
+        })
+    );
 }
 
 // ------------------------------------------------------------------ bad files
@@ -288,20 +369,45 @@ fn authorization_policy_is_rejected_rather_than_ignored() {
 }
 
 #[test]
-fn route_timeout_and_retries_wait_for_the_resilience_issue() {
-    let outcome = load("bad/route-timeout.yaml");
-    assert_eq!(
-        errors(&outcome),
-        [
-            "bad/route-timeout.yaml:11: error: VirtualService default/ratings: \
-             spec.http[0].timeout: `timeout` is not supported by Remora yet (arrives with the \
-             resilience issue)",
-            "bad/route-timeout.yaml:12: error: VirtualService default/ratings: \
-             spec.http[0].retries: `retries` is not supported by Remora yet (arrives with the \
-             resilience issue)",
-        ]
+fn unknown_retry_condition_suggests_the_closest() {
+    assert_single_error(
+        "bad/retry-unknown-condition.yaml",
+        "bad/retry-unknown-condition.yaml:13: error: VirtualService default/ratings: \
+         spec.http[0].retries.retryOn: unknown retry condition `conect-failure`; did you mean \
+         `connect-failure`?",
     );
-    assert!(outcome.resources.is_empty());
+}
+
+#[test]
+fn retry_condition_remora_does_not_implement_is_an_error() {
+    assert_single_error(
+        "bad/retry-unsupported-condition.yaml",
+        "bad/retry-unsupported-condition.yaml:15: error: VirtualService default/ratings: \
+         spec.http[0].retries.retryOn: retry condition `envoy-ratelimited` is not supported by \
+         Remora; use an HTTP status code or one of `5xx`, `gateway-error`, `reset`, \
+         `reset-before-request`, `connect-failure`, `retriable-4xx`, `refused-stream`, \
+         `retriable-status-codes`, `cancelled`, `deadline-exceeded`, `internal`, \
+         `resource-exhausted`, `unavailable`",
+    );
+}
+
+#[test]
+fn grpc_abort_status_must_be_a_known_name() {
+    assert_single_error(
+        "bad/fault-grpc-status.yaml",
+        "bad/fault-grpc-status.yaml:13: error: VirtualService default/ratings: \
+         spec.http[0].fault.abort.grpcStatus: unknown gRPC status `Unavailable`; gRPC status \
+         names are upper case: `UNAVAILABLE`",
+    );
+}
+
+#[test]
+fn fault_percentage_above_100_is_an_error() {
+    assert_single_error(
+        "bad/fault-percentage.yaml",
+        "bad/fault-percentage.yaml:15: error: VirtualService default/ratings: \
+         spec.http[0].fault.delay.percentage.value: must be between 0 and 100, got 150",
+    );
 }
 
 #[test]

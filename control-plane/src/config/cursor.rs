@@ -372,10 +372,6 @@ pub(crate) struct Map<'a> {
 }
 
 impl<'a> Map<'a> {
-    pub(crate) fn node(&self) -> &Node<'a> {
-        &self.node
-    }
-
     pub(crate) fn line(&self) -> usize {
         self.node.line()
     }

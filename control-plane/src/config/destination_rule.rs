@@ -78,27 +78,19 @@ const OUTLIER_DETECTION: Schema = Schema {
     ],
 };
 
-/// Which not-yet-enforced policies were already reported for this resource.
-#[derive(Default)]
-struct Reported {
-    connection_pool: bool,
-    outlier_detection: bool,
-}
-
 /// Reads a DestinationRule spec.
 pub(crate) fn parse(ctx: &mut Ctx, spec: &Node<'_>) -> Option<DestinationRule> {
     let spec = spec.map(ctx, &SPEC)?;
-    let mut reported = Reported::default();
     let host = spec
         .required(ctx, "host")
         .and_then(|n| values::host(ctx, n));
     let traffic_policy = spec
         .get("trafficPolicy")
-        .map(|n| traffic_policy(ctx, n, &mut reported))
+        .map(|n| traffic_policy(ctx, n))
         .transpose_none();
     let subsets = match spec.get("subsets") {
         None => Some(Vec::new()),
-        Some(n) => subsets(ctx, n, &mut reported),
+        Some(n) => subsets(ctx, n),
     };
     Some(DestinationRule {
         host: host?.to_owned(),
@@ -107,7 +99,7 @@ pub(crate) fn parse(ctx: &mut Ctx, spec: &Node<'_>) -> Option<DestinationRule> {
     })
 }
 
-fn subsets(ctx: &mut Ctx, node: &Node<'_>, reported: &mut Reported) -> Option<Vec<Subset>> {
+fn subsets(ctx: &mut Ctx, node: &Node<'_>) -> Option<Vec<Subset>> {
     let errors = ctx.resource_errors();
     let mut out: Vec<(Subset, usize)> = Vec::new();
     for item in node.seq(ctx)? {
@@ -122,7 +114,7 @@ fn subsets(ctx: &mut Ctx, node: &Node<'_>, reported: &mut Reported) -> Option<Ve
         };
         let traffic_policy = s
             .get("trafficPolicy")
-            .map(|n| traffic_policy(ctx, n, reported))
+            .map(|n| traffic_policy(ctx, n))
             .transpose_none();
         let (Some(name), Some(name_node)) = (name, name_node) else {
             continue;
@@ -147,41 +139,25 @@ fn subsets(ctx: &mut Ctx, node: &Node<'_>, reported: &mut Reported) -> Option<Ve
     (ctx.resource_errors() == errors).then(|| out.into_iter().map(|(s, _)| s).collect())
 }
 
-fn traffic_policy(
-    ctx: &mut Ctx,
-    node: &Node<'_>,
-    reported: &mut Reported,
-) -> Option<TrafficPolicy> {
+fn traffic_policy(ctx: &mut Ctx, node: &Node<'_>) -> Option<TrafficPolicy> {
     let p = node.map(ctx, &TRAFFIC_POLICY)?;
     let load_balancer = p
         .get("loadBalancer")
         .map(|n| load_balancer(ctx, n))
         .transpose_none();
-    let connection_pool = p.get("connectionPool").map(|n| {
-        if !std::mem::replace(&mut reported.connection_pool, true) {
-            not_enforced(ctx, n, "connectionPool");
-        }
-        connection_pool(ctx, n)
-    });
-    let outlier_detection = p.get("outlierDetection").map(|n| {
-        if !std::mem::replace(&mut reported.outlier_detection, true) {
-            not_enforced(ctx, n, "outlierDetection");
-        }
-        outlier_detection(ctx, n)
-    });
+    let connection_pool = p
+        .get("connectionPool")
+        .map(|n| connection_pool(ctx, n))
+        .transpose_none();
+    let outlier_detection = p
+        .get("outlierDetection")
+        .map(|n| outlier_detection(ctx, n))
+        .transpose_none();
     Some(TrafficPolicy {
         load_balancer: load_balancer?,
-        connection_pool: connection_pool.transpose_none()?,
-        outlier_detection: outlier_detection.transpose_none()?,
+        connection_pool: connection_pool?,
+        outlier_detection: outlier_detection?,
     })
-}
-
-fn not_enforced(ctx: &mut Ctx, node: &Node<'_>, key: &str) {
-    ctx.warn(
-        node.line(),
-        node.path(),
-        format!("`{key}` is accepted but not enforced until the resilience issue"),
-    );
 }
 
 fn load_balancer(ctx: &mut Ctx, node: &Node<'_>) -> Option<LoadBalancer> {
@@ -288,8 +264,10 @@ fn outlier_detection(ctx: &mut Ctx, node: &Node<'_>) -> Option<OutlierDetection>
         }
         (None, _) => count(ctx, "consecutiveGatewayErrors"),
     };
+    // 0 turns 5xx-based ejection off, as in Istio.
+    let consecutive_5xx = od.get("consecutive5xxErrors").and_then(|n| n.u32(ctx));
     let out = OutlierDetection {
-        consecutive_5xx_errors: count(ctx, "consecutive5xxErrors"),
+        consecutive_5xx_errors: consecutive_5xx,
         consecutive_gateway_errors: gateway,
         interval: od.get("interval").and_then(|n| values::duration(ctx, n)),
         base_ejection_time: od

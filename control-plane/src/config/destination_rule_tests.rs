@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::super::Severity;
-use super::super::model::{DestinationRule, LoadBalancer, Spec};
+use super::super::model::{ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Spec};
 use super::super::test_support::{messages, only_spec, parse_spec};
 
 fn dr(spec: &str) -> DestinationRule {
@@ -23,12 +23,25 @@ fn warnings(spec: &str) -> Vec<String> {
 }
 
 #[test]
-fn subset_policies_are_parsed_and_warned_about_once_per_resource() {
+fn every_connection_pool_and_outlier_field_parses_without_warnings() {
     let spec = "
   host: reviews
   trafficPolicy:
     connectionPool:
-      tcp: {maxConnections: 10, connectTimeout: 250ms}
+      tcp: {maxConnections: 10, connectTimeout: 250ms, idleTimeout: 1h}
+      http:
+        http1MaxPendingRequests: 20
+        http2MaxRequests: 30
+        maxRequestsPerConnection: 4
+        maxRetries: 5
+        idleTimeout: 90s
+    outlierDetection:
+      consecutive5xxErrors: 7
+      consecutiveGatewayErrors: 3
+      interval: 5s
+      baseEjectionTime: 1m
+      maxEjectionPercent: 50
+      minHealthPercent: 25
   subsets:
     - name: v1
       trafficPolicy:
@@ -37,34 +50,133 @@ fn subset_policies_are_parsed_and_warned_about_once_per_resource() {
           http: {http2MaxRequests: 7, idleTimeout: 1m}
         outlierDetection:
           consecutive5xxErrors: 3
-          maxEjectionPercent: 50
     - name: v2
       labels: {}
+";
+    assert_eq!(warnings(spec), Vec::<String>::new());
+    let dr = dr(spec);
+    let top = dr.traffic_policy.expect("policy");
+    assert_eq!(
+        top.connection_pool,
+        Some(ConnectionPool {
+            max_connections: Some(10),
+            connect_timeout: Some(Duration::from_millis(250)),
+            tcp_idle_timeout: Some(Duration::from_secs(3600)),
+            http1_max_pending_requests: Some(20),
+            http2_max_requests: Some(30),
+            max_requests_per_connection: Some(4),
+            http_idle_timeout: Some(Duration::from_secs(90)),
+            max_retries: Some(5),
+        })
+    );
+    assert_eq!(
+        top.outlier_detection,
+        Some(OutlierDetection {
+            consecutive_5xx_errors: Some(7),
+            consecutive_gateway_errors: Some(3),
+            interval: Some(Duration::from_secs(5)),
+            base_ejection_time: Some(Duration::from_secs(60)),
+            max_ejection_percent: Some(50),
+            min_health_percent: Some(25),
+        })
+    );
+    // A subset keeps only what it writes; translation merges field by field.
+    let v1 = dr.subsets[0].traffic_policy.clone().expect("subset policy");
+    assert_eq!(v1.load_balancer, Some(LoadBalancer::RoundRobin));
+    assert_eq!(
+        v1.connection_pool,
+        Some(ConnectionPool {
+            http2_max_requests: Some(7),
+            http_idle_timeout: Some(Duration::from_secs(60)),
+            ..ConnectionPool::default()
+        })
+    );
+    assert_eq!(
+        v1.outlier_detection,
+        Some(OutlierDetection {
+            consecutive_5xx_errors: Some(3),
+            ..OutlierDetection::default()
+        })
+    );
+    assert!(dr.subsets[1].labels.is_empty());
+    assert_eq!(dr.subsets[1].traffic_policy, None);
+}
+
+#[test]
+fn deprecated_consecutive_errors_reads_as_gateway_errors_with_a_warning() {
+    let spec = "
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutiveErrors: 4}
 ";
     assert_eq!(
         warnings(spec),
         [
-            "spec.trafficPolicy.connectionPool: `connectionPool` is accepted but not enforced \
-             until the resilience issue",
-            "spec.subsets[0].trafficPolicy.outlierDetection: `outlierDetection` is accepted but \
-             not enforced until the resilience issue",
+            "spec.trafficPolicy.outlierDetection.consecutiveErrors: `consecutiveErrors` is \
+             deprecated; use `consecutiveGatewayErrors` (Remora reads it as \
+             consecutiveGatewayErrors: 502, 503 and 504 only)"
         ]
     );
-    let dr = dr(spec);
-    let top = dr.traffic_policy.expect("policy");
-    let pool = top.connection_pool.expect("pool");
-    assert_eq!(pool.max_connections, Some(10));
-    assert_eq!(pool.connect_timeout, Some(Duration::from_millis(250)));
-    let v1 = dr.subsets[0].traffic_policy.clone().expect("subset policy");
-    assert_eq!(v1.load_balancer, Some(LoadBalancer::RoundRobin));
+    let outlier = dr(spec)
+        .traffic_policy
+        .and_then(|p| p.outlier_detection)
+        .expect("outlier");
+    assert_eq!(outlier.consecutive_gateway_errors, Some(4));
+    assert_eq!(outlier.consecutive_5xx_errors, None);
+}
+
+#[test]
+fn zero_consecutive_5xx_errors_turns_5xx_ejection_off() {
+    let spec = "
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 3}
+";
+    assert!(errors(spec).is_empty() && warnings(spec).is_empty());
+    let outlier = dr(spec)
+        .traffic_policy
+        .and_then(|p| p.outlier_detection)
+        .expect("outlier");
+    assert_eq!(outlier.consecutive_5xx_errors, Some(0));
+    assert_eq!(outlier.consecutive_gateway_errors, Some(3));
+}
+
+#[test]
+fn bad_pool_and_outlier_values_are_errors() {
+    let spec = "
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: -1, connectTimeout: 10us, tcpKeepalive: {time: 1s}}
+      http: {http2MaxRequests: '7', maxConcurrentStreams: 10, maxRetrys: 1}
+    outlierDetection:
+      consecutive5xxErrors: -1
+      maxEjectionPercent: 101
+      splitExternalLocalOriginErrors: true
+";
     assert_eq!(
-        v1.connection_pool.expect("pool").http_idle_timeout,
-        Some(Duration::from_secs(60))
+        errors(spec),
+        [
+            "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: `tcpKeepalive` is not \
+             supported by Remora yet",
+            "spec.trafficPolicy.connectionPool.tcp.maxConnections: must be between 0 and \
+             4294967295, got -1",
+            "spec.trafficPolicy.connectionPool.tcp.connectTimeout: duration `10us` is not a \
+             whole number of milliseconds; Remora (like Istio) supports millisecond precision",
+            "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: `maxConcurrentStreams` \
+             is not supported by Remora yet",
+            "spec.trafficPolicy.connectionPool.http.maxRetrys: unknown field `maxRetrys`; did \
+             you mean `maxRetries`?",
+            "spec.trafficPolicy.connectionPool.http.http2MaxRequests: must be an integer, got \
+             string \"7\" (remove the quotes)",
+            "spec.trafficPolicy.outlierDetection.consecutive5xxErrors: must be between 0 and \
+             4294967295, got -1",
+            "spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be between 0 and 100, \
+             got 101",
+            "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: \
+             `splitExternalLocalOriginErrors` is not supported by Remora yet",
+        ]
     );
-    let outlier = v1.outlier_detection.expect("outlier");
-    assert_eq!(outlier.consecutive_5xx_errors, Some(3));
-    assert_eq!(outlier.max_ejection_percent, Some(50));
-    assert!(dr.subsets[1].labels.is_empty());
 }
 
 #[test]

@@ -99,7 +99,8 @@ pub struct HttpRoute {
     /// a single destination without weight has weight 100; with several
     /// destinations every one has an explicit weight and the sum is > 0.
     pub route: Vec<RouteDestination>,
-    /// `timeout`: bounds the whole request, retries included.
+    /// `timeout`: bounds the whole request, retries included; `0s` (no
+    /// timeout, as in Istio) reads as `None`.
     pub timeout: Option<Duration>,
     /// `retries`, if given.
     pub retries: Option<Retries>,
@@ -153,12 +154,16 @@ pub struct RouteDestination {
 /// `http[].retries`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retries {
-    /// `attempts`: retries after the first try.
+    /// `attempts`: retries after the first try; 0 disables retries.
     pub attempts: u32,
-    /// `perTryTimeout`.
+    /// `perTryTimeout`; `0s` (none, as in Istio) reads as `None`.
     pub per_try_timeout: Option<Duration>,
-    /// `retryOn`, split on commas, each condition validated.
+    /// The named conditions of `retryOn` (`5xx`, `connect-failure`, ...),
+    /// in the order written, each one a condition the proxy implements.
+    /// Empty when `retryOn` is absent or lists status codes only.
     pub retry_on: Vec<String>,
+    /// The bare status codes of `retryOn` (`503`), each in 100..=599.
+    pub retriable_status_codes: Vec<u16>,
 }
 
 /// `http[].fault`.
@@ -193,7 +198,7 @@ pub struct FaultAbort {
 pub enum AbortStatus {
     /// `httpStatus`, 200..=599.
     Http(u16),
-    /// `grpcStatus`, by name (`UNAVAILABLE`, ...) as written.
+    /// `grpcStatus`: a known gRPC status name (`UNAVAILABLE`, ...), upper case.
     Grpc(String),
 }
 

@@ -1,11 +1,12 @@
 //! `timeout`, `retries` and `fault` on HTTP routes.
 //!
-//! They are read and validated into the model so that nothing in a file is
-//! silently ignored, but each one is reported as an error until the
-//! resilience issue makes the proxy enforce them.
+//! The proxy enforces all three. What Remora does not implement (some
+//! `retries` and `fault` fields, a few `retryOn` conditions) is an error
+//! naming it, never silently ignored.
 
-use super::cursor::{Ctx, Map, Node, Schema, TransposeNone};
+use super::cursor::{Ctx, Map, Node, Schema, TransposeNone, list};
 use super::model::{AbortStatus, Fault, FaultAbort, FaultDelay, Retries};
+use super::suggest::closest;
 use super::values;
 use std::time::Duration;
 
@@ -38,19 +39,16 @@ const PERCENTAGE: Schema = Schema {
     unsupported: &[],
 };
 
-/// Envoy's `retry_on` conditions that Istio passes through.
+/// The `retryOn` conditions the proxy implements, with Envoy's meanings.
 const RETRY_ON: &[&str] = &[
     "5xx",
     "gateway-error",
     "reset",
     "reset-before-request",
     "connect-failure",
-    "envoy-ratelimited",
     "retriable-4xx",
     "refused-stream",
     "retriable-status-codes",
-    "retriable-headers",
-    "http3-post-connect-failure",
     "cancelled",
     "deadline-exceeded",
     "internal",
@@ -58,7 +56,33 @@ const RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
-const NOT_YET: &str = "is not supported by Remora yet (arrives with the resilience issue)";
+/// Envoy conditions Istio passes through that Remora does not implement.
+const RETRY_ON_UNSUPPORTED: &[&str] = &[
+    "envoy-ratelimited",
+    "retriable-headers",
+    "http3-post-connect-failure",
+];
+
+/// gRPC status names, by code (0 to 16).
+const GRPC_STATUSES: &[&str] = &[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
 
 /// What a route's resilience fields parsed to.
 pub(crate) struct RouteResilience {
@@ -67,22 +91,28 @@ pub(crate) struct RouteResilience {
     pub(crate) fault: Option<Fault>,
 }
 
-/// Reads `timeout`, `retries` and `fault`, and reports each one present as not supported yet.
-pub(crate) fn parse_route_fields(ctx: &mut Ctx, route: &Map<'_>) -> RouteResilience {
-    for key in ["timeout", "retries", "fault"] {
-        if let Some(line) = route.key_line(key) {
-            ctx.error(
-                line,
-                &route.node().field_path(key),
-                format!("`{key}` {NOT_YET}"),
-            );
-        }
-    }
-    RouteResilience {
-        timeout: route.get("timeout").and_then(|n| values::duration(ctx, n)),
-        retries: route.get("retries").and_then(|n| retries(ctx, n)),
-        fault: route.get("fault").and_then(|n| fault(ctx, n)),
-    }
+/// Reads `timeout`, `retries` and `fault`; `None` when one of them is invalid
+/// (the errors are recorded).
+pub(crate) fn parse_route_fields(ctx: &mut Ctx, route: &Map<'_>) -> Option<RouteResilience> {
+    let timeout = route
+        .get("timeout")
+        .map(|n| optional_timeout(ctx, n))
+        .transpose_none();
+    let retries = route
+        .get("retries")
+        .map(|n| retries(ctx, n))
+        .transpose_none();
+    let fault = route.get("fault").map(|n| fault(ctx, n)).transpose_none();
+    Some(RouteResilience {
+        timeout: timeout?.flatten(),
+        retries: retries?,
+        fault: fault?,
+    })
+}
+
+/// A timeout where `0s` means none, as in Istio: `Some(None)`.
+fn optional_timeout(ctx: &mut Ctx, node: &Node<'_>) -> Option<Option<Duration>> {
+    values::duration_or_zero(ctx, node).map(|d| (!d.is_zero()).then_some(d))
 }
 
 fn retries(ctx: &mut Ctx, node: &Node<'_>) -> Option<Retries> {
@@ -90,48 +120,70 @@ fn retries(ctx: &mut Ctx, node: &Node<'_>) -> Option<Retries> {
     let attempts = r.required(ctx, "attempts").and_then(|n| n.u32(ctx));
     let per_try_timeout = r
         .get("perTryTimeout")
-        .map(|n| values::duration(ctx, n))
+        .map(|n| optional_timeout(ctx, n))
         .transpose_none();
     let retry_on = match r.get("retryOn") {
-        None => Some(Vec::new()),
+        None => Some((Vec::new(), Vec::new())),
         Some(n) => retry_on(ctx, n),
     };
+    let (retry_on, retriable_status_codes) = retry_on?;
     Some(Retries {
         attempts: attempts?,
-        per_try_timeout: per_try_timeout?,
-        retry_on: retry_on?,
+        per_try_timeout: per_try_timeout?.flatten(),
+        retry_on,
+        retriable_status_codes,
     })
 }
 
-fn retry_on(ctx: &mut Ctx, node: &Node<'_>) -> Option<Vec<String>> {
+/// Splits `retryOn` into named conditions and bare status codes, checking each.
+fn retry_on(ctx: &mut Ctx, node: &Node<'_>) -> Option<(Vec<String>, Vec<u16>)> {
     let text = node.str(ctx)?;
-    let mut out = Vec::new();
+    let mut names = Vec::new();
+    let mut codes = Vec::new();
+    let mut ok = true;
     for condition in text.split(',').map(str::trim) {
-        let is_status = condition.len() == 3 && condition.parse::<u16>().is_ok();
-        if !(RETRY_ON.contains(&condition) || is_status) {
-            ctx.error(
-                node.line(),
-                node.path(),
-                format!(
-                    "unknown retry condition `{condition}`; expected an HTTP status code or one of {}",
-                    super::cursor::list(RETRY_ON)
-                ),
-            );
-            return None;
-        }
-        out.push(condition.to_owned());
+        let problem = if !condition.is_empty() && condition.bytes().all(|b| b.is_ascii_digit()) {
+            match condition.parse::<u16>() {
+                Ok(code @ 100..=599) => {
+                    codes.push(code);
+                    continue;
+                }
+                _ => {
+                    format!("retry condition `{condition}` is not an HTTP status code (100 to 599)")
+                }
+            }
+        } else if RETRY_ON.contains(&condition) {
+            names.push(condition.to_owned());
+            continue;
+        } else if RETRY_ON_UNSUPPORTED.contains(&condition) {
+            format!(
+                "retry condition `{condition}` is not supported by Remora; use an HTTP status \
+                 code or one of {}",
+                list(RETRY_ON)
+            )
+        } else {
+            let hint = match closest(condition, RETRY_ON.iter().copied()) {
+                Some(name) => format!("did you mean `{name}`?"),
+                None => format!("expected an HTTP status code or one of {}", list(RETRY_ON)),
+            };
+            format!("unknown retry condition `{condition}`; {hint}")
+        };
+        ctx.error(node.line(), node.path(), problem);
+        ok = false;
     }
-    Some(out)
+    ok.then_some((names, codes))
 }
 
 fn fault(ctx: &mut Ctx, node: &Node<'_>) -> Option<Fault> {
     let f = node.map(ctx, &FAULT)?;
     let delay = f.get("delay").map(|n| delay(ctx, n)).transpose_none();
     let abort = f.get("abort").map(|n| abort(ctx, n)).transpose_none();
-    Some(Fault {
-        delay: delay?,
-        abort: abort?,
-    })
+    let (delay, abort) = (delay?, abort?);
+    if delay.is_none() && abort.is_none() {
+        ctx.error(f.line(), node.path(), "needs `delay`, `abort` or both");
+        return None;
+    }
+    Some(Fault { delay, abort })
 }
 
 fn delay(ctx: &mut Ctx, node: &Node<'_>) -> Option<FaultDelay> {
@@ -156,9 +208,7 @@ fn abort(ctx: &mut Ctx, node: &Node<'_>) -> Option<FaultAbort> {
             .int_in(ctx, 200..=599)
             .and_then(|s| u16::try_from(s).ok())
             .map(AbortStatus::Http),
-        (None, Some(grpc)) => grpc
-            .non_empty_str(ctx)
-            .map(|s| AbortStatus::Grpc(s.to_owned())),
+        (None, Some(grpc)) => grpc_status(ctx, grpc).map(AbortStatus::Grpc),
         (Some(_), Some(_)) => {
             ctx.error(
                 a.line(),
@@ -180,6 +230,34 @@ fn abort(ctx: &mut Ctx, node: &Node<'_>) -> Option<FaultAbort> {
         status: status?,
         percentage: percentage?,
     })
+}
+
+/// A gRPC status name, upper case as Istio requires (`UNAVAILABLE`).
+fn grpc_status(ctx: &mut Ctx, node: &Node<'_>) -> Option<String> {
+    let name = node.non_empty_str(ctx)?;
+    if GRPC_STATUSES.contains(&name) {
+        return Some(name.to_owned());
+    }
+    let by_number = name
+        .parse::<usize>()
+        .ok()
+        .and_then(|code| GRPC_STATUSES.get(code));
+    let normalized = name.trim().to_ascii_uppercase().replace('-', "_");
+    let hint = if let Some(known) = by_number {
+        format!("write the status name, `{known}`, not its number")
+    } else if let Some(known) = GRPC_STATUSES.iter().find(|s| **s == normalized) {
+        format!("gRPC status names are upper case: `{known}`")
+    } else if let Some(known) = closest(&normalized, GRPC_STATUSES.iter().copied()) {
+        format!("did you mean `{known}`?")
+    } else {
+        format!("expected one of {}", list(GRPC_STATUSES))
+    };
+    ctx.error(
+        node.line(),
+        node.path(),
+        format!("unknown gRPC status `{name}`; {hint}"),
+    );
+    None
 }
 
 fn percentage(ctx: &mut Ctx, node: &Node<'_>) -> Option<f64> {

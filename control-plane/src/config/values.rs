@@ -6,13 +6,35 @@ use super::cursor::{Ctx, Node};
 
 /// Reads an Istio duration (`"30s"`, `"1.5s"`, `"100ms"`, `"1h30m"`); must be > 0.
 pub(crate) fn duration(ctx: &mut Ctx, node: &Node<'_>) -> Option<Duration> {
+    let d = duration_or_zero(ctx, node)?;
+    if d.is_zero() {
+        let text = node.str(ctx).unwrap_or_default();
+        ctx.error(
+            node.line(),
+            node.path(),
+            format!("duration `{text}` must be greater than 0"),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+/// Reads an Istio duration that may be 0 (where Istio reads 0 as "none").
+///
+/// Like Istio, Remora works in whole milliseconds: a duration with a finer
+/// part (`1500us`) is an error rather than silently truncated, which could
+/// turn a short timeout into none at all.
+pub(crate) fn duration_or_zero(ctx: &mut Ctx, node: &Node<'_>) -> Option<Duration> {
     let text = node.str(ctx)?;
     match parse_duration(text) {
-        Ok(d) if d.is_zero() => {
+        Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
             ctx.error(
                 node.line(),
                 node.path(),
-                format!("duration `{text}` must be greater than 0"),
+                format!(
+                    "duration `{text}` is not a whole number of milliseconds; Remora (like \
+                     Istio) supports millisecond precision"
+                ),
             );
             None
         }

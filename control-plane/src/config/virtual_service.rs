@@ -106,7 +106,7 @@ fn http_route(ctx: &mut Ctx, node: &Node<'_>) -> Option<HttpRoute> {
     let destinations = route
         .required(ctx, "route")
         .and_then(|n| destinations(ctx, n));
-    let resilience = resilience::parse_route_fields(ctx, &route);
+    let resilience = resilience::parse_route_fields(ctx, &route)?;
     Some(HttpRoute {
         name,
         matches: matches?,

@@ -261,3 +261,304 @@ fn a_client_only_workload_connecting_changes_no_snapshot() {
     let after = version_of(&snapshot_for(&client(), &resources(CANARY), &nodes));
     assert_eq!(before, after);
 }
+
+// ------------------------------------------------------------------ resilience
+
+fn routes_of<'a>(s: &'a pb::Snapshot, host: &str) -> &'a [pb::Route] {
+    &s.virtual_hosts
+        .iter()
+        .find(|vh| vh.name == host)
+        .unwrap_or_else(|| panic!("no virtual host {host} in {:#?}", s.virtual_hosts))
+        .routes
+}
+
+#[test]
+fn route_timeout_retries_and_fault_travel_exactly() {
+    let yaml = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - name: resilient
+    match: [{uri: {prefix: /a}}]
+    route:
+    - destination: {host: ratings}
+    timeout: 2s
+    retries:
+      attempts: 3
+      perTryTimeout: 500ms
+      retryOn: 5xx,connect-failure,503
+    fault:
+      delay:
+        fixedDelay: 100ms
+        percentage: {value: 50}
+      abort:
+        httpStatus: 503
+        percentage: {value: 10}
+  - name: grpc
+    match: [{uri: {prefix: /b}}]
+    route:
+    - destination: {host: ratings}
+    timeout: 0s
+    retries: {attempts: 0, perTryTimeout: 0s}
+    fault:
+      abort: {grpcStatus: RESOURCE_EXHAUSTED}
+  - name: codes-only
+    match: [{uri: {prefix: /c}}]
+    route:
+    - destination: {host: ratings}
+    retries: {attempts: 1, retryOn: '502,503'}
+  - name: plain
+    route:
+    - destination: {host: ratings}
+";
+    let s = snapshot_for(&client(), &resources(yaml), &Nodes::new());
+    let routes = routes_of(&s, "ratings.default.svc.cluster.local");
+    let to_ratings = vec![pb::WeightedCluster {
+        cluster: "|ratings.default.svc.cluster.local".into(),
+        weight: 100,
+    }];
+    let prefix = |p: &str| pb::RouteMatch {
+        uri: Some(pb::StringMatch {
+            kind: Some(pb::string_match::Kind::Prefix(p.into())),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        routes[0],
+        pb::Route {
+            name: "resilient".into(),
+            matches: vec![prefix("/a")],
+            destinations: to_ratings.clone(),
+            timeout_ms: 2000,
+            retry: Some(pb::RetryPolicy {
+                attempts: 3,
+                per_try_timeout_ms: 500,
+                retry_on: vec![
+                    "5xx".into(),
+                    "connect-failure".into(),
+                    "retriable-status-codes".into(),
+                ],
+                retriable_status_codes: vec![503],
+            }),
+            fault: Some(pb::Fault {
+                delay: Some(pb::FaultDelay {
+                    fixed_delay_ms: 100,
+                    percentage: Some(50.0),
+                }),
+                abort: Some(pb::FaultAbort {
+                    status: Some(pb::fault_abort::Status::HttpStatus(503)),
+                    percentage: Some(10.0),
+                }),
+            }),
+        }
+    );
+    // `0s` timeouts are "none"; attempts 0 disables retries; an abort
+    // without percentage carries none (never applied, as in Istio).
+    assert_eq!(
+        routes[1],
+        pb::Route {
+            name: "grpc".into(),
+            matches: vec![prefix("/b")],
+            destinations: to_ratings.clone(),
+            timeout_ms: 0,
+            retry: Some(pb::RetryPolicy {
+                attempts: 0,
+                per_try_timeout_ms: 0,
+                retry_on: vec![],
+                retriable_status_codes: vec![],
+            }),
+            fault: Some(pb::Fault {
+                delay: None,
+                abort: Some(pb::FaultAbort {
+                    status: Some(pb::fault_abort::Status::GrpcStatus(
+                        "RESOURCE_EXHAUSTED".into()
+                    )),
+                    percentage: None,
+                }),
+            }),
+        }
+    );
+    // Codes alone still make an explicit list, as Istio translates them.
+    assert_eq!(
+        routes[2].retry,
+        Some(pb::RetryPolicy {
+            attempts: 1,
+            per_try_timeout_ms: 0,
+            retry_on: vec!["retriable-status-codes".into()],
+            retriable_status_codes: vec![502, 503],
+        })
+    );
+    // No resilience fields: nothing set, the proxy applies its defaults.
+    assert_eq!(
+        routes[3],
+        pb::Route {
+            name: "plain".into(),
+            matches: vec![],
+            destinations: to_ratings,
+            timeout_ms: 0,
+            retry: None,
+            fault: None,
+        }
+    );
+}
+
+#[test]
+fn retriable_status_codes_condition_is_not_repeated() {
+    let yaml = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    retries: {attempts: 2, retryOn: 'retriable-status-codes,409,gateway-error'}
+";
+    let s = snapshot_for(&client(), &resources(yaml), &Nodes::new());
+    let retry = routes_of(&s, "ratings.default.svc.cluster.local")[0]
+        .retry
+        .clone()
+        .expect("retry");
+    assert_eq!(retry.retry_on, ["retriable-status-codes", "gateway-error"]);
+    assert_eq!(retry.retriable_status_codes, [409]);
+}
+
+const POLICIES: &str = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 100
+        connectTimeout: 250ms
+        idleTimeout: 1h
+      http:
+        http1MaxPendingRequests: 50
+        http2MaxRequests: 200
+        maxRequestsPerConnection: 10
+        maxRetries: 3
+        idleTimeout: 90s
+    outlierDetection:
+      consecutive5xxErrors: 7
+      consecutiveGatewayErrors: 4
+      interval: 5s
+      baseEjectionTime: 1m
+      maxEjectionPercent: 50
+      minHealthPercent: 20
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      connectionPool:
+        tcp: {maxConnections: 5}
+        http: {idleTimeout: 30s, maxRetries: 1}
+      outlierDetection:
+        consecutive5xxErrors: 2
+        baseEjectionTime: 10s
+";
+
+fn full_pool() -> pb::ConnectionPool {
+    pb::ConnectionPool {
+        max_connections: 100,
+        connect_timeout_ms: 250,
+        tcp_idle_timeout_ms: 3_600_000,
+        http1_max_pending_requests: 50,
+        http2_max_requests: 200,
+        max_requests_per_connection: 10,
+        http_idle_timeout_ms: 90_000,
+        max_retries: 3,
+    }
+}
+
+fn full_outlier() -> pb::OutlierDetection {
+    pb::OutlierDetection {
+        consecutive_5xx_errors: Some(7),
+        consecutive_gateway_errors: 4,
+        interval_ms: 5_000,
+        base_ejection_time_ms: 60_000,
+        max_ejection_percent: 50,
+        min_health_percent: 20,
+    }
+}
+
+#[test]
+fn every_pool_and_outlier_field_reaches_the_cluster() {
+    let nodes: Nodes = [node(1, "ratings", "default", "v1", "127.0.0.1:3001")].into();
+    let s = snapshot_for(&client(), &resources(POLICIES), &nodes);
+    let fqdn = "ratings.default.svc.cluster.local";
+    for name in [format!("|{fqdn}"), format!("v1|{fqdn}")] {
+        let c = cluster(&s, &name);
+        assert_eq!(c.connection_pool, Some(full_pool()), "{name}");
+        assert_eq!(c.outlier_detection, Some(full_outlier()), "{name}");
+    }
+}
+
+#[test]
+fn subset_policy_overrides_the_rule_field_by_field() {
+    let s = snapshot_for(&client(), &resources(POLICIES), &Nodes::new());
+    let v2 = cluster(&s, "v2|ratings.default.svc.cluster.local");
+    assert_eq!(
+        v2.connection_pool,
+        Some(pb::ConnectionPool {
+            max_connections: 5,
+            http_idle_timeout_ms: 30_000,
+            max_retries: 1,
+            ..full_pool()
+        })
+    );
+    assert_eq!(
+        v2.outlier_detection,
+        Some(pb::OutlierDetection {
+            consecutive_5xx_errors: Some(2),
+            base_ejection_time_ms: 10_000,
+            ..full_outlier()
+        })
+    );
+}
+
+#[test]
+fn subset_policy_alone_applies_to_its_subset_only() {
+    let yaml = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      connectionPool:
+        http: {http2MaxRequests: 8}
+      outlierDetection: {consecutiveGatewayErrors: 2}
+";
+    let nodes: Nodes = [node(1, "ratings", "default", "v1", "127.0.0.1:3001")].into();
+    let s = snapshot_for(&client(), &resources(yaml), &nodes);
+    let fqdn = "ratings.default.svc.cluster.local";
+    let v1 = cluster(&s, &format!("v1|{fqdn}"));
+    assert_eq!(
+        v1.connection_pool,
+        Some(pb::ConnectionPool {
+            http2_max_requests: 8,
+            ..Default::default()
+        })
+    );
+    assert_eq!(
+        v1.outlier_detection,
+        Some(pb::OutlierDetection {
+            consecutive_gateway_errors: 2,
+            ..Default::default()
+        })
+    );
+    let all = cluster(&s, &format!("|{fqdn}"));
+    assert_eq!(all.connection_pool, None);
+    assert_eq!(all.outlier_detection, None, "absent means disabled");
+}

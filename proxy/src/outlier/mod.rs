@@ -38,8 +38,8 @@ pub const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutlierSettings {
     /// `consecutive5xxErrors` (default 5): 5xx answers, connect failures
-    /// and resets in a row that eject a host; 0 disables the check (the
-    /// proto cannot send it: there 0 means unset, hence 5).
+    /// and resets in a row that eject a host; 0 disables the check, as in
+    /// Istio (for ejection on gateway errors only).
     pub consecutive_5xx_errors: u32,
     /// `consecutiveGatewayErrors`: 502/503/504, connect failures and resets
     /// in a row that eject a host; `None` when unset (disabled, as Istio).
@@ -104,11 +104,9 @@ impl OutlierSettings {
             }
         };
         Ok(Self {
-            consecutive_5xx_errors: if od.consecutive_5xx_errors == 0 {
-                d.consecutive_5xx_errors
-            } else {
-                od.consecutive_5xx_errors
-            },
+            consecutive_5xx_errors: od
+                .consecutive_5xx_errors
+                .unwrap_or(d.consecutive_5xx_errors),
             consecutive_gateway_errors: (od.consecutive_gateway_errors > 0)
                 .then_some(od.consecutive_gateway_errors),
             interval: ms(od.interval_ms, d.interval),

@@ -352,7 +352,7 @@ fn from_proto_zero_fields_take_istio_defaults() {
 #[test]
 fn from_proto_takes_the_values_sent() {
     let od = pb::OutlierDetection {
-        consecutive_5xx_errors: 7,
+        consecutive_5xx_errors: Some(7),
         consecutive_gateway_errors: 3,
         interval_ms: 2_500,
         base_ejection_time_ms: 45_000,
