@@ -1,7 +1,7 @@
 //! Compiles `proto/*.proto` with protox (pure Rust), so no `protoc` binary is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/discovery.proto"];
+    let files = ["proto/discovery.proto", "proto/identity.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -9,6 +9,9 @@
 //! each snapshot with an ACK (the version it applied) or a NACK (the
 //! reason, while it keeps its last good config). When the stream ends, the
 //! workload is deregistered.
+//!
+//! Every push, ACK and NACK is also recorded in the [`ProxyTracker`], which
+//! serves `/debug/proxies` and keeps the push metrics.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,19 +28,31 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::events::emit;
 use crate::mesh::Mesh;
+use crate::metrics::Metrics;
+use crate::status::{ProxyTracker, TrackedProxy};
 use crate::translate::{snapshot_for, version_of};
 
-/// Serves discovery on `listener` until `shutdown` completes.
+/// Serves discovery of `mesh` on `listener` until `shutdown` completes,
+/// tracking proxies in a table of its own.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     mesh: Arc<Mesh>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    serve_service(listener, DiscoveryService::new(mesh), shutdown).await
+}
+
+/// Serves `service` on `listener` until `shutdown` completes.
+pub async fn serve_service(
+    listener: tokio::net::TcpListener,
+    service: DiscoveryService,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
-        .add_service(DiscoveryServer::new(DiscoveryService::new(mesh)))
+        .add_service(DiscoveryServer::new(service))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,
@@ -49,12 +64,20 @@ pub async fn serve(
 #[derive(Debug, Clone)]
 pub struct DiscoveryService {
     mesh: Arc<Mesh>,
+    proxies: ProxyTracker,
 }
 
 impl DiscoveryService {
-    /// A service pushing the state of `mesh`.
+    /// A service pushing the state of `mesh`, tracking proxies in a table
+    /// (and metrics) of its own.
     pub fn new(mesh: Arc<Mesh>) -> Self {
-        DiscoveryService { mesh }
+        Self::with_tracker(mesh, ProxyTracker::new(Metrics::new()))
+    }
+
+    /// A service pushing the state of `mesh` and recording every stream in
+    /// `proxies` (share a clone with the monitoring endpoints).
+    pub fn with_tracker(mesh: Arc<Mesh>, proxies: ProxyTracker) -> Self {
+        DiscoveryService { mesh, proxies }
     }
 }
 
@@ -78,10 +101,12 @@ impl Discovery for DiscoveryService {
         check_node(&node)?;
         // A proxy that already has a config waits out the warm-up.
         let hold_until = (!hello.version_info.is_empty()).then(|| self.mesh.warm_until());
+        let tracked = self.proxies.track(&node, &hello.version_info);
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(session(
             Arc::clone(&self.mesh),
             node,
+            tracked,
             hold_until,
             requests,
             tx,
@@ -113,6 +138,7 @@ fn check_node(node: &pb::Node) -> Result<(), Status> {
 async fn session(
     mesh: Arc<Mesh>,
     node: pb::Node,
+    tracked: TrackedProxy,
     hold_until: Option<Instant>,
     mut requests: Streaming<pb::DiscoveryRequest>,
     tx: mpsc::Sender<Result<pb::Snapshot, Status>>,
@@ -147,9 +173,11 @@ async fn session(
                 ..snapshot
             };
             tracing::debug!(node = node.id, version, "pushing snapshot");
+            let sent_at = Instant::now();
             if tx.send(Ok(snapshot)).await.is_err() {
                 break;
             }
+            tracked.sent(&version, sent_at);
             last_sent = Some(version);
         }
 
@@ -165,7 +193,7 @@ async fn session(
                     continue 'session;
                 }
                 message = requests.message() => match message {
-                    Ok(Some(reply)) => answer(&node, &reply, nonce),
+                    Ok(Some(reply)) => answer(&node, &tracked, &reply, nonce),
                     Ok(None) => break 'session,
                     Err(status) => {
                         tracing::info!(node = node.id, error = %status, "discovery stream failed");
@@ -180,17 +208,19 @@ async fn session(
         }
     }
     drop(registration);
+    drop(tracked);
     emit("disconnected", json!({ "node": node.id }));
     tracing::info!(node = node.id, "proxy disconnected");
 }
 
 /// Records an ACK or NACK. Replies to an older nonce are stale: a newer
 /// snapshot is already on its way.
-fn answer(node: &pb::Node, reply: &pb::DiscoveryRequest, nonce: u64) {
+fn answer(node: &pb::Node, tracked: &TrackedProxy, reply: &pb::DiscoveryRequest, nonce: u64) {
     if reply.response_nonce != nonce.to_string() {
         return;
     }
     if reply.error_detail.is_empty() {
+        tracked.acked(&reply.version_info, Instant::now());
         emit(
             "ack",
             json!({ "node": node.id, "version": reply.version_info }),
@@ -202,6 +232,7 @@ fn answer(node: &pb::Node, reply: &pb::DiscoveryRequest, nonce: u64) {
             error = reply.error_detail,
             "proxy rejected its snapshot"
         );
+        tracked.nacked(&reply.version_info, &reply.error_detail);
         emit(
             "nack",
             json!({

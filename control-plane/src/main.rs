@@ -1,6 +1,8 @@
 //! `remora`: the control plane. `remora serve` reads the config directory
 //! and pushes each proxy its snapshot; `remora validate` checks files the
-//! way `serve` would, without serving.
+//! way `serve` would, without serving; `remora proxy-status` asks a running
+//! control plane which proxies run which version; `remora token create`
+//! prints a bootstrap token with which a proxy gets its certificate.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,12 +12,19 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use remora_control_plane::config::{self, Severity};
-use remora_control_plane::discovery;
+use remora_control_plane::discovery::DiscoveryService;
 use remora_control_plane::events::emit;
+use remora_control_plane::grpc;
+use remora_control_plane::identity::{IdentityArgs, TokenCommand};
 use remora_control_plane::mesh::Mesh;
+use remora_control_plane::metrics::Metrics;
+use remora_control_plane::monitoring::{self, Monitoring};
+use remora_control_plane::proxy_status;
+use remora_control_plane::status::ProxyTracker;
 use remora_control_plane::watch::{self, ConfigDir};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
 
 /// Remora's control plane.
 #[derive(Debug, Parser)]
@@ -42,6 +51,30 @@ enum Command {
         /// sidecars. Must exceed the proxies' maximum reconnect backoff (5 s).
         #[arg(long, env = "REMORA_WARMUP_SECS", default_value_t = 6.0)]
         warmup_secs: f64,
+        /// Where `GET /metrics` (Prometheus) and `GET /debug/proxies`
+        /// (JSON proxy status) are served (plain HTTP).
+        #[arg(long, env = "REMORA_MONITORING_ADDR", default_value = "0.0.0.0:15014")]
+        monitoring_addr: SocketAddr,
+        /// The CA, its data directory and the gRPC TLS port.
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// Bootstrap tokens, with which proxies get their first certificate.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Show each connected proxy's applied version and sync status, asking
+    /// a running control plane's monitoring port; exits 1 if it cannot.
+    ProxyStatus {
+        /// The control plane's monitoring URL (`--monitoring-addr` of
+        /// `remora serve`).
+        #[arg(
+            long,
+            env = "REMORA_CONTROL_PLANE_ADMIN",
+            default_value = proxy_status::DEFAULT_ADMIN_URL
+        )]
+        control_plane_admin: String,
     },
     /// Check YAML files or directories and print every problem; exits 1 on
     /// any error.
@@ -56,10 +89,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { paths } => validate(&paths),
+        Command::ProxyStatus {
+            control_plane_admin,
+        } => print_proxy_status(&control_plane_admin),
+        Command::Token { command } => command.run(),
         Command::Serve {
             config_dir,
             grpc_addr,
             warmup_secs,
+            monitoring_addr,
+            identity,
         } => {
             let Ok(warmup) = std::time::Duration::try_from_secs_f64(warmup_secs) else {
                 eprintln!("error: --warmup-secs {warmup_secs} is not a duration in seconds");
@@ -79,13 +118,40 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config_dir, grpc_addr, warmup)) {
+            let addrs = Addrs {
+                grpc: grpc_addr,
+                monitoring: monitoring_addr,
+            };
+            match runtime.block_on(serve(config_dir, addrs, warmup, identity)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn print_proxy_status(admin: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(proxy_status::fetch(admin)) {
+        Ok(proxies) => {
+            print!("{}", proxy_status::render(&proxies));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -126,11 +192,20 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// Where `serve` listens.
+struct Addrs {
+    grpc: SocketAddr,
+    monitoring: SocketAddr,
+}
+
 async fn serve(
     config_dir: Option<PathBuf>,
-    grpc_addr: SocketAddr,
+    addrs: Addrs,
     warmup: std::time::Duration,
+    identity: IdentityArgs,
 ) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let proxies = ProxyTracker::new(metrics.clone());
     let mesh = Arc::new(Mesh::with_warmup(warmup));
     if let Some(dir) = config_dir {
         anyhow::ensure!(
@@ -140,23 +215,63 @@ async fn serve(
         );
         // The first read happens before serving, so no proxy ever gets a
         // snapshot that ignores the files.
-        let mut dir = ConfigDir::new(dir);
+        let mut dir = ConfigDir::with_metrics(dir, metrics.clone());
         if let Some(resources) = dir.poll() {
             mesh.set_config(resources);
         }
         tokio::spawn(watch::run(dir, Arc::clone(&mesh)));
     }
 
-    let listener = TcpListener::bind(grpc_addr)
+    let grpc = TcpListener::bind(addrs.grpc)
         .await
-        .with_context(|| format!("cannot listen for gRPC on {grpc_addr}"))?;
-    let local = listener.local_addr()?;
-    emit("listening", json!({ "grpc": local.to_string() }));
-    tracing::info!(%local, "serving discovery");
+        .with_context(|| format!("cannot listen for gRPC on {}", addrs.grpc))?;
+    let monitoring = TcpListener::bind(addrs.monitoring)
+        .await
+        .with_context(|| format!("cannot listen for monitoring on {}", addrs.monitoring))?;
+    let identity = identity
+        .start(addrs.grpc, metrics.clone())
+        .await
+        .context("cannot start the certificate authority")?;
+    let grpc_local = grpc.local_addr()?;
+    let grpc_tls_local = identity.tls_port.local_addr()?;
+    let monitoring_local = monitoring.local_addr()?;
+    emit(
+        "listening",
+        json!({
+            "grpc": grpc_local.to_string(),
+            "grpc_tls": grpc_tls_local.to_string(),
+            "monitoring": monitoring_local.to_string(),
+        }),
+    );
+    tracing::info!(grpc = %grpc_local, monitoring = %monitoring_local, "serving discovery");
 
-    discovery::serve(listener, mesh, shutdown_signal())
-        .await
-        .context("gRPC server failed")?;
+    // One signal stops both servers.
+    let (stop, stopped) = signal::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: signal::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let monitor = tokio::spawn(monitoring::serve(
+        monitoring,
+        Monitoring {
+            metrics,
+            proxies: proxies.clone(),
+        },
+        until_stopped(stopped.clone()),
+    ));
+    grpc::serve(
+        grpc,
+        identity.tls_port,
+        DiscoveryService::with_tracker(mesh, proxies),
+        identity.service,
+        until_stopped(stopped),
+    )
+    .await
+    .context("gRPC server failed")?;
+    let _ = monitor.await;
     Ok(())
 }
 

@@ -10,8 +10,14 @@
 //! and the error is reported once per distinct content. After any change the
 //! accepted set is checked across files (duplicate names, two rules for one
 //! host); if that fails, the previously published config stays in force.
+//!
+//! Rejections are counted in `remora_config_errors_total` (once per
+//! rejected content) and `remora_config_files_rejected` (files whose
+//! current content is rejected, or that the cross-file check blames);
+//! every published config has a version, a hash of the accepted contents,
+//! in the `loaded` event and in `remora_config_info`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +28,7 @@ use crate::config::model::Resource;
 use crate::config::{self, Diagnostic, Severity};
 use crate::events::emit;
 use crate::mesh::Mesh;
+use crate::metrics::Metrics;
 use crate::translate::fnv1a;
 
 /// How often the directory is read.
@@ -33,6 +40,10 @@ struct FileState {
     seen: u64,
     /// The resources of the last accepted version.
     accepted: Vec<Resource>,
+    /// Hash of the bytes that gave `accepted` (0 before any was accepted).
+    accepted_hash: u64,
+    /// Whether the bytes last read were rejected.
+    rejected: bool,
 }
 
 /// The config directory and what was last read from it.
@@ -45,23 +56,68 @@ pub struct ConfigDir {
     /// Whether the directory was read once (the first read always
     /// publishes, even an empty config).
     polled: bool,
+    /// Files the cross-file check blamed on its last run.
+    inconsistent: BTreeSet<PathBuf>,
+    metrics: Metrics,
 }
 
 impl ConfigDir {
-    /// A directory not read yet.
+    /// A directory not read yet, counting rejections in metrics of its own.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::with_metrics(dir, Metrics::new())
+    }
+
+    /// A directory not read yet, counting rejections and the config
+    /// version in `metrics`.
+    pub fn with_metrics(dir: impl Into<PathBuf>, metrics: Metrics) -> Self {
         ConfigDir {
             dir: dir.into(),
             files: BTreeMap::new(),
             last_dir_error: None,
             generation: 0,
             polled: false,
+            inconsistent: BTreeSet::new(),
+            metrics,
         }
+    }
+
+    /// How many files are rejected right now: their current content has
+    /// an error, or the cross-file check blames them (the directory itself
+    /// counts as one while it cannot be read).
+    pub fn rejected_files(&self) -> usize {
+        let parse = self
+            .files
+            .iter()
+            .filter(|(path, f)| f.rejected && !self.inconsistent.contains(path.as_path()));
+        parse.count() + self.inconsistent.len() + usize::from(self.last_dir_error.is_some())
+    }
+
+    /// The version of the accepted contents: FNV-1a over each file's name
+    /// (relative to the directory) and the hash of its accepted bytes, in
+    /// hex. The same files give the same version across restarts.
+    pub fn version(&self) -> String {
+        let mut text = String::new();
+        for (path, f) in &self.files {
+            if f.accepted_hash != 0 {
+                let name = path.strip_prefix(&self.dir).unwrap_or(path);
+                text.push_str(&format!("{}\0{:016x}\n", name.display(), f.accepted_hash));
+            }
+        }
+        format!("{:016x}", fnv1a(text.as_bytes()))
     }
 
     /// Reads the directory. Returns the resources to publish when the
     /// accepted set changed and is consistent.
     pub fn poll(&mut self) -> Option<Vec<Resource>> {
+        let update = self.read_dir();
+        self.metrics.set_files_rejected(self.rejected_files());
+        if update.is_some() {
+            self.metrics.set_config_version(&self.version());
+        }
+        update
+    }
+
+    fn read_dir(&mut self) -> Option<Vec<Resource>> {
         let paths = match config::yaml_files(std::slice::from_ref(&self.dir)) {
             Ok(paths) => {
                 self.last_dir_error = None;
@@ -73,6 +129,7 @@ impl ConfigDir {
                 if self.last_dir_error.as_ref() != Some(&text) {
                     eprintln!("{text} (keeping the last good config)");
                     emit("rejected", json!({ "file": self.dir, "errors": [text] }));
+                    self.metrics.config_rejected();
                     self.last_dir_error = Some(text);
                 }
                 return None;
@@ -104,6 +161,7 @@ impl ConfigDir {
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .collect();
+        self.inconsistent = errors.iter().map(|d| d.file.clone()).collect();
         if !errors.is_empty() {
             for d in &errors {
                 eprintln!("{d}");
@@ -114,6 +172,7 @@ impl ConfigDir {
             }
             for (file, errors) in by_file {
                 emit("rejected", json!({ "file": file, "errors": errors }));
+                self.metrics.config_rejected();
             }
             eprintln!("the config set is inconsistent; keeping the last good config");
             return None;
@@ -125,6 +184,7 @@ impl ConfigDir {
                 "generation": self.generation,
                 "files": self.files.len(),
                 "resources": resources.len(),
+                "version": self.version(),
             }),
         );
         Some(resources)
@@ -150,8 +210,11 @@ impl ConfigDir {
         let state = self.files.entry(path.to_owned()).or_insert(FileState {
             seen: hash,
             accepted: Vec::new(),
+            accepted_hash: 0,
+            rejected: false,
         });
         state.seen = hash;
+        state.rejected = outcome.has_errors();
         if outcome.has_errors() {
             let errors: Vec<String> = outcome
                 .diagnostics
@@ -172,6 +235,7 @@ impl ConfigDir {
                 }
             );
             emit("rejected", json!({ "file": path, "errors": errors }));
+            self.metrics.config_rejected();
             return false;
         }
         report_warnings(&outcome.diagnostics);
@@ -179,6 +243,7 @@ impl ConfigDir {
             return false;
         }
         state.accepted = outcome.resources;
+        state.accepted_hash = hash;
         true
     }
 }
@@ -291,6 +356,71 @@ spec:
         assert_eq!(dir.poll(), None);
         std::fs::remove_file(tmp.path().join("b.yaml")).unwrap();
         assert_eq!(weights(&dir.poll().unwrap()), [90, 10]);
+    }
+
+    fn series(metrics: &Metrics, name: &str) -> Vec<String> {
+        metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn rejected_files_are_counted_and_the_version_follows_the_accepted_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let mut dir = ConfigDir::with_metrics(tmp.path(), metrics.clone());
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "90"));
+        assert!(dir.poll().is_some());
+        let v90 = dir.version();
+        assert_eq!(
+            series(&metrics, "remora_config_info"),
+            [format!("remora_config_info{{version=\"{v90}\"}} 1")]
+        );
+
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "\"ninety\""));
+        assert_eq!(dir.poll(), None);
+        assert_eq!(dir.poll(), None, "the same content is reported once");
+        assert_eq!(dir.rejected_files(), 1);
+        assert_eq!(dir.version(), v90, "the last good version is in force");
+        assert_eq!(
+            series(&metrics, "remora_config_files_rejected"),
+            ["remora_config_files_rejected 1"]
+        );
+        assert_eq!(
+            series(&metrics, "remora_config_errors_total"),
+            ["remora_config_errors_total 1"]
+        );
+
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "50"));
+        assert!(dir.poll().is_some());
+        assert_eq!(dir.rejected_files(), 0);
+        assert_ne!(dir.version(), v90);
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "90"));
+        assert!(dir.poll().is_some());
+        assert_eq!(dir.version(), v90, "the version is a function of content");
+
+        // The second definition of the same VirtualService is blamed.
+        write(tmp.path(), "b.yaml", &VS.replace("WEIGHT", "50"));
+        assert_eq!(dir.poll(), None);
+        assert_eq!(dir.rejected_files(), 1);
+        assert_eq!(
+            series(&metrics, "remora_config_errors_total"),
+            ["remora_config_errors_total 2"]
+        );
+        std::fs::remove_file(tmp.path().join("b.yaml")).unwrap();
+        assert!(dir.poll().is_some());
+        assert_eq!(dir.rejected_files(), 0);
+        assert_eq!(
+            series(&metrics, "remora_config_files_rejected"),
+            ["remora_config_files_rejected 0"]
+        );
+        assert_eq!(
+            series(&metrics, "remora_config_info"),
+            [format!("remora_config_info{{version=\"{v90}\"}} 1")]
+        );
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The discovery service over a real gRPC connection: registration,
-//! pushes on change, only to the proxies a change affects, and
-//! deregistration when a stream ends.
+//! pushes on change, only to the proxies a change affects,
+//! deregistration when a stream ends, and the proxy status and metrics
+//! that ACKs and NACKs leave.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use remora_control_plane::config::parse_str;
-use remora_control_plane::discovery;
+use remora_control_plane::discovery::{self, DiscoveryService};
 use remora_control_plane::mesh::Mesh;
+use remora_control_plane::metrics::Metrics;
+use remora_control_plane::status::{ProxyStatus, ProxyTracker, SyncStatus};
 use remora_proto::pb;
 use remora_proto::pb::discovery_client::DiscoveryClient;
 use tokio::sync::mpsc;
@@ -229,4 +232,102 @@ async fn after_a_restart_proxies_with_a_config_keep_it_until_the_registry_refill
         "a reconnecting proxy was pushed during the warm-up"
     );
     assert!(!held.version.is_empty());
+}
+
+/// Polls `tracker` until `done` holds for its list, for up to [`WAIT`].
+async fn wait_status(
+    tracker: &ProxyTracker,
+    what: &str,
+    done: impl Fn(&[ProxyStatus]) -> bool,
+) -> Vec<ProxyStatus> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = tracker.list(tokio::time::Instant::now());
+        if done(&list) {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}; last status: {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn acks_and_nacks_show_in_the_proxy_status_and_the_metrics() {
+    let mesh = Arc::new(Mesh::new());
+    let metrics = Metrics::new();
+    let tracker = ProxyTracker::new(metrics.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(discovery::serve_service(
+        listener,
+        DiscoveryService::with_tracker(mesh, tracker.clone()),
+        std::future::pending(),
+    ));
+
+    let mut client = Proxy::connect(addr, node("productpage", "v1", "")).await;
+    let applied = client.next().await;
+    let list = wait_status(&tracker, "productpage SYNCED", |l| {
+        l.len() == 1 && l[0].status == SyncStatus::Synced
+    })
+    .await;
+    assert_eq!(list[0].id, "productpage-v1");
+    assert_eq!(
+        list[0].version_acked.as_deref(),
+        Some(applied.version.as_str())
+    );
+
+    // A sidecar registers; the client is pushed a new snapshot and NACKs it.
+    let mut sidecar = Proxy::connect(addr, node("reviews", "v1", "127.0.0.1:1001")).await;
+    sidecar.next().await;
+    let rejected = tokio::time::timeout(WAIT, client.snapshots.message())
+        .await
+        .expect("no snapshot within 5 s")
+        .unwrap()
+        .unwrap();
+    client
+        .requests
+        .send(pb::DiscoveryRequest {
+            version_info: applied.version.clone(),
+            response_nonce: rejected.nonce.clone(),
+            error_detail: "vh/r0: invalid regex".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let list = wait_status(&tracker, "productpage NACKED, reviews SYNCED", |l| {
+        l.len() == 2 && l[0].status == SyncStatus::Nacked && l[1].status == SyncStatus::Synced
+    })
+    .await;
+    let nacked = &list[0];
+    assert_eq!(
+        nacked.version_sent.as_deref(),
+        Some(rejected.version.as_str())
+    );
+    assert_eq!(
+        nacked.version_acked.as_deref(),
+        Some(applied.version.as_str()),
+        "a NACK keeps the applied version"
+    );
+    assert_eq!(
+        nacked.last_nack_error.as_deref(),
+        Some("vh/r0: invalid regex")
+    );
+    assert_eq!(list[1].id, "reviews-v1");
+
+    let text = metrics.encode();
+    for line in [
+        "remora_connected_proxies 2\n",
+        "remora_nacks_total 1\n",
+        "remora_pushes_total{result=\"nack\"} 1\n",
+        "remora_pushes_total{result=\"ack\"} 2\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+
+    drop((client, sidecar));
+    wait_status(&tracker, "both forgotten", <[ProxyStatus]>::is_empty).await;
+    assert!(metrics.encode().contains("remora_connected_proxies 0\n"));
 }

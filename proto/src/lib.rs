@@ -1,8 +1,15 @@
 //! Remora's wire contract: the discovery protocol between the control plane
-//! and the proxies, generated from `proto/discovery.proto` at build time.
+//! and the proxies, generated from `proto/discovery.proto` at build time, and
+//! the identity protocol ([`pb::identity`], from `proto/identity.proto`).
 
 /// The generated messages and the `Discovery` service (client and server).
 pub mod pb {
     #![allow(missing_docs, unreachable_pub, clippy::all)] // generated code
     tonic::include_proto!("remora.discovery.v1");
+
+    /// The identity protocol (`proto/identity.proto`): the `Identity` service that signs a
+    /// workload's CSR into its X509-SVID. Requests carry a CSR, never a private key.
+    pub mod identity {
+        tonic::include_proto!("remora.identity.v1");
+    }
 }

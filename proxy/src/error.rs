@@ -79,6 +79,22 @@ impl ProxyError {
         }
     }
 
+    /// The Envoy-style response flag for the access log.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            Self::NoHost | Self::UnknownHost { .. } | Self::NoRouteMatched { .. } => "NR",
+            Self::NoEndpoint { .. } => "UH",
+            Self::Upstream(
+                UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. },
+            ) => "UF",
+            Self::Upstream(UpstreamError::Overflow { .. }) => "UO",
+            Self::Upstream(UpstreamError::Stale { .. }) => "UC",
+            Self::Upstream(UpstreamError::Request { .. }) => "UR",
+            Self::Timeout { .. } | Self::PerTryTimeout { .. } => "UT",
+            Self::RequestBody(_) => "DPE",
+        }
+    }
+
     /// The local reply for this error; the body says why.
     pub fn into_response(self) -> Response<ProxyBody> {
         let overloaded = matches!(self, Self::Upstream(UpstreamError::Overflow { .. }));

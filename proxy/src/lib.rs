@@ -18,4 +18,5 @@ pub mod outlier;
 pub mod retry;
 pub mod route;
 pub mod stats;
+pub mod telemetry;
 pub mod upstream;

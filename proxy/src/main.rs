@@ -12,6 +12,8 @@ use remora_proto::pb;
 use remora_proxy::discovery::{self, ConfigState};
 use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
+use remora_proxy::telemetry::Telemetry;
+use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
 use remora_proxy::upstream::{Endpoint, PoolSettings};
 use remora_proxy::{admin, events};
 use tokio::net::TcpListener;
@@ -76,6 +78,14 @@ struct Args {
     /// never retried.
     #[arg(long, default_value_t = remora_proxy::retry::DEFAULT_BUFFER_BYTES)]
     retry_buffer_bytes: usize,
+    /// Access log: one line per request, written when its response ends.
+    #[arg(long, value_enum, default_value = "json", env = "REMORA_ACCESS_LOG")]
+    access_log: AccessLogFormat,
+    /// Where access log lines go: `-` for stdout (beside the JSON events,
+    /// which carry an `event` key and log lines do not), or a file path
+    /// (appended to).
+    #[arg(long, default_value = "-")]
+    access_log_path: String,
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -161,6 +171,20 @@ async fn main() -> anyhow::Result<()> {
         _ = shutdown_signal() => return Ok(()),
     }
 
+    let out: Box<dyn std::io::Write + Send> = if args.access_log_path == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&args.access_log_path)
+                .with_context(|| format!("cannot open the access log {}", args.access_log_path))?,
+        )
+    };
+    let telemetry = Arc::new(Telemetry {
+        access_log: AccessLog::spawn(args.access_log, out),
+    });
     let mut tasks = Vec::new();
     let budget = BudgetSettings {
         ratio: args.retry_budget_percent / 100.0,
@@ -170,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
     let out = Arc::new(Outbound {
         config: Arc::clone(&state.current),
         retries: Retries::new(budget, args.retry_buffer_bytes),
+        telemetry: Arc::clone(&telemetry),
     });
     tasks.push(tokio::spawn(listener::serve(
         outbound,
@@ -182,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         let inb = Arc::new(Inbound {
             app,
             pool: PoolSettings::default(),
+            telemetry,
         });
         tasks.push(tokio::spawn(listener::serve(
             l,

@@ -42,8 +42,11 @@ pub static FAULT_DELAYS: Counter = Counter::new();
 /// Requests aborted by fault injection.
 pub static FAULT_ABORTS: Counter = Counter::new();
 
+/// Access log lines dropped because the writer was behind.
+pub static ACCESS_LOG_DROPPED: Counter = Counter::new();
+
 /// Every counter with its name, in a stable order.
-pub fn all() -> [(&'static str, &'static Counter); 9] {
+pub fn all() -> [(&'static str, &'static Counter); 10] {
     [
         ("retry.attempts", &RETRY_ATTEMPTS),
         ("retry.budget_exhausted", &RETRY_BUDGET_EXHAUSTED),
@@ -54,6 +57,7 @@ pub fn all() -> [(&'static str, &'static Counter); 9] {
         ("outlier.ejections", &OUTLIER_EJECTIONS),
         ("fault.delays", &FAULT_DELAYS),
         ("fault.aborts", &FAULT_ABORTS),
+        ("access_log.dropped", &ACCESS_LOG_DROPPED),
     ]
 }
 

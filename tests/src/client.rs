@@ -79,9 +79,23 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
+        self.request_with_body(method, host, path, headers, Bytes::new())
+            .await
+    }
+
+    /// Sends one request with `body` (sent with a `content-length`),
+    /// bounded by [`REQUEST_TIMEOUT`].
+    pub async fn request_with_body(
+        &mut self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Reply> {
         let result = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            self.send(method.clone(), host, path, headers),
+            self.send(method.clone(), host, path, headers, body),
         )
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {REQUEST_TIMEOUT:?}")));
@@ -97,6 +111,7 @@ impl HttpClient {
         host: &str,
         path: &str,
         headers: &[(&str, &str)],
+        body: Bytes,
     ) -> anyhow::Result<Reply> {
         let mut builder = Request::builder().method(method);
         builder = match self.protocol {
@@ -108,7 +123,7 @@ impl HttpClient {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let req = builder.body(Full::new(Bytes::new()))?;
+        let req = builder.body(Full::new(body))?;
         let resp = match self.sender().await? {
             Sender::Http1(s) => {
                 s.ready().await?;

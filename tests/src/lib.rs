@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod binaries;
 pub mod client;
+pub mod direct;
 pub mod discovery;
 pub mod echo;
 pub mod load;
@@ -19,6 +20,7 @@ pub mod yaml;
 pub use backend::Backend;
 pub use binaries::{bin, workspace_root};
 pub use client::{HttpClient, Protocol, Reply};
+pub use direct::{Direct, Shot};
 pub use load::{Load, Sample};
 pub use mesh::{ControlPlane, DemoApp, EVENT_TIMEOUT, Mesh, Proxy, ProxySpec};
 pub use process::{Event, Process};

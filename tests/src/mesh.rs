@@ -1,6 +1,7 @@
 //! The mesh as processes: a control plane over a temporary config
 //! directory, sidecars and client proxies, demo apps.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ pub struct ControlPlane {
     pub process: Process,
     /// The gRPC (discovery) address it listens on.
     pub grpc: SocketAddr,
+    /// The monitoring address (`/metrics`, `/debug/proxies`), on a free port.
+    pub monitoring: SocketAddr,
 }
 
 impl ControlPlane {
@@ -33,6 +36,9 @@ impl ControlPlane {
     /// its `listening` event. `addr` is `127.0.0.1:0` for a fresh port, or a
     /// previous instance's address to restart on the same port.
     pub async fn start(config_dir: &Path, addr: SocketAddr) -> Self {
+        // The CA and token key live beside the config (a hidden directory
+        // the config reader skips), so a restarted control plane finds them.
+        let data_dir = config_dir.join(".data");
         let mut process = Process::spawn(
             "remora serve",
             &bin("remora"),
@@ -42,6 +48,12 @@ impl ControlPlane {
                 config_dir.as_os_str(),
                 "--grpc-addr".as_ref(),
                 addr.to_string().as_ref(),
+                "--monitoring-addr".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--grpc-tls-addr".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--data-dir".as_ref(),
+                data_dir.as_os_str(),
             ],
         );
         let listening = process.wait_event("listening", EVENT_TIMEOUT).await;
@@ -49,7 +61,15 @@ impl ControlPlane {
             .as_str()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("`listening` event has no grpc address: {listening}"));
-        Self { process, grpc }
+        let monitoring = listening["monitoring"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("`listening` event has no monitoring address: {listening}"));
+        Self {
+            process,
+            grpc,
+            monitoring,
+        }
     }
 
     /// The URL proxies take as `--control-plane`.
@@ -82,6 +102,8 @@ pub struct ProxySpec {
     pub labels: Vec<(String, String)>,
     /// `--app`; `None` runs the proxy with `--no-inbound` (client only).
     pub app: Option<SocketAddr>,
+    /// More command-line arguments, appended as given.
+    pub args: Vec<String>,
 }
 
 impl ProxySpec {
@@ -93,6 +115,7 @@ impl ProxySpec {
             namespace: "default".to_owned(),
             labels: vec![("version".to_owned(), version.to_owned())],
             app: Some(app),
+            args: Vec::new(),
         }
     }
 
@@ -103,7 +126,15 @@ impl ProxySpec {
             namespace: "default".to_owned(),
             labels: Vec::new(),
             app: None,
+            args: Vec::new(),
         }
+    }
+
+    /// The same spec with `flag value` appended to the command line
+    /// (e.g. `--retry-budget-percent 20`).
+    pub fn arg(mut self, flag: &str, value: &str) -> Self {
+        self.args.extend([flag.to_owned(), value.to_owned()]);
+        self
     }
 }
 
@@ -135,6 +166,12 @@ impl Proxy {
             ]),
             None => args.push("--no-inbound".into()),
         }
+        // Load tests send tens of thousands of requests: no access log
+        // unless a test asks for one.
+        if !spec.args.iter().any(|a| a == "--access-log") {
+            args.extend(["--access-log".into(), "off".into()]);
+        }
+        args.extend(spec.args.iter().cloned());
         let labels: Vec<String> = spec
             .labels
             .iter()
@@ -184,6 +221,51 @@ impl Proxy {
             reply.body
         );
         Ok(serde_json::from_str(&reply.body)?)
+    }
+
+    /// `GET /stats` from the admin API: its `name value` lines.
+    pub async fn stats(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let reply = HttpClient::new(self.admin, Protocol::Http1)
+            .get("admin", "/stats", &[])
+            .await?;
+        anyhow::ensure!(
+            reply.status.is_success(),
+            "stats answered {}: {}",
+            reply.status,
+            reply.body
+        );
+        let mut out = BTreeMap::new();
+        for line in reply.body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (name, value) = line
+                .rsplit_once(char::is_whitespace)
+                .ok_or_else(|| anyhow::anyhow!("stats line without a value: {line:?}"))?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("stats line {line:?}: {e}"))?;
+            out.insert(name.trim().to_owned(), value);
+        }
+        Ok(out)
+    }
+
+    /// One counter of `/stats`. Panics, listing what `/stats` has, if the
+    /// admin API fails or the counter is absent.
+    pub async fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats().await.unwrap_or_else(|e| {
+            panic!(
+                "{}: GET /stats failed: {e:#}\nstderr tail:\n{}",
+                self.process.name(),
+                self.process.stderr_tail()
+            )
+        });
+        match stats.get(name) {
+            Some(v) => *v as u64,
+            None => panic!(
+                "{}: /stats has no `{name}`; it has: {:?}",
+                self.process.name(),
+                stats.keys().collect::<Vec<_>>()
+            ),
+        }
     }
 
     /// The endpoint addresses of `cluster` in the applied config (empty if

@@ -65,3 +65,89 @@ pub fn line_of(yaml: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("`{needle}` not in the test's YAML"))
         + 1
 }
+
+/// A ServiceEntry registering `host` (a short name, qualified in namespace
+/// `default`) with one static endpoint per address, on an HTTP port named
+/// `http`: proxies then connect to these addresses directly.
+pub fn service_entry(host: &str, endpoints: &[std::net::SocketAddr]) -> String {
+    let mut y = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: {host}
+  namespace: default
+spec:
+  hosts:
+    - {host}
+  location: MESH_INTERNAL
+  ports:
+    - number: 80
+      name: http
+      protocol: HTTP
+  resolution: STATIC
+  endpoints:
+"#
+    );
+    for e in endpoints {
+        y.push_str(&format!(
+            "    - address: {}\n      ports:\n        http: {}\n",
+            e.ip(),
+            e.port()
+        ));
+    }
+    y
+}
+
+/// A VirtualService for `host` in `default` with one HTTP route to `host`;
+/// `route` is YAML added to that route (e.g. `timeout: 300ms`), written
+/// as at the top level: it is indented here.
+pub fn virtual_service(host: &str, route: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: {host}
+  namespace: default
+spec:
+  hosts:
+    - {host}
+  http:
+    - route:
+        - destination:
+            host: {host}
+{}"#,
+        indent(route, 6)
+    )
+}
+
+/// A DestinationRule for `host` in `default` whose `trafficPolicy` is
+/// `policy` (YAML written as at the top level: it is indented here).
+pub fn destination_rule(host: &str, policy: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: {host}
+  namespace: default
+spec:
+  host: {host}
+  trafficPolicy:
+{}"#,
+        indent(policy, 4)
+    )
+}
+
+/// `text` with every non-empty line indented by `spaces`, ending in a
+/// newline.
+pub fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    let mut out = String::new();
+    for line in text.lines() {
+        if !line.trim().is_empty() {
+            out.push_str(&pad);
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}

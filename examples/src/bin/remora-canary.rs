@@ -134,7 +134,11 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
     cmd.arg("serve")
         .arg("--config-dir")
         .arg(config_dir)
-        .args(["--grpc-addr", "127.0.0.1:0"]);
+        .args(["--grpc-addr", "127.0.0.1:0"])
+        .args(["--monitoring-addr", "127.0.0.1:0"])
+        .args(["--grpc-tls-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(config_dir.join(".data"));
     children.push(Child::spawn("control plane (remora serve)", cmd, logs)?);
     for version in SUBSETS {
         let mut cmd = Command::new(&demo_app);
@@ -169,6 +173,7 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             .arg(format!("version={version}"))
             .args(["--control-plane", &control_plane])
             .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
+            .args(["--access-log", "off"])
             .args(["--admin", "127.0.0.1:0", "--app", app]);
         let mut sidecar = Child::spawn(&format!("sidecar {SERVICE} {version}"), cmd, logs)?;
         let addr = sidecar
@@ -189,7 +194,8 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
     let mut cmd = Command::new(&proxy);
     cmd.args(["--service", "productpage", "--label", "version=v1"])
         .args(["--no-inbound", "--control-plane", &control_plane])
-        .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+        .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--access-log", "off"]);
     children.push(Child::spawn("sidecar productpage", cmd, logs)?);
     let client_proxy = children.last_mut().context("just pushed")?;
     let listening = client_proxy.wait_event("listening", STEP_TIMEOUT).await?;

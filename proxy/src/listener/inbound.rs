@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::outbound::{into_downstream_response, prepare_upstream_request};
 use crate::error::ProxyError;
-use crate::http::ProxyBody;
+use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, PoolSettings};
 
 /// What the inbound path reads: the app's address and its pool.
@@ -19,14 +19,22 @@ pub struct Inbound {
     pub app: Arc<Endpoint>,
     /// Pool settings towards the app.
     pub pool: PoolSettings,
+    /// Access log (and, with them, the other observers).
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Handles one request: the whole inbound path, outermost first:
 ///
 /// 1. strip hop-by-hop headers;
 /// 2. forward to the app over a pooled connection (503 if it is down).
-pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
+    let mut record = Record::start(
+        Arc::clone(&inbound.telemetry),
+        Direction::Inbound,
+        &mut parts,
+    );
+    record.set_upstream(inbound.app.address());
     let result = async {
         prepare_upstream_request(&mut parts)?;
         let active = inbound.app.start_request();
@@ -42,11 +50,13 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<P
         )
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(resp) => into_downstream_response(resp),
         Err(e) => {
             tracing::debug!(error = %e, "inbound request failed");
+            record.flag(e.flag());
             e.into_response()
         }
-    }
+    };
+    record.observe(resp)
 }

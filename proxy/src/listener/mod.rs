@@ -18,7 +18,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::http::ProxyBody;
+use bytes::Bytes;
+use http_body::Body;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
@@ -26,14 +27,16 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// Serves `handler` on every connection accepted from `listener` until
 /// `shutdown` turns true, then drains open connections for up to
 /// [`DRAIN_TIME`].
-pub async fn serve<S, F>(
+pub async fn serve<S, F, B>(
     listener: TcpListener,
     state: Arc<S>,
     handler: fn(Arc<S>, Request<Incoming>) -> F,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);

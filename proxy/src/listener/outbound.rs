@@ -17,6 +17,7 @@ use crate::http::{ProxyBody, authority, host_of, strip_hop_by_hop};
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
 use crate::route::Route;
 use crate::stats;
+use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, Outcome, UpstreamBody, UpstreamError};
 
 /// What the outbound path reads: the current config and the retry state.
@@ -27,6 +28,8 @@ pub struct Outbound {
     /// Retry budgets (one per destination service, across config versions)
     /// and the replay bound for request bodies.
     pub retries: Retries,
+    /// Access log (and, with them, the other observers).
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Handles one request. The whole outbound path, outermost first:
@@ -45,22 +48,31 @@ pub struct Outbound {
 ///    `perTryTimeout`; record the outcome for outlier detection; retry
 ///    while the policy, `maxRetries` and the retry budget allow, after a
 ///    jittered backoff.
-pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<ProxyBody> {
-    match route_and_send(&outbound, req).await {
+pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<Observed> {
+    let (mut parts, body) = req.into_parts();
+    let mut record = Record::start(
+        Arc::clone(&outbound.telemetry),
+        Direction::Outbound,
+        &mut parts,
+    );
+    let resp = match route_and_send(&outbound, parts, body, &mut record).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, "outbound request failed");
+            record.flag(e.flag());
             e.into_response()
         }
-    }
+    };
+    record.observe(resp)
 }
 
 async fn route_and_send(
     outbound: &Outbound,
-    req: Request<Incoming>,
+    mut parts: Parts,
+    body: Incoming,
+    record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let config = outbound.config.load_full();
-    let (mut parts, body) = req.into_parts();
     let authority = authority(&parts).ok_or(ProxyError::NoHost)?;
     let host = host_of(authority).to_ascii_lowercase();
     let vhost = config
@@ -75,23 +87,27 @@ async fn route_and_send(
     if fault.is_active() {
         if let Some(delay) = fault.delay(Percentage::roll()) {
             stats::FAULT_DELAYS.inc();
+            record.flag("DI");
             tokio::time::sleep(delay).await;
         }
         if let Some(abort) = fault.abort(Percentage::roll()) {
             stats::FAULT_ABORTS.inc();
+            record.flag("FI");
             return Ok(abort.response());
         }
     }
     prepare_upstream_request(&mut parts)?;
     let budget = outbound.retries.budgets.for_service(vhost.name());
     budget.deposit(Instant::now());
+    let cluster = route.pick_cluster();
+    record.set_cluster(cluster.name());
     let tries = Tries {
         route,
-        cluster: route.pick_cluster(),
+        cluster,
         policy: route.retry(),
         budget: &budget,
     };
-    let sent = tries.run(parts, body, outbound.retries.buffer_bytes);
+    let sent = tries.run(parts, body, outbound.retries.buffer_bytes, record);
     let resp = match route.timeout() {
         None => sent.await?,
         Some(after) => match tokio::time::timeout(after, sent).await {
@@ -138,6 +154,7 @@ impl Tries<'_> {
         parts: Parts,
         body: Incoming,
         buffer_bytes: usize,
+        record: &mut Record,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let mut body = if self.policy.attempts == 0 {
             ReplayableBody::Streaming(Some(body))
@@ -152,6 +169,7 @@ impl Tries<'_> {
         let mut _retry_guard = None;
         loop {
             let endpoint = self.pick(&failed)?;
+            record.set_upstream(endpoint.address());
             let last_possible = retry == self.policy.attempts || !body.is_replayable();
             let parts = match (&spare, last_possible) {
                 (Some(p), false) => clone_parts(p),
@@ -187,6 +205,7 @@ impl Tries<'_> {
             drop(result);
             retry += 1;
             stats::RETRY_ATTEMPTS.inc();
+            record.add_retry();
             failed.push(endpoint);
             tokio::time::sleep(backoff(retry, rand::random())).await;
         }

@@ -36,7 +36,7 @@ impl Done {
     fn finish(self) {
         if let Some(conn) = self.conn {
             let endpoint = self.active.endpoint();
-            if endpoint.connections.put_idle(conn) {
+            if endpoint.pool_idle(conn) {
                 endpoint.limits.notify_idle();
             }
         }

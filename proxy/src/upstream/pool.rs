@@ -4,7 +4,8 @@
 //! The protocol towards the endpoint is the protocol the request came in
 //! with, so gRPC (h2, trailers) passes through unchanged.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Version};
@@ -203,6 +204,48 @@ impl IdleH1 {
 pub(super) struct Connections {
     idle_h1: Mutex<Vec<IdleH1>>,
     h2: tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// A [`reap`] task is watching the idle connections.
+    reaper: AtomicBool,
+}
+
+impl Endpoint {
+    /// Pools a connection whose response finished cleanly, and makes sure
+    /// a task closes it once it has been idle past its timeout (Istio:
+    /// "the connection will be closed"), rather than only skipping it when
+    /// it is next wanted. Returns whether it was kept.
+    pub(super) fn pool_idle(self: &Arc<Self>, conn: IdleH1) -> bool {
+        let kept = self.connections.put_idle(conn);
+        if kept && !self.connections.reaper.swap(true, Ordering::AcqRel) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+        kept
+    }
+}
+
+/// Closes an endpoint's idle HTTP/1.1 connections as their idle timeouts
+/// pass; ends when none is left idle (or the endpoint is gone). One task
+/// per endpoint at most, and none while nothing is pooled.
+async fn reap(endpoint: Weak<Endpoint>) {
+    loop {
+        let next = match endpoint.upgrade() {
+            Some(e) => e.connections.close_expired(Instant::now()),
+            None => return,
+        };
+        match next {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => {
+                let Some(e) = endpoint.upgrade() else { return };
+                e.connections.reaper.store(false, Ordering::Release);
+                // A connection pooled between the check and the store saw
+                // the flag still set: look once more before leaving.
+                if e.connections.idle_count() == 0
+                    || e.connections.reaper.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Connections {
@@ -220,6 +263,18 @@ impl Connections {
         } else {
             false
         }
+    }
+
+    /// Closes (drops) the idle connections past their timeout or closed by
+    /// the upstream; returns when the next one expires, if any is left.
+    fn close_expired(&self, now: Instant) -> Option<Instant> {
+        let mut idle = self.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|c| c.usable(now));
+        idle.iter().map(|c| c.since + c.idle_timeout).min()
+    }
+
+    fn idle_count(&self) -> usize {
+        self.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The most recently used idle connection that is still open and within

@@ -1,0 +1,285 @@
+//! `remora proxy-status`: asks a running control plane's monitoring port
+//! for `GET /debug/proxies` and prints one line per connected proxy, like
+//! `istioctl proxy-status`:
+//!
+//! ```text
+//! NAME                  SERVICE              VERSION           STATUS  LAST PUSH
+//! productpage-7.default productpage.default  5b1f0c3e9a2d4f10  SYNCED  3s ago
+//! reviews-9.default     reviews.default      5b1f0c3e9a2d4f10  NACKED  1s ago
+//!     error: reviews.default.svc.cluster.local/r0: invalid regex: ...
+//! ```
+//!
+//! VERSION is the version the proxy runs (what it last ACKed, or kept when
+//! it NACKed); a NACKED proxy's error follows on an indented line.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::monitoring::PROXIES_PATH;
+use crate::status::{ProxyStatus, SyncStatus};
+
+/// The default `--control-plane-admin`.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:15014";
+
+/// How long the whole request may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the status could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The admin URL does not parse as an `http://` URL.
+    #[error("`{url}` is not an http:// URL: {reason}")]
+    BadUrl {
+        /// As given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No connection, or no complete answer in time.
+    #[error("cannot reach the control plane at {url}: {reason}")]
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// The cause, with its sources.
+        reason: String,
+    },
+    /// The control plane answered with an error status.
+    #[error("the control plane at {url} answered {status}: {body}")]
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The HTTP status.
+        status: http::StatusCode,
+        /// The answer's body.
+        body: String,
+    },
+    /// The answer is not the JSON this version reads.
+    #[error("the control plane at {url} sent an answer this version cannot read: {reason}")]
+    Decode {
+        /// The URL asked.
+        url: String,
+        /// The JSON error.
+        reason: String,
+    },
+}
+
+/// The status URL for an admin base URL (`http://host:port`, with or
+/// without a trailing `/`; `host:port` alone means `http://`).
+pub fn status_url(admin: &str) -> Result<Uri, FetchError> {
+    let base = admin.trim().trim_end_matches('/');
+    let base = if base.contains("://") {
+        base.to_owned()
+    } else {
+        format!("http://{base}")
+    };
+    let bad = |reason: String| FetchError::BadUrl {
+        url: admin.to_owned(),
+        reason,
+    };
+    let uri: Uri = format!("{base}{PROXIES_PATH}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad("only http:// is served on the monitoring port".into()));
+    }
+    if uri.authority().is_none() {
+        return Err(bad("no host:port".into()));
+    }
+    Ok(uri)
+}
+
+/// `GET /debug/proxies` from the control plane at `admin`.
+pub async fn fetch(admin: &str) -> Result<Vec<ProxyStatus>, FetchError> {
+    let uri = status_url(admin)?;
+    let url = uri.to_string();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let unreachable = |reason: String| FetchError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    let answer = tokio::time::timeout(TIMEOUT, async {
+        let resp = client.get(uri.clone()).await.map_err(|e| error_chain(&e))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| error_chain(&e))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    })
+    .await
+    .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))?;
+    let (status, body) = answer.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(FetchError::Status {
+            url,
+            status,
+            body: String::from_utf8_lossy(&body).trim().to_owned(),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| FetchError::Decode {
+        url,
+        reason: e.to_string(),
+    })
+}
+
+/// An error and its sources, `: `-separated (hyper's top-level messages
+/// alone say little, e.g. "client error (Connect)").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}
+
+/// The table `remora proxy-status` prints: a header, one line per proxy,
+/// and under each NACKED proxy its error, indented.
+pub fn render(proxies: &[ProxyStatus]) -> String {
+    const HEADER: [&str; 5] = ["NAME", "SERVICE", "VERSION", "STATUS", "LAST PUSH"];
+    let rows: Vec<[String; 5]> = proxies
+        .iter()
+        .map(|p| {
+            [
+                p.id.clone(),
+                format!("{}.{}", p.service, p.namespace),
+                p.version_acked.clone().unwrap_or_else(|| "-".into()),
+                p.status.as_str().to_owned(),
+                match p.seconds_since_last_push {
+                    Some(secs) => format!("{secs}s ago"),
+                    None => "never".into(),
+                },
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(HEADER);
+    for (p, row) in proxies.iter().zip(&rows) {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+        if p.status == SyncStatus::Nacked {
+            let error = p.last_nack_error.as_deref().unwrap_or("(no reason given)");
+            for (i, text) in error.lines().enumerate() {
+                let lead = if i == 0 { "error: " } else { "       " };
+                out.push_str(&format!("    {lead}{text}\n"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn proxy(id: &str, service: &str, status: SyncStatus) -> ProxyStatus {
+        ProxyStatus {
+            id: id.into(),
+            service: service.into(),
+            namespace: "default".into(),
+            labels: BTreeMap::new(),
+            inbound_address: String::new(),
+            version_sent: Some("bbbb".into()),
+            version_acked: Some("aaaa".into()),
+            status,
+            last_nack_error: None,
+            seconds_since_last_push: Some(3),
+        }
+    }
+
+    #[test]
+    fn renders_a_header_and_one_aligned_line_per_proxy() {
+        let mut nacked = proxy("reviews-42.default", "reviews", SyncStatus::Nacked);
+        nacked.last_nack_error = Some("vh/r0: invalid regex\nsecond line".into());
+        let mut fresh = proxy("details-7.default", "details", SyncStatus::Stale);
+        fresh.version_acked = None;
+        fresh.seconds_since_last_push = None;
+        let text = render(&[
+            proxy("productpage-1.default", "productpage", SyncStatus::Synced),
+            nacked,
+            fresh,
+        ]);
+        assert_eq!(
+            text,
+            "\
+NAME                   SERVICE              VERSION  STATUS  LAST PUSH
+productpage-1.default  productpage.default  aaaa     SYNCED  3s ago
+reviews-42.default     reviews.default      aaaa     NACKED  3s ago
+    error: vh/r0: invalid regex
+           second line
+details-7.default      details.default      -        STALE   never
+"
+        );
+    }
+
+    #[test]
+    fn no_proxies_prints_the_header_only() {
+        assert_eq!(render(&[]), "NAME  SERVICE  VERSION  STATUS  LAST PUSH\n");
+    }
+
+    #[test]
+    fn status_url_accepts_a_base_url_with_or_without_scheme_and_slash() {
+        for admin in [
+            "http://127.0.0.1:15014",
+            "http://127.0.0.1:15014/",
+            "127.0.0.1:15014",
+        ] {
+            assert_eq!(
+                status_url(admin).unwrap().to_string(),
+                "http://127.0.0.1:15014/debug/proxies",
+                "{admin}"
+            );
+        }
+        let err = status_url("https://cp:15014").unwrap_err();
+        assert!(matches!(err, FetchError::BadUrl { .. }), "{err}");
+        assert!(err.to_string().contains("https://cp:15014"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_plane_is_named_with_the_cause() {
+        // A port that was just free: nothing listens there.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = fetch(&format!("http://{addr}")).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, FetchError::Unreachable { .. }), "{text}");
+        assert!(
+            text.contains(&format!("http://{addr}/debug/proxies")),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+    }
+}

@@ -1,0 +1,390 @@
+//! What each connected proxy was sent and what it answered: the data of
+//! `GET /debug/proxies` and `remora proxy-status`.
+//!
+//! The discovery service holds a [`TrackedProxy`] per stream and tells it
+//! each push, ACK and NACK; [`ProxyTracker::list`] reads them all. The same
+//! calls keep the push metrics, so the two never disagree.
+//!
+//! # Concurrency
+//!
+//! One mutex guards the table. Stream tasks hold it for a map update, the
+//! HTTP handler for one copy of the table; never across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use remora_proto::pb;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+
+/// Whether a proxy runs what the control plane last sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncStatus {
+    /// It ACKed the latest snapshot sent.
+    Synced,
+    /// The latest snapshot is sent and not answered yet (or, during the
+    /// warm-up after a restart, nothing was sent yet).
+    Stale,
+    /// It rejected the latest snapshot and keeps running an older one.
+    Nacked,
+}
+
+impl SyncStatus {
+    /// The name printed and served: `SYNCED`, `STALE`, `NACKED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Synced => "SYNCED",
+            SyncStatus::Stale => "STALE",
+            SyncStatus::Nacked => "NACKED",
+        }
+    }
+}
+
+/// One connected proxy, as `GET /debug/proxies` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    /// The proxy's `node.id`.
+    pub id: String,
+    /// The service it stands beside.
+    pub service: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its workload labels.
+    pub labels: BTreeMap<String, String>,
+    /// Where peers reach it; empty for a client-only proxy.
+    pub inbound_address: String,
+    /// The version of the latest snapshot sent (`None` before the first).
+    pub version_sent: Option<String>,
+    /// The version the proxy says it runs (`None` before it applied one).
+    pub version_acked: Option<String>,
+    /// See [`SyncStatus`].
+    pub status: SyncStatus,
+    /// The reason of the last answer, if it was a NACK.
+    pub last_nack_error: Option<String>,
+    /// Whole seconds since the latest snapshot was sent (`None` before the
+    /// first).
+    pub seconds_since_last_push: Option<u64>,
+}
+
+/// The answer to the latest snapshot sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Pending,
+    Acked,
+    Nacked,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    node: pb::Node,
+    version_sent: Option<String>,
+    sent_at: Option<Instant>,
+    version_acked: Option<String>,
+    answer: Answer,
+    last_nack_error: Option<String>,
+}
+
+impl ProxyState {
+    fn status(&self) -> SyncStatus {
+        match (self.version_sent.is_some(), self.answer) {
+            (true, Answer::Acked) => SyncStatus::Synced,
+            (true, Answer::Nacked) => SyncStatus::Nacked,
+            _ => SyncStatus::Stale,
+        }
+    }
+
+    fn view(&self, now: Instant) -> ProxyStatus {
+        ProxyStatus {
+            id: self.node.id.clone(),
+            service: self.node.service.clone(),
+            namespace: self.node.namespace.clone(),
+            labels: self.node.labels.clone().into_iter().collect(),
+            inbound_address: self.node.inbound_address.clone(),
+            version_sent: self.version_sent.clone(),
+            version_acked: self.version_acked.clone(),
+            status: self.status(),
+            last_nack_error: self.last_nack_error.clone(),
+            seconds_since_last_push: self
+                .sent_at
+                .map(|t| now.saturating_duration_since(t).as_secs()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    next_key: u64,
+    proxies: BTreeMap<u64, ProxyState>,
+}
+
+/// The status of every connected proxy. Cloning is cheap; clones share the
+/// table.
+#[derive(Debug, Clone)]
+pub struct ProxyTracker {
+    table: Arc<Mutex<Table>>,
+    metrics: Metrics,
+}
+
+impl ProxyTracker {
+    /// An empty table whose events also update `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        ProxyTracker {
+            table: Arc::default(),
+            metrics,
+        }
+    }
+
+    /// Starts tracking a proxy that connected saying it runs `version_info`
+    /// (empty: no config yet). It is tracked until the guard drops.
+    pub fn track(&self, node: &pb::Node, version_info: &str) -> TrackedProxy {
+        let mut table = self.lock();
+        let key = table.next_key;
+        table.next_key += 1;
+        table.proxies.insert(
+            key,
+            ProxyState {
+                node: node.clone(),
+                version_sent: None,
+                sent_at: None,
+                version_acked: (!version_info.is_empty()).then(|| version_info.to_owned()),
+                answer: Answer::Pending,
+                last_nack_error: None,
+            },
+        );
+        drop(table);
+        self.metrics.proxy_connected();
+        TrackedProxy {
+            tracker: self.clone(),
+            key,
+        }
+    }
+
+    /// Every connected proxy, ordered by id, with ages measured at `now`.
+    pub fn list(&self, now: Instant) -> Vec<ProxyStatus> {
+        let mut out: Vec<ProxyStatus> = self.lock().proxies.values().map(|p| p.view(now)).collect();
+        out.sort_by(|a, b| (&a.id, &a.namespace).cmp(&(&b.id, &b.namespace)));
+        out
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves a consistent map (every
+        // update is a single insert or field write), so keep going.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, key: u64, f: impl FnOnce(&mut ProxyState)) {
+        if let Some(state) = self.lock().proxies.get_mut(&key) {
+            f(state);
+        }
+    }
+}
+
+/// One tracked discovery stream; dropping it forgets the proxy.
+#[derive(Debug)]
+pub struct TrackedProxy {
+    tracker: ProxyTracker,
+    key: u64,
+}
+
+impl TrackedProxy {
+    /// The snapshot `version` was sent at `at`; its answer is pending.
+    pub fn sent(&self, version: &str, at: Instant) {
+        self.tracker.update(self.key, |p| {
+            p.version_sent = Some(version.to_owned());
+            p.sent_at = Some(at);
+            p.answer = Answer::Pending;
+        });
+    }
+
+    /// The proxy ACKed the latest snapshot at `at`: it runs `version`.
+    pub fn acked(&self, version: &str, at: Instant) {
+        let mut latency = None;
+        self.tracker.update(self.key, |p| {
+            latency = p.sent_at.map(|t| at.saturating_duration_since(t));
+            p.version_acked = Some(version.to_owned());
+            p.answer = Answer::Acked;
+            p.last_nack_error = None;
+        });
+        self.tracker.metrics.push_acked(latency.unwrap_or_default());
+    }
+
+    /// The proxy NACKed the latest snapshot with `error`; it keeps running
+    /// `kept` (empty: it has no config).
+    pub fn nacked(&self, kept: &str, error: &str) {
+        self.tracker.update(self.key, |p| {
+            p.version_acked = (!kept.is_empty()).then(|| kept.to_owned());
+            p.answer = Answer::Nacked;
+            p.last_nack_error = Some(error.to_owned());
+        });
+        self.tracker.metrics.push_nacked();
+    }
+}
+
+impl Drop for TrackedProxy {
+    fn drop(&mut self) {
+        self.tracker.lock().proxies.remove(&self.key);
+        self.tracker.metrics.proxy_disconnected();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn node(id: &str, service: &str) -> pb::Node {
+        pb::Node {
+            id: id.into(),
+            service: service.into(),
+            namespace: "default".into(),
+            labels: [("version".to_owned(), "v1".to_owned())].into(),
+            inbound_address: "127.0.0.1:15006".into(),
+            ..Default::default()
+        }
+    }
+
+    fn only(tracker: &ProxyTracker, now: Instant) -> ProxyStatus {
+        let mut list = tracker.list(now);
+        assert_eq!(list.len(), 1, "{list:?}");
+        list.remove(0)
+    }
+
+    fn metric(metrics: &Metrics, series: &str) -> f64 {
+        let text = metrics.encode();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn a_proxy_goes_stale_then_synced_then_nacked_then_synced() {
+        let metrics = Metrics::new();
+        let tracker = ProxyTracker::new(metrics.clone());
+        let t0 = Instant::now();
+        let proxy = tracker.track(&node("reviews-1.default", "reviews"), "");
+
+        let fresh = only(&tracker, t0);
+        assert_eq!(fresh.status, SyncStatus::Stale, "nothing sent yet");
+        assert_eq!(
+            (
+                fresh.version_sent,
+                fresh.version_acked,
+                fresh.seconds_since_last_push
+            ),
+            (None, None, None)
+        );
+        assert_eq!(fresh.labels["version"], "v1");
+
+        proxy.sent("A", t0);
+        let sent = only(&tracker, t0 + Duration::from_millis(1500));
+        assert_eq!(sent.status, SyncStatus::Stale, "sent, not answered");
+        assert_eq!(sent.version_sent.as_deref(), Some("A"));
+        assert_eq!(sent.seconds_since_last_push, Some(1));
+
+        proxy.acked("A", t0 + Duration::from_millis(3));
+        let synced = only(&tracker, t0 + Duration::from_secs(3));
+        assert_eq!(synced.status, SyncStatus::Synced);
+        assert_eq!(synced.version_acked.as_deref(), Some("A"));
+        assert_eq!(synced.seconds_since_last_push, Some(3));
+
+        let t1 = t0 + Duration::from_secs(10);
+        proxy.sent("B", t1);
+        proxy.nacked("A", "route r: invalid regex");
+        let nacked = only(&tracker, t1);
+        assert_eq!(nacked.status, SyncStatus::Nacked);
+        assert_eq!(nacked.version_sent.as_deref(), Some("B"));
+        assert_eq!(nacked.version_acked.as_deref(), Some("A"), "keeps A");
+        assert_eq!(
+            nacked.last_nack_error.as_deref(),
+            Some("route r: invalid regex")
+        );
+
+        // A newer snapshot is pending: stale, and the NACK is still the
+        // last answer.
+        proxy.sent("C", t1);
+        let pending = only(&tracker, t1);
+        assert_eq!(pending.status, SyncStatus::Stale);
+        assert!(pending.last_nack_error.is_some());
+
+        proxy.acked("C", t1);
+        let synced = only(&tracker, t1);
+        assert_eq!(synced.status, SyncStatus::Synced);
+        assert_eq!(synced.version_acked.as_deref(), Some("C"));
+        assert_eq!(synced.last_nack_error, None, "an ACK clears the error");
+
+        assert_eq!(metric(&metrics, "remora_pushes_total{result=\"ack\"}"), 2.0);
+        assert_eq!(
+            metric(&metrics, "remora_pushes_total{result=\"nack\"}"),
+            1.0
+        );
+        assert_eq!(metric(&metrics, "remora_nacks_total"), 1.0);
+        assert_eq!(metric(&metrics, "remora_push_latency_seconds_count"), 2.0);
+    }
+
+    #[test]
+    fn a_reconnecting_proxy_reports_the_version_it_runs() {
+        let tracker = ProxyTracker::new(Metrics::new());
+        let _proxy = tracker.track(&node("reviews-1.default", "reviews"), "A");
+        let status = only(&tracker, Instant::now());
+        assert_eq!(status.version_acked.as_deref(), Some("A"));
+        assert_eq!(status.status, SyncStatus::Stale, "held in warm-up");
+    }
+
+    #[test]
+    fn proxies_are_listed_by_id_and_forgotten_when_their_stream_ends() {
+        let metrics = Metrics::new();
+        let tracker = ProxyTracker::new(metrics.clone());
+        let b = tracker.track(&node("b", "reviews"), "");
+        let a = tracker.track(&node("a", "productpage"), "");
+        let ids: Vec<String> = tracker
+            .list(Instant::now())
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(metric(&metrics, "remora_connected_proxies"), 2.0);
+
+        drop(b);
+        let ids: Vec<String> = tracker
+            .list(Instant::now())
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, ["a"]);
+        assert_eq!(metric(&metrics, "remora_connected_proxies"), 1.0);
+        drop(a);
+        assert!(tracker.list(Instant::now()).is_empty());
+        assert_eq!(metric(&metrics, "remora_connected_proxies"), 0.0);
+    }
+
+    #[test]
+    fn status_serializes_as_the_endpoint_documents() {
+        let tracker = ProxyTracker::new(Metrics::new());
+        let proxy = tracker.track(&node("reviews-1.default", "reviews"), "");
+        let now = Instant::now();
+        proxy.sent("A", now);
+        proxy.nacked("", "bad");
+        let json = serde_json::to_value(tracker.list(now)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{
+                "id": "reviews-1.default",
+                "service": "reviews",
+                "namespace": "default",
+                "labels": {"version": "v1"},
+                "inbound_address": "127.0.0.1:15006",
+                "version_sent": "A",
+                "version_acked": null,
+                "status": "NACKED",
+                "last_nack_error": "bad",
+                "seconds_since_last_push": 0,
+            }])
+        );
+        let back: Vec<ProxyStatus> = serde_json::from_value(json).unwrap();
+        assert_eq!(back, tracker.list(now));
+    }
+}

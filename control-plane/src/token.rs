@@ -1,0 +1,482 @@
+//! Bootstrap tokens: how a workload proves, on its first certificate request, which identity
+//! the CA may issue to it.
+//!
+//! `remora token create --namespace N --service-account S` prints
+//!
+//! ```text
+//! v1.<namespace>.<service-account>.<mac>                  never expires
+//! v1.<namespace>.<service-account>.<expiry>.<mac>         with --ttl: expiry in Unix seconds
+//! ```
+//!
+//! where `<mac>` is HMAC-SHA256, base64url without padding, over everything before the last
+//! `.`, keyed with 32 random bytes kept in the data directory ([`TOKEN_KEY_FILE`], mode 0600,
+//! made on first use). Whoever holds the token may obtain certificates for
+//! `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`: treat it as a secret, like a
+//! Kubernetes service-account token.
+//!
+//! # Why this shape
+//! - **Stateless.** The CA keeps no list of tokens: the MAC proves that this control plane
+//!   issued it, and the fields say for whom. Any control plane sharing the key file accepts it.
+//! - **Revocation** is by replacing the key file, which invalidates every token at once
+//!   (v1 has no per-token revocation). Tokens without `--ttl` never expire; give proxies that
+//!   can be re-provisioned a `--ttl`. Once a proxy holds a valid certificate it renews on the TLS
+//!   port with that certificate, so an expired bootstrap token does not stop renewals.
+//! - **No `.` in the namespace or service account.** SPIFFE path segments may contain dots, but
+//!   here `.` separates the fields (Kubernetes namespaces never contain one). Both must be
+//!   non-empty and made of `A-Z a-z 0-9 - _`.
+//! - Verification compares MACs in constant time (`ring::hmac::verify`).
+
+mod key_file;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use remora_certs::{SpiffeId, SpiffeIdError, TrustDomain};
+use ring::hmac;
+
+pub use key_file::{TOKEN_KEY_FILE, TokenKeyError};
+
+/// The version tag every token starts with.
+const VERSION: &str = "v1";
+/// Length of the HMAC key, in bytes.
+pub const KEY_LEN: usize = 32;
+/// Longest namespace or service account accepted, in bytes (a DNS-1123 subdomain's limit).
+const MAX_SEGMENT_LEN: usize = 253;
+
+/// The identity a token vouches for, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    namespace: String,
+    service_account: String,
+    /// Expiry, whole seconds since the Unix epoch; `None` = never.
+    expires_unix: Option<u64>,
+}
+
+impl TokenIdentity {
+    /// A never-expiring identity for `namespace`/`service_account`, each checked to be a
+    /// non-empty SPIFFE path segment without `.` (see the module docs).
+    pub fn new(namespace: &str, service_account: &str) -> Result<Self, TokenError> {
+        check_segment("namespace", namespace)?;
+        check_segment("service account", service_account)?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+            expires_unix: None,
+        })
+    }
+
+    /// The same identity, valid for `ttl` from `now` (rounded up to whole seconds).
+    pub fn expiring_after(mut self, now: SystemTime, ttl: Duration) -> Self {
+        let now = unix_secs(now);
+        let ttl = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        self.expires_unix = Some(now.saturating_add(ttl));
+        self
+    }
+
+    /// The Kubernetes-style namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The service account.
+    pub fn service_account(&self) -> &str {
+        &self.service_account
+    }
+
+    /// When the token stops being accepted; `None` when it never does.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_unix
+            .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// The SPIFFE ID the CA may issue for this token:
+    /// `spiffe://<trust_domain>/ns/<namespace>/sa/<service-account>`.
+    pub fn spiffe_id(&self, trust_domain: &TrustDomain) -> Result<SpiffeId, SpiffeIdError> {
+        SpiffeId::workload(trust_domain, &self.namespace, &self.service_account)
+    }
+
+    /// The text the MAC covers: the token without `.<mac>`.
+    fn signed_text(&self) -> String {
+        match self.expires_unix {
+            None => format!("{VERSION}.{}.{}", self.namespace, self.service_account),
+            Some(at) => format!("{VERSION}.{}.{}.{at}", self.namespace, self.service_account),
+        }
+    }
+}
+
+impl fmt::Display for TokenIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "namespace {:?}, service account {:?}",
+            self.namespace, self.service_account
+        )
+    }
+}
+
+/// The secret that signs and verifies bootstrap tokens.
+///
+/// Load it with [`TokenKey::load_or_create`]; `Debug` never shows the key.
+pub struct TokenKey {
+    key: hmac::Key,
+    created: bool,
+}
+
+impl TokenKey {
+    /// A key from raw bytes (tests, or a key kept elsewhere than the data directory).
+    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            created: false,
+        }
+    }
+
+    /// Whether [`TokenKey::load_or_create`] made a new key file rather than reading one.
+    pub fn was_created(&self) -> bool {
+        self.created
+    }
+
+    /// The token text for `identity`.
+    pub fn issue(&self, identity: &TokenIdentity) -> String {
+        let text = identity.signed_text();
+        let mac = hmac::sign(&self.key, text.as_bytes());
+        format!("{text}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()))
+    }
+
+    /// Checks `token` (surrounding whitespace ignored) and returns the identity it vouches for.
+    ///
+    /// Malformed tokens are reported before the MAC is checked; the MAC comparison is constant
+    /// time; expiry is checked against `now` last, so an expired token is known to be genuine.
+    pub fn verify(&self, token: &str, now: SystemTime) -> Result<TokenIdentity, TokenError> {
+        let token = token.trim();
+        let (text, mac, identity) = parse(token)?;
+        hmac::verify(&self.key, text.as_bytes(), &mac).map_err(|_| TokenError::BadSignature)?;
+        if let Some(at) = identity.expires_unix
+            && unix_secs(now) >= at
+        {
+            return Err(TokenError::Expired {
+                expired_unix: at,
+                identity: identity.to_string(),
+            });
+        }
+        Ok(identity)
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKey").finish_non_exhaustive()
+    }
+}
+
+/// Why a token was refused, or a namespace or service account cannot have one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The text does not have a token's shape.
+    #[error(
+        "malformed bootstrap token: {reason}; expected \"v1.<namespace>.<service-account>.<mac>\" \
+         as printed by `remora token create`"
+    )]
+    Malformed {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A namespace or service account that is not a valid field.
+    #[error("invalid {field} {value:?}: {reason}")]
+    InvalidField {
+        /// "namespace" or "service account".
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// The MAC does not match: the token was made with another key, or altered.
+    #[error(
+        "the bootstrap token's signature does not match: it was altered, or issued by a control \
+         plane with another token key (`{TOKEN_KEY_FILE}` in its data directory)"
+    )]
+    BadSignature,
+    /// A genuine token past its expiry.
+    #[error("the bootstrap token for {identity} expired at {expired_unix} (Unix time)")]
+    Expired {
+        /// The expiry, seconds since the Unix epoch.
+        expired_unix: u64,
+        /// Whom the token was for.
+        identity: String,
+    },
+}
+
+impl TokenError {
+    /// True when the token is not a well-formed token at all (as opposed to well-formed but
+    /// forged, altered or expired).
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Self::Malformed { .. } | Self::InvalidField { .. })
+    }
+}
+
+/// Splits the token into the signed text, the decoded MAC and the fields, checking the shape.
+fn parse(token: &str) -> Result<(&str, Vec<u8>, TokenIdentity), TokenError> {
+    let malformed = |reason: String| TokenError::Malformed { reason };
+    if token.is_empty() {
+        return Err(malformed("it is empty".to_owned()));
+    }
+    let version = token.split('.').next().unwrap_or_default();
+    if version != VERSION {
+        return Err(malformed(format!(
+            "it starts with {version:?}, not \"{VERSION}\""
+        )));
+    }
+    let fields = token.split('.').count();
+    if !(4..=5).contains(&fields) {
+        return Err(malformed(format!(
+            "it has {fields} '.'-separated fields, not 4 (or 5 with an expiry)"
+        )));
+    }
+    let (text, mac) = token.rsplit_once('.').unwrap_or_default();
+    let mac = URL_SAFE_NO_PAD
+        .decode(mac)
+        .map_err(|e| malformed(format!("the MAC is not base64url: {e}")))?;
+    if mac.len() != 32 {
+        return Err(malformed(format!(
+            "the MAC is {} bytes, not 32 (HMAC-SHA256)",
+            mac.len()
+        )));
+    }
+    let identity = parse_fields(text)?;
+    Ok((text, mac, identity))
+}
+
+/// Parses `v1.<ns>.<sa>[.<expiry>]`.
+fn parse_fields(text: &str) -> Result<TokenIdentity, TokenError> {
+    let mut fields = text.split('.').skip(1);
+    let (Some(namespace), Some(service_account)) = (fields.next(), fields.next()) else {
+        return Err(TokenError::Malformed {
+            reason: "the namespace or service account is missing".to_owned(),
+        });
+    };
+    let mut identity = TokenIdentity::new(namespace, service_account)?;
+    if let Some(expiry) = fields.next() {
+        let valid = !expiry.is_empty() && expiry.bytes().all(|b| b.is_ascii_digit());
+        identity.expires_unix =
+            Some(
+                expiry
+                    .parse()
+                    .ok()
+                    .filter(|_| valid)
+                    .ok_or_else(|| TokenError::Malformed {
+                        reason: format!("the expiry {expiry:?} is not a number of seconds"),
+                    })?,
+            );
+    }
+    Ok(identity)
+}
+
+/// A namespace or service account: a non-empty SPIFFE path segment without `.`.
+fn check_segment(field: &'static str, value: &str) -> Result<(), TokenError> {
+    let invalid = |reason: String| TokenError::InvalidField {
+        field,
+        value: value.to_owned(),
+        reason,
+    };
+    if value.is_empty() {
+        return Err(invalid("it is empty".to_owned()));
+    }
+    if value.len() > MAX_SEGMENT_LEN {
+        return Err(invalid(format!(
+            "it is {} bytes long; at most {MAX_SEGMENT_LEN} are allowed",
+            value.len()
+        )));
+    }
+    if let Some((at, ch)) = value
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        let why = if ch == '.' {
+            " ('.' separates a token's fields)"
+        } else {
+            ""
+        };
+        return Err(invalid(format!(
+            "character {ch:?} at byte {at} is not allowed{why}; use A-Z, a-z, 0-9, '-' and '_'"
+        )));
+    }
+    Ok(())
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> TokenKey {
+        TokenKey::from_bytes(&[7; KEY_LEN])
+    }
+
+    fn identity(ns: &str, sa: &str) -> TokenIdentity {
+        TokenIdentity::new(ns, sa).expect("valid identity")
+    }
+
+    #[test]
+    fn issued_token_has_the_documented_shape_and_verifies() {
+        let token = key().issue(&identity("default", "reviews"));
+        let (text, mac) = token.rsplit_once('.').expect("a MAC");
+        assert_eq!(text, "v1.default.reviews");
+        assert_eq!(mac.len(), 43, "32 bytes, base64url without padding");
+        assert!(!mac.contains(['=', '+', '/']));
+        let verified = key().verify(&token, SystemTime::now()).expect("valid");
+        assert_eq!(verified, identity("default", "reviews"));
+        assert_eq!(verified.expires_at(), None);
+        let td = TrustDomain::new("cluster.local").expect("td");
+        assert_eq!(
+            verified.spiffe_id(&td).expect("id").as_str(),
+            "spiffe://cluster.local/ns/default/sa/reviews"
+        );
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_ignored() {
+        let token = key().issue(&identity("default", "reviews"));
+        assert!(
+            key()
+                .verify(&format!(" {token}\n"), SystemTime::now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_flipped_mac_byte_is_a_bad_signature() {
+        let token = key().issue(&identity("default", "reviews"));
+        let (text, mac) = token.rsplit_once('.').expect("a MAC");
+        let mut bytes = URL_SAFE_NO_PAD.decode(mac).expect("base64");
+        bytes[0] ^= 1;
+        let forged = format!("{text}.{}", URL_SAFE_NO_PAD.encode(bytes));
+        assert_eq!(
+            key().verify(&forged, SystemTime::now()),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_identity_with_a_copied_mac_is_a_bad_signature() {
+        let token = key().issue(&identity("default", "reviews"));
+        let forged = token.replace(".reviews.", ".ratings.");
+        assert_eq!(
+            key().verify(&forged, SystemTime::now()),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_token_from_another_key_is_a_bad_signature() {
+        let token = TokenKey::from_bytes(&[8; KEY_LEN]).issue(&identity("default", "reviews"));
+        assert_eq!(
+            key().verify(&token, SystemTime::now()),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn an_expiring_token_verifies_until_its_expiry_and_not_after() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let id = identity("default", "reviews").expiring_after(now, Duration::from_secs(60));
+        let token = key().issue(&id);
+        assert!(token.starts_with("v1.default.reviews.1000060."), "{token}");
+        let verified = key().verify(&token, now).expect("valid");
+        assert_eq!(
+            verified.expires_at(),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_060))
+        );
+        let later = now + Duration::from_secs(60);
+        let err = key().verify(&token, later).expect_err("expired");
+        assert_eq!(
+            err,
+            TokenError::Expired {
+                expired_unix: 1_000_060,
+                identity: "namespace \"default\", service account \"reviews\"".to_owned()
+            }
+        );
+        assert!(!err.is_malformed());
+    }
+
+    #[test]
+    fn removing_the_expiry_breaks_the_signature() {
+        let now = SystemTime::now();
+        let token = key()
+            .issue(&identity("default", "reviews").expiring_after(now, Duration::from_secs(60)));
+        let mut fields: Vec<&str> = token.split('.').collect();
+        fields.remove(3);
+        assert_eq!(
+            key().verify(&fields.join("."), now),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_say_what_is_wrong() {
+        let cases = [
+            ("", "it is empty"),
+            (
+                "v2.default.reviews.AAAA",
+                "it starts with \"v2\", not \"v1\"",
+            ),
+            ("hello", "it starts with \"hello\", not \"v1\""),
+            ("v1.default.AAAA", "it has 3 '.'-separated fields"),
+            ("v1.a.b.c.d.e", "it has 6 '.'-separated fields"),
+            ("v1.default.reviews.!!!", "the MAC is not base64url"),
+            ("v1.default.reviews.AAAA", "the MAC is 3 bytes, not 32"),
+        ];
+        for (token, expected) in cases {
+            let err = key().verify(token, SystemTime::now()).expect_err(token);
+            assert!(err.is_malformed(), "{token}: {err}");
+            assert!(err.to_string().contains(expected), "{token}: {err}");
+        }
+        let mac = URL_SAFE_NO_PAD.encode([0u8; 32]);
+        let err = key()
+            .verify(&format!("v1.default.reviews.soon.{mac}"), SystemTime::now())
+            .expect_err("bad expiry");
+        assert!(
+            err.to_string()
+                .contains("the expiry \"soon\" is not a number"),
+            "{err}"
+        );
+        let err = key()
+            .verify(&format!("v1.default.re*views.{mac}"), SystemTime::now())
+            .expect_err("bad sa");
+        assert!(err.is_malformed());
+        assert!(
+            err.to_string()
+                .contains("invalid service account \"re*views\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn namespace_and_service_account_must_be_plain_segments() {
+        let err = TokenIdentity::new("", "reviews").expect_err("empty");
+        assert_eq!(err.to_string(), "invalid namespace \"\": it is empty");
+        let err = TokenIdentity::new("default", "my.sa").expect_err("dot");
+        assert_eq!(
+            err.to_string(),
+            "invalid service account \"my.sa\": character '.' at byte 2 is not allowed \
+             ('.' separates a token's fields); use A-Z, a-z, 0-9, '-' and '_'"
+        );
+        let err = TokenIdentity::new("a/b", "reviews").expect_err("slash");
+        assert!(err.to_string().contains("character '/' at byte 1"), "{err}");
+        let long = "a".repeat(254);
+        assert!(TokenIdentity::new(&long, "sa").is_err());
+        assert!(TokenIdentity::new("Team_A-1", "Svc_2-b").is_ok());
+    }
+
+    #[test]
+    fn debug_does_not_show_the_key() {
+        assert_eq!(format!("{:?}", key()), "TokenKey { .. }");
+    }
+}
