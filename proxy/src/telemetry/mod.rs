@@ -3,5 +3,6 @@
 
 pub mod access_log;
 pub mod observe;
+pub mod trace;
 
 pub use observe::{Direction, Observed, Record, Telemetry};

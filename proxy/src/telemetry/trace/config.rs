@@ -1,0 +1,271 @@
+//! Trace settings: where spans go, whom they are from, how many are kept.
+
+use std::time::Duration;
+
+use super::TraceError;
+
+/// The share of new traces that are recorded, in `[0, 1]`. Held, it is in
+/// range: the hot path never checks it again.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct SamplingRatio(f64);
+
+impl SamplingRatio {
+    /// Istio's default: 1% of traces.
+    pub const ISTIO_DEFAULT: Self = Self(0.01);
+    /// Every trace.
+    pub const ALWAYS: Self = Self(1.0);
+    /// No trace: nothing is exported, and the tracer works as disabled.
+    pub const NEVER: Self = Self(0.0);
+
+    /// A ratio from 0 to 1.
+    pub fn new(ratio: f64) -> Result<Self, TraceError> {
+        if (0.0..=1.0).contains(&ratio) {
+            Ok(Self(ratio))
+        } else {
+            Err(TraceError::InvalidSampling(ratio.to_string()))
+        }
+    }
+
+    /// A percentage from 0 to 100, as Istio's `tracing.sampling` writes it
+    /// (`1.0` is 1%).
+    pub fn from_percent(percent: f64) -> Result<Self, TraceError> {
+        if (0.0..=100.0).contains(&percent) {
+            Ok(Self(percent / 100.0))
+        } else {
+            Err(TraceError::InvalidSampling(format!("{percent}%")))
+        }
+    }
+
+    /// Parses a percentage (`"1"`, `"0.5"`, `"100"`): a `clap` value parser.
+    pub fn parse_percent(s: &str) -> Result<Self, TraceError> {
+        let percent = s
+            .trim()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .map_err(|_| TraceError::InvalidSampling(s.to_owned()))?;
+        Self::from_percent(percent)
+    }
+
+    /// The ratio, from 0 to 1.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl Default for SamplingRatio {
+    fn default() -> Self {
+        Self::ISTIO_DEFAULT
+    }
+}
+
+/// The standard OpenTelemetry variables the proxy reads.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Takes precedence over [`OTEL_EXPORTER_OTLP_ENDPOINT`] for traces, as
+/// the OpenTelemetry spec says.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// The `service.name` resource attribute, over the proxy's `--service`.
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+
+/// How the proxy traces. Built once at start by [`TraceConfig::from_env`]
+/// (or by hand in tests) and handed to [`super::Tracer::new`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceConfig {
+    /// The OTLP/gRPC collector, `http://host:port` (Jaeger: port 4317).
+    /// `None`: tracing is off; trace headers still pass through.
+    pub endpoint: Option<String>,
+    /// The `service.name` resource attribute: what Jaeger lists.
+    pub service_name: String,
+    /// The `service.namespace` resource attribute.
+    pub service_namespace: Option<String>,
+    /// The share of new traces recorded; a caller's decision is followed.
+    pub sampling: SamplingRatio,
+    /// Finished spans waiting for export; past this, spans are dropped and
+    /// counted ([`super::Tracer::dropped_spans`]). OpenTelemetry's default.
+    pub max_queue_size: usize,
+    /// Spans per export call.
+    pub max_export_batch_size: usize,
+    /// How long a span may wait for a batch to fill before it is sent.
+    pub scheduled_delay: Duration,
+    /// An export that takes longer is abandoned and its spans counted as
+    /// failed.
+    pub export_timeout: Duration,
+}
+
+impl TraceConfig {
+    /// Tracing off: no endpoint.
+    pub fn disabled(service_name: impl Into<String>) -> Self {
+        Self {
+            endpoint: None,
+            service_name: service_name.into(),
+            service_namespace: None,
+            sampling: SamplingRatio::default(),
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+            scheduled_delay: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The settings from the proxy's flags and the process environment:
+    /// the endpoint from `endpoint_flag`, else
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (empty values count as unset); the
+    /// service name from `OTEL_SERVICE_NAME`, else `service`.
+    pub fn from_env(
+        endpoint_flag: Option<&str>,
+        service: &str,
+        namespace: Option<&str>,
+        sampling: SamplingRatio,
+    ) -> Result<Self, TraceError> {
+        Self::resolve(endpoint_flag, service, namespace, sampling, |name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// [`TraceConfig::from_env`] with the environment given as a function.
+    pub fn resolve(
+        endpoint_flag: Option<&str>,
+        service: &str,
+        namespace: Option<&str>,
+        sampling: SamplingRatio,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, TraceError> {
+        let non_empty = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+        let endpoint = endpoint_flag
+            .map(str::to_owned)
+            .and_then(non_empty)
+            .or_else(|| env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).and_then(non_empty))
+            .or_else(|| env(OTEL_EXPORTER_OTLP_ENDPOINT).and_then(non_empty))
+            .map(|e| normalize_endpoint(&e))
+            .transpose()?;
+        let service_name = env(OTEL_SERVICE_NAME)
+            .and_then(non_empty)
+            .unwrap_or_else(|| service.to_owned());
+        Ok(Self {
+            endpoint,
+            service_namespace: namespace.filter(|n| !n.is_empty()).map(str::to_owned),
+            sampling,
+            ..Self::disabled(service_name)
+        })
+    }
+}
+
+/// `host:port` becomes `http://host:port`; `https` is refused (this build
+/// carries no TLS for OTLP: run a collector or Jaeger beside the proxy).
+fn normalize_endpoint(endpoint: &str) -> Result<String, TraceError> {
+    let url = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let invalid = |reason: &'static str| TraceError::InvalidEndpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let uri: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(invalid("https is not supported: use http://")),
+        _ => return Err(invalid("the scheme must be http")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn resolve(flag: Option<&str>, vars: &[(&str, &str)]) -> Result<TraceConfig, TraceError> {
+        TraceConfig::resolve(
+            flag,
+            "reviews",
+            Some("default"),
+            SamplingRatio::ISTIO_DEFAULT,
+            env(vars),
+        )
+    }
+
+    #[test]
+    fn no_endpoint_anywhere_means_disabled() {
+        let config = resolve(None, &[(OTEL_EXPORTER_OTLP_ENDPOINT, " ")]).expect("valid");
+        assert_eq!(config.endpoint, None);
+        assert_eq!(config.service_name, "reviews");
+        assert_eq!(config.service_namespace.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn flag_beats_traces_variable_beats_generic_variable() {
+        let vars = [
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://generic:4317"),
+            (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "http://traces:4317"),
+        ];
+        let endpoint = |flag| resolve(flag, &vars).expect("valid").endpoint;
+        assert_eq!(
+            endpoint(Some("http://flag:4317")).as_deref(),
+            Some("http://flag:4317")
+        );
+        assert_eq!(endpoint(None).as_deref(), Some("http://traces:4317"));
+        let generic = resolve(None, &vars[..1]).expect("valid").endpoint;
+        assert_eq!(generic.as_deref(), Some("http://generic:4317"));
+    }
+
+    #[test]
+    fn endpoint_without_scheme_is_http() {
+        let config = resolve(Some("jaeger:4317"), &[]).expect("valid");
+        assert_eq!(config.endpoint.as_deref(), Some("http://jaeger:4317"));
+    }
+
+    #[test]
+    fn https_and_garbage_endpoints_are_refused() {
+        for bad in [
+            "https://jaeger:4317",
+            "ftp://jaeger",
+            "http://",
+            "not a url",
+        ] {
+            let err = resolve(Some(bad), &[]).expect_err(bad);
+            assert!(
+                matches!(err, TraceError::InvalidEndpoint { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn otel_service_name_beats_service_flag() {
+        let config = resolve(None, &[(OTEL_SERVICE_NAME, "reviews-v2")]).expect("valid");
+        assert_eq!(config.service_name, "reviews-v2");
+    }
+
+    #[test]
+    fn sampling_is_a_percentage_in_range() {
+        assert_eq!(
+            SamplingRatio::parse_percent("1").map(SamplingRatio::get),
+            Ok(0.01)
+        );
+        assert_eq!(
+            SamplingRatio::parse_percent("100%").map(SamplingRatio::get),
+            Ok(1.0)
+        );
+        assert_eq!(
+            SamplingRatio::parse_percent("0").map(SamplingRatio::get),
+            Ok(0.0)
+        );
+        for bad in ["-1", "100.5", "NaN", "lots"] {
+            assert!(SamplingRatio::parse_percent(bad).is_err(), "{bad}");
+        }
+        assert!(SamplingRatio::new(1.5).is_err());
+        assert_eq!(SamplingRatio::default(), SamplingRatio::ISTIO_DEFAULT);
+    }
+}
