@@ -14,6 +14,7 @@ use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
 use remora_proxy::telemetry::Telemetry;
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
+use remora_proxy::telemetry::trace::{SamplingRatio, TraceConfig, Tracer};
 use remora_proxy::upstream::{Endpoint, PoolSettings};
 use remora_proxy::{admin, events};
 use tokio::net::TcpListener;
@@ -86,6 +87,20 @@ struct Args {
     /// (appended to).
     #[arg(long, default_value = "-")]
     access_log_path: String,
+    /// OTLP/gRPC collector for traces, e.g. `http://jaeger:4317`; else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`. Without one no span is built, but trace
+    /// headers still pass through.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// Percentage of new traces recorded (Istio's default: 1); a caller's
+    /// sampling decision is followed.
+    #[arg(
+        long,
+        default_value = "1",
+        value_parser = SamplingRatio::parse_percent,
+        env = "REMORA_TRACE_SAMPLING"
+    )]
+    trace_sampling: SamplingRatio,
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -182,8 +197,17 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open the access log {}", args.access_log_path))?,
         )
     };
+    let trace_config = TraceConfig::from_env(
+        args.otlp_endpoint.as_deref(),
+        &args.service,
+        Some(&args.namespace),
+        args.trace_sampling,
+    )?;
+    let tracer = Tracer::new(trace_config)?;
+    tracing::info!(enabled = tracer.is_enabled(), "traces");
     let telemetry = Arc::new(Telemetry {
         access_log: AccessLog::spawn(args.access_log, out),
+        tracer: tracer.clone(),
     });
     let mut tasks = Vec::new();
     let budget = BudgetSettings {
@@ -223,6 +247,7 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracer.shutdown()).await;
     Ok(())
 }
 

@@ -54,7 +54,7 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
         Ok(resp) => into_downstream_response(resp),
         Err(e) => {
             tracing::debug!(error = %e, "inbound request failed");
-            record.flag(e.flag());
+            record.fail(e.flag());
             e.into_response()
         }
     };

@@ -59,7 +59,7 @@ pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, "outbound request failed");
-            record.flag(e.flag());
+            record.fail(e.flag());
             e.into_response()
         }
     };
@@ -83,6 +83,7 @@ async fn route_and_send(
         .ok_or_else(|| ProxyError::NoRouteMatched {
             service: vhost.name().to_owned(),
         })?;
+    record.set_route(route.name());
     let fault = route.fault();
     if fault.is_active() {
         if let Some(delay) = fault.delay(Percentage::roll()) {
@@ -100,7 +101,7 @@ async fn route_and_send(
     let budget = outbound.retries.budgets.for_service(vhost.name());
     budget.deposit(Instant::now());
     let cluster = route.pick_cluster();
-    record.set_cluster(cluster.name());
+    record.set_cluster(cluster.name(), cluster.service(), cluster.subset());
     let tries = Tries {
         route,
         cluster,
@@ -189,6 +190,7 @@ impl Tries<'_> {
             if last_possible || !self.policy.should_retry(&method, failure) {
                 return result.map_err(TryError::into_proxy_error);
             }
+            let reason = retry_reason(failure);
             let Some(guard) = self.cluster.try_start_retry() else {
                 stats::RETRY_OVERFLOW.inc();
                 return result.map_err(TryError::into_proxy_error);
@@ -205,7 +207,7 @@ impl Tries<'_> {
             drop(result);
             retry += 1;
             stats::RETRY_ATTEMPTS.inc();
-            record.add_retry();
+            record.add_retry(retry, &reason);
             failed.push(endpoint);
             tokio::time::sleep(backoff(retry, rand::random())).await;
         }
@@ -264,6 +266,18 @@ impl Tries<'_> {
             self.cluster.record(endpoint, outcome);
         }
         result
+    }
+}
+
+/// Why a try is retried, for the span's `retry` event.
+fn retry_reason(failure: TryFailure<'_>) -> String {
+    match failure {
+        TryFailure::Response(status, _) => status.as_u16().to_string(),
+        TryFailure::Error(e) if e.is_connect_failure() => "connect-failure".to_owned(),
+        TryFailure::Error(e) if e.is_refused_stream() => "refused-stream".to_owned(),
+        TryFailure::Error(e) if e.is_stale() => "stale-connection".to_owned(),
+        TryFailure::Error(_) => "reset".to_owned(),
+        TryFailure::PerTryTimeout => "per-try-timeout".to_owned(),
     }
 }
 

@@ -9,29 +9,30 @@ use std::task::{Context, Poll, ready};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, USER_AGENT};
+use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Response, Version};
 use http_body::{Body, Frame, SizeHint};
 
 use super::access_log::{AccessLog, Entry, rfc3339};
+use super::trace::{RequestInfo, RequestSpan, Tracer};
 use crate::http::ProxyBody;
-
-/// The request id header, created when the client sent none.
-pub const REQUEST_ID: &str = "x-request-id";
 
 /// What the proxy's observers share.
 #[derive(Debug, Clone)]
 pub struct Telemetry {
     /// Where access log lines go.
     pub access_log: AccessLog,
+    /// Request spans, exported over OTLP (or disabled).
+    pub tracer: Tracer,
 }
 
 impl Telemetry {
-    /// No access log (tests, and `--access-log off`).
+    /// No access log, no traces (tests).
     pub fn off() -> Self {
         Self {
             access_log: AccessLog::off(),
+            tracer: Tracer::disabled(),
         }
     }
 }
@@ -60,22 +61,22 @@ pub struct Record {
     telemetry: Arc<Telemetry>,
     start: Instant,
     entry: Entry,
+    span: RequestSpan,
+    /// Why the proxy failed the request, for the span's `error.type`.
+    error: Option<&'static str>,
 }
 
 impl Record {
-    /// Starts the record of a request that just arrived, and gives it an
-    /// `x-request-id` if it has none.
+    /// Starts the record of a request that just arrived: starts its span
+    /// (continuing the caller's trace, and rewriting the trace headers for
+    /// the next hop) and gives it an `x-request-id` if it has none.
     pub fn start(telemetry: Arc<Telemetry>, direction: Direction, parts: &mut Parts) -> Self {
-        let request_id = match parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => {
-                let id = new_request_id();
-                if let Ok(v) = HeaderValue::from_str(&id) {
-                    parts.headers.insert(REQUEST_ID, v);
-                }
-                id
-            }
+        let info = RequestInfo::new(&parts.method, &parts.uri).version(parts.version);
+        let span = match direction {
+            Direction::Inbound => telemetry.tracer.start_server(&mut parts.headers, &info),
+            Direction::Outbound => telemetry.tracer.start_client(&mut parts.headers, &info),
         };
+        let request_id = span.request_id().to_owned();
         let entry = Entry {
             start_time: rfc3339(SystemTime::now()),
             direction: direction.as_str(),
@@ -98,7 +99,7 @@ impl Record {
             upstream_cluster: None,
             retries: 0,
             request_id,
-            trace_id: None,
+            trace_id: span.trace_id(),
             peer_identity: None,
             user_agent: parts
                 .headers
@@ -110,27 +111,39 @@ impl Record {
             telemetry,
             start: Instant::now(),
             entry,
+            span,
+            error: None,
         }
+    }
+
+    /// The route that matched (its name, never the raw path).
+    pub fn set_route(&mut self, route: &str) {
+        self.span.set_route(route);
     }
 
     /// The endpoint of the latest try.
     pub fn set_upstream(&mut self, host: &str) {
         self.entry.upstream_host = Some(host.to_owned());
+        self.span.set_upstream(host);
     }
 
     /// The cluster the request was sent to.
-    pub fn set_cluster(&mut self, name: &str) {
+    pub fn set_cluster(&mut self, name: &str, service: &str, subset: &str) {
         self.entry.upstream_cluster = Some(name.to_owned());
+        self.span.set_destination(service, subset);
     }
 
-    /// Counts a retry.
-    pub fn add_retry(&mut self) {
+    /// Counts retry number `attempt`, made because of `reason`.
+    pub fn add_retry(&mut self, attempt: u32, reason: &str) {
         self.entry.retries += 1;
+        self.span.add_retry(attempt, reason);
     }
 
-    /// The trace the request belongs to.
-    pub fn set_trace_id(&mut self, id: String) {
-        self.entry.trace_id = Some(id);
+    /// The proxy failed the request: its response flag, also the span's
+    /// `error.type`.
+    pub fn fail(&mut self, flag: &'static str) {
+        self.error = Some(flag);
+        self.flag(flag);
     }
 
     /// Adds an Envoy-style response flag (`UO`, `NR`, ...).
@@ -162,7 +175,13 @@ impl Record {
     fn finish(mut self, bytes_sent: u64, client_gone: bool) {
         if client_gone {
             self.flag("DC");
+            self.error.get_or_insert("DC");
         }
+        self.span.finish(
+            self.entry.response_code,
+            self.error
+                .or_else(|| self.entry.response_flags.contains("UPE").then_some("UPE")),
+        );
         if self.entry.response_flags.is_empty() {
             self.entry.response_flags.push('-');
         }
@@ -173,11 +192,6 @@ impl Record {
             log.log(&self.entry);
         }
     }
-}
-
-/// A fresh request id: 128 random bits as 32 hex digits.
-fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// A response body that finishes its request's [`Record`] at its end.

@@ -1,0 +1,102 @@
+//! Traces across two real proxies, collected by a real OTLP receiver: the
+//! client's outbound span and the server sidecar's inbound span form one
+//! trace continuing the caller's `traceparent`.
+
+use std::time::Duration;
+
+use remora_e2e::otlp::{OtlpReceiver, SpanKind};
+use remora_e2e::{Backend, Mesh, Protocol, ProxySpec, yaml};
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_spans_client_and_server_sidecars() {
+    let receiver = OtlpReceiver::start().await.expect("OTLP receiver");
+    let endpoint = receiver.endpoint();
+    let mesh = Mesh::start(&[
+        ("dr.yaml", &yaml::reviews_destination_rule(&["v1"])),
+        ("vs.yaml", &yaml::reviews_canary(100, 0)),
+    ])
+    .await;
+    let app = Backend::start("v1").await;
+    let traced = |spec: ProxySpec| {
+        spec.arg("--otlp-endpoint", &endpoint)
+            .arg("--trace-sampling", "100")
+    };
+    let _sidecar = mesh
+        .proxy(&traced(ProxySpec::sidecar("reviews", "v1", app.addr)))
+        .await;
+    let client = mesh.proxy(&traced(ProxySpec::client("productpage"))).await;
+    client
+        .wait_endpoints(
+            &remora_e2e::discovery::cluster_name("reviews", "default", "v1"),
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+
+    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let reply = client
+        .client(Protocol::Http1)
+        .get("reviews", "/echo", &[("traceparent", &traceparent)])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // What the app received: the trace continues, with a new parent.
+    let seen = reply
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent: "))
+        .expect("the app gets a traceparent")
+        .to_owned();
+
+    let spans = receiver
+        .wait_for_spans(2, Duration::from_secs(20))
+        .await
+        .expect("two spans");
+    let in_trace = receiver.spans_in_trace(TRACE);
+    for s in &spans {
+        println!(
+            "span {} {:?} service={:?} parent={:?} name={:?} route={:?} subset={:?} status={:?}",
+            s.span_id(),
+            s.kind(),
+            s.service_name(),
+            s.parent_span_id(),
+            s.name(),
+            s.attr_str("http.route"),
+            s.attr_str("remora.destination.subset"),
+            s.attr_int("http.response.status_code"),
+        );
+    }
+    println!("the app saw traceparent {seen}");
+    assert_eq!(in_trace.len(), 2, "both spans continue the caller's trace");
+    let client_span = in_trace
+        .iter()
+        .find(|s| s.kind() == SpanKind::Client)
+        .expect("a client span");
+    let server_span = in_trace
+        .iter()
+        .find(|s| s.kind() == SpanKind::Server)
+        .expect("a server span");
+    assert_eq!(client_span.service_name(), Some("productpage"));
+    assert_eq!(server_span.service_name(), Some("reviews"));
+    assert_eq!(client_span.parent_span_id().as_deref(), Some(CALLER_SPAN));
+    assert_eq!(
+        server_span.parent_span_id(),
+        Some(client_span.span_id()),
+        "the server span is the client span's child"
+    );
+    assert_eq!(
+        seen,
+        format!("00-{TRACE}-{}-01", server_span.span_id()),
+        "the app's parent is the server span"
+    );
+    assert_eq!(client_span.attr_int("http.response.status_code"), Some(200));
+    assert_eq!(client_span.attr_str("http.request.method"), Some("GET"));
+    assert_eq!(
+        client_span.attr_str("remora.destination.subset"),
+        Some("v1")
+    );
+    assert_eq!(server_span.attr_int("http.response.status_code"), Some(200));
+}
