@@ -55,7 +55,9 @@ async fn every_request_gets_one_json_line_with_its_request_id() {
         .find_map(|l| l.strip_prefix("x-request-id: "))
         .expect("the proxy adds x-request-id upstream")
         .to_owned();
-    assert_eq!(made_id.len(), 32, "128 random bits in hex: {made_id}");
+    let groups: Vec<usize> = made_id.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "a UUID: {made_id}");
+    assert_eq!(&made_id[14..15], "4", "UUID version 4: {made_id}");
     let missing = http.get("nowhere", "/", &[]).await.expect("no route");
     assert_eq!(missing.status, 404);
 
