@@ -1,5 +1,5 @@
-//! The admin API (localhost only by default): `/ready`, `/config_dump`
-//! and `/stats`.
+//! The admin API (localhost only by default): `/ready`, `/config_dump`,
+//! `/clusters` (endpoints with their load and ejection state) and `/stats`.
 
 use std::sync::Arc;
 
@@ -41,6 +41,44 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
             );
             resp
         }
+        "/clusters" => {
+            let config = state.current.load();
+            let now = std::time::Instant::now();
+            let clusters: Vec<serde_json::Value> = config
+                .clusters()
+                .iter()
+                .map(|c| {
+                    let endpoints: Vec<serde_json::Value> = c
+                        .endpoints()
+                        .iter()
+                        .map(|e| {
+                            let left = e.ejection_left(now);
+                            serde_json::json!({
+                                "address": e.address(),
+                                "active_requests": e.active_requests(),
+                                "open_connections": e.open_connections(),
+                                "ejected": left.is_some(),
+                                "ejection_left_ms": left.map(|d| d.as_millis() as u64),
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "name": c.name(),
+                        "service": c.service(),
+                        "subset": c.subset(),
+                        "outlier_detection": c.outlier().is_some(),
+                        "endpoints": endpoints,
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "version": config.version(), "clusters": clusters });
+            let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
         "/stats" => {
             let mut resp = local_reply(StatusCode::OK, String::new());
             *resp.body_mut() = Either::Right(Full::new(Bytes::from(crate::stats::render())));
@@ -48,7 +86,7 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
         }
         other => local_reply(
             StatusCode::NOT_FOUND,
-            format!("no admin endpoint {other}; try /ready, /config_dump or /stats"),
+            format!("no admin endpoint {other}; try /ready, /config_dump, /clusters or /stats"),
         ),
     }
 }

@@ -111,6 +111,32 @@ async fn an_endpoint_answering_500_is_ejected_then_serves_again() {
         1,
         "/stats outlier.ejections"
     );
+    // The admin API shows the ejection on the host, and only there.
+    let clusters = remora_e2e::HttpClient::new(direct.client.admin, remora_e2e::Protocol::Http1)
+        .get("admin", "/clusters", &[])
+        .await
+        .expect("GET /clusters");
+    let clusters: serde_json::Value = serde_json::from_str(&clusters.body).expect("JSON");
+    let cluster = clusters["clusters"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == direct.cluster().as_str()))
+        .unwrap_or_else(|| panic!("/clusters lists {}: {clusters}", direct.cluster()));
+    let state: Vec<(String, bool)> = cluster["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap_or("").to_owned(),
+                e["ejected"] == true,
+            )
+        })
+        .collect();
+    println!("/clusters after the ejection: {cluster}");
+    assert_eq!(state.len(), 3, "{cluster}");
+    for (address, ejected) in &state {
+        assert_eq!(*ejected, *address == bad_addr, "{address} in {cluster}");
+    }
 
     // Phase 2: the endpoint is fixed; after the ejection time it is picked
     // again (and not before).

@@ -104,6 +104,8 @@ pub enum ConfigError {
 pub struct RuntimeConfig {
     version: String,
     hosts: HashMap<String, Arc<VirtualHost>>,
+    /// Every cluster, by name, for the admin API.
+    clusters: Vec<Arc<Cluster>>,
     snapshot: pb::Snapshot,
 }
 
@@ -113,6 +115,7 @@ impl RuntimeConfig {
         Self {
             version: String::new(),
             hosts: HashMap::new(),
+            clusters: Vec::new(),
             snapshot: pb::Snapshot::default(),
         }
     }
@@ -152,9 +155,12 @@ impl RuntimeConfig {
         }
         let mut snapshot = snapshot;
         snapshot.nonce.clear();
+        let mut clusters: Vec<Arc<Cluster>> = clusters.into_values().collect();
+        clusters.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(Self {
             version: snapshot.version.clone(),
             hosts,
+            clusters,
             snapshot,
         })
     }
@@ -167,6 +173,11 @@ impl RuntimeConfig {
     /// The snapshot as received, for the admin API.
     pub fn snapshot(&self) -> &pb::Snapshot {
         &self.snapshot
+    }
+
+    /// Every cluster, sorted by name.
+    pub fn clusters(&self) -> &[Arc<Cluster>] {
+        &self.clusters
     }
 
     /// The virtual host for a lower-case host name without port.

@@ -81,6 +81,15 @@ impl Endpoint {
         ejected
     }
 
+    /// How long the host stays ejected from `now`; `None` when it is not
+    /// ejected (for the admin API: a pick returns a host whose time is up).
+    pub fn ejection_left(&self, now: Instant) -> Option<Duration> {
+        self.outlier()
+            .ejected_until()
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+
     /// Counts an attempt's outcome; [`Verdict::Eject`] asks the caller
     /// (the cluster, which knows the other hosts) to decide.
     pub(crate) fn record_outcome(
