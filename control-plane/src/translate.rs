@@ -106,6 +106,7 @@ pub fn snapshot_for(node: &pb::Node, resources: &[Resource], nodes: &Nodes) -> p
         nonce: String::new(),
         virtual_hosts,
         clusters,
+        inbound: None,
     }
 }
 
@@ -407,6 +408,7 @@ fn cluster(
             address: e.address.clone(),
             labels: e.labels.clone(),
             service_account: e.service_account.clone(),
+            ..Default::default()
         })
         .collect();
 

@@ -104,6 +104,7 @@ fn node(service: &str, version: &str, inbound: &str) -> pb::Node {
         labels: [("version".to_owned(), version.to_owned())].into(),
         service_account: service.into(),
         inbound_address: inbound.into(),
+        ..Default::default()
     }
 }
 

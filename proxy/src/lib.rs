@@ -15,6 +15,7 @@ pub mod fault;
 pub mod http;
 pub mod listener;
 pub mod outlier;
+pub mod peer;
 pub mod retry;
 pub mod route;
 pub mod stats;

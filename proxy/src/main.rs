@@ -157,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| args.service.clone()),
         inbound_address,
+        ..Default::default()
     };
     tracing::info!(
         node = node.id,

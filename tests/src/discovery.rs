@@ -242,5 +242,6 @@ pub fn snapshot(
         nonce: format!("{version}-nonce"),
         virtual_hosts,
         clusters,
+        inbound: None,
     }
 }

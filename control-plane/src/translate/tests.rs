@@ -19,6 +19,7 @@ fn node(id: u64, service: &str, ns: &str, version: &str, addr: &str) -> (u64, pb
             labels: [("version".to_owned(), version.to_owned())].into(),
             service_account: service.into(),
             inbound_address: addr.into(),
+            ..Default::default()
         },
     )
 }
