@@ -41,6 +41,13 @@ impl ConfigState {
         }
     }
 
+    /// Whether the proxy may serve: it has a config (and, once the identity
+    /// module is wired in, a certificate when mTLS is on). `/ready` and the
+    /// health port answer with this.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Validates and swaps in `snapshot`; on error the current config stays.
     pub fn apply(&self, snapshot: pb::Snapshot) -> Result<(), crate::config::ConfigError> {
         let config = RuntimeConfig::build(snapshot, &self.endpoints)?;
