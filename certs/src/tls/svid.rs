@@ -76,6 +76,8 @@ pub struct Svid {
     certified: Arc<CertifiedKey>,
     not_before: SystemTime,
     not_after: SystemTime,
+    /// When this process loaded the certificate (for [`Svid::renew_at`]).
+    loaded_at: SystemTime,
 }
 
 impl Svid {
@@ -125,6 +127,7 @@ impl Svid {
             certified: Arc::new(certified),
             not_before,
             not_after,
+            loaded_at: SystemTime::now(),
         })
     }
 
@@ -150,12 +153,16 @@ impl Svid {
 
     /// When to ask for the next certificate: half-way through the validity, as Istio does
     /// by default, which leaves the other half for retries while the control plane is away.
+    ///
+    /// The validity counts from when the certificate could first be used here: the later of
+    /// `not_before` and the time it was loaded. The CA backdates `not_before` by
+    /// [`crate::CLOCK_SKEW`] (a minute) for peers whose clocks lag; measured from `not_before`, a
+    /// 10-second certificate would be "half-way" 25 seconds before it was even issued, and the
+    /// proxy would renew in a loop.
     pub fn renew_at(&self) -> SystemTime {
-        let lifetime = self
-            .not_after
-            .duration_since(self.not_before)
-            .unwrap_or_default();
-        self.not_before + lifetime / 2
+        let start = self.loaded_at.clamp(self.not_before, self.not_after);
+        let left = self.not_after.duration_since(start).unwrap_or_default();
+        start + left / 2
     }
 }
 

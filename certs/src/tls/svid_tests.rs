@@ -55,3 +55,29 @@ fn certify_refuses_a_certificate_issued_for_another_key() {
     assert_eq!(svid.not_after(), signed.not_after());
     assert!(svid.renew_at() > svid.not_before() && svid.renew_at() < svid.not_after());
 }
+
+#[test]
+fn a_short_lived_svid_renews_half_way_through_its_use_not_before_it_was_issued() {
+    // The CA backdates not_before by a minute; a 10 s certificate must still renew about 5 s
+    // after it arrived, not at once.
+    let ca = crate::Ca::generate(crate::TrustDomain::new("cluster.local").unwrap()).unwrap();
+    let id = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/cart").unwrap();
+    let key = WorkloadKey::generate().unwrap();
+    let signed = ca
+        .sign_csr(
+            key.csr(&id).unwrap().as_bytes(),
+            &id,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    let before = std::time::SystemTime::now();
+    let svid = key.certify(&signed.cert_chain_pem()).unwrap();
+    assert!(svid.not_before() + std::time::Duration::from_secs(30) < before);
+    let renew = svid.renew_at();
+    // not_after is truncated to whole seconds: allow for it.
+    assert!(
+        renew >= before + std::time::Duration::from_secs(3),
+        "renews too early"
+    );
+    assert!(renew < svid.not_after(), "renews after expiry");
+}
