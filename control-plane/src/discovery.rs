@@ -30,7 +30,7 @@ use crate::events::emit;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::status::{ProxyTracker, TrackedProxy};
-use crate::translate::{snapshot_for, version_of};
+use crate::translate::{MeshSettings, snapshot_for, version_of};
 
 /// Serves discovery of `mesh` on `listener` until `shutdown` completes,
 /// tracking proxies in a table of its own.
@@ -65,6 +65,7 @@ pub async fn serve_service(
 pub struct DiscoveryService {
     mesh: Arc<Mesh>,
     proxies: ProxyTracker,
+    settings: Arc<MeshSettings>,
 }
 
 impl DiscoveryService {
@@ -77,7 +78,18 @@ impl DiscoveryService {
     /// A service pushing the state of `mesh` and recording every stream in
     /// `proxies` (share a clone with the monitoring endpoints).
     pub fn with_tracker(mesh: Arc<Mesh>, proxies: ProxyTracker) -> Self {
-        DiscoveryService { mesh, proxies }
+        DiscoveryService {
+            mesh,
+            proxies,
+            settings: Arc::new(MeshSettings::default()),
+        }
+    }
+
+    /// Translates with `settings` (trust domain, root namespace) instead of
+    /// Istio's defaults.
+    pub fn with_settings(mut self, settings: MeshSettings) -> Self {
+        self.settings = Arc::new(settings);
+        self
     }
 }
 
@@ -105,6 +117,7 @@ impl Discovery for DiscoveryService {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(session(
             Arc::clone(&self.mesh),
+            Arc::clone(&self.settings),
             node,
             tracked,
             hold_until,
@@ -137,6 +150,7 @@ fn check_node(node: &pb::Node) -> Result<(), Status> {
 
 async fn session(
     mesh: Arc<Mesh>,
+    settings: Arc<MeshSettings>,
     node: pb::Node,
     tracked: TrackedProxy,
     hold_until: Option<Instant>,
@@ -161,7 +175,7 @@ async fn session(
         let snapshot = {
             let resources = Arc::clone(&config.borrow_and_update());
             let registered = Arc::clone(&nodes.borrow_and_update());
-            snapshot_for(&node, &resources, &registered)
+            snapshot_for(&node, &resources, &registered, &settings)
         };
         let version = version_of(&snapshot);
         let held = hold_until.filter(|t| Instant::now() < *t);

@@ -13,6 +13,7 @@
 //! plaintext and TLS ports.
 
 pub mod config;
+pub mod describe;
 pub mod discovery;
 pub mod events;
 pub mod grpc;

@@ -1,7 +1,8 @@
 //! `remora`: the control plane. `remora serve` reads the config directory
 //! and pushes each proxy its snapshot; `remora validate` checks files the
 //! way `serve` would, without serving; `remora proxy-status` asks a running
-//! control plane which proxies run which version; `remora token create`
+//! control plane which proxies run which version; `remora describe` shows
+//! which route and destination a request would take; `remora token create`
 //! prints a bootstrap token with which a proxy gets its certificate.
 
 use std::net::SocketAddr;
@@ -19,9 +20,10 @@ use remora_control_plane::identity::{IdentityArgs, TokenCommand};
 use remora_control_plane::mesh::Mesh;
 use remora_control_plane::metrics::Metrics;
 use remora_control_plane::monitoring::{self, Monitoring};
-use remora_control_plane::proxy_status;
 use remora_control_plane::status::ProxyTracker;
+use remora_control_plane::translate::MeshSettings;
 use remora_control_plane::watch::{self, ConfigDir};
+use remora_control_plane::{describe, proxy_status};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
@@ -58,6 +60,11 @@ enum Command {
         /// The CA, its data directory and the gRPC TLS port.
         #[command(flatten)]
         identity: IdentityArgs,
+        /// The mesh root namespace: its PeerAuthentication without selector
+        /// applies mesh-wide, its AuthorizationPolicies to every namespace.
+        #[arg(long, env = "REMORA_ROOT_NAMESPACE", default_value = config::DEFAULT_ROOT_NAMESPACE,
+              value_parser = config::namespace_arg)]
+        root_namespace: String,
     },
     /// Bootstrap tokens, with which proxies get their first certificate.
     Token {
@@ -76,29 +83,41 @@ enum Command {
         )]
         control_plane_admin: String,
     },
+    /// Show which virtual host, route, match clause and weighted
+    /// destinations a request would take, and why; exits 1 if it cannot.
+    Describe(describe::DescribeArgs),
     /// Check YAML files or directories and print every problem; exits 1 on
     /// any error.
     Validate {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The mesh root namespace (as for `serve`).
+        #[arg(long, env = "REMORA_ROOT_NAMESPACE", default_value = config::DEFAULT_ROOT_NAMESPACE,
+              value_parser = config::namespace_arg)]
+        root_namespace: String,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { paths } => validate(&paths),
+        Command::Validate {
+            paths,
+            root_namespace,
+        } => validate(&paths, &root_namespace),
         Command::ProxyStatus {
             control_plane_admin,
         } => print_proxy_status(&control_plane_admin),
         Command::Token { command } => command.run(),
+        Command::Describe(args) => args.run(),
         Command::Serve {
             config_dir,
             grpc_addr,
             warmup_secs,
             monitoring_addr,
             identity,
+            root_namespace,
         } => {
             let Ok(warmup) = std::time::Duration::try_from_secs_f64(warmup_secs) else {
                 eprintln!("error: --warmup-secs {warmup_secs} is not a duration in seconds");
@@ -122,7 +141,7 @@ fn main() -> ExitCode {
                 grpc: grpc_addr,
                 monitoring: monitoring_addr,
             };
-            match runtime.block_on(serve(config_dir, addrs, warmup, identity)) {
+            match runtime.block_on(serve(config_dir, addrs, warmup, identity, root_namespace)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -156,7 +175,7 @@ fn print_proxy_status(admin: &str) -> ExitCode {
     }
 }
 
-fn validate(paths: &[PathBuf]) -> ExitCode {
+fn validate(paths: &[PathBuf], root_namespace: &str) -> ExitCode {
     let files = match config::yaml_files(paths) {
         Ok(files) => files,
         Err(d) => {
@@ -171,7 +190,7 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
         diagnostics.extend(outcome.diagnostics);
         resources.extend(outcome.resources);
     }
-    diagnostics.extend(config::check_references(&resources));
+    diagnostics.extend(config::check_references(&resources, root_namespace));
     for d in &diagnostics {
         println!("{d}");
     }
@@ -203,6 +222,7 @@ async fn serve(
     addrs: Addrs,
     warmup: std::time::Duration,
     identity: IdentityArgs,
+    root_namespace: String,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let proxies = ProxyTracker::new(metrics.clone());
@@ -215,7 +235,8 @@ async fn serve(
         );
         // The first read happens before serving, so no proxy ever gets a
         // snapshot that ignores the files.
-        let mut dir = ConfigDir::with_metrics(dir, metrics.clone());
+        let mut dir =
+            ConfigDir::with_metrics(dir, metrics.clone()).with_root_namespace(&root_namespace);
         if let Some(resources) = dir.poll() {
             mesh.set_config(resources);
         }
@@ -228,6 +249,10 @@ async fn serve(
     let monitoring = TcpListener::bind(addrs.monitoring)
         .await
         .with_context(|| format!("cannot listen for monitoring on {}", addrs.monitoring))?;
+    let settings = MeshSettings {
+        trust_domain: identity.trust_domain.clone(),
+        root_namespace,
+    };
     let identity = identity
         .start(addrs.grpc, metrics.clone())
         .await
@@ -265,7 +290,7 @@ async fn serve(
     grpc::serve(
         grpc,
         identity.tls_port,
-        DiscoveryService::with_tracker(mesh, proxies),
+        DiscoveryService::with_tracker(mesh, proxies).with_settings(settings),
         identity.service,
         until_stopped(stopped),
     )

@@ -7,23 +7,53 @@
 //!
 //! Naming follows Envoy/Istio: a cluster is `<subset>|<fqdn>`, the default
 //! cluster of a service (every endpoint) is `|<fqdn>`.
+//!
+//! Security (the inbound policy and auto mTLS) lives in [`security`].
+
+mod security;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
+use remora_certs::TrustDomain;
 use remora_proto::pb;
 
 use crate::config::model::{
     self, AbortStatus, ConnectionPool, DestinationRule, Fault, HttpMatch, OutlierDetection,
     Resource, Retries, Spec, StringMatch, VirtualService,
 };
-use crate::config::qualify_host;
+use crate::config::{DEFAULT_ROOT_NAMESPACE, qualify_host};
+use security::PeerTls;
 
 /// Suffix of the fully qualified name of an in-mesh service.
 const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 
 /// A workload that connected to the control plane.
 pub type Nodes = BTreeMap<u64, pb::Node>;
+
+/// What translation needs to know about the mesh besides its resources
+/// and registry: the settings of `remora serve` that shape every snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshSettings {
+    /// The trust domain of workload identities (`--trust-domain`): SPIFFE
+    /// IDs of endpoints and `InboundPolicy.trust_domain`.
+    pub trust_domain: TrustDomain,
+    /// The mesh root namespace (`--root-namespace`): its PeerAuthentication
+    /// without selector applies mesh-wide, and its AuthorizationPolicies
+    /// apply to every namespace.
+    pub root_namespace: String,
+}
+
+impl Default for MeshSettings {
+    /// Istio's defaults: trust domain `cluster.local`, root namespace `istio-system`.
+    fn default() -> Self {
+        MeshSettings {
+            // A literal that is a valid trust domain, not user input: cannot fail.
+            trust_domain: TrustDomain::new("cluster.local").expect("valid trust domain"),
+            root_namespace: DEFAULT_ROOT_NAMESPACE.to_owned(),
+        }
+    }
+}
 
 /// One service of the catalog: what proxies can route to.
 #[derive(Debug, Default)]
@@ -41,12 +71,19 @@ struct EndpointKey {
     address: String,
     labels: BTreeMap<String, String>,
     service_account: String,
+    /// What it can do about mTLS; the DestinationRule decides the rest.
+    tls: PeerTls,
 }
 
 /// Builds the snapshot for `node` (its `version` and `nonce` are left
 /// empty; see [`version_of`]).
-pub fn snapshot_for(node: &pb::Node, resources: &[Resource], nodes: &Nodes) -> pb::Snapshot {
-    let catalog = catalog(resources, nodes);
+pub fn snapshot_for(
+    node: &pb::Node,
+    resources: &[Resource],
+    nodes: &Nodes,
+    settings: &MeshSettings,
+) -> pb::Snapshot {
+    let catalog = catalog(resources, nodes, settings);
     let rules = destination_rules(resources);
     let services = virtual_services(resources);
 
@@ -106,7 +143,21 @@ pub fn snapshot_for(node: &pb::Node, resources: &[Resource], nodes: &Nodes) -> p
         nonce: String::new(),
         virtual_hosts,
         clusters,
-        inbound: None,
+        inbound: Some(security::inbound_policy(
+            namespace_of(node),
+            &node.labels,
+            resources,
+            settings,
+        )),
+    }
+}
+
+/// The namespace of a node: `default` when it gives none.
+fn namespace_of(node: &pb::Node) -> &str {
+    if node.namespace.is_empty() {
+        "default"
+    } else {
+        &node.namespace
     }
 }
 
@@ -150,17 +201,17 @@ fn domains(host: &str, namespace: &str) -> Vec<String> {
 }
 
 /// Services by fully qualified host name.
-fn catalog(resources: &[Resource], nodes: &Nodes) -> BTreeMap<String, Service> {
+fn catalog(
+    resources: &[Resource],
+    nodes: &Nodes,
+    settings: &MeshSettings,
+) -> BTreeMap<String, Service> {
     let mut catalog: BTreeMap<String, Service> = BTreeMap::new();
     for node in nodes.values() {
         if node.inbound_address.is_empty() || node.service.is_empty() {
             continue; // a client-only workload serves nothing
         }
-        let namespace = if node.namespace.is_empty() {
-            "default"
-        } else {
-            &node.namespace
-        };
+        let namespace = namespace_of(node);
         let host = format!("{}.{namespace}.{CLUSTER_DOMAIN}", node.service);
         let service = catalog.entry(host).or_default();
         service.namespace = Some(namespace.to_owned());
@@ -168,6 +219,7 @@ fn catalog(resources: &[Resource], nodes: &Nodes) -> BTreeMap<String, Service> {
             address: node.inbound_address.clone(),
             labels: node.labels.clone(),
             service_account: node.service_account.clone(),
+            tls: PeerTls::of_node(node, namespace, resources, settings),
         });
     }
 
@@ -180,7 +232,7 @@ fn catalog(resources: &[Resource], nodes: &Nodes) -> BTreeMap<String, Service> {
             continue; // validation guarantees exactly one
         };
         let mut endpoints = BTreeSet::new();
-        let mut add = |we: &model::WorkloadEntry| {
+        let mut add = |we: &model::WorkloadEntry, namespace: &str| {
             let number = we
                 .ports
                 .get(&port.name)
@@ -191,10 +243,16 @@ fn catalog(resources: &[Resource], nodes: &Nodes) -> BTreeMap<String, Service> {
                 address: join_host_port(&we.address, number),
                 labels: we.labels.clone(),
                 service_account: we.service_account.clone().unwrap_or_default(),
+                tls: PeerTls::of_workload_entry(
+                    &we.labels,
+                    namespace,
+                    we.service_account.as_deref(),
+                    settings,
+                ),
             });
         };
         for we in &se.endpoints {
-            add(we);
+            add(we, ns);
         }
         if let Some(selector) = &se.workload_selector {
             for other in resources {
@@ -202,7 +260,7 @@ fn catalog(resources: &[Resource], nodes: &Nodes) -> BTreeMap<String, Service> {
                     && &other.meta.namespace == ns
                     && selector.iter().all(|(k, v)| we.labels.get(k) == Some(v))
                 {
-                    add(we);
+                    add(we, &other.meta.namespace);
                 }
             }
         }
@@ -218,6 +276,7 @@ fn catalog(resources: &[Resource], nodes: &Nodes) -> BTreeMap<String, Service> {
                     address: join_host_port(&fqdn, port.target_port.unwrap_or(port.number)),
                     labels: BTreeMap::new(),
                     service_account: String::new(),
+                    tls: PeerTls::Plaintext,
                 });
             }
             let service = catalog.entry(fqdn.clone()).or_default();
@@ -395,6 +454,10 @@ fn cluster(
     rule: Option<&DestinationRule>,
 ) -> pb::Cluster {
     let subset_rule = rule.and_then(|r| r.subsets.iter().find(|s| s.name == subset));
+    // Subset policy overrides the rule's policy field by field.
+    let base = rule.and_then(|r| r.traffic_policy.as_ref());
+    let over = subset_rule.and_then(|s| s.traffic_policy.as_ref());
+    let tls = over.and_then(|p| p.tls).or(base.and_then(|p| p.tls));
     let endpoints = service
         .endpoints
         .iter()
@@ -404,17 +467,18 @@ fn cluster(
             (false, None) => false,
             (false, Some(s)) => s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)),
         })
-        .map(|e| pb::Endpoint {
-            address: e.address.clone(),
-            labels: e.labels.clone(),
-            service_account: e.service_account.clone(),
-            ..Default::default()
+        .map(|e| {
+            let (mtls, spiffe_id) = e.tls.endpoint_tls(tls);
+            pb::Endpoint {
+                address: e.address.clone(),
+                labels: e.labels.clone(),
+                service_account: e.service_account.clone(),
+                mtls,
+                spiffe_id,
+            }
         })
         .collect();
 
-    // Subset policy overrides the rule's policy field by field.
-    let base = rule.and_then(|r| r.traffic_policy.as_ref());
-    let over = subset_rule.and_then(|s| s.traffic_policy.as_ref());
     let load_balancer = over
         .and_then(|p| p.load_balancer)
         .or(base.and_then(|p| p.load_balancer))

@@ -59,6 +59,8 @@ pub struct ConfigDir {
     /// Files the cross-file check blamed on its last run.
     inconsistent: BTreeSet<PathBuf>,
     metrics: Metrics,
+    /// The mesh root namespace, for the cross-file check.
+    root_namespace: String,
 }
 
 impl ConfigDir {
@@ -78,7 +80,15 @@ impl ConfigDir {
             polled: false,
             inconsistent: BTreeSet::new(),
             metrics,
+            root_namespace: config::DEFAULT_ROOT_NAMESPACE.to_owned(),
         }
+    }
+
+    /// Checks PeerAuthentications against `root_namespace` (`--root-namespace`)
+    /// rather than Istio's `istio-system`.
+    pub fn with_root_namespace(mut self, root_namespace: impl Into<String>) -> Self {
+        self.root_namespace = root_namespace.into();
+        self
     }
 
     /// How many files are rejected right now: their current content has
@@ -155,7 +165,7 @@ impl ConfigDir {
             .values()
             .flat_map(|f| f.accepted.iter().cloned())
             .collect();
-        let diagnostics = config::check_references(&resources);
+        let diagnostics = config::check_references(&resources, &self.root_namespace);
         report_warnings(&diagnostics);
         let errors: Vec<&Diagnostic> = diagnostics
             .iter()

@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use remora_control_plane::config::model::{
-    AbortStatus, ConnectionPool, Fault, FaultAbort, FaultDelay, LoadBalancer, OutlierDetection,
-    Resource, Retries, Spec, StringMatch,
+    AbortStatus, AuthorizationAction, AuthorizationPolicy, ConnectionPool, Fault, FaultAbort,
+    FaultDelay, LoadBalancer, OutlierDetection, PeerAuthentication, PeerMode, Resource, Retries,
+    Spec, StringMatch,
 };
 use remora_control_plane::config::{
     Diagnostic, FileOutcome, Severity, check_references, parse_file, parse_str, yaml_files,
 };
+
+/// Istio's mesh root namespace, `--root-namespace`'s default.
+const ROOT: &str = "istio-system";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -60,22 +64,29 @@ fn seed_files_load_without_errors() {
         all.extend(outcome.resources);
     }
     // VirtualService + DestinationRule (canary), VirtualService + DestinationRule
-    // (resilience), DestinationRule, VirtualService.
-    assert_eq!(all.len(), 6);
-    assert_eq!(check_references(&all), []);
+    // (resilience), DestinationRule, VirtualService, PeerAuthentication.
+    assert_eq!(all.len(), 7);
+    assert_eq!(check_references(&all, ROOT), []);
 }
 
 #[test]
-fn seed_peer_authentication_warns_that_mtls_is_not_enforced() {
+fn seed_peer_authentication_loads_as_namespace_wide_strict() {
     let outcome = load("seed/peer-authentication.yaml");
-    assert!(outcome.resources.is_empty());
+    assert_eq!(outcome.diagnostics, []);
+    let [resource] = outcome.resources.as_slice() else {
+        panic!("one resource expected");
+    };
     assert_eq!(
-        warnings(&outcome),
-        [
-            "seed/peer-authentication.yaml:2: warning: PeerAuthentication default/default: kind: \
-          PeerAuthentication is not enforced yet: mTLS arrives with the identity issue; \
-          traffic between proxies is plaintext"
-        ]
+        resource.meta.display_name(),
+        "PeerAuthentication default/default"
+    );
+    assert_eq!(
+        resource.spec,
+        Spec::PeerAuthentication(PeerAuthentication {
+            selector: None,
+            mode: PeerMode::Strict,
+            port_level_mtls: Default::default(),
+        })
     );
 }
 
@@ -359,12 +370,51 @@ fn deprecated_and_new_outlier_field_together_are_an_error() {
 }
 
 #[test]
-fn authorization_policy_is_rejected_rather_than_ignored() {
+fn authorization_policy_condition_is_rejected_rather_than_ignored() {
     assert_single_error(
         "bad/authorization-policy.yaml",
-        "bad/authorization-policy.yaml:2: error: AuthorizationPolicy default/deny-all: kind: \
-         AuthorizationPolicy is not supported yet: Remora would not enforce it, so the file is \
-         rejected rather than silently allowing traffic",
+        "bad/authorization-policy.yaml:9: error: AuthorizationPolicy default/admins-only: \
+         spec.rules[0].when: `when` is not supported by Remora yet",
+    );
+}
+
+#[test]
+fn empty_authorization_policy_loads_as_allow_nothing() {
+    let text = "\
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: prod}
+spec: {}
+";
+    let outcome = parse_str(Path::new("deny-all.yaml"), text);
+    assert_eq!(outcome.diagnostics, []);
+    let [resource] = outcome.resources.as_slice() else {
+        panic!("one resource expected");
+    };
+    let Spec::AuthorizationPolicy(policy) = &resource.spec else {
+        panic!("not an AuthorizationPolicy");
+    };
+    assert_eq!(policy.action, AuthorizationAction::Allow);
+    assert!(policy.rules.is_empty());
+    assert_eq!(*policy, AuthorizationPolicy::default());
+}
+
+#[test]
+fn security_kinds_need_the_security_api_group() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default}
+spec: {}
+";
+    let outcome = parse_str(Path::new("pa.yaml"), text);
+    assert_eq!(
+        errors(&outcome),
+        [
+            "pa.yaml:1: error: PeerAuthentication default/default: apiVersion: unsupported \
+             apiVersion `networking.istio.io/v1` for kind PeerAuthentication; expected one of \
+             security.istio.io/v1, security.istio.io/v1beta1"
+        ]
     );
 }
 
@@ -489,7 +539,7 @@ spec:
 fn subset_without_destination_rule_warns_about_503() {
     let mut all = resources("a.yaml", VS_V3);
     all.extend(resources("b.yaml", DR));
-    let rendered: Vec<_> = check_references(&all)
+    let rendered: Vec<_> = check_references(&all, ROOT)
         .iter()
         .map(Diagnostic::to_string)
         .collect();
@@ -505,7 +555,7 @@ fn subset_without_destination_rule_warns_about_503() {
 fn same_resource_in_two_files_is_an_error_on_the_second() {
     let mut all = resources("a.yaml", DR);
     all.extend(resources("b.yaml", DR));
-    let rendered: Vec<_> = check_references(&all)
+    let rendered: Vec<_> = check_references(&all, ROOT)
         .iter()
         .map(Diagnostic::to_string)
         .collect();
@@ -526,7 +576,7 @@ fn two_destination_rules_for_one_host_conflict() {
         &DR.replace("name: reviews", "name: reviews-2")
             .replace("reviews.default.svc.cluster.local", "reviews"),
     ));
-    let rendered: Vec<_> = check_references(&all)
+    let rendered: Vec<_> = check_references(&all, ROOT)
         .iter()
         .map(Diagnostic::to_string)
         .collect();
@@ -548,7 +598,7 @@ fn two_virtual_services_for_one_host_conflict() {
         &VS_V3.replace("name: reviews", "name: reviews-canary"),
     ));
     all.extend(resources("c.yaml", &DR.replace("name: v1", "name: v3")));
-    let rendered: Vec<_> = check_references(&all)
+    let rendered: Vec<_> = check_references(&all, ROOT)
         .iter()
         .map(Diagnostic::to_string)
         .collect();
@@ -570,7 +620,7 @@ fn same_short_host_in_other_namespaces_does_not_conflict() {
         &DR.replace("name: reviews", "name: reviews\n  namespace: prod")
             .replace("reviews.default.svc.cluster.local", "reviews"),
     ));
-    assert_eq!(check_references(&all), []);
+    assert_eq!(check_references(&all, ROOT), []);
 }
 
 // ------------------------------------------------------------------ files
@@ -688,4 +738,72 @@ fn mutated_seed_files_never_panic() {
             }
         }
     }
+}
+
+// ------------------------------------------------------------------ PeerAuthentication conflicts
+
+fn peer_authentication(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: \
+         {{name: {name}, namespace: {namespace}}}\nspec: {spec}\n"
+    )
+}
+
+#[test]
+fn two_namespace_wide_peer_authentications_conflict_naming_both() {
+    let mut all = resources("a.yaml", &peer_authentication("prod", "a", "{}"));
+    all.extend(resources(
+        "b.yaml",
+        &peer_authentication("prod", "b", "{mtls: {mode: STRICT}}"),
+    ));
+    let rendered: Vec<_> = check_references(&all, ROOT)
+        .iter()
+        .map(Diagnostic::to_string)
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            "b.yaml:1: error: PeerAuthentication prod/b: spec.selector: PeerAuthentication prod/b \
+             and PeerAuthentication prod/a (a.yaml:1) are both namespace-wide (no selector) in \
+             namespace `prod`; Istio allows one, so merge them or give one a selector"
+        ]
+    );
+}
+
+#[test]
+fn two_mesh_wide_peer_authentications_conflict_in_the_root_namespace() {
+    let mut all = resources("a.yaml", &peer_authentication("mesh-root", "a", "{}"));
+    all.extend(resources(
+        "b.yaml",
+        &peer_authentication("mesh-root", "b", "{}"),
+    ));
+    let rendered: Vec<_> = check_references(&all, "mesh-root")
+        .iter()
+        .map(Diagnostic::to_string)
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            "b.yaml:1: error: PeerAuthentication mesh-root/b: spec.selector: PeerAuthentication \
+             mesh-root/b and PeerAuthentication mesh-root/a (a.yaml:1) are both mesh-wide (no \
+             selector in the root namespace `mesh-root`); Istio allows one, so merge them or \
+             give one a selector"
+        ]
+    );
+}
+
+#[test]
+fn selector_peer_authentications_and_other_namespaces_do_not_conflict() {
+    let selector = "{selector: {matchLabels: {app: reviews}}, mtls: {mode: STRICT}}";
+    let all: Vec<Resource> = [
+        ("a.yaml", peer_authentication("prod", "a", "{}")),
+        ("b.yaml", peer_authentication("prod", "b", selector)),
+        ("c.yaml", peer_authentication("prod", "c", selector)),
+        ("d.yaml", peer_authentication("test", "d", "{}")),
+        ("e.yaml", peer_authentication(ROOT, "e", "{}")),
+    ]
+    .iter()
+    .flat_map(|(file, text)| resources(file, text))
+    .collect();
+    assert_eq!(check_references(&all, ROOT), []);
 }

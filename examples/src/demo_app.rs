@@ -226,6 +226,20 @@ where
     if let Ok(v) = HeaderValue::from_str(&path) {
         headers.insert("x-echo-path", v);
     }
+    // The protocol and host as the app received them: a sidecar that carries
+    // HTTP/1.1 over h2 between proxies must hand the app HTTP/1.1 again.
+    if let Ok(v) = HeaderValue::from_str(&format!("{:?}", parts.version)) {
+        headers.insert("x-echo-version", v);
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert("x-echo-host", v);
+    }
     echo_headers(&parts.headers, headers);
     resp
 }
@@ -301,6 +315,7 @@ mod tests {
         assert_eq!(body, "hello");
         assert_eq!(headers["x-echo-method"], "POST");
         assert_eq!(headers["x-echo-path"], "/echo?a=1");
+        assert_eq!(headers["x-echo-version"], "HTTP/1.1");
         assert_eq!(headers["x-echo-x-request-id"], "abc");
         assert_eq!(headers["x-echo-end-user"], "jason");
         assert!(!headers.contains_key("x-echo-accept"));

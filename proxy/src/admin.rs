@@ -13,6 +13,9 @@ use crate::http::{ProxyBody, local_reply};
 
 /// Answers one admin request.
 pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.uri().path() == "/logging" {
+        return crate::telemetry::log_level::admin(req.method(), req.uri().query());
+    }
     if req.method() != Method::GET {
         return local_reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -20,15 +23,21 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
         );
     }
     match req.uri().path() {
-        "/ready" => {
-            if *state.ready.borrow() {
-                local_reply(StatusCode::OK, "ready".into())
-            } else {
-                local_reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no config from the control plane yet".into(),
-                )
-            }
+        "/ready" => match state.not_ready_reason() {
+            None => local_reply(StatusCode::OK, "ready".into()),
+            Some(reason) => local_reply(StatusCode::SERVICE_UNAVAILABLE, reason.into()),
+        },
+        "/certs" => {
+            let certs = match state.identity.get() {
+                Some(identity) => identity.certs_json(),
+                None => crate::identity::no_identity_json(),
+            };
+            let mut resp = Response::new(Either::Right(Full::new(Bytes::from(certs.to_string()))));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            resp
         }
         "/config_dump" => {
             let config = state.current.load();
@@ -86,7 +95,9 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
         }
         other => local_reply(
             StatusCode::NOT_FOUND,
-            format!("no admin endpoint {other}; try /ready, /config_dump, /clusters or /stats"),
+            format!(
+                "no admin endpoint {other}; try /ready, /config_dump, /clusters, /stats or /logging"
+            ),
         ),
     }
 }

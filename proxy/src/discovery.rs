@@ -1,7 +1,7 @@
 //! The discovery client: one stream to the control plane, snapshots in,
 //! ACK/NACK out, reconnecting with backoff and jitter when the stream ends.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -14,6 +14,7 @@ use tonic::transport::Endpoint as GrpcEndpoint;
 
 use crate::config::RuntimeConfig;
 use crate::events;
+use crate::identity::Identity;
 use crate::upstream::EndpointRegistry;
 
 /// First and longest wait between reconnects (before jitter).
@@ -29,28 +30,49 @@ pub struct ConfigState {
     pub endpoints: EndpointRegistry,
     /// Turns true when the first snapshot is applied, and stays true.
     pub ready: watch::Sender<bool>,
+    /// The proxy's mTLS state when it has an identity; each snapshot's
+    /// clusters build their mTLS client configs from it.
+    pub mesh_tls: Option<remora_certs::MeshTls>,
+    /// The workload identity, set once at startup when the proxy has a token (mTLS on);
+    /// unset, the proxy runs without one and readiness needs only a config.
+    pub identity: OnceLock<Arc<Identity>>,
 }
 
 impl ConfigState {
-    /// No config yet.
-    pub fn new() -> Self {
+    /// No config yet; `mesh_tls` when the proxy has an identity.
+    pub fn new(mesh_tls: Option<remora_certs::MeshTls>) -> Self {
         Self {
             current: Arc::new(ArcSwap::from_pointee(RuntimeConfig::empty())),
             endpoints: EndpointRegistry::default(),
             ready: watch::Sender::new(false),
+            mesh_tls,
+            identity: OnceLock::new(),
         }
     }
 
-    /// Whether the proxy may serve: it has a config (and, once the identity
-    /// module is wired in, a certificate when mTLS is on). `/ready` and the
-    /// health port answer with this.
+    /// Whether the proxy may serve: it has a config and, when mTLS is on, a
+    /// certificate that has not expired. `/ready` and the health port answer
+    /// with this.
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow()
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why the proxy is not ready, or `None` when it is (see [`Self::is_ready`]).
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if !*self.ready.borrow() {
+            return Some("no config from the control plane yet");
+        }
+        match self.identity.get() {
+            Some(identity) if !identity.has_valid_certificate() => {
+                Some("the workload certificate has expired and could not be renewed yet")
+            }
+            _ => None,
+        }
     }
 
     /// Validates and swaps in `snapshot`; on error the current config stays.
     pub fn apply(&self, snapshot: pb::Snapshot) -> Result<(), crate::config::ConfigError> {
-        let config = RuntimeConfig::build(snapshot, &self.endpoints)?;
+        let config = RuntimeConfig::build(snapshot, &self.endpoints, self.mesh_tls.as_ref())?;
         self.current.store(Arc::new(config));
         Ok(())
     }
@@ -58,7 +80,7 @@ impl ConfigState {
 
 impl Default for ConfigState {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
@@ -125,6 +147,7 @@ async fn stream_once(
                 version_info = version.clone();
                 let first = !*state.ready.borrow();
                 state.ready.send_replace(true);
+                crate::telemetry::metrics::config_applied();
                 tracing::info!(version, "applied config");
                 events::emit(
                     if first { "ready" } else { "applied" },

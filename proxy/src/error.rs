@@ -56,12 +56,16 @@ pub enum ProxyError {
     /// The client's body could not be read for buffering.
     #[error(transparent)]
     RequestBody(#[from] crate::retry::body::BufferError),
+    /// An AuthorizationPolicy refused the inbound request.
+    #[error(transparent)]
+    Denied(#[from] crate::authz::Denied),
 }
 
 impl ProxyError {
     /// The status Remora answers with, Envoy-style: routing misses are 404,
     /// an unreachable or missing upstream is 503, a broken upstream response
-    /// is 502, a timeout is 504, a bad request body is 400.
+    /// or a failed mTLS handshake is 502, a timeout is 504, a bad request
+    /// body is 400, an AuthorizationPolicy denial is 403.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoHost => StatusCode::BAD_REQUEST,
@@ -73,9 +77,12 @@ impl ProxyError {
                 | UpstreamError::Overflow { .. }
                 | UpstreamError::Stale { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream(UpstreamError::Request { .. }) => StatusCode::BAD_GATEWAY,
+            Self::Upstream(UpstreamError::Request { .. } | UpstreamError::Tls { .. }) => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::RequestBody(_) => StatusCode::BAD_REQUEST,
+            Self::Denied(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -85,13 +92,16 @@ impl ProxyError {
             Self::NoHost | Self::UnknownHost { .. } | Self::NoRouteMatched { .. } => "NR",
             Self::NoEndpoint { .. } => "UH",
             Self::Upstream(
-                UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. },
+                UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Tls { .. },
             ) => "UF",
             Self::Upstream(UpstreamError::Overflow { .. }) => "UO",
             Self::Upstream(UpstreamError::Stale { .. }) => "UC",
             Self::Upstream(UpstreamError::Request { .. }) => "UR",
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => "UT",
             Self::RequestBody(_) => "DPE",
+            Self::Denied(_) => "RBAC",
         }
     }
 

@@ -6,13 +6,16 @@
 //! each is the whole request path of its direction.
 
 pub mod admin;
+pub mod authz;
 pub mod balance;
 pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod fault;
+pub mod health;
 pub mod http;
+pub mod identity;
 pub mod listener;
 pub mod outlier;
 pub mod peer;
@@ -20,4 +23,5 @@ pub mod retry;
 pub mod route;
 pub mod stats;
 pub mod telemetry;
+pub mod tls_stats;
 pub mod upstream;

@@ -10,13 +10,13 @@ use anyhow::Context;
 use clap::Parser;
 use remora_proto::pb;
 use remora_proxy::discovery::{self, ConfigState};
+use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
-use remora_proxy::telemetry::Telemetry;
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
 use remora_proxy::telemetry::trace::{SamplingRatio, TraceConfig, Tracer};
-use remora_proxy::upstream::{Endpoint, PoolSettings};
-use remora_proxy::{admin, events};
+use remora_proxy::telemetry::{Telemetry, Workload, log_level, metrics};
+use remora_proxy::{admin, events, health};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -60,6 +60,12 @@ struct Args {
     /// The admin API.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
+    /// Prometheus metrics: `GET /stats/prometheus`.
+    #[arg(long, default_value = "0.0.0.0:15090")]
+    stats_addr: SocketAddr,
+    /// Health: `GET /healthz/ready` (200 once the proxy may serve, else 503).
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    health_addr: SocketAddr,
     /// Do not listen for inbound requests (a client-only workload).
     #[arg(long)]
     no_inbound: bool,
@@ -101,6 +107,8 @@ struct Args {
         env = "REMORA_TRACE_SAMPLING"
     )]
     trace_sampling: SamplingRatio,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -119,12 +127,8 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // `RUST_LOG` or `info`, changeable at run time by the admin `/logging`.
+    log_level::init("info");
     let args = Args::parse();
 
     let outbound = bind(args.outbound, "outbound").await?;
@@ -134,12 +138,16 @@ async fn main() -> anyhow::Result<()> {
         Some(bind(args.inbound, "inbound").await?)
     };
     let admin_listener = bind(args.admin, "admin").await?;
+    let stats_listener = bind(args.stats_addr, "stats").await?;
+    let health_listener = bind(args.health_addr, "health").await?;
 
     let mut listening = vec![("outbound", outbound.local_addr()?.to_string())];
     if let Some(l) = &inbound {
         listening.push(("inbound", l.local_addr()?.to_string()));
     }
     listening.push(("admin", admin_listener.local_addr()?.to_string()));
+    listening.push(("stats", stats_listener.local_addr()?.to_string()));
+    listening.push(("health", health_listener.local_addr()?.to_string()));
     let fields: Vec<(&str, &str)> = listening.iter().map(|(k, v)| (*k, v.as_str())).collect();
     events::emit("listening", &fields);
 
@@ -147,17 +155,28 @@ async fn main() -> anyhow::Result<()> {
         Some(l) => advertised(args.advertise, l.local_addr()?, &args.control_plane)?.to_string(),
         None => String::new(),
     };
+    let service_account = args
+        .service_account
+        .clone()
+        .unwrap_or_else(|| args.service.clone());
+
+    // The certificate before anything else: the CA's refusal stops the proxy here, and the
+    // mTLS state exists before the config that uses it.
+    let identity: Option<Arc<Identity>> = tokio::select! {
+        identity = start_identity(&args, &service_account) => identity?,
+        _ = shutdown_signal() => return Ok(()),
+    };
+    let mesh_tls: Option<remora_certs::MeshTls> = identity.as_ref().map(|i| i.mesh_tls().clone());
+
     let node = pb::Node {
         id: format!("{}-{}.{}", args.service, std::process::id(), args.namespace),
         service: args.service.clone(),
         namespace: args.namespace.clone(),
         labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-        service_account: args
-            .service_account
-            .clone()
-            .unwrap_or_else(|| args.service.clone()),
+        service_account,
         inbound_address,
-        ..Default::default()
+        mtls: mesh_tls.is_some(),
+        app_port: app_port(&args.app)?,
     };
     tracing::info!(
         node = node.id,
@@ -166,12 +185,28 @@ async fn main() -> anyhow::Result<()> {
         "starting"
     );
 
-    let state = Arc::new(ConfigState::new());
+    let state = Arc::new(ConfigState::new(mesh_tls.clone()));
+    if let Some(identity) = &identity {
+        let _ = state.identity.set(Arc::clone(identity));
+    }
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(listener::serve(
         admin_listener,
         Arc::clone(&state),
         admin::handle,
+        stop.clone(),
+    ));
+    metrics::watch_config(Arc::clone(&state));
+    tokio::spawn(listener::serve(
+        stats_listener,
+        Arc::new(()),
+        metrics::handle_scrape,
+        stop.clone(),
+    ));
+    tokio::spawn(listener::serve(
+        health_listener,
+        Arc::clone(&state),
+        health::handle,
         stop.clone(),
     ));
     tokio::spawn(discovery::run(
@@ -180,7 +215,8 @@ async fn main() -> anyhow::Result<()> {
         Arc::clone(&state),
     ));
 
-    // Serve only with a config: connections wait in the backlog until then.
+    // Serve only with a config (and, with mTLS, the certificate obtained above):
+    // connections wait in the backlog until then.
     let mut ready = state.ready.subscribe();
     tokio::select! {
         _ = async { let _ = ready.wait_for(|r| *r).await; } => {}
@@ -209,6 +245,14 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry {
         access_log: AccessLog::spawn(args.access_log, out),
         tracer: tracer.clone(),
+        workload: Workload::new(
+            &args.service,
+            &args.namespace,
+            args.labels
+                .iter()
+                .find(|(k, _)| k == "version")
+                .map(|(_, v)| v.as_str()),
+        ),
     });
     let mut tasks = Vec::new();
     let budget = BudgetSettings {
@@ -228,16 +272,11 @@ async fn main() -> anyhow::Result<()> {
         stop.clone(),
     )));
     if let Some(l) = inbound {
-        let app = Arc::new(Endpoint::new(args.app.clone()));
-        let inb = Arc::new(Inbound {
-            app,
-            pool: PoolSettings::default(),
-            telemetry,
-        });
-        tasks.push(tokio::spawn(listener::serve(
+        let inb = Inbound::new(&args.app, Arc::clone(&state.current), telemetry, mesh_tls)?;
+        metrics::watch_app(Arc::clone(&inb.app));
+        tasks.push(tokio::spawn(listener::serve_inbound(
             l,
-            inb,
-            listener::inbound::handle,
+            Arc::new(inb),
             stop.clone(),
         )));
     }
@@ -250,6 +289,45 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), tracer.shutdown()).await;
     Ok(())
+}
+
+/// With a token: the first certificate (retrying while the CA is unreachable, failing when it
+/// refuses) and the renewal task. Without: `None`, and mTLS is off.
+async fn start_identity(
+    args: &Args,
+    service_account: &str,
+) -> anyhow::Result<Option<Arc<Identity>>> {
+    let settings = args
+        .identity
+        .settings(&args.control_plane, &args.namespace, service_account)?;
+    let Some(settings) = settings else {
+        if args.identity.ca_cert.is_some() || args.identity.ca_address.is_some() {
+            tracing::warn!("--ca-cert and --ca-address are unused without a token");
+        }
+        events::emit(
+            "identity",
+            &[
+                ("mtls", "off"),
+                (
+                    "reason",
+                    "no token (--token or --token-file): no certificate, mTLS is off",
+                ),
+            ],
+        );
+        return Ok(None);
+    };
+    let identity = identity::start(settings)
+        .await
+        .context("no workload certificate")?;
+    Ok(Some(identity))
+}
+
+/// The port of `--app` (`host:port`), which the control plane matches port-level policy on.
+fn app_port(app: &str) -> anyhow::Result<u32> {
+    app.rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .map(u32::from)
+        .with_context(|| format!("--app `{app}` is not host:port"))
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -1,7 +1,14 @@
-//! Process-wide counters of what the resilience features did, shown by
-//! the admin API's `/stats` as `name value` lines.
+//! Process-wide counters of what the resilience features did. They are
+//! plain atomics, so the request path's `stats::X.inc()` costs one atomic
+//! add; [`StaticCounters`] exports them into the metrics registry
+//! ([`crate::telemetry::metrics`]) as `remora_<name>_total`, which both
+//! `/stats/prometheus` and the admin API's `/stats` render.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 
 /// One counter.
 #[derive(Debug)]
@@ -45,26 +52,79 @@ pub static FAULT_ABORTS: Counter = Counter::new();
 /// Access log lines dropped because the writer was behind.
 pub static ACCESS_LOG_DROPPED: Counter = Counter::new();
 
-/// Every counter with its name, in a stable order.
-pub fn all() -> [(&'static str, &'static Counter); 10] {
+/// Every counter with its metric name (before the `remora_` prefix and the
+/// `_total` suffix) and help, in a stable order.
+pub fn all() -> [(&'static str, &'static str, &'static Counter); 10] {
     [
-        ("retry.attempts", &RETRY_ATTEMPTS),
-        ("retry.budget_exhausted", &RETRY_BUDGET_EXHAUSTED),
-        ("retry.overflow", &RETRY_OVERFLOW),
-        ("upstream.overflow", &UPSTREAM_OVERFLOW),
-        ("upstream.timeout", &UPSTREAM_TIMEOUT),
-        ("upstream.per_try_timeout", &UPSTREAM_PER_TRY_TIMEOUT),
-        ("outlier.ejections", &OUTLIER_EJECTIONS),
-        ("fault.delays", &FAULT_DELAYS),
-        ("fault.aborts", &FAULT_ABORTS),
-        ("access_log.dropped", &ACCESS_LOG_DROPPED),
+        (
+            "retry_attempts",
+            "Retries sent (tries after the first)",
+            &RETRY_ATTEMPTS,
+        ),
+        (
+            "retry_budget_exhausted",
+            "Retries the retry budget refused",
+            &RETRY_BUDGET_EXHAUSTED,
+        ),
+        (
+            "retry_overflow",
+            "Retries connectionPool.http.maxRetries refused",
+            &RETRY_OVERFLOW,
+        ),
+        (
+            "upstream_overflow",
+            "Requests a circuit-breaker limit refused (pool overflow, 503 UO)",
+            &UPSTREAM_OVERFLOW,
+        ),
+        (
+            "upstream_timeout",
+            "Requests answered 504 because the route timeout fired",
+            &UPSTREAM_TIMEOUT,
+        ),
+        (
+            "upstream_per_try_timeout",
+            "Tries cut off by perTryTimeout",
+            &UPSTREAM_PER_TRY_TIMEOUT,
+        ),
+        (
+            "outlier_ejections",
+            "Hosts ejected by outlier detection",
+            &OUTLIER_EJECTIONS,
+        ),
+        (
+            "fault_delays",
+            "Requests delayed by fault injection",
+            &FAULT_DELAYS,
+        ),
+        (
+            "fault_aborts",
+            "Requests aborted by fault injection",
+            &FAULT_ABORTS,
+        ),
+        (
+            "access_log_dropped",
+            "Access log lines dropped because the writer was behind",
+            &ACCESS_LOG_DROPPED,
+        ),
     ]
 }
 
-/// The counters as `name value` lines.
+/// Exports the counters above into a registry at scrape time.
+#[derive(Debug)]
+pub struct StaticCounters;
+
+impl Collector for StaticCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, help, counter) in all() {
+            let c = ConstCounter::new(counter.get());
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every metric of the registry as `name{labels} value` lines: the admin
+/// API's `/stats`, with the same figures as `/stats/prometheus`.
 pub fn render() -> String {
-    all()
-        .iter()
-        .map(|(name, c)| format!("{name} {}\n", c.get()))
-        .collect()
+    crate::telemetry::metrics::global().encode_samples()
 }

@@ -11,11 +11,13 @@ pub mod client;
 pub mod direct;
 pub mod discovery;
 pub mod echo;
+pub mod identity;
 pub mod load;
 pub mod mesh;
 pub mod otlp;
 pub mod process;
 pub mod scenario;
+pub mod secure;
 pub mod yaml;
 
 pub use backend::Backend;

@@ -29,6 +29,10 @@ pub struct ControlPlane {
     pub grpc: SocketAddr,
     /// The monitoring address (`/metrics`, `/debug/proxies`), on a free port.
     pub monitoring: SocketAddr,
+    /// The gRPC-over-TLS address (Discovery and Identity), on a free port.
+    pub grpc_tls: SocketAddr,
+    /// The data directory (CA files, token key).
+    pub data_dir: PathBuf,
 }
 
 impl ControlPlane {
@@ -65,11 +69,50 @@ impl ControlPlane {
             .as_str()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("`listening` event has no monitoring address: {listening}"));
+        let grpc_tls = listening["grpc_tls"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("`listening` event has no grpc_tls address: {listening}"));
         Self {
             process,
             grpc,
             monitoring,
+            grpc_tls,
+            data_dir,
         }
+    }
+
+    /// A bootstrap token for `namespace/service_account`, made with
+    /// `remora token create` over this control plane's data directory.
+    pub fn token(&self, namespace: &str, service_account: &str) -> String {
+        let out = std::process::Command::new(bin("remora"))
+            .arg("token")
+            .arg("create")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--namespace",
+                namespace,
+                "--service-account",
+                service_account,
+            ])
+            .output()
+            .expect("run remora token create");
+        assert!(
+            out.status.success(),
+            "remora token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("token is UTF-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// The CA certificate (the trust bundle) proxies verify the control
+    /// plane's TLS port with.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.data_dir.join("ca-cert.pem")
     }
 
     /// The URL proxies take as `--control-plane`.
@@ -89,6 +132,10 @@ pub struct Proxy {
     pub inbound: Option<SocketAddr>,
     /// The admin API.
     pub admin: SocketAddr,
+    /// The stats port (`/stats/prometheus`).
+    pub stats: SocketAddr,
+    /// The health port (`/healthz/ready`).
+    pub health: SocketAddr,
 }
 
 /// Who a proxy stands beside.
@@ -153,6 +200,12 @@ impl Proxy {
             "127.0.0.1:0".into(),
             "--admin".into(),
             "127.0.0.1:0".into(),
+            // Free ports: the defaults (15090, 15021) would collide between
+            // the proxies of one test and across tests.
+            "--stats-addr".into(),
+            "127.0.0.1:0".into(),
+            "--health-addr".into(),
+            "127.0.0.1:0".into(),
         ];
         for (k, v) in &spec.labels {
             args.extend(["--label".into(), format!("{k}={v}")]);
@@ -184,6 +237,8 @@ impl Proxy {
         let outbound =
             addr("outbound").unwrap_or_else(|| panic!("{name}: no outbound address in {ev}"));
         let admin = addr("admin").unwrap_or_else(|| panic!("{name}: no admin address in {ev}"));
+        let stats = addr("stats").unwrap_or_else(|| panic!("{name}: no stats address in {ev}"));
+        let health = addr("health").unwrap_or_else(|| panic!("{name}: no health address in {ev}"));
         let inbound = addr("inbound");
         assert_eq!(
             inbound.is_some(),
@@ -195,6 +250,8 @@ impl Proxy {
             outbound,
             inbound,
             admin,
+            stats,
+            health,
         }
     }
 
@@ -223,7 +280,39 @@ impl Proxy {
         Ok(serde_json::from_str(&reply.body)?)
     }
 
-    /// `GET /stats` from the admin API: its `name value` lines.
+    /// `GET /stats/prometheus` from the stats port: every sample as
+    /// `name{labels}` → value (comments left out).
+    pub async fn prometheus(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let reply = HttpClient::new(self.stats, Protocol::Http1)
+            .get("stats", "/stats/prometheus", &[])
+            .await?;
+        anyhow::ensure!(
+            reply.status.is_success(),
+            "/stats/prometheus answered {}: {}",
+            reply.status,
+            reply.body
+        );
+        let content_type = reply
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        anyhow::ensure!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "/stats/prometheus has content type {content_type:?}"
+        );
+        parse_samples(&reply.body)
+    }
+
+    /// `GET /healthz/ready` from the health port: its status and body.
+    pub async fn health(&self) -> anyhow::Result<(u16, String)> {
+        let reply = HttpClient::new(self.health, Protocol::Http1)
+            .get("health", "/healthz/ready", &[])
+            .await?;
+        Ok((reply.status.as_u16(), reply.body))
+    }
+
+    /// `GET /stats` from the admin API: its `name{labels} value` lines.
     pub async fn stats(&self) -> anyhow::Result<BTreeMap<String, f64>> {
         let reply = HttpClient::new(self.admin, Protocol::Http1)
             .get("admin", "/stats", &[])
@@ -234,18 +323,7 @@ impl Proxy {
             reply.status,
             reply.body
         );
-        let mut out = BTreeMap::new();
-        for line in reply.body.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let (name, value) = line
-                .rsplit_once(char::is_whitespace)
-                .ok_or_else(|| anyhow::anyhow!("stats line without a value: {line:?}"))?;
-            let value: f64 = value
-                .trim()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("stats line {line:?}: {e}"))?;
-            out.insert(name.trim().to_owned(), value);
-        }
-        Ok(out)
+        parse_samples(&reply.body)
     }
 
     /// One counter of `/stats`. Panics, listing what `/stats` has, if the
@@ -297,6 +375,27 @@ impl Proxy {
             tokio::time::sleep(POLL_EVERY).await;
         }
     }
+}
+
+/// Prometheus text samples (`name{labels} value` lines; `#` lines skipped)
+/// as `name{labels}` → value.
+pub fn parse_samples(text: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, value) = line
+            .rsplit_once(char::is_whitespace)
+            .ok_or_else(|| anyhow::anyhow!("stats line without a value: {line:?}"))?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("stats line {line:?}: {e}"))?;
+        out.insert(name.trim().to_owned(), value);
+    }
+    Ok(out)
 }
 
 /// The endpoint addresses of `cluster` in a `/config_dump` answer.

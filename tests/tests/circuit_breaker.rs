@@ -45,16 +45,17 @@ async fn overflow_is_an_immediate_503_never_retried() {
     .await;
     let backend = &direct.backends[0];
     backend.set_delay(SLOW);
-    let overflow_before = direct.client.stat("upstream.overflow").await;
-    let retries_before = direct.client.stat("retry.attempts").await;
+    let overflow_before = direct.client.stat("remora_upstream_overflow_total").await;
+    let retries_before = direct.client.stat("remora_retry_attempts_total").await;
 
     let shots = fire(direct.client.outbound, HOST, "/", 20, 1).await;
 
     let ok = successes(&shots);
     let over = overflows(&shots);
     let slowest_overflow = over.iter().map(|s| s.elapsed).max();
-    let overflow_stat = direct.client.stat("upstream.overflow").await - overflow_before;
-    let retries = direct.client.stat("retry.attempts").await - retries_before;
+    let overflow_stat =
+        direct.client.stat("remora_upstream_overflow_total").await - overflow_before;
+    let retries = direct.client.stat("remora_retry_attempts_total").await - retries_before;
     println!(
         "maxConnections 1, http1MaxPendingRequests 1, 20 concurrent requests, backend delay {SLOW:?}: \
          {:?}; slowest overflow {slowest_overflow:?}; successes took {:?}; backend saw {} requests on \
@@ -234,11 +235,11 @@ async fn max_retries_bounds_retries_in_flight() {
     let backend = &direct.backends[0];
     backend.set_status(Some(503));
     backend.set_delay(Duration::from_millis(500));
-    let attempts_before = direct.client.stat("retry.attempts").await;
+    let attempts_before = direct.client.stat("remora_retry_attempts_total").await;
     // Ten first tries answer 503 at about the same time; each wants one
     // retry, and a retry lasts 500 ms: with maxRetries 1, one at a time.
     let shots = fire(direct.client.outbound, HOST, "/", N, 1).await;
-    let attempts = direct.client.stat("retry.attempts").await - attempts_before;
+    let attempts = direct.client.stat("remora_retry_attempts_total").await - attempts_before;
     println!(
         "maxRetries 1, attempts 1, {N} concurrent requests to a 503 backend (500 ms): {:?}; \
          backend saw {} requests; retry.attempts +{attempts} (without maxRetries: {})",
@@ -367,8 +368,8 @@ async fn istio_circuit_breaking_task() {
         ejected.is_empty(),
         "overflows ejected the host: {ejected:?}"
     );
-    assert_eq!(fortio.stat("outlier.ejections").await, 0);
-    let overflow = fortio.stat("upstream.overflow").await;
+    assert_eq!(fortio.stat("remora_outlier_ejections_total").await, 0);
+    let overflow = fortio.stat("remora_upstream_overflow_total").await;
     assert_eq!(
         overflow,
         (over2 + over3) as u64,

@@ -107,7 +107,7 @@ async fn an_endpoint_answering_500_is_ejected_then_serves_again() {
         event.value
     );
     assert_eq!(
-        direct.client.stat("outlier.ejections").await,
+        direct.client.stat("remora_outlier_ejections_total").await,
         1,
         "/stats outlier.ejections"
     );
@@ -247,7 +247,7 @@ async fn a_killed_endpoint_is_retried_around_and_ejected() {
     .await;
     let victim = direct.backends[1].addr.to_string();
     let mark = direct.client.process.mark();
-    let retries_before = direct.client.stat("retry.attempts").await;
+    let retries_before = direct.client.stat("remora_retry_attempts_total").await;
 
     let load = Load::start(
         direct.client.outbound,
@@ -273,11 +273,11 @@ async fn a_killed_endpoint_is_retried_around_and_ejected() {
             |e| e.name() == "ejected" && e.str("endpoint") == victim,
         )
         .await;
-    let retries_at_ejection = direct.client.stat("retry.attempts").await;
+    let retries_at_ejection = direct.client.stat("remora_retry_attempts_total").await;
     load.wait_more(300, Duration::from_secs(10)).await;
     let samples = load.stop().await;
-    let retries_after = direct.client.stat("retry.attempts").await;
-    let ejections = direct.client.stat("outlier.ejections").await;
+    let retries_after = direct.client.stat("remora_retry_attempts_total").await;
+    let ejections = direct.client.stat("remora_outlier_ejections_total").await;
 
     let failed = failures(&samples);
     let after_kill = samples.iter().filter(|s| s.started >= killed_at).count();

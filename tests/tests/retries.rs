@@ -30,8 +30,11 @@ async fn retry_budget_bounds_the_load_on_a_failing_service() {
         .arg("--retry-budget-min-per-sec", "10");
     let direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
     direct.backends[0].set_status(Some(503));
-    let exhausted_before = direct.client.stat("retry.budget_exhausted").await;
-    let attempts_before = direct.client.stat("retry.attempts").await;
+    let exhausted_before = direct
+        .client
+        .stat("remora_retry_budget_exhausted_total")
+        .await;
+    let attempts_before = direct.client.stat("remora_retry_attempts_total").await;
 
     // No request went to the service before: its budget starts now.
     let started = Instant::now();
@@ -58,8 +61,12 @@ async fn retry_budget_bounds_the_load_on_a_failing_service() {
 
     let n = shots.len();
     let hits = direct.backends[0].hits();
-    let exhausted = direct.client.stat("retry.budget_exhausted").await - exhausted_before;
-    let attempts = direct.client.stat("retry.attempts").await - attempts_before;
+    let exhausted = direct
+        .client
+        .stat("remora_retry_budget_exhausted_total")
+        .await
+        - exhausted_before;
+    let attempts = direct.client.stat("remora_retry_attempts_total").await - attempts_before;
     let secs = elapsed.as_secs_f64();
     let bound = n as f64 * 1.2 + 10.0 * (secs + 1.0);
     let without_budget = n * 6;
@@ -172,7 +179,7 @@ async fn a_pooled_connection_closed_by_the_backend_is_not_a_client_error() {
     let direct = Direct::start(HOST, 1, &[], ProxySpec::client("client")).await;
     let backend = &direct.backends[0];
     backend.set_close_after_response(true);
-    let retries_before = direct.client.stat("retry.attempts").await;
+    let retries_before = direct.client.stat("remora_retry_attempts_total").await;
     let mut http = direct.http();
 
     // Small pauses: the backend's close reaches the proxy before its next
@@ -186,7 +193,7 @@ async fn a_pooled_connection_closed_by_the_backend_is_not_a_client_error() {
         }
         tokio::time::sleep(Duration::from_millis(2 + (i % 4) as u64 * 2)).await;
     }
-    let retries = direct.client.stat("retry.attempts").await - retries_before;
+    let retries = direct.client.stat("remora_retry_attempts_total").await - retries_before;
     let (hits, connections) = (backend.hits(), backend.connections());
     println!(
         "stale pooled connections: {N} GETs with 2-8 ms pauses, each connection closed by the \
@@ -197,7 +204,7 @@ async fn a_pooled_connection_closed_by_the_backend_is_not_a_client_error() {
 
     // For the record (not asserted: a request written while the close is in
     // flight may have reached the app, and is not retried by default).
-    let retries_mark = direct.client.stat("retry.attempts").await;
+    let retries_mark = direct.client.stat("remora_retry_attempts_total").await;
     let (hits_mark, conns_mark) = (backend.hits(), backend.connections());
     let mut back_to_back = Vec::new();
     for i in 0..100 {
@@ -214,7 +221,7 @@ async fn a_pooled_connection_closed_by_the_backend_is_not_a_client_error() {
         &back_to_back[..back_to_back.len().min(3)],
         backend.hits() - hits_mark,
         backend.connections() - conns_mark,
-        direct.client.stat("retry.attempts").await - retries_mark
+        direct.client.stat("remora_retry_attempts_total").await - retries_mark
     );
 
     assert!(
@@ -236,7 +243,7 @@ async fn a_server_idle_timeout_race_never_duplicates_a_request() {
     let direct = Direct::start(HOST, 1, &[], ProxySpec::client("client")).await;
     let backend = &direct.backends[0];
     backend.set_idle_close(Some(IDLE));
-    let retries_before = direct.client.stat("retry.attempts").await;
+    let retries_before = direct.client.stat("remora_retry_attempts_total").await;
     let mut http = direct.http();
 
     // Pauses swept across the backend's idle timeout (16 to 24 ms), so some
@@ -251,7 +258,7 @@ async fn a_server_idle_timeout_race_never_duplicates_a_request() {
         let pause = Duration::from_micros(16_000 + (i as u64 % 17) * 500);
         tokio::time::sleep(pause).await;
     }
-    let retries = direct.client.stat("retry.attempts").await - retries_before;
+    let retries = direct.client.stat("remora_retry_attempts_total").await - retries_before;
     println!(
         "server idle timeout {IDLE:?}, {N} GETs with 16-24 ms pauses: {} client errors {:?}; backend \
          saw {} requests on {} connections; retry.attempts +{retries}",
@@ -311,7 +318,7 @@ async fn without_a_retries_block_connect_failures_are_retried_for_any_method() {
     // the balancer, and only the default policy hides it.
     let direct = Direct::start(HOST, 3, &[], ProxySpec::client("client")).await;
     direct.backends[2].stop().await;
-    let attempts_before = direct.client.stat("retry.attempts").await;
+    let attempts_before = direct.client.stat("remora_retry_attempts_total").await;
     let mut http = direct.http();
     let mut failed = Vec::new();
     for i in 0..N {
@@ -328,7 +335,7 @@ async fn without_a_retries_block_connect_failures_are_retried_for_any_method() {
         // Paced so that the retry budget (20% + 10/s) is not the limit.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let attempts = direct.client.stat("retry.attempts").await - attempts_before;
+    let attempts = direct.client.stat("remora_retry_attempts_total").await - attempts_before;
     println!(
         "one of 3 endpoints refusing connections, no retries block: {N} requests (GET and POST), \
          {} failed {:?}; hits {:?}; retry.attempts +{attempts}",

@@ -127,11 +127,11 @@ async fn per_try_timeout_retries_on_the_fast_endpoint() {
     )
     .await;
     direct.backends[0].set_delay(SLOW);
-    let retries_before = direct.client.stat("retry.attempts").await;
+    let retries_before = direct.client.stat("remora_retry_attempts_total").await;
 
     const N: usize = 20;
     let shots = sequential(&direct, N).await;
-    let retries = direct.client.stat("retry.attempts").await - retries_before;
+    let retries = direct.client.stat("remora_retry_attempts_total").await - retries_before;
     let slow_first = shots
         .iter()
         .filter(|s| s.elapsed >= Duration::from_millis(200))

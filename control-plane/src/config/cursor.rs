@@ -308,6 +308,56 @@ impl<'a> Node<'a> {
         (!bad_key).then_some(entries)
     }
 
+    /// The entries of a mapping keyed by port number (`portLevelMtls`), in
+    /// file order. Keys are integers (or decimal strings, as JSON has them)
+    /// in 1..=65535, each at most once; each value's path is `path.<port>`.
+    pub(crate) fn port_entries(&self, ctx: &mut Ctx) -> Option<Vec<(u16, Node<'a>)>> {
+        let YamlData::Mapping(map) = &self.yaml.data else {
+            self.type_error(ctx, "a mapping of port numbers");
+            return None;
+        };
+        let mut out: Vec<(u16, Node<'a>)> = Vec::with_capacity(map.len());
+        let mut ok = true;
+        for (key, value) in map {
+            let key_line = key.span.start.line().max(1);
+            let number = match &key.data {
+                YamlData::Value(Scalar::Integer(i)) => Some(*i),
+                YamlData::Value(Scalar::String(s)) => s.trim().parse::<i64>().ok(),
+                _ => None,
+            };
+            let port = number
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|p| *p != 0);
+            let Some(port) = port else {
+                ctx.error(
+                    key_line,
+                    &self.path,
+                    format!(
+                        "keys must be port numbers between 1 and 65535, got {}",
+                        describe(key)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            let child = self.child(&port.to_string(), key_line, value);
+            if let Some((_, first)) = out.iter().find(|(p, _)| *p == port) {
+                ctx.error(
+                    key_line,
+                    child.path(),
+                    format!(
+                        "port {port} is given twice (first at line {})",
+                        first.line()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            out.push((port, child));
+        }
+        ok.then_some(out)
+    }
+
     /// A mapping with a fixed set of fields. Unknown fields and fields
     /// Remora does not support yet are reported; the rest are returned.
     pub(crate) fn map(&self, ctx: &mut Ctx, schema: &Schema) -> Option<Map<'a>> {

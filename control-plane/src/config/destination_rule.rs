@@ -2,7 +2,7 @@
 
 use super::cursor::{Ctx, Node, Schema, TransposeNone};
 use super::model::{
-    ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Subset, TrafficPolicy,
+    ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Subset, TlsMode, TrafficPolicy,
 };
 use super::values;
 
@@ -17,15 +17,34 @@ const SUBSET: Schema = Schema {
 };
 
 const TRAFFIC_POLICY: Schema = Schema {
-    known: &["loadBalancer", "connectionPool", "outlierDetection"],
+    known: &["loadBalancer", "connectionPool", "outlierDetection", "tls"],
     unsupported: &[
-        "tls",
         "portLevelSettings",
         "tunnel",
         "proxyProtocol",
         "retryBudget",
     ],
 };
+
+/// `tls`: every field Istio has is known, so that the ones for originating
+/// TLS get an error that says why rather than "unknown".
+const TLS: Schema = Schema {
+    known: &[
+        "mode",
+        "clientCertificate",
+        "privateKey",
+        "caCertificates",
+        "caCrl",
+        "credentialName",
+        "subjectAltNames",
+        "sni",
+        "insecureSkipVerify",
+    ],
+    unsupported: &[],
+};
+
+const NO_TLS_ORIGINATION: &str = "Remora does not originate TLS to services outside the \
+     mesh; `tls` takes only `mode: ISTIO_MUTUAL` (mesh mTLS) or `mode: DISABLE`";
 
 const LOAD_BALANCER: Schema = Schema {
     known: &["simple"],
@@ -153,11 +172,50 @@ fn traffic_policy(ctx: &mut Ctx, node: &Node<'_>) -> Option<TrafficPolicy> {
         .get("outlierDetection")
         .map(|n| outlier_detection(ctx, n))
         .transpose_none();
+    let tls = p.get("tls").map(|n| tls(ctx, n)).transpose_none();
     Some(TrafficPolicy {
         load_balancer: load_balancer?,
         connection_pool: connection_pool?,
         outlier_detection: outlier_detection?,
+        tls: tls?,
     })
+}
+
+/// `tls`: `mode` DISABLE or ISTIO_MUTUAL, nothing else.
+fn tls(ctx: &mut Ctx, node: &Node<'_>) -> Option<TlsMode> {
+    let errors = ctx.resource_errors();
+    let t = node.map(ctx, &TLS)?;
+    for field in TLS.known.iter().filter(|f| **f != "mode") {
+        if let Some(line) = t.key_line(field) {
+            ctx.error(
+                line,
+                &node.field_path(field),
+                format!("`{field}` is not supported: {NO_TLS_ORIGINATION}"),
+            );
+        }
+    }
+    let mode = t.required(ctx, "mode")?;
+    let mode = match mode.str(ctx)? {
+        "DISABLE" => Some(TlsMode::Disable),
+        "ISTIO_MUTUAL" => Some(TlsMode::IstioMutual),
+        other @ ("SIMPLE" | "MUTUAL") => {
+            ctx.error(
+                mode.line(),
+                mode.path(),
+                format!("tls mode `{other}` is not supported: {NO_TLS_ORIGINATION}"),
+            );
+            None
+        }
+        other => {
+            ctx.error(
+                mode.line(),
+                mode.path(),
+                format!("unknown tls mode `{other}`; expected DISABLE or ISTIO_MUTUAL"),
+            );
+            None
+        }
+    };
+    (ctx.resource_errors() == errors).then_some(mode).flatten()
 }
 
 fn load_balancer(ctx: &mut Ctx, node: &Node<'_>) -> Option<LoadBalancer> {

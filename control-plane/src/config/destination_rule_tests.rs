@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use super::super::Severity;
-use super::super::model::{ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Spec};
+use super::super::model::{
+    ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Spec, TlsMode,
+};
 use super::super::test_support::{messages, only_spec, parse_spec};
 
 fn dr(spec: &str) -> DestinationRule {
@@ -203,7 +205,7 @@ fn unsupported_policies_and_out_of_range_values_are_errors() {
   host: reviews
   exportTo: ['.']
   trafficPolicy:
-    tls: {mode: ISTIO_MUTUAL}
+    portLevelSettings: []
     loadBalancer:
       consistentHash: {httpHeaderName: x-user}
     outlierDetection:
@@ -214,7 +216,8 @@ fn unsupported_policies_and_out_of_range_values_are_errors() {
         errors(spec),
         [
             "spec.exportTo: `exportTo` is not supported by Remora yet",
-            "spec.trafficPolicy.tls: `tls` is not supported by Remora yet",
+            "spec.trafficPolicy.portLevelSettings: `portLevelSettings` is not supported by \
+             Remora yet",
             "spec.trafficPolicy.loadBalancer.consistentHash: `consistentHash` is not supported \
              by Remora yet",
             "spec.trafficPolicy.outlierDetection.minHealthPercent: must be between 0 and 100, \
@@ -238,6 +241,94 @@ fn subset_needs_a_name_and_string_labels() {
             "spec.subsets[0].name: missing required field `name`",
             "spec.subsets[0].labels.version: must be a string, got integer 2 (quote it to make \
              it a string)",
+        ]
+    );
+}
+
+#[test]
+fn tls_mode_disable_and_istio_mutual_load_on_the_rule_and_its_subsets() {
+    let rule = dr("
+  host: reviews
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL}
+  subsets:
+    - name: v1
+      labels: {version: v1}
+      trafficPolicy:
+        tls: {mode: DISABLE}
+    - name: v2
+      labels: {version: v2}
+");
+    let tls = |p: Option<&super::super::model::TrafficPolicy>| p.and_then(|p| p.tls);
+    assert_eq!(
+        tls(rule.traffic_policy.as_ref()),
+        Some(TlsMode::IstioMutual)
+    );
+    assert_eq!(
+        tls(rule.subsets[0].traffic_policy.as_ref()),
+        Some(TlsMode::Disable)
+    );
+    assert_eq!(tls(rule.subsets[1].traffic_policy.as_ref()), None);
+}
+
+#[test]
+fn tls_origination_modes_and_fields_are_errors_that_say_why() {
+    let why = "Remora does not originate TLS to services outside the mesh; `tls` takes only \
+               `mode: ISTIO_MUTUAL` (mesh mTLS) or `mode: DISABLE`";
+    assert_eq!(
+        errors(
+            "
+  host: api.example.com
+  trafficPolicy:
+    tls: {mode: SIMPLE}
+"
+        ),
+        [format!(
+            "spec.trafficPolicy.tls.mode: tls mode `SIMPLE` is not supported: {why}"
+        )]
+    );
+    assert_eq!(
+        errors(
+            "
+  host: reviews
+  subsets:
+    - name: v1
+      trafficPolicy:
+        tls:
+          mode: MUTUAL
+          credentialName: client-cert
+          sni: reviews.example.com
+          subjectAltNames: [spiffe://x]
+"
+        ),
+        [
+            format!(
+                "spec.subsets[0].trafficPolicy.tls.mode: tls mode `MUTUAL` is not supported: \
+                 {why}"
+            ),
+            format!(
+                "spec.subsets[0].trafficPolicy.tls.credentialName: `credentialName` is not \
+                 supported: {why}"
+            ),
+            format!("spec.subsets[0].trafficPolicy.tls.sni: `sni` is not supported: {why}"),
+            format!(
+                "spec.subsets[0].trafficPolicy.tls.subjectAltNames: `subjectAltNames` is not \
+                 supported: {why}"
+            ),
+        ]
+    );
+    assert_eq!(
+        errors(
+            "
+  host: reviews
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTAL, sin: x}
+"
+        ),
+        [
+            "spec.trafficPolicy.tls.sin: unknown field `sin`; did you mean `sni`?",
+            "spec.trafficPolicy.tls.mode: unknown tls mode `ISTIO_MUTAL`; expected DISABLE or \
+             ISTIO_MUTUAL",
         ]
     );
 }

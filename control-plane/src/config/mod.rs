@@ -14,14 +14,17 @@
 //! Unknown fields are errors (with a "did you mean" hint), and so are Istio
 //! fields Remora does not support yet: nothing in a file is silently ignored.
 
+mod authorization_policy;
 mod cursor;
 mod destination_rule;
 mod error;
 mod files;
 pub mod model;
 mod parse;
+mod peer_authentication;
 mod references;
 mod resilience;
+mod selector;
 mod service_entry;
 mod string_match;
 mod suggest;
@@ -29,6 +32,22 @@ mod suggest;
 mod test_support;
 mod values;
 mod virtual_service;
+
+/// Istio's mesh root namespace, the default of `--root-namespace`.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+
+/// Checks a namespace given on the command line (`--root-namespace`): a
+/// DNS-1123 label, as `metadata.namespace` must be.
+pub fn namespace_arg(name: &str) -> Result<String, String> {
+    if values::is_dns1123_label(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid namespace: use at most 63 lowercase letters, digits and \
+             `-`, starting and ending with a letter or digit"
+        ))
+    }
+}
 
 pub use error::{Diagnostic, FileOutcome, Severity};
 pub use files::yaml_files;

@@ -20,6 +20,10 @@ pub enum Kind {
     ServiceEntry,
     /// `networking.istio.io` WorkloadEntry.
     WorkloadEntry,
+    /// `security.istio.io` PeerAuthentication.
+    PeerAuthentication,
+    /// `security.istio.io` AuthorizationPolicy.
+    AuthorizationPolicy,
 }
 
 impl fmt::Display for Kind {
@@ -29,6 +33,8 @@ impl fmt::Display for Kind {
             Kind::DestinationRule => "DestinationRule",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
         })
     }
 }
@@ -75,6 +81,10 @@ pub enum Spec {
     ServiceEntry(ServiceEntry),
     /// A WorkloadEntry spec.
     WorkloadEntry(WorkloadEntry),
+    /// A PeerAuthentication spec.
+    PeerAuthentication(PeerAuthentication),
+    /// An AuthorizationPolicy spec.
+    AuthorizationPolicy(AuthorizationPolicy),
 }
 
 // ---------------------------------------------------------------- VirtualService
@@ -235,6 +245,20 @@ pub struct TrafficPolicy {
     pub connection_pool: Option<ConnectionPool>,
     /// `outlierDetection`.
     pub outlier_detection: Option<OutlierDetection>,
+    /// `tls.mode`: only the in-mesh modes; Remora does not originate TLS
+    /// to services outside the mesh.
+    pub tls: Option<TlsMode>,
+}
+
+/// `trafficPolicy.tls.mode`, the modes Remora supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `DISABLE`: plaintext to every endpoint.
+    Disable,
+    /// `ISTIO_MUTUAL`: mTLS with the mesh's certificates, to every endpoint
+    /// that can speak it (a proxy with an identity, or a WorkloadEntry
+    /// labelled `security.istio.io/tlsMode: istio`).
+    IstioMutual,
 }
 
 /// `loadBalancer.simple`.
@@ -349,4 +373,124 @@ pub struct WorkloadEntry {
     pub labels: BTreeMap<String, String>,
     /// `serviceAccount`.
     pub service_account: Option<String>,
+}
+
+// ---------------------------------------------------------------- PeerAuthentication
+
+/// A PeerAuthentication mode as written: `UNSET` inherits from the parent
+/// scope (workload → namespace → mesh root → PERMISSIVE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerMode {
+    /// `UNSET`, or no `mode` at all.
+    #[default]
+    Unset,
+    /// `PERMISSIVE`: mTLS and plaintext.
+    Permissive,
+    /// `STRICT`: mTLS only.
+    Strict,
+    /// `DISABLE`: plaintext only.
+    Disable,
+}
+
+/// `PeerAuthentication.spec`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerAuthentication {
+    /// `selector.matchLabels`; `None` (also for empty `matchLabels`) makes
+    /// the policy namespace-wide, or mesh-wide in the root namespace.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// `mtls.mode`.
+    pub mode: PeerMode,
+    /// `portLevelMtls`: app port (1..=65535) to mode; only with a selector.
+    pub port_level_mtls: BTreeMap<u16, PeerMode>,
+}
+
+impl PeerAuthentication {
+    /// Whether the policy's selector picks a workload with `labels` (a
+    /// policy without selector picks every workload of its scope).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        selects(self.selector.as_ref(), labels)
+    }
+}
+
+// ---------------------------------------------------------------- AuthorizationPolicy
+
+/// `AuthorizationPolicy.spec.action`, the actions Remora enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthorizationAction {
+    /// `ALLOW` (the default).
+    #[default]
+    Allow,
+    /// `DENY`.
+    Deny,
+}
+
+/// `AuthorizationPolicy.spec`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthorizationPolicy {
+    /// `selector.matchLabels`; `None` (also for empty `matchLabels`)
+    /// selects every workload of the namespace, or of the mesh in the root
+    /// namespace.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// `action`.
+    pub action: AuthorizationAction,
+    /// `rules`: OR'd. None at all matches nothing (an ALLOW policy without
+    /// rules thus denies every request).
+    pub rules: Vec<AuthorizationRule>,
+}
+
+impl AuthorizationPolicy {
+    /// Whether the policy's selector picks a workload with `labels` (a
+    /// policy without selector picks every workload of its scope).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        selects(self.selector.as_ref(), labels)
+    }
+}
+
+fn selects(selector: Option<&BTreeMap<String, String>>, labels: &BTreeMap<String, String>) -> bool {
+    selector.is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+/// `rules[]`: matches when a `from` and a `to` entry match (empty = any).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthorizationRule {
+    /// `from[].source`.
+    pub from: Vec<AuthorizationSource>,
+    /// `to[].operation`.
+    pub to: Vec<AuthorizationOperation>,
+}
+
+/// `from[].source`. Values are exact, `prefix*`, `*suffix` or `*`; at
+/// least one field is non-empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthorizationSource {
+    /// `principals`: `<trust-domain>/ns/<ns>/sa/<sa>`.
+    pub principals: Vec<String>,
+    /// `notPrincipals`.
+    pub not_principals: Vec<String>,
+    /// `namespaces`.
+    pub namespaces: Vec<String>,
+    /// `notNamespaces`.
+    pub not_namespaces: Vec<String>,
+}
+
+/// `to[].operation`. Values are exact, `prefix*`, `*suffix` or `*`
+/// (ports: decimal 1..=65535, no wildcards); at least one field is non-empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthorizationOperation {
+    /// `methods`.
+    pub methods: Vec<String>,
+    /// `notMethods`.
+    pub not_methods: Vec<String>,
+    /// `paths`.
+    pub paths: Vec<String>,
+    /// `notPaths`.
+    pub not_paths: Vec<String>,
+    /// `ports`, as written (decimal strings).
+    pub ports: Vec<String>,
+    /// `notPorts`.
+    pub not_ports: Vec<String>,
+    /// `hosts`.
+    pub hosts: Vec<String>,
+    /// `notHosts`.
+    pub not_hosts: Vec<String>,
 }

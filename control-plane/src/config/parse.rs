@@ -10,7 +10,10 @@ use super::cursor::{Ctx, Map, Node, Schema};
 use super::error::{Diagnostic, FileOutcome};
 use super::model::{Kind, Meta, Resource, Spec};
 use super::suggest::closest;
-use super::{destination_rule, service_entry, values, virtual_service};
+use super::{
+    authorization_policy, destination_rule, peer_authentication, service_entry, values,
+    virtual_service,
+};
 
 /// How deep YAML may nest. Istio resources need about 10 levels.
 const MAX_DEPTH: usize = 64;
@@ -34,7 +37,7 @@ const NETWORKING_VERSIONS: &[&str] = &[
 const SECURITY_VERSIONS: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
 
 const SUPPORTED_KINDS: &str = "VirtualService, DestinationRule, ServiceEntry, WorkloadEntry \
-     (networking.istio.io/v1, v1beta1, v1alpha3) and PeerAuthentication \
+     (networking.istio.io/v1, v1beta1, v1alpha3), PeerAuthentication and AuthorizationPolicy \
      (security.istio.io/v1, v1beta1)";
 
 const KIND_NAMES: &[&str] = &[
@@ -43,13 +46,8 @@ const KIND_NAMES: &[&str] = &[
     "ServiceEntry",
     "WorkloadEntry",
     "PeerAuthentication",
+    "AuthorizationPolicy",
 ];
-
-/// What a document's `kind` asks for.
-enum DocKind {
-    Resource(Kind),
-    PeerAuthentication,
-}
 
 /// Parses every YAML document of `text`; see [`FileOutcome`] for what a
 /// caller does with errors. Never panics, whatever the input.
@@ -175,19 +173,7 @@ fn document(ctx: &mut Ctx, doc: &MarkedYaml<'_>) -> Option<Resource> {
     }
     let kind = doc_kind(ctx, &fields);
     let meta = metadata(ctx, &fields);
-    let kind = match kind? {
-        DocKind::Resource(kind) => kind,
-        DocKind::PeerAuthentication => {
-            let line = fields.key_line("kind").unwrap_or(root.line());
-            ctx.warn(
-                line,
-                "kind",
-                "PeerAuthentication is not enforced yet: mTLS arrives with the identity issue; \
-                 traffic between proxies is plaintext",
-            );
-            return None;
-        }
-    };
+    let kind = kind?;
     let errors = ctx.resource_errors();
     let spec_node = fields.required(ctx, "spec");
     let spec = spec_node.and_then(|n| match kind {
@@ -196,6 +182,12 @@ fn document(ctx: &mut Ctx, doc: &MarkedYaml<'_>) -> Option<Resource> {
         Kind::ServiceEntry => service_entry::parse(ctx, n).map(Spec::ServiceEntry),
         Kind::WorkloadEntry => {
             service_entry::workload_entry(ctx, n, None).map(|(we, _)| Spec::WorkloadEntry(we))
+        }
+        Kind::PeerAuthentication => {
+            peer_authentication::parse(ctx, n).map(Spec::PeerAuthentication)
+        }
+        Kind::AuthorizationPolicy => {
+            authorization_policy::parse(ctx, n).map(Spec::AuthorizationPolicy)
         }
     });
     let (name, namespace) = meta?;
@@ -244,30 +236,19 @@ fn get<'a>(
 }
 
 /// Checks `kind` and `apiVersion` together.
-fn doc_kind(ctx: &mut Ctx, fields: &Map<'_>) -> Option<DocKind> {
+fn doc_kind(ctx: &mut Ctx, fields: &Map<'_>) -> Option<Kind> {
     let kind_node = fields.required(ctx, "kind");
     let version_node = fields.required(ctx, "apiVersion");
     let kind_name = kind_node.and_then(|n| n.non_empty_str(ctx));
     let version = version_node.and_then(|n| n.non_empty_str(ctx));
     let (kind_node, kind_name) = (kind_node?, kind_name?);
     let (kind, versions) = match kind_name {
-        "VirtualService" => (DocKind::Resource(Kind::VirtualService), NETWORKING_VERSIONS),
-        "DestinationRule" => (
-            DocKind::Resource(Kind::DestinationRule),
-            NETWORKING_VERSIONS,
-        ),
-        "ServiceEntry" => (DocKind::Resource(Kind::ServiceEntry), NETWORKING_VERSIONS),
-        "WorkloadEntry" => (DocKind::Resource(Kind::WorkloadEntry), NETWORKING_VERSIONS),
-        "PeerAuthentication" => (DocKind::PeerAuthentication, SECURITY_VERSIONS),
-        "AuthorizationPolicy" => {
-            ctx.error(
-                kind_node.line(),
-                kind_node.path(),
-                "AuthorizationPolicy is not supported yet: Remora would not enforce it, \
-                 so the file is rejected rather than silently allowing traffic",
-            );
-            return None;
-        }
+        "VirtualService" => (Kind::VirtualService, NETWORKING_VERSIONS),
+        "DestinationRule" => (Kind::DestinationRule, NETWORKING_VERSIONS),
+        "ServiceEntry" => (Kind::ServiceEntry, NETWORKING_VERSIONS),
+        "WorkloadEntry" => (Kind::WorkloadEntry, NETWORKING_VERSIONS),
+        "PeerAuthentication" => (Kind::PeerAuthentication, SECURITY_VERSIONS),
+        "AuthorizationPolicy" => (Kind::AuthorizationPolicy, SECURITY_VERSIONS),
         other => {
             let hint = closest(other, KIND_NAMES.iter().copied())
                 .map(|k| format!("did you mean `{k}`? "))

@@ -1,5 +1,6 @@
-//! Checks across resources and files: duplicates, conflicting hosts, and
-//! subsets that no DestinationRule defines.
+//! Checks across resources and files: duplicates, conflicting hosts,
+//! conflicting PeerAuthentications, and subsets that no DestinationRule
+//! defines.
 
 use std::collections::HashMap;
 
@@ -26,13 +27,17 @@ pub fn qualify_host(host: &str, namespace: &str) -> String {
 /// - the same kind, namespace and name defined twice (error on the second);
 /// - two DestinationRules for the same qualified host (error on the second);
 /// - two VirtualServices claiming the same qualified host (error on the second);
+/// - two PeerAuthentications without selector in one namespace: two
+///   namespace-wide policies, or two mesh-wide ones in `root_namespace`
+///   (error on the second, naming the first);
 /// - a VirtualService destination naming a subset that no DestinationRule
 ///   for its host defines (warning: such requests get 503).
 ///
 /// Resources are taken in the order given; "second" means later in it.
-pub fn check_references(resources: &[Resource]) -> Vec<Diagnostic> {
+pub fn check_references(resources: &[Resource], root_namespace: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut by_identity: HashMap<(Kind, &str, &str), &Meta> = HashMap::new();
+    let mut peer_auth_by_namespace: HashMap<&str, &Meta> = HashMap::new();
     let mut rule_by_host: HashMap<String, &Resource> = HashMap::new();
     let mut service_by_host: HashMap<String, &Meta> = HashMap::new();
 
@@ -97,7 +102,34 @@ pub fn check_references(resources: &[Resource]) -> Vec<Diagnostic> {
                     }
                 }
             }
-            Spec::ServiceEntry(_) | Spec::WorkloadEntry(_) => {}
+            Spec::PeerAuthentication(pa) if pa.selector.is_none() => {
+                let namespace = meta.namespace.as_str();
+                if let Some(first) = peer_auth_by_namespace.get(namespace) {
+                    let scope = if namespace == root_namespace {
+                        format!("mesh-wide (no selector in the root namespace `{namespace}`)")
+                    } else {
+                        format!("namespace-wide (no selector) in namespace `{namespace}`")
+                    };
+                    out.push(diagnostic(
+                        Severity::Error,
+                        meta,
+                        Some("spec.selector".to_owned()),
+                        format!(
+                            "{} and {} ({}) are both {scope}; Istio allows one, so \
+                             merge them or give one a selector",
+                            meta.display_name(),
+                            first.display_name(),
+                            at(first)
+                        ),
+                    ));
+                } else {
+                    peer_auth_by_namespace.insert(namespace, meta);
+                }
+            }
+            Spec::ServiceEntry(_)
+            | Spec::WorkloadEntry(_)
+            | Spec::PeerAuthentication(_)
+            | Spec::AuthorizationPolicy(_) => {}
         }
     }
 

@@ -14,6 +14,14 @@ pub(crate) fn parse_spec(kind: &str, spec: &str) -> FileOutcome {
     parse_str(Path::new("t.yaml"), &text)
 }
 
+/// Like [`parse_spec`] for the `security.istio.io/v1` kinds.
+pub(crate) fn parse_security(kind: &str, spec: &str) -> FileOutcome {
+    let text = format!(
+        "apiVersion: security.istio.io/v1\nkind: {kind}\nmetadata:\n  name: t\nspec:\n{spec}"
+    );
+    parse_str(Path::new("t.yaml"), &text)
+}
+
 /// The messages of the diagnostics of `severity`, as `field: message`.
 pub(crate) fn messages(outcome: &FileOutcome, severity: Severity) -> Vec<String> {
     outcome

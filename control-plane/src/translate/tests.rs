@@ -9,6 +9,11 @@ fn resources(yaml: &str) -> Vec<Resource> {
     outcome.resources
 }
 
+/// [`snapshot_for`] with Istio's default settings.
+fn snap(node: &pb::Node, resources: &[Resource], nodes: &Nodes) -> pb::Snapshot {
+    snapshot_for(node, resources, nodes, &MeshSettings::default())
+}
+
 fn node(id: u64, service: &str, ns: &str, version: &str, addr: &str) -> (u64, pb::Node) {
     (
         id,
@@ -82,7 +87,7 @@ fn canary_subsets_select_registered_endpoints_by_label() {
         node(3, "reviews", "default", "v1", "127.0.0.1:1003"),
     ]
     .into();
-    let s = snapshot_for(&client(), &resources(CANARY), &nodes);
+    let s = snap(&client(), &resources(CANARY), &nodes);
 
     let addrs = |c: &pb::Cluster| {
         c.endpoints
@@ -132,7 +137,7 @@ fn canary_subsets_select_registered_endpoints_by_label() {
 #[test]
 fn short_name_only_resolves_in_the_same_namespace() {
     let nodes: Nodes = [node(1, "ratings", "prod", "v1", "127.0.0.1:2001")].into();
-    let s = snapshot_for(&client(), &[], &nodes);
+    let s = snap(&client(), &[], &nodes);
     let vh = &s.virtual_hosts[0];
     assert_eq!(vh.name, "ratings.prod.svc.cluster.local");
     assert!(!vh.domains.contains(&"ratings".to_owned()));
@@ -148,7 +153,7 @@ fn short_name_only_resolves_in_the_same_namespace() {
 
 #[test]
 fn routes_exist_before_endpoints_so_requests_get_503_not_404() {
-    let s = snapshot_for(&client(), &resources(CANARY), &Nodes::new());
+    let s = snap(&client(), &resources(CANARY), &Nodes::new());
     assert_eq!(s.virtual_hosts.len(), 1);
     let v1 = cluster(&s, "v1|reviews.default.svc.cluster.local");
     assert!(v1.endpoints.is_empty());
@@ -167,7 +172,7 @@ spec:
     - destination: {host: reviews, subset: v3}
 ";
     let nodes: Nodes = [node(1, "reviews", "default", "v3", "127.0.0.1:1")].into();
-    let s = snapshot_for(&client(), &resources(yaml), &nodes);
+    let s = snap(&client(), &resources(yaml), &nodes);
     assert!(
         cluster(&s, "v3|reviews.default.svc.cluster.local")
             .endpoints
@@ -178,7 +183,7 @@ spec:
 #[test]
 fn client_only_workloads_are_not_endpoints() {
     let nodes: Nodes = [(1, client())].into();
-    let s = snapshot_for(&client(), &[], &nodes);
+    let s = snap(&client(), &[], &nodes);
     assert!(s.virtual_hosts.is_empty());
     assert!(s.clusters.is_empty());
 }
@@ -227,7 +232,7 @@ spec:
   address: 10.0.0.4
   labels: {app: payments}
 ";
-    let s = snapshot_for(&client(), &resources(yaml), &Nodes::new());
+    let s = snap(&client(), &resources(yaml), &Nodes::new());
     let c = cluster(&s, "|payments.internal");
     let addrs: Vec<_> = c.endpoints.iter().map(|e| e.address.as_str()).collect();
     assert_eq!(addrs, ["10.0.0.1:8080", "10.0.0.2:9090"]);
@@ -241,15 +246,15 @@ spec:
 #[test]
 fn version_is_a_stable_function_of_content() {
     let nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:1001")].into();
-    let a = snapshot_for(&client(), &resources(CANARY), &nodes);
-    let b = snapshot_for(&client(), &resources(CANARY), &nodes);
+    let a = snap(&client(), &resources(CANARY), &nodes);
+    let b = snap(&client(), &resources(CANARY), &nodes);
     assert_eq!(version_of(&a), version_of(&b));
     let more: Nodes = [
         node(1, "reviews", "default", "v1", "127.0.0.1:1001"),
         node(2, "reviews", "default", "v2", "127.0.0.1:1002"),
     ]
     .into();
-    let c = snapshot_for(&client(), &resources(CANARY), &more);
+    let c = snap(&client(), &resources(CANARY), &more);
     assert_ne!(version_of(&a), version_of(&c));
 }
 
@@ -257,9 +262,9 @@ fn version_is_a_stable_function_of_content() {
 fn a_client_only_workload_connecting_changes_no_snapshot() {
     // So its registration pushes nothing to the other proxies.
     let mut nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:1001")].into();
-    let before = version_of(&snapshot_for(&client(), &resources(CANARY), &nodes));
+    let before = version_of(&snap(&client(), &resources(CANARY), &nodes));
     nodes.insert(9, client());
-    let after = version_of(&snapshot_for(&client(), &resources(CANARY), &nodes));
+    let after = version_of(&snap(&client(), &resources(CANARY), &nodes));
     assert_eq!(before, after);
 }
 
@@ -315,7 +320,7 @@ spec:
     route:
     - destination: {host: ratings}
 ";
-    let s = snapshot_for(&client(), &resources(yaml), &Nodes::new());
+    let s = snap(&client(), &resources(yaml), &Nodes::new());
     let routes = routes_of(&s, "ratings.default.svc.cluster.local");
     let to_ratings = vec![pb::WeightedCluster {
         cluster: "|ratings.default.svc.cluster.local".into(),
@@ -418,7 +423,7 @@ spec:
   - route: [{destination: {host: ratings}}]
     retries: {attempts: 2, retryOn: 'retriable-status-codes,409,gateway-error'}
 ";
-    let s = snapshot_for(&client(), &resources(yaml), &Nodes::new());
+    let s = snap(&client(), &resources(yaml), &Nodes::new());
     let retry = routes_of(&s, "ratings.default.svc.cluster.local")[0]
         .retry
         .clone()
@@ -493,7 +498,7 @@ fn full_outlier() -> pb::OutlierDetection {
 #[test]
 fn every_pool_and_outlier_field_reaches_the_cluster() {
     let nodes: Nodes = [node(1, "ratings", "default", "v1", "127.0.0.1:3001")].into();
-    let s = snapshot_for(&client(), &resources(POLICIES), &nodes);
+    let s = snap(&client(), &resources(POLICIES), &nodes);
     let fqdn = "ratings.default.svc.cluster.local";
     for name in [format!("|{fqdn}"), format!("v1|{fqdn}")] {
         let c = cluster(&s, &name);
@@ -504,7 +509,7 @@ fn every_pool_and_outlier_field_reaches_the_cluster() {
 
 #[test]
 fn subset_policy_overrides_the_rule_field_by_field() {
-    let s = snapshot_for(&client(), &resources(POLICIES), &Nodes::new());
+    let s = snap(&client(), &resources(POLICIES), &Nodes::new());
     let v2 = cluster(&s, "v2|ratings.default.svc.cluster.local");
     assert_eq!(
         v2.connection_pool,
@@ -542,7 +547,7 @@ spec:
       outlierDetection: {consecutiveGatewayErrors: 2}
 ";
     let nodes: Nodes = [node(1, "ratings", "default", "v1", "127.0.0.1:3001")].into();
-    let s = snapshot_for(&client(), &resources(yaml), &nodes);
+    let s = snap(&client(), &resources(yaml), &nodes);
     let fqdn = "ratings.default.svc.cluster.local";
     let v1 = cluster(&s, &format!("v1|{fqdn}"));
     assert_eq!(
@@ -562,4 +567,320 @@ spec:
     let all = cluster(&s, &format!("|{fqdn}"));
     assert_eq!(all.connection_pool, None);
     assert_eq!(all.outlier_detection, None, "absent means disabled");
+}
+
+// ------------------------------------------------------------------ auto mTLS
+
+/// `node` with an identity, serving mTLS, its app on `app_port`.
+fn with_mtls((id, mut node): (u64, pb::Node), app_port: u32) -> (u64, pb::Node) {
+    node.mtls = true;
+    node.app_port = app_port;
+    (id, node)
+}
+
+/// `(address, mtls, spiffe_id)` of each endpoint of cluster `name`.
+fn tls_of(s: &pb::Snapshot, name: &str) -> Vec<(String, bool, String)> {
+    cluster(s, name)
+        .endpoints
+        .iter()
+        .map(|e| (e.address.clone(), e.mtls, e.spiffe_id.clone()))
+        .collect()
+}
+
+fn ep(address: &str, mtls: bool, spiffe_id: &str) -> (String, bool, String) {
+    (address.to_owned(), mtls, spiffe_id.to_owned())
+}
+
+const REVIEWS: &str = "|reviews.default.svc.cluster.local";
+const REVIEWS_ID: &str = "spiffe://cluster.local/ns/default/sa/reviews";
+
+#[test]
+fn proxies_with_an_identity_get_mtls_and_others_plaintext() {
+    let nodes: Nodes = [
+        with_mtls(node(1, "reviews", "default", "v1", "127.0.0.1:1001"), 9080),
+        node(2, "reviews", "default", "v2", "127.0.0.1:1002"),
+    ]
+    .into();
+    let s = snap(&client(), &[], &nodes);
+    assert_eq!(
+        tls_of(&s, REVIEWS),
+        [
+            ep("127.0.0.1:1001", true, REVIEWS_ID),
+            ep("127.0.0.1:1002", false, "")
+        ]
+    );
+}
+
+#[test]
+fn spiffe_ids_use_the_trust_domain_and_istios_default_service_account() {
+    let (id, mut n) = with_mtls(node(1, "reviews", "prod", "v1", "127.0.0.1:1001"), 0);
+    n.service_account = String::new();
+    let settings = MeshSettings {
+        trust_domain: remora_certs::TrustDomain::new("example.org").expect("td"),
+        ..MeshSettings::default()
+    };
+    let s = snapshot_for(&client(), &[], &[(id, n)].into(), &settings);
+    assert_eq!(
+        tls_of(&s, "|reviews.prod.svc.cluster.local"),
+        [ep(
+            "127.0.0.1:1001",
+            true,
+            "spiffe://example.org/ns/prod/sa/default"
+        )]
+    );
+    let inbound = s.inbound.expect("inbound policy");
+    assert_eq!(inbound.trust_domain, "example.org");
+    assert_eq!(inbound.mtls, i32::from(pb::MtlsMode::Permissive));
+}
+
+const V2_DISABLED: &str = "
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews-v2, namespace: default}
+spec:
+  selector: {matchLabels: {version: v2}}
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    9080: {mode: DISABLE}
+";
+
+#[test]
+fn a_destination_that_disables_mtls_on_its_app_port_gets_plaintext() {
+    let nodes: Nodes = [
+        with_mtls(node(1, "reviews", "default", "v1", "127.0.0.1:1001"), 9080),
+        with_mtls(node(2, "reviews", "default", "v2", "127.0.0.1:1002"), 9080),
+        with_mtls(node(3, "reviews", "default", "v2", "127.0.0.1:1003"), 7000),
+    ]
+    .into();
+    let s = snap(&client(), &resources(V2_DISABLED), &nodes);
+    assert_eq!(
+        tls_of(&s, REVIEWS),
+        [
+            ep("127.0.0.1:1001", true, REVIEWS_ID),
+            ep("127.0.0.1:1002", false, ""),
+            // Another app port: the policy's STRICT applies.
+            ep("127.0.0.1:1003", true, REVIEWS_ID),
+        ]
+    );
+
+    // Namespace-wide DISABLE reaches every proxy of the namespace.
+    let ns_disabled = "
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec:
+  mtls: {mode: DISABLE}
+";
+    let s = snap(&client(), &resources(ns_disabled), &nodes);
+    assert!(tls_of(&s, REVIEWS).iter().all(|(_, mtls, _)| !mtls));
+}
+
+const REVIEWS_TLS_RULE: &str = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      tls: {mode: DISABLE}
+  - name: v2
+    labels: {version: v2}
+";
+
+#[test]
+fn destination_rule_tls_mode_decides_per_subset() {
+    let nodes: Nodes = [
+        with_mtls(node(1, "reviews", "default", "v1", "127.0.0.1:1001"), 9080),
+        with_mtls(node(2, "reviews", "default", "v2", "127.0.0.1:1002"), 9080),
+        node(3, "reviews", "default", "v2", "127.0.0.1:1003"),
+    ]
+    .into();
+    let yaml = format!("{REVIEWS_TLS_RULE}---{V2_DISABLED}");
+    let s = snap(&client(), &resources(&yaml), &nodes);
+    let fqdn = "reviews.default.svc.cluster.local";
+    // The subset's DISABLE overrides the rule's ISTIO_MUTUAL.
+    assert_eq!(
+        tls_of(&s, &format!("v1|{fqdn}")),
+        [ep("127.0.0.1:1001", false, "")]
+    );
+    // ISTIO_MUTUAL overrides the destination's own DISABLE, but a proxy
+    // without an identity cannot serve mTLS.
+    assert_eq!(
+        tls_of(&s, &format!("v2|{fqdn}")),
+        [
+            ep("127.0.0.1:1002", true, REVIEWS_ID),
+            ep("127.0.0.1:1003", false, "")
+        ]
+    );
+    assert_eq!(
+        tls_of(&s, REVIEWS),
+        [
+            ep("127.0.0.1:1001", true, REVIEWS_ID),
+            ep("127.0.0.1:1002", true, REVIEWS_ID),
+            ep("127.0.0.1:1003", false, "")
+        ]
+    );
+
+    // A rule-wide DISABLE turns mTLS off for every endpoint.
+    let off = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: DISABLE}
+";
+    let s = snap(&client(), &resources(off), &nodes);
+    assert!(tls_of(&s, REVIEWS).iter().all(|(_, mtls, _)| !mtls));
+}
+
+const VMS: &str = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: pay}
+spec:
+  hosts: [payments.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 8080, name: http}
+  endpoints:
+  - address: 10.0.0.1
+    labels: {security.istio.io/tlsMode: istio}
+    serviceAccount: payments
+  - address: 10.0.0.2
+    labels: {security.istio.io/tlsMode: istio}
+  - address: 10.0.0.3
+  - address: 10.0.0.4
+    labels: {security.istio.io/tlsMode: disabled}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: billing, namespace: pay}
+spec:
+  hosts: [billing.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 8080, name: http}
+  workloadSelector:
+    labels: {app: billing}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1, namespace: pay}
+spec:
+  address: 10.0.1.1
+  labels: {app: billing, security.istio.io/tlsMode: istio}
+  serviceAccount: billing
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external}
+spec:
+  hosts: [api.example.com]
+  resolution: DNS
+  ports:
+  - {number: 80, name: http}
+";
+
+#[test]
+fn workload_entries_labelled_for_istio_mtls_get_it_and_others_do_not() {
+    let s = snap(&client(), &resources(VMS), &Nodes::new());
+    assert_eq!(
+        tls_of(&s, "|payments.internal"),
+        [
+            ep(
+                "10.0.0.1:8080",
+                true,
+                "spiffe://cluster.local/ns/pay/sa/payments"
+            ),
+            ep(
+                "10.0.0.2:8080",
+                true,
+                "spiffe://cluster.local/ns/pay/sa/default"
+            ),
+            ep("10.0.0.3:8080", false, ""),
+            ep("10.0.0.4:8080", false, ""),
+        ]
+    );
+    assert_eq!(
+        tls_of(&s, "|billing.internal"),
+        [ep(
+            "10.0.1.1:8080",
+            true,
+            "spiffe://cluster.local/ns/pay/sa/billing"
+        )]
+    );
+    assert_eq!(
+        tls_of(&s, "|api.example.com"),
+        [ep("api.example.com:80", false, "")]
+    );
+
+    // The DestinationRule's DISABLE wins over the label.
+    let rule = "
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payments, namespace: pay}
+spec:
+  host: payments.internal
+  trafficPolicy:
+    tls: {mode: DISABLE}
+";
+    let s = snap(
+        &client(),
+        &resources(&format!("{VMS}{rule}")),
+        &Nodes::new(),
+    );
+    assert!(
+        tls_of(&s, "|payments.internal")
+            .iter()
+            .all(|(_, mtls, id)| !mtls && id.is_empty())
+    );
+}
+
+#[test]
+fn the_snapshot_carries_the_inbound_policy_of_its_own_workload() {
+    let yaml = "
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: productpage-only, namespace: default}
+spec:
+  selector: {matchLabels: {version: v1}}
+  rules:
+  - from:
+    - source: {principals: [cluster.local/ns/default/sa/productpage]}
+";
+    let (_, reviews_v1) = node(1, "reviews", "default", "v1", "127.0.0.1:1001");
+    let s = snap(&reviews_v1, &resources(yaml), &Nodes::new());
+    let inbound = s.inbound.expect("inbound policy");
+    assert_eq!(inbound.mtls, i32::from(pb::MtlsMode::Strict));
+    assert_eq!(inbound.trust_domain, "cluster.local");
+    assert!(inbound.deny.is_empty());
+    assert_eq!(inbound.allow.len(), 1);
+    assert_eq!(inbound.allow[0].name, "default/productpage-only");
+    assert_eq!(
+        inbound.allow[0].rules[0].from[0].principals,
+        ["cluster.local/ns/default/sa/productpage"]
+    );
+
+    // v2 is not selected; the mesh-wide STRICT still applies.
+    let (_, reviews_v2) = node(2, "reviews", "default", "v2", "127.0.0.1:1002");
+    let s = snap(&reviews_v2, &resources(yaml), &Nodes::new());
+    let inbound = s.inbound.expect("inbound policy");
+    assert_eq!(inbound.mtls, i32::from(pb::MtlsMode::Strict));
+    assert!(inbound.allow.is_empty());
 }

@@ -174,7 +174,10 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             .args(["--control-plane", &control_plane])
             .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
             .args(["--access-log", "off"])
-            .args(["--admin", "127.0.0.1:0", "--app", app]);
+            .args(["--admin", "127.0.0.1:0", "--app", app])
+            // Free ports: three proxies on one host cannot share 15090/15021.
+            .args(["--stats-addr", "127.0.0.1:0"])
+            .args(["--health-addr", "127.0.0.1:0"]);
         let mut sidecar = Child::spawn(&format!("sidecar {SERVICE} {version}"), cmd, logs)?;
         let addr = sidecar
             .wait_field("listening", "inbound", STEP_TIMEOUT)
@@ -195,6 +198,8 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
     cmd.args(["--service", "productpage", "--label", "version=v1"])
         .args(["--no-inbound", "--control-plane", &control_plane])
         .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--stats-addr", "127.0.0.1:0"])
+        .args(["--health-addr", "127.0.0.1:0"])
         .args(["--access-log", "off"]);
     children.push(Child::spawn("sidecar productpage", cmd, logs)?);
     let client_proxy = children.last_mut().context("just pushed")?;
@@ -207,8 +212,10 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             .ok_or_else(|| anyhow!("productpage sidecar's `listening` has no `{name}`"))
     };
     let (outbound, admin) = (field("outbound")?, field("admin")?);
+    let stats = field("stats")?;
     client_proxy.wait_event("ready", STEP_TIMEOUT).await?;
     println!("productpage     sidecar outbound {outbound}  admin {admin}");
+    println!("productpage     metrics http://{stats}/stats/prometheus");
 
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     // Registration is asynchronous: wait until the client sidecar knows both

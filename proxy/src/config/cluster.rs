@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use remora_certs::{AllowedPeers, MeshTls, SpiffeId};
 use remora_proto::pb;
 
 use super::ConfigError;
 use crate::balance::{LoadBalancer, pick_index};
 use crate::events;
 use crate::outlier::{OutlierSettings, Verdict};
-use crate::upstream::{Endpoint, EndpointRegistry, Outcome, PoolSettings};
+use crate::upstream::{Endpoint, EndpointRegistry, MtlsClient, Outcome, PoolSettings, Transport};
 
 /// One (service, subset): the unit of load balancing.
 #[derive(Debug)]
@@ -27,6 +28,16 @@ pub struct Cluster {
     /// `http.maxRetries` (0 = unlimited) and the retries in flight.
     max_retries: u32,
     retries: Arc<AtomicUsize>,
+    /// `None` when no endpoint wants mTLS (the usual plaintext fast path).
+    mtls: Option<ClusterMtls>,
+}
+
+/// The mTLS side of a cluster with at least one mTLS endpoint.
+#[derive(Debug)]
+struct ClusterMtls {
+    /// Parallel to `endpoints`: which ones are dialled with mTLS.
+    endpoints: Vec<bool>,
+    client: MtlsClient,
 }
 
 /// A retry in flight under `http.maxRetries`; dropping it ends the retry.
@@ -40,7 +51,11 @@ impl Drop for RetryGuard {
 }
 
 impl Cluster {
-    pub(super) fn build(c: &pb::Cluster, registry: &EndpointRegistry) -> Result<Self, ConfigError> {
+    pub(super) fn build(
+        c: &pb::Cluster,
+        registry: &EndpointRegistry,
+        mesh_tls: Option<&MeshTls>,
+    ) -> Result<Self, ConfigError> {
         let load_balancer = pb::LoadBalancer::try_from(c.load_balancer)
             .map_err(|_| ConfigError::UnknownLoadBalancer {
                 cluster: c.name.clone(),
@@ -85,7 +100,21 @@ impl Cluster {
             outlier,
             max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
             retries: Arc::new(AtomicUsize::new(0)),
+            mtls: cluster_mtls(c, mesh_tls)?,
         })
+    }
+
+    /// How to reach `endpoint` (one of this cluster's): mTLS with the
+    /// cluster's client config if the snapshot says so, else plaintext.
+    pub fn transport(&self, endpoint: &Arc<Endpoint>) -> Transport<'_> {
+        let Some(mtls) = &self.mtls else {
+            return Transport::Plaintext;
+        };
+        let index = self.endpoints.iter().position(|e| Arc::ptr_eq(e, endpoint));
+        match index.and_then(|i| mtls.endpoints.get(i)) {
+            Some(true) => Transport::Mtls(&mtls.client),
+            _ => Transport::Plaintext,
+        }
     }
 
     /// `<subset>|<service>`.
@@ -246,6 +275,39 @@ impl Cluster {
             .ok()
             .map(|_| RetryGuard(Arc::clone(&self.retries)))
     }
+}
+
+/// The cluster's mTLS endpoints and one client config that accepts any of
+/// their SPIFFE IDs (Istio's `subjectAltNames`); `None` without any.
+fn cluster_mtls(
+    c: &pb::Cluster,
+    mesh_tls: Option<&MeshTls>,
+) -> Result<Option<ClusterMtls>, ConfigError> {
+    if !c.endpoints.iter().any(|e| e.mtls) {
+        return Ok(None);
+    }
+    let mut ids = Vec::new();
+    for e in c.endpoints.iter().filter(|e| e.mtls) {
+        let error = |error: String| ConfigError::EndpointIdentity {
+            cluster: c.name.clone(),
+            address: e.address.clone(),
+            error,
+        };
+        if e.spiffe_id.is_empty() {
+            return Err(error("mtls is set but spiffe_id is empty".to_owned()));
+        }
+        let id = SpiffeId::parse(&e.spiffe_id).map_err(|err| error(format!("spiffe_id: {err}")))?;
+        ids.push(id);
+    }
+    let client =
+        MtlsClient::new(mesh_tls, AllowedPeers::ids(ids)).map_err(|e| ConfigError::Tls {
+            cluster: c.name.clone(),
+            error: e.to_string(),
+        })?;
+    Ok(Some(ClusterMtls {
+        endpoints: c.endpoints.iter().map(|e| e.mtls).collect(),
+        client,
+    }))
 }
 
 /// `connectionPool` into pool settings; zero fields keep the defaults.

@@ -38,7 +38,7 @@ fn cluster(
     od: Option<pb::OutlierDetection>,
     registry: &EndpointRegistry,
 ) -> Cluster {
-    Cluster::build(&proto(n, lb, od), registry).unwrap()
+    Cluster::build(&proto(n, lb, od), registry, None).unwrap()
 }
 
 /// `outlierDetection: {}`: every field at Istio's default.
@@ -260,7 +260,7 @@ fn an_ejection_is_shared_by_clusters_and_config_versions_listing_the_host() {
     let mut v1 = proto(2, pb::LoadBalancer::RoundRobin, defaults());
     v1.name = "v1|reviews.default.svc.cluster.local".into();
     v1.subset = "v1".into();
-    let subset = Cluster::build(&v1, &registry).unwrap();
+    let subset = Cluster::build(&v1, &registry, None).unwrap();
     let t0 = Instant::now();
     let bad = Arc::clone(&all.endpoints()[0]);
     assert!(Arc::ptr_eq(&bad, &subset.endpoints()[0]));
@@ -276,7 +276,7 @@ fn an_ejection_is_shared_by_clusters_and_config_versions_listing_the_host() {
 #[test]
 fn a_percent_above_100_is_a_config_error() {
     let c = proto(1, pb::LoadBalancer::RoundRobin, percents(101, 0));
-    let err = Cluster::build(&c, &EndpointRegistry::default()).unwrap_err();
+    let err = Cluster::build(&c, &EndpointRegistry::default(), None).unwrap_err();
     assert!(matches!(err, ConfigError::Policy { .. }), "{err}");
     assert!(err.to_string().contains("maxEjectionPercent"), "{err}");
 }
@@ -287,7 +287,7 @@ fn with_max_retries(max_retries: Option<u32>) -> Cluster {
         max_retries,
         ..Default::default()
     });
-    Cluster::build(&c, &EndpointRegistry::default()).unwrap()
+    Cluster::build(&c, &EndpointRegistry::default(), None).unwrap()
 }
 
 #[test]
@@ -312,5 +312,61 @@ fn max_retries_zero_or_unset_is_unlimited() {
     for c in [with_max_retries(Some(0)), with_max_retries(None)] {
         let guards: Vec<_> = (0..10_000).map(|_| c.try_start_retry()).collect();
         assert!(guards.iter().all(Option::is_some));
+    }
+}
+
+/// Two endpoints: the first mTLS (with `spiffe_id`), the second plaintext.
+fn mixed(spiffe_id: &str) -> pb::Cluster {
+    let mut c = proto(2, pb::LoadBalancer::RoundRobin, None);
+    c.endpoints[0].mtls = true;
+    c.endpoints[0].spiffe_id = spiffe_id.to_owned();
+    c
+}
+
+#[test]
+fn only_mtls_endpoints_are_dialled_with_mtls() {
+    let c = Cluster::build(
+        &mixed("spiffe://cluster.local/ns/default/sa/reviews"),
+        &EndpointRegistry::default(),
+        None,
+    )
+    .unwrap();
+    let [tls, plain] = c.endpoints() else {
+        panic!("two endpoints");
+    };
+    // Without an identity the client side is there, and says so.
+    assert!(matches!(
+        c.transport(tls),
+        Transport::Mtls(MtlsClient::NoIdentity)
+    ));
+    assert!(matches!(c.transport(plain), Transport::Plaintext));
+    let plaintext_only = cluster(
+        2,
+        pb::LoadBalancer::RoundRobin,
+        None,
+        &EndpointRegistry::default(),
+    );
+    assert!(matches!(
+        plaintext_only.transport(&plaintext_only.endpoints()[0]),
+        Transport::Plaintext
+    ));
+}
+
+#[test]
+fn an_mtls_endpoint_needs_a_valid_spiffe_id() {
+    for (spiffe_id, expected) in [
+        ("", "mtls is set but spiffe_id is empty"),
+        ("https://reviews", "spiffe_id: "),
+    ] {
+        let err =
+            Cluster::build(&mixed(spiffe_id), &EndpointRegistry::default(), None).unwrap_err();
+        assert!(matches!(err, ConfigError::EndpointIdentity { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "cluster |reviews.default.svc.cluster.local: endpoint 10.0.0.1:9080: "
+            ) && text.contains(expected),
+            "{text}"
+        );
     }
 }

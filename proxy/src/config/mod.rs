@@ -6,16 +6,19 @@
 //! serving; nothing on the request path re-checks what was validated here.
 
 mod cluster;
+mod inbound;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use remora_certs::MeshTls;
 use remora_proto::pb;
 
 use crate::route::{Route, VirtualHost};
 use crate::upstream::EndpointRegistry;
 
 pub use cluster::Cluster;
+pub use inbound::{InboundPolicy, MtlsMode};
 
 /// Why a snapshot cannot be applied. The text is what the NACK carries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +92,31 @@ pub enum ConfigError {
         /// What is wrong, naming the field.
         error: String,
     },
+    /// An mTLS endpoint without a valid SPIFFE ID to check it against.
+    #[error("cluster {cluster}: endpoint {address}: {error}")]
+    EndpointIdentity {
+        /// The cluster.
+        cluster: String,
+        /// The endpoint's address.
+        address: String,
+        /// What is wrong with its `spiffe_id`.
+        error: String,
+    },
+    /// The cluster's mTLS client config could not be built.
+    #[error("cluster {cluster}: cannot build the mTLS client config: {error}")]
+    Tls {
+        /// The cluster.
+        cluster: String,
+        /// What remora-certs said.
+        error: String,
+    },
+    /// The inbound policy (PeerAuthentication mode or an
+    /// AuthorizationPolicy) is invalid.
+    #[error("{error}")]
+    Inbound {
+        /// What is wrong, naming the field.
+        error: String,
+    },
     /// An enum value this proxy does not know (a newer control plane).
     #[error("cluster {cluster}: unknown load balancer {value}")]
     UnknownLoadBalancer {
@@ -106,6 +134,7 @@ pub struct RuntimeConfig {
     hosts: HashMap<String, Arc<VirtualHost>>,
     /// Every cluster, by name, for the admin API.
     clusters: Vec<Arc<Cluster>>,
+    inbound: InboundPolicy,
     snapshot: pb::Snapshot,
 }
 
@@ -116,19 +145,24 @@ impl RuntimeConfig {
             version: String::new(),
             hosts: HashMap::new(),
             clusters: Vec::new(),
+            inbound: InboundPolicy::default(),
             snapshot: pb::Snapshot::default(),
         }
     }
 
     /// Validates `snapshot` into runtime types, reusing live endpoint state
-    /// from `endpoints`.
+    /// from `endpoints`. With `mesh_tls` (the proxy has an identity), each
+    /// cluster with mTLS endpoints gets its client config here, once per
+    /// snapshot; without it, requests to mTLS endpoints fail with 502.
     pub fn build(
         snapshot: pb::Snapshot,
         endpoints: &EndpointRegistry,
+        mesh_tls: Option<&MeshTls>,
     ) -> Result<Self, ConfigError> {
+        let inbound = InboundPolicy::build(snapshot.inbound.as_ref())?;
         let mut clusters = HashMap::with_capacity(snapshot.clusters.len());
         for c in &snapshot.clusters {
-            let cluster = Arc::new(Cluster::build(c, endpoints)?);
+            let cluster = Arc::new(Cluster::build(c, endpoints, mesh_tls)?);
             if clusters.insert(c.name.clone(), cluster).is_some() {
                 return Err(ConfigError::DuplicateCluster {
                     name: c.name.clone(),
@@ -161,8 +195,14 @@ impl RuntimeConfig {
             version: snapshot.version.clone(),
             hosts,
             clusters,
+            inbound,
             snapshot,
         })
+    }
+
+    /// How the inbound listener authenticates and authorizes peers.
+    pub fn inbound(&self) -> &InboundPolicy {
+        &self.inbound
     }
 
     /// The snapshot version this config was built from (empty before the first).

@@ -75,7 +75,7 @@ fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
 
 #[test]
 fn canary_routes_jason_first_then_splits_ninety_ten() {
-    let config = RuntimeConfig::build(canary(), &EndpointRegistry::default()).unwrap();
+    let config = RuntimeConfig::build(canary(), &EndpointRegistry::default(), None).unwrap();
     assert_eq!(config.version(), "v-test");
     let vh = config.virtual_host("reviews").unwrap();
     for _ in 0..20 {
@@ -102,7 +102,7 @@ fn first_matching_route_wins() {
         ..Default::default()
     };
     s.virtual_hosts[0].routes.insert(0, catch_all);
-    let config = RuntimeConfig::build(s, &EndpointRegistry::default()).unwrap();
+    let config = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap();
     let r = config
         .virtual_host("reviews")
         .unwrap()
@@ -115,7 +115,7 @@ fn first_matching_route_wins() {
 fn unknown_cluster_all_zero_weights_and_bad_regex_are_rejected() {
     let mut s = canary();
     s.virtual_hosts[0].routes[1].destinations[0].cluster = "v3|reviews".into();
-    let err = RuntimeConfig::build(s, &EndpointRegistry::default()).unwrap_err();
+    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap_err();
     assert!(
         err.to_string().contains("unknown cluster `v3|reviews`"),
         "{err}"
@@ -125,14 +125,14 @@ fn unknown_cluster_all_zero_weights_and_bad_regex_are_rejected() {
     for d in &mut s.virtual_hosts[0].routes[1].destinations {
         d.weight = 0;
     }
-    let err = RuntimeConfig::build(s, &EndpointRegistry::default()).unwrap_err();
+    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap_err();
     assert!(matches!(err, ConfigError::NoWeight { .. }), "{err}");
 
     let mut s = canary();
     s.virtual_hosts[0].routes[0].matches[0].uri = Some(pb::StringMatch {
         kind: Some(Kind::Regex("[".into())),
     });
-    let err = RuntimeConfig::build(s, &EndpointRegistry::default()).unwrap_err();
+    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap_err();
     assert!(err.to_string().contains("invalid regex"), "{err}");
 }
 
@@ -141,7 +141,7 @@ fn bad_address_and_duplicate_domain_are_rejected() {
     let mut s = canary();
     s.clusters[0].endpoints[0].address = "no-port".into();
     assert!(matches!(
-        RuntimeConfig::build(s, &EndpointRegistry::default()),
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None),
         Err(ConfigError::BadAddress { .. })
     ));
 
@@ -150,7 +150,7 @@ fn bad_address_and_duplicate_domain_are_rejected() {
     twin.name = "other".into();
     s.virtual_hosts.push(twin);
     assert!(matches!(
-        RuntimeConfig::build(s, &EndpointRegistry::default()),
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None),
         Err(ConfigError::DuplicateDomain { .. })
     ));
 }
@@ -158,7 +158,7 @@ fn bad_address_and_duplicate_domain_are_rejected() {
 #[test]
 fn endpoint_state_survives_a_new_config() {
     let registry = EndpointRegistry::default();
-    let first = RuntimeConfig::build(canary(), &registry).unwrap();
+    let first = RuntimeConfig::build(canary(), &registry, None).unwrap();
     let e1 = first
         .virtual_host("reviews")
         .unwrap()
@@ -169,7 +169,7 @@ fn endpoint_state_survives_a_new_config() {
         .unwrap()
         .clone();
     let _active = e1.start_request();
-    let second = RuntimeConfig::build(canary(), &registry).unwrap();
+    let second = RuntimeConfig::build(canary(), &registry, None).unwrap();
     let e2 = second
         .virtual_host("reviews")
         .unwrap()

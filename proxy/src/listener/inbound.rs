@@ -1,32 +1,156 @@
-//! The inbound path: a peer proxy's request, forwarded to the app on
-//! localhost in the protocol it arrived in.
+//! The inbound path: a peer proxy's request, authorized and forwarded to
+//! the app on localhost in the protocol the app was called in.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwap;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use remora_certs::{ClientAuth, MeshTls, SpiffeId, TlsError};
+use rustls::ServerConfig;
 
+use super::orig_proto;
 use super::outbound::{into_downstream_response, prepare_upstream_request};
+use crate::authz::{Denied, RequestAttributes};
+use crate::config::RuntimeConfig;
 use crate::error::ProxyError;
+use crate::http::{authority, host_of};
+use crate::peer::Peer;
 use crate::telemetry::{Direction, Observed, Record, Telemetry};
-use crate::upstream::{Endpoint, PoolSettings};
+use crate::upstream::{Endpoint, PoolSettings, Transport};
 
-/// What the inbound path reads: the app's address and its pool.
+/// The header that tells the app who called (Envoy's format).
+pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// What the inbound path reads: the app, the config (PeerAuthentication
+/// mode and AuthorizationPolicies) and the TLS state.
 #[derive(Debug)]
 pub struct Inbound {
     /// The app beside this proxy.
     pub app: Arc<Endpoint>,
+    /// The app's port, which `portLevelMtls` and AuthorizationPolicy
+    /// `ports` name.
+    pub app_port: u16,
     /// Pool settings towards the app.
     pub pool: PoolSettings,
     /// Access log (and, with them, the other observers).
     pub telemetry: Arc<Telemetry>,
+    /// Swapped whole by discovery; read per connection (mode) and per
+    /// request (authorization).
+    pub config: Arc<ArcSwap<RuntimeConfig>>,
+    /// `None` without an identity: plaintext only.
+    pub tls: Option<InboundTls>,
+    warned_strict: AtomicBool,
+}
+
+/// The inbound listener's TLS: one server config per client-auth policy,
+/// built once; they read the current SVID and bundle at each handshake.
+#[derive(Debug)]
+pub struct InboundTls {
+    mesh: MeshTls,
+    /// STRICT: a client certificate is required.
+    pub(super) required: Arc<ServerConfig>,
+    /// PERMISSIVE: a client certificate is verified if sent.
+    pub(super) optional: Arc<ServerConfig>,
+}
+
+impl InboundTls {
+    /// The server configs over `mesh`.
+    pub fn new(mesh: MeshTls) -> Result<Self, TlsError> {
+        Ok(Self {
+            required: mesh.server_config(ClientAuth::Required)?,
+            optional: mesh.server_config(ClientAuth::Optional)?,
+            mesh,
+        })
+    }
+}
+
+/// Why the inbound path cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboundError {
+    /// The app address has no port.
+    #[error("app address `{0}` is not host:port")]
+    BadAppAddress(String),
+    /// The TLS server configs could not be built.
+    #[error("inbound TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+impl Inbound {
+    /// The inbound path to the app at `app` (`host:port`), reading `config`;
+    /// with `mesh_tls` it serves mTLS per PeerAuthentication.
+    pub fn new(
+        app: &str,
+        config: Arc<ArcSwap<RuntimeConfig>>,
+        telemetry: Arc<Telemetry>,
+        mesh_tls: Option<MeshTls>,
+    ) -> Result<Self, InboundError> {
+        let app_port = app
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .ok_or_else(|| InboundError::BadAppAddress(app.to_owned()))?;
+        Ok(Self {
+            app: Arc::new(Endpoint::app(app.to_owned())),
+            app_port,
+            pool: PoolSettings::default(),
+            telemetry,
+            config,
+            tls: mesh_tls.map(InboundTls::new).transpose()?,
+            warned_strict: AtomicBool::new(false),
+        })
+    }
+
+    /// Logs, once per process, that STRICT cannot be honoured.
+    pub(super) fn warn_strict_without_identity(&self) {
+        if !self.warned_strict.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "PeerAuthentication is STRICT but this proxy has no identity: \
+                 serving plaintext"
+            );
+        }
+    }
+
+    /// This proxy's SPIFFE ID, once it has an SVID.
+    fn own_identity(&self) -> Option<SpiffeId> {
+        let tls = self.tls.as_ref()?;
+        tls.mesh.svid().load().map(|svid| svid.id().clone())
+    }
+
+    /// AuthorizationPolicy for this request, per the current config.
+    fn authorize(&self, parts: &Parts, peer: &Peer) -> Result<(), Denied> {
+        let config = self.config.load();
+        let authz = config.inbound().authz();
+        if authz.is_empty() {
+            return Ok(());
+        }
+        let attrs = RequestAttributes {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            host: authority(parts).map_or("", host_of),
+            port: self.app_port,
+            ..Default::default()
+        }
+        .with_peer(peer.identity.as_ref());
+        authz.check(&attrs)
+    }
 }
 
 /// Handles one request: the whole inbound path, outermost first:
 ///
-/// 1. strip hop-by-hop headers;
-/// 2. forward to the app over a pooled connection (503 if it is down).
+/// 1. (the listener has done TLS per PeerAuthentication and put the
+///    [`Peer`] into the request);
+/// 2. an HTTP/1.1 request carried over h2 between proxies becomes HTTP/1.1
+///    again ([`orig_proto::decode`]);
+/// 3. `x-forwarded-client-cert` is replaced: `By=<own ID>;URI=<peer ID>`
+///    for an mTLS peer, removed otherwise (a client cannot forge it);
+/// 4. AuthorizationPolicy: 403 and never forwarded when denied;
+/// 5. strip hop-by-hop headers;
+/// 6. forward to the app over a pooled connection (503 if it is down).
 pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
     let mut record = Record::start(
@@ -35,7 +159,11 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
         &mut parts,
     );
     record.set_upstream(inbound.app.address());
+    let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
+    orig_proto::decode(&mut parts);
+    set_client_cert(&mut parts.headers, &peer, inbound.own_identity().as_ref());
     let result = async {
+        inbound.authorize(&parts, &peer)?;
         prepare_upstream_request(&mut parts)?;
         let active = inbound.app.start_request();
         Ok::<_, ProxyError>(
@@ -45,6 +173,7 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
                     Request::from_parts(parts, Either::Left(body)),
                     active,
                     &inbound.pool,
+                    Transport::Plaintext,
                 )
                 .await?,
         )
@@ -53,10 +182,69 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
     let resp = match result {
         Ok(resp) => into_downstream_response(resp),
         Err(e) => {
-            tracing::debug!(error = %e, "inbound request failed");
+            tracing::debug!(error = %e, peer = ?peer.identity, "inbound request failed");
             record.fail(e.flag());
             e.into_response()
         }
     };
     record.observe(resp)
+}
+
+/// Replaces any `x-forwarded-client-cert` with what this proxy verified.
+fn set_client_cert(headers: &mut HeaderMap, peer: &Peer, own: Option<&SpiffeId>) {
+    headers.remove(&XFCC);
+    let Some(client) = &peer.identity else {
+        return;
+    };
+    let value = match own {
+        Some(own) => format!("By={own};URI={client}"),
+        None => format!("URI={client}"),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(XFCC, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use remora_certs::TrustDomain;
+
+    use super::*;
+
+    fn id(sa: &str) -> SpiffeId {
+        SpiffeId::workload(&TrustDomain::new("cluster.local").unwrap(), "shop", sa).unwrap()
+    }
+
+    #[test]
+    fn xfcc_names_both_ends_for_an_mtls_peer() {
+        let mut headers = HeaderMap::new();
+        headers.insert(XFCC, HeaderValue::from_static("URI=spiffe://forged"));
+        let peer = Peer {
+            identity: Some(id("frontend")),
+            tls: true,
+        };
+        set_client_cert(&mut headers, &peer, Some(&id("reviews")));
+        assert_eq!(
+            headers.get_all(&XFCC).iter().collect::<Vec<_>>(),
+            ["By=spiffe://cluster.local/ns/shop/sa/reviews;\
+                 URI=spiffe://cluster.local/ns/shop/sa/frontend"]
+        );
+    }
+
+    #[test]
+    fn a_forged_xfcc_from_a_peer_without_identity_is_removed() {
+        for peer in [
+            Peer::plaintext(),
+            Peer {
+                identity: None,
+                tls: true,
+            },
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.append(XFCC, HeaderValue::from_static("URI=spiffe://forged"));
+            headers.append(XFCC, HeaderValue::from_static("URI=spiffe://again"));
+            set_client_cert(&mut headers, &peer, Some(&id("reviews")));
+            assert!(headers.get(&XFCC).is_none());
+        }
+    }
 }

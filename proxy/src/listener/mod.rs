@@ -1,8 +1,13 @@
 //! Listeners: accept TCP connections and serve HTTP/1.1 and HTTP/2 (prior
-//! knowledge) on each with hyper-util's auto builder.
+//! knowledge) on each with hyper-util's auto builder. The inbound listener
+//! adds TLS per PeerAuthentication ([`serve_inbound`]).
 
+mod accept;
 pub mod inbound;
+pub mod orig_proto;
 pub mod outbound;
+
+pub use accept::{HANDSHAKE_TIMEOUT, Handshake, handshake_for, serve_inbound};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use bytes::Bytes;
@@ -38,24 +43,9 @@ pub async fn serve<S, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    let builder = http_builder();
     let graceful = GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut shutdown) => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(stream) = next_connection(&listener, &mut shutdown).await {
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let fut = handler(Arc::clone(&state), req);
@@ -72,6 +62,39 @@ pub async fn serve<S, F, B>(
         });
     }
     let _ = tokio::time::timeout(DRAIN_TIME, graceful.shutdown()).await;
+}
+
+/// The HTTP server every listener uses: HTTP/1.1 with keep-alive and
+/// HTTP/2, told apart by the HTTP/2 preface.
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// The next accepted connection (no Nagle), or `None` once `shutdown`
+/// turns true.
+async fn next_connection(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<TcpStream> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some(stream);
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(shutdown) => return None,
+        }
+    }
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).

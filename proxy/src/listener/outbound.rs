@@ -18,7 +18,7 @@ use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure
 use crate::route::Route;
 use crate::stats;
 use crate::telemetry::{Direction, Observed, Record, Telemetry};
-use crate::upstream::{Endpoint, Outcome, UpstreamBody, UpstreamError};
+use crate::upstream::{Endpoint, Outcome, Transport, UpstreamBody, UpstreamError};
 
 /// What the outbound path reads: the current config and the retry state.
 #[derive(Debug)]
@@ -44,8 +44,10 @@ pub struct Outbound {
 /// 6. try it, within the route's `timeout` (504 when it fires): pick an
 ///    endpoint per the load balancer, leaving out ejected hosts and, on a
 ///    retry, hosts that already failed this request; send over a pooled
-///    connection in the protocol the app used (HTTP/1.1 or h2), bounded by
-///    `perTryTimeout`; record the outcome for outlier detection; retry
+///    connection in the protocol the app used (HTTP/1.1 or h2) or, to an
+///    mTLS endpoint, over the mTLS h2 connection (HTTP/1.1 marked with
+///    `remora-orig-proto`), bounded by `perTryTimeout`; record the outcome
+///    for outlier detection; retry
 ///    while the policy, `maxRetries` and the retry budget allow, after a
 ///    jittered backoff.
 pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<Observed> {
@@ -172,15 +174,21 @@ impl Tries<'_> {
             let endpoint = self.pick(&failed)?;
             record.set_upstream(endpoint.address());
             let last_possible = retry == self.policy.attempts || !body.is_replayable();
-            let parts = match (&spare, last_possible) {
+            let mut parts = match (&spare, last_possible) {
                 (Some(p), false) => clone_parts(p),
                 _ => spare.take().ok_or_else(|| no_body_left(&endpoint))?,
             };
+            let transport = self.cluster.transport(&endpoint);
+            let mtls = matches!(transport, Transport::Mtls(_));
+            record.set_mtls(mtls);
+            if mtls {
+                super::orig_proto::encode(&mut parts)?;
+            }
             let Some(req_body) = body.for_attempt() else {
                 return Err(no_body_left(&endpoint));
             };
             let result = self
-                .try_once(&endpoint, Request::from_parts(parts, req_body))
+                .try_once(&endpoint, transport, Request::from_parts(parts, req_body))
                 .await;
             let failure = match &result {
                 Ok(resp) => TryFailure::Response(resp.status(), resp.headers()),
@@ -233,10 +241,11 @@ impl Tries<'_> {
     async fn try_once(
         &self,
         endpoint: &Arc<Endpoint>,
+        transport: Transport<'_>,
         req: Request<crate::upstream::RequestBody>,
     ) -> TryResult {
         let active = endpoint.start_request();
-        let send = endpoint.send(req, active, self.cluster.pool());
+        let send = endpoint.send(req, active, self.cluster.pool(), transport);
         let result = match self.policy.per_try_timeout {
             None => send.await.map_err(TryError::Upstream),
             Some(after) => match tokio::time::timeout(after, send).await {
@@ -259,6 +268,8 @@ impl Tries<'_> {
             }
             // The pool's race with the upstream's idle close, not a sick host.
             Err(TryError::Upstream(e)) if e.is_stale() => None,
+            // Our own missing identity says nothing about the host.
+            Err(TryError::Upstream(e)) if e.is_missing_identity() => None,
             Err(TryError::Upstream(e)) if e.is_connect_failure() => Some(Outcome::ConnectFailure),
             Err(TryError::Upstream(_)) => Some(Outcome::Reset),
         };
@@ -302,7 +313,7 @@ fn no_body_left(endpoint: &Endpoint) -> ProxyError {
 
 /// Makes the request fit for the next hop: HTTP/1.1 requests go out in
 /// origin form with a Host header; h2 keeps its absolute URI (`:authority`).
-pub(super) fn prepare_upstream_request(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
+pub(crate) fn prepare_upstream_request(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
     strip_hop_by_hop(&mut parts.headers);
     if parts.version != Version::HTTP_2 {
         if !parts.headers.contains_key(header::HOST) {

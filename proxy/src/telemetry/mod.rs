@@ -1,8 +1,10 @@
-//! What the proxy tells about the traffic it carries: traces (and, beside
-//! them, metrics and access logs).
+//! What the proxy tells about the traffic it carries: traces, Prometheus
+//! metrics and access logs, plus the run-time log level.
 
 pub mod access_log;
+pub mod log_level;
+pub mod metrics;
 pub mod observe;
 pub mod trace;
 
-pub use observe::{Direction, Observed, Record, Telemetry};
+pub use observe::{Direction, Observed, Record, Telemetry, Workload};

@@ -1,7 +1,8 @@
 //! Following one request from arrival to the end of its response: the
 //! [`Record`] is filled along the request path, and [`Observed`] wraps the
-//! response body so the record is finished — access log line written —
-//! when the last byte has gone to the client, or the client went away.
+//! response body so the record is finished — request metrics counted,
+//! access log line written, span ended — when the last byte has gone to the
+//! client, or the client went away.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,8 +16,10 @@ use http::{Response, Version};
 use http_body::{Body, Frame, SizeHint};
 
 use super::access_log::{AccessLog, Entry, rfc3339};
+use super::metrics::{self, RequestLabels, UNKNOWN};
 use super::trace::{RequestInfo, RequestSpan, Tracer};
 use crate::http::ProxyBody;
+use crate::peer::Peer;
 
 /// What the proxy's observers share.
 #[derive(Debug, Clone)]
@@ -25,14 +28,48 @@ pub struct Telemetry {
     pub access_log: AccessLog,
     /// Request spans, exported over OTLP (or disabled).
     pub tracer: Tracer,
+    /// The workload this proxy stands beside, for metric labels.
+    pub workload: Workload,
 }
 
 impl Telemetry {
-    /// No access log, no traces (tests).
+    /// No access log, no traces, an unnamed workload (tests).
     pub fn off() -> Self {
         Self {
             access_log: AccessLog::off(),
             tracer: Tracer::disabled(),
+            workload: Workload::unknown(),
+        }
+    }
+}
+
+/// The workload beside this proxy, as request metrics name it: the source
+/// of its outbound requests and the destination of its inbound ones.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    service: Arc<str>,
+    fqdn: Arc<str>,
+    version: Arc<str>,
+}
+
+impl Workload {
+    /// `service` in `namespace`; `version` is its `version` label, if any.
+    pub fn new(service: &str, namespace: &str, version: Option<&str>) -> Self {
+        let m = metrics::global();
+        Self {
+            service: m.intern(service),
+            fqdn: m.intern(&format!("{service}.{namespace}.svc.cluster.local")),
+            version: m.intern(version.filter(|v| !v.is_empty()).unwrap_or(UNKNOWN)),
+        }
+    }
+
+    /// A workload the proxy was not told about.
+    pub fn unknown() -> Self {
+        let unknown = metrics::global().intern(UNKNOWN);
+        Self {
+            service: Arc::clone(&unknown),
+            fqdn: Arc::clone(&unknown),
+            version: unknown,
         }
     }
 }
@@ -47,7 +84,8 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn as_str(self) -> &'static str {
+    /// `outbound` or `inbound`, as logs and metric labels say it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Outbound => "outbound",
             Self::Inbound => "inbound",
@@ -64,6 +102,12 @@ pub struct Record {
     span: RequestSpan,
     /// Why the proxy failed the request, for the span's `error.type`.
     error: Option<&'static str>,
+    /// The metric labels known so far; the code and flags come at the end.
+    direction: Direction,
+    source: Arc<str>,
+    destination: Option<Arc<str>>,
+    subset: Option<Arc<str>>,
+    mtls: bool,
 }
 
 impl Record {
@@ -77,6 +121,25 @@ impl Record {
             Direction::Outbound => telemetry.tracer.start_client(&mut parts.headers, &info),
         };
         let request_id = span.request_id().to_owned();
+        let workload = &telemetry.workload;
+        let m = metrics::global();
+        let (source, destination, subset, mtls, peer_identity) = match direction {
+            Direction::Outbound => (Arc::clone(&workload.service), None, None, false, None),
+            Direction::Inbound => {
+                let peer = parts.extensions.get::<Peer>();
+                let identity = peer.and_then(|p| p.identity.as_ref());
+                let source = identity
+                    .and_then(|id| id.path().rsplit_once("/sa/"))
+                    .map_or_else(|| m.intern(UNKNOWN), |(_, sa)| m.intern(sa));
+                (
+                    source,
+                    Some(Arc::clone(&workload.fqdn)),
+                    Some(Arc::clone(&workload.version)),
+                    peer.is_some_and(Peer::is_mtls),
+                    identity.map(|id| id.as_str().to_owned()),
+                )
+            }
+        };
         let entry = Entry {
             start_time: rfc3339(SystemTime::now()),
             direction: direction.as_str(),
@@ -100,7 +163,7 @@ impl Record {
             retries: 0,
             request_id,
             trace_id: span.trace_id(),
-            peer_identity: None,
+            peer_identity,
             user_agent: parts
                 .headers
                 .get(USER_AGENT)
@@ -113,6 +176,11 @@ impl Record {
             entry,
             span,
             error: None,
+            direction,
+            source,
+            destination,
+            subset,
+            mtls,
         }
     }
 
@@ -127,10 +195,20 @@ impl Record {
         self.span.set_upstream(host);
     }
 
-    /// The cluster the request was sent to.
+    /// The cluster the request was sent to: its service and subset are the
+    /// destination in the request metrics.
     pub fn set_cluster(&mut self, name: &str, service: &str, subset: &str) {
         self.entry.upstream_cluster = Some(name.to_owned());
         self.span.set_destination(service, subset);
+        let m = metrics::global();
+        self.destination = Some(m.intern(service));
+        self.subset = Some(m.intern(if subset.is_empty() { UNKNOWN } else { subset }));
+    }
+
+    /// Whether the upstream connection of the latest try was mTLS
+    /// (outbound; inbound requests take it from their [`Peer`]).
+    pub fn set_mtls(&mut self, mtls: bool) {
+        self.mtls = mtls;
     }
 
     /// Counts retry number `attempt`, made because of `reason`.
@@ -186,11 +264,32 @@ impl Record {
             self.entry.response_flags.push('-');
         }
         self.entry.bytes_sent = bytes_sent;
-        self.entry.duration_ms = self.start.elapsed().as_millis() as u64;
+        let elapsed = self.start.elapsed();
+        self.entry.duration_ms = elapsed.as_millis() as u64;
+        self.count(elapsed.as_secs_f64() * 1000.0);
         let log = &self.telemetry.access_log;
         if log.is_on() {
             log.log(&self.entry);
         }
+    }
+}
+
+impl Record {
+    /// Counts the finished request in `remora_requests_total` and its
+    /// duration histogram.
+    fn count(&mut self, duration_ms: f64) {
+        let m = metrics::global();
+        let unknown = || m.intern(UNKNOWN);
+        let labels = RequestLabels {
+            direction: self.direction.as_str(),
+            source_service: Arc::clone(&self.source),
+            destination_service: self.destination.take().unwrap_or_else(unknown),
+            destination_subset: self.subset.take().unwrap_or_else(unknown),
+            response_code: self.entry.response_code,
+            mtls: self.mtls,
+            response_flags: m.intern(&self.entry.response_flags),
+        };
+        m.record_request(&labels, duration_ms);
     }
 }
 

@@ -26,10 +26,13 @@ pub struct Endpoint {
     /// Set while the host may be ejected; lets a pick skip the lock for
     /// the (usual) hosts that are not.
     ejected: AtomicBool,
+    /// `inbound` for the app beside the proxy, `outbound` for a peer: the
+    /// direction label of the connections it opens.
+    direction: &'static str,
 }
 
 impl Endpoint {
-    /// A new endpoint with no connections.
+    /// A new (outbound) endpoint with no connections.
     pub fn new(address: String) -> Self {
         Self {
             address,
@@ -38,7 +41,21 @@ impl Endpoint {
             limits: Limits::default(),
             outlier: Mutex::new(OutlierDetector::default()),
             ejected: AtomicBool::new(false),
+            direction: "outbound",
         }
+    }
+
+    /// The app beside the proxy, which inbound requests are forwarded to.
+    pub fn app(address: String) -> Self {
+        Self {
+            direction: "inbound",
+            ..Self::new(address)
+        }
+    }
+
+    /// `inbound` for the app, `outbound` for peers.
+    pub fn direction(&self) -> &'static str {
+        self.direction
     }
 
     /// The `host:port` this endpoint connects to.

@@ -1,15 +1,17 @@
 //! Upstream endpoints: their live state (active requests, pooled
-//! connections), kept across config snapshots so that a config change does
-//! not drop pools or reset load figures.
+//! connections, plaintext and mTLS), kept across config snapshots so that a
+//! config change does not drop pools or reset load figures.
 
 mod body;
 mod endpoint;
 mod limits;
 mod pool;
+mod tls;
 
 pub use body::{RequestBody, UpstreamBody};
 pub use endpoint::{ActiveRequest, Endpoint, EndpointRegistry};
 pub use pool::{PoolSettings, UpstreamError};
+pub use tls::{MtlsClient, TlsFailure, Transport};
 
 /// What one attempt on an endpoint came to, as outlier detection counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use super::body::{RequestBody, UpstreamBody};
 use super::endpoint::{ActiveRequest, Endpoint};
 use super::limits::ConnectionSlot;
+use super::tls::{MtlsClient, MtlsH2, TlsFailure, Transport, tls_message};
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed.
 const MAX_IDLE_H1: usize = 64;
@@ -57,6 +58,7 @@ impl Default for PoolSettings {
 
 /// Why a request could not be sent or answered by the upstream.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UpstreamError {
     /// The TCP connection could not be made.
     #[error("connect to {address} failed: {source}")]
@@ -106,12 +108,40 @@ pub enum UpstreamError {
         /// Which limit, e.g. `maxConnections (1)`.
         limit: String,
     },
+    /// No usable mTLS connection: the handshake failed (the peer's chain or
+    /// SPIFFE ID was refused, or it refused ours), ALPN did not give h2, or
+    /// this proxy has no identity. The request never reached the app.
+    #[error("{}", tls_message(.address, .failure))]
+    Tls {
+        /// The endpoint.
+        address: String,
+        /// What went wrong.
+        failure: TlsFailure,
+    },
 }
 
 impl UpstreamError {
-    /// No TCP connection was made (Envoy's `connect-failure`).
+    /// No connection was made (Envoy's `connect-failure`): TCP failed, or
+    /// the mTLS handshake did. A missing identity of our own is not one: it
+    /// says nothing about the endpoint.
     pub fn is_connect_failure(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::ConnectTimeout { .. })
+        match self {
+            Self::Connect { .. } | Self::ConnectTimeout { .. } => true,
+            Self::Tls { failure, .. } => *failure != TlsFailure::NoIdentity,
+            _ => false,
+        }
+    }
+
+    /// The endpoint needs mTLS and this proxy has no identity: a local
+    /// problem, never counted against the endpoint's health.
+    pub fn is_missing_identity(&self) -> bool {
+        matches!(
+            self,
+            Self::Tls {
+                failure: TlsFailure::NoIdentity,
+                ..
+            }
+        )
     }
 
     /// The request certainly never reached the app: a connect failure, an
@@ -119,7 +149,10 @@ impl UpstreamError {
     /// failures are safe to retry for any method.
     pub fn never_reached_app(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Overflow { .. } => true,
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Overflow { .. }
+            | Self::Tls { .. } => true,
             Self::Request { source, .. } => {
                 source.is_canceled() // hyper: the request was not sent
                     || is_refused(source)
@@ -204,6 +237,8 @@ impl IdleH1 {
 pub(super) struct Connections {
     idle_h1: Mutex<Vec<IdleH1>>,
     h2: tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// The mTLS connection to a peer proxy (always HTTP/2).
+    pub(super) h2_mtls: tokio::sync::Mutex<Option<MtlsH2>>,
     /// A [`reap`] task is watching the idle connections.
     reaper: AtomicBool,
 }
@@ -298,7 +333,9 @@ enum H1Slot {
 }
 
 impl Endpoint {
-    /// Sends `req` to this endpoint over a pooled or new connection.
+    /// Sends `req` to this endpoint over a pooled or new connection, by
+    /// `transport`. Over [`Transport::Mtls`] the request must be HTTP/2
+    /// (`listener::orig_proto::encode` converts HTTP/1.1 requests).
     ///
     /// A pooled connection that turns out to be closed before the request was
     /// written (the idle race) is replaced by a new one transparently; the
@@ -313,6 +350,7 @@ impl Endpoint {
         req: Request<RequestBody>,
         mut active: ActiveRequest,
         settings: &PoolSettings,
+        transport: Transport<'_>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         if active.admitted.is_none() {
             let slot = self
@@ -323,10 +361,12 @@ impl Endpoint {
                 })?;
             active.admitted = Some(slot);
         }
-        if req.version() == Version::HTTP_2 {
-            self.send_h2(req, active, settings).await
-        } else {
-            self.send_h1(req, active, settings).await
+        match transport {
+            Transport::Mtls(client) => self.send_h2(req, active, settings, Some(client)).await,
+            Transport::Plaintext if req.version() == Version::HTTP_2 => {
+                self.send_h2(req, active, settings, None).await
+            }
+            Transport::Plaintext => self.send_h1(req, active, settings).await,
         }
     }
 
@@ -374,14 +414,19 @@ impl Endpoint {
         }
     }
 
+    /// Over the shared h2 connection: plaintext, or mTLS with `tls`.
     async fn send_h2(
         &self,
         mut req: Request<RequestBody>,
         active: ActiveRequest,
         settings: &PoolSettings,
+        tls: Option<&MtlsClient>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         for attempt in 0..2 {
-            let mut sender = self.h2_sender(settings, attempt > 0).await?;
+            let mut sender = match tls {
+                Some(client) => self.mtls_sender(settings, client, attempt > 0).await?,
+                None => self.h2_sender(settings, attempt > 0).await?,
+            };
             if sender.ready().await.is_err() {
                 continue;
             }
@@ -420,7 +465,10 @@ impl Endpoint {
 
     /// A slot for a new connection, waiting like [`Self::h1_slot`]; idle
     /// HTTP/1.1 connections are closed to make room.
-    async fn new_slot(&self, settings: &PoolSettings) -> Result<ConnectionSlot, UpstreamError> {
+    pub(super) async fn new_slot(
+        &self,
+        settings: &PoolSettings,
+    ) -> Result<ConnectionSlot, UpstreamError> {
         let attempt = || {
             let slot = self.limits.try_open(settings.max_connections);
             if slot.is_none() {
@@ -495,7 +543,7 @@ impl Endpoint {
         Ok(sender)
     }
 
-    async fn connect_tcp(
+    pub(super) async fn connect_tcp(
         &self,
         settings: &PoolSettings,
     ) -> Result<TokioIo<TcpStream>, UpstreamError> {
@@ -512,10 +560,11 @@ impl Endpoint {
             })?;
         // Latency matters more than packet count on a sidecar hop.
         let _ = stream.set_nodelay(true);
+        crate::telemetry::metrics::upstream_connection_opened(self.direction());
         Ok(TokioIo::new(stream))
     }
 
-    fn request_error(&self, source: hyper::Error) -> UpstreamError {
+    pub(super) fn request_error(&self, source: hyper::Error) -> UpstreamError {
         UpstreamError::Request {
             address: self.address().to_owned(),
             source,

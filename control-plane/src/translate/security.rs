@@ -1,0 +1,265 @@
+//! PeerAuthentication and AuthorizationPolicy resolved for one workload,
+//! and auto mTLS: whether a proxy reaches an endpoint with mTLS.
+//!
+//! PeerAuthentication follows Istio's precedence: the workload policy (a
+//! selector matching the workload's labels, in its namespace) over the
+//! namespace policy (no selector, its namespace) over the mesh policy (no
+//! selector, the root namespace); `UNSET` inherits from the next scope and
+//! nothing at all is PERMISSIVE. When several workload policies select one
+//! workload, the one whose `namespace/name` sorts first wins (Istio takes
+//! the oldest; Remora has no creation times and wants the same answer on
+//! every run).
+
+use std::collections::BTreeMap;
+
+use remora_proto::pb;
+
+use super::MeshSettings;
+use crate::config::model::{
+    AuthorizationAction, AuthorizationOperation, AuthorizationPolicy, AuthorizationRule,
+    AuthorizationSource, PeerAuthentication, PeerMode, Resource, Spec, TlsMode,
+};
+
+/// The label with which a WorkloadEntry says it has a sidecar that speaks
+/// Istio mTLS (`security.istio.io/tlsMode: istio`).
+pub(super) const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// The PeerAuthentication outcome for one workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PeerPolicy {
+    /// The workload's mode, UNSET resolved.
+    pub(super) mode: pb::MtlsMode,
+    /// The workload policy's `portLevelMtls`, UNSET resolved to `mode`.
+    pub(super) port_mtls: BTreeMap<u32, pb::MtlsMode>,
+}
+
+impl PeerPolicy {
+    /// The mode of `port` (port-level first); port 0 means "unknown".
+    pub(super) fn mode_for_port(&self, port: u32) -> pb::MtlsMode {
+        self.port_mtls.get(&port).copied().unwrap_or(self.mode)
+    }
+}
+
+/// Resolves the PeerAuthentications that apply to a workload in
+/// `namespace` with `labels`.
+pub(super) fn peer_policy(
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    resources: &[Resource],
+    root_namespace: &str,
+) -> PeerPolicy {
+    let mut policies: Vec<(&str, &str, &PeerAuthentication)> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::PeerAuthentication(pa) => {
+                Some((r.meta.namespace.as_str(), r.meta.name.as_str(), pa))
+            }
+            _ => None,
+        })
+        .collect();
+    policies.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let first = |ns: &str, pick: &dyn Fn(&PeerAuthentication) -> bool| {
+        policies
+            .iter()
+            .find(|(n, _, pa)| *n == ns && pick(pa))
+            .map(|(_, _, pa)| *pa)
+    };
+    let mesh = first(root_namespace, &|pa| pa.selector.is_none());
+    let namespace_wide = first(namespace, &|pa| pa.selector.is_none());
+    let workload = first(namespace, &|pa| pa.selector.is_some() && pa.selects(labels));
+
+    let mesh_mode = inherit(mesh.map(|pa| pa.mode), pb::MtlsMode::Permissive);
+    let namespace_mode = inherit(namespace_wide.map(|pa| pa.mode), mesh_mode);
+    let mode = inherit(workload.map(|pa| pa.mode), namespace_mode);
+    let port_mtls = workload
+        .map(|pa| {
+            pa.port_level_mtls
+                .iter()
+                .map(|(port, m)| (u32::from(*port), inherit(Some(*m), mode)))
+                .collect()
+        })
+        .unwrap_or_default();
+    PeerPolicy { mode, port_mtls }
+}
+
+/// `mode`, or `parent` when it is absent or UNSET.
+fn inherit(mode: Option<PeerMode>, parent: pb::MtlsMode) -> pb::MtlsMode {
+    match mode {
+        None | Some(PeerMode::Unset) => parent,
+        Some(PeerMode::Permissive) => pb::MtlsMode::Permissive,
+        Some(PeerMode::Strict) => pb::MtlsMode::Strict,
+        Some(PeerMode::Disable) => pb::MtlsMode::Disable,
+    }
+}
+
+/// How the inbound listener of a workload in `namespace` with `labels`
+/// authenticates and authorizes peers.
+pub(super) fn inbound_policy(
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    resources: &[Resource],
+    settings: &MeshSettings,
+) -> pb::InboundPolicy {
+    let peer = peer_policy(namespace, labels, resources, &settings.root_namespace);
+    let mut policies: Vec<(String, &AuthorizationPolicy)> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::AuthorizationPolicy(ap)
+                if (r.meta.namespace == settings.root_namespace
+                    || r.meta.namespace == namespace)
+                    && ap.selects(labels) =>
+            {
+                Some((format!("{}/{}", r.meta.namespace, r.meta.name), ap))
+            }
+            _ => None,
+        })
+        .collect();
+    policies.sort_by(|a, b| a.0.cmp(&b.0));
+    let (mut deny, mut allow) = (Vec::new(), Vec::new());
+    for (name, ap) in policies {
+        let policy = pb::AuthorizationPolicy {
+            name,
+            rules: ap.rules.iter().map(rule).collect(),
+        };
+        match ap.action {
+            AuthorizationAction::Deny => deny.push(policy),
+            AuthorizationAction::Allow => allow.push(policy),
+        }
+    }
+    pb::InboundPolicy {
+        mtls: peer.mode.into(),
+        port_mtls: peer
+            .port_mtls
+            .into_iter()
+            .map(|(port, mode)| (port, mode.into()))
+            .collect(),
+        deny,
+        allow,
+        trust_domain: settings.trust_domain.to_string(),
+    }
+}
+
+fn rule(r: &AuthorizationRule) -> pb::AuthorizationRule {
+    pb::AuthorizationRule {
+        from: r.from.iter().map(source).collect(),
+        to: r.to.iter().map(operation).collect(),
+    }
+}
+
+fn source(s: &AuthorizationSource) -> pb::AuthorizationSource {
+    pb::AuthorizationSource {
+        principals: s.principals.clone(),
+        not_principals: s.not_principals.clone(),
+        namespaces: s.namespaces.clone(),
+        not_namespaces: s.not_namespaces.clone(),
+    }
+}
+
+fn operation(o: &AuthorizationOperation) -> pb::AuthorizationOperation {
+    pb::AuthorizationOperation {
+        methods: o.methods.clone(),
+        not_methods: o.not_methods.clone(),
+        paths: o.paths.clone(),
+        not_paths: o.not_paths.clone(),
+        ports: o.ports.clone(),
+        not_ports: o.not_ports.clone(),
+        hosts: o.hosts.clone(),
+        not_hosts: o.not_hosts.clone(),
+    }
+}
+
+/// What an endpoint can do about mTLS, before the DestinationRule has its say.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum PeerTls {
+    /// No sidecar (a ServiceEntry endpoint, a DNS host): always plaintext.
+    Plaintext,
+    /// A WorkloadEntry labelled `security.istio.io/tlsMode: istio`.
+    MeshWorkload {
+        /// The identity it presents.
+        spiffe_id: String,
+    },
+    /// A connected proxy.
+    Proxy {
+        /// It has an identity and serves mTLS (`Node.mtls`).
+        serves_mtls: bool,
+        /// Its own PeerAuthentication says DISABLE for its app port.
+        inbound_disabled: bool,
+        /// The identity it presents.
+        spiffe_id: String,
+    },
+}
+
+impl PeerTls {
+    /// A connected proxy, its inbound mode resolved from `resources`.
+    pub(super) fn of_node(
+        node: &pb::Node,
+        namespace: &str,
+        resources: &[Resource],
+        settings: &MeshSettings,
+    ) -> Self {
+        let inbound = peer_policy(namespace, &node.labels, resources, &settings.root_namespace);
+        PeerTls::Proxy {
+            serves_mtls: node.mtls,
+            inbound_disabled: inbound.mode_for_port(node.app_port) == pb::MtlsMode::Disable,
+            spiffe_id: spiffe_id(settings, namespace, &node.service_account),
+        }
+    }
+
+    /// A ServiceEntry endpoint or WorkloadEntry in `namespace`.
+    pub(super) fn of_workload_entry(
+        labels: &BTreeMap<String, String>,
+        namespace: &str,
+        service_account: Option<&str>,
+        settings: &MeshSettings,
+    ) -> Self {
+        if labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio") {
+            PeerTls::MeshWorkload {
+                spiffe_id: spiffe_id(settings, namespace, service_account.unwrap_or_default()),
+            }
+        } else {
+            PeerTls::Plaintext
+        }
+    }
+
+    /// Auto mTLS, as Istio: `Endpoint.mtls` and `Endpoint.spiffe_id` (empty
+    /// for plaintext) under the cluster's DestinationRule `tls.mode`.
+    /// DISABLE always wins; ISTIO_MUTUAL overrides the destination's own
+    /// DISABLE but cannot give mTLS to an endpoint that does not serve it.
+    pub(super) fn endpoint_tls(&self, rule: Option<TlsMode>) -> (bool, String) {
+        let mtls = match (self, rule) {
+            (PeerTls::Plaintext, _) | (_, Some(TlsMode::Disable)) => false,
+            (PeerTls::MeshWorkload { .. }, _) => true,
+            (PeerTls::Proxy { serves_mtls, .. }, Some(TlsMode::IstioMutual)) => *serves_mtls,
+            (
+                PeerTls::Proxy {
+                    serves_mtls,
+                    inbound_disabled,
+                    ..
+                },
+                None,
+            ) => *serves_mtls && !inbound_disabled,
+        };
+        let id = match self {
+            PeerTls::MeshWorkload { spiffe_id } | PeerTls::Proxy { spiffe_id, .. } if mtls => {
+                spiffe_id.clone()
+            }
+            _ => String::new(),
+        };
+        (mtls, id)
+    }
+}
+
+/// `spiffe://<td>/ns/<namespace>/sa/<service account>`; an empty service
+/// account is Istio's `default`.
+fn spiffe_id(settings: &MeshSettings, namespace: &str, service_account: &str) -> String {
+    let sa = if service_account.is_empty() {
+        "default"
+    } else {
+        service_account
+    };
+    format!("spiffe://{}/ns/{namespace}/sa/{sa}", settings.trust_domain)
+}
+
+#[cfg(test)]
+#[path = "security_tests.rs"]
+mod tests;

@@ -1,0 +1,122 @@
+//! The inbound policy of a snapshot: the PeerAuthentication mode per app
+//! port and the compiled AuthorizationPolicies.
+
+use std::collections::HashMap;
+
+use remora_proto::pb;
+
+use super::ConfigError;
+use crate::authz::Authorizer;
+
+/// PeerAuthentication mode, as resolved by the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MtlsMode {
+    /// mTLS and plaintext, told apart by the connection's first byte.
+    #[default]
+    Permissive,
+    /// mTLS with a client certificate only.
+    Strict,
+    /// Plaintext only.
+    Disable,
+}
+
+impl MtlsMode {
+    fn from_proto(value: i32, field: &str) -> Result<Self, ConfigError> {
+        match pb::MtlsMode::try_from(value) {
+            Ok(pb::MtlsMode::Permissive) => Ok(Self::Permissive),
+            Ok(pb::MtlsMode::Strict) => Ok(Self::Strict),
+            Ok(pb::MtlsMode::Disable) => Ok(Self::Disable),
+            Err(_) => Err(ConfigError::Inbound {
+                error: format!("{field}: unknown mTLS mode {value}"),
+            }),
+        }
+    }
+}
+
+/// How the inbound listener authenticates and authorizes peers.
+/// The default (a snapshot without `inbound`) is PERMISSIVE with no
+/// authorization policy.
+#[derive(Debug, Clone, Default)]
+pub struct InboundPolicy {
+    mtls: MtlsMode,
+    port_mtls: HashMap<u32, MtlsMode>,
+    authz: Authorizer,
+}
+
+impl InboundPolicy {
+    /// Validates the snapshot's `inbound` (absent: the default).
+    pub fn build(inbound: Option<&pb::InboundPolicy>) -> Result<Self, ConfigError> {
+        let Some(p) = inbound else {
+            return Ok(Self::default());
+        };
+        let port_mtls = p
+            .port_mtls
+            .iter()
+            .map(|(port, mode)| {
+                Ok((
+                    *port,
+                    MtlsMode::from_proto(*mode, &format!("inbound.port_mtls[{port}]"))?,
+                ))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let authz = Authorizer::build(&p.deny, &p.allow).map_err(|e| ConfigError::Inbound {
+            error: e.to_string(),
+        })?;
+        Ok(Self {
+            mtls: MtlsMode::from_proto(p.mtls, "inbound.mtls")?,
+            port_mtls,
+            authz,
+        })
+    }
+
+    /// The mode for connections to `app_port`: its `portLevelMtls` entry if
+    /// there is one, else the workload's mode.
+    pub fn mode_for(&self, app_port: u16) -> MtlsMode {
+        self.port_mtls
+            .get(&u32::from(app_port))
+            .copied()
+            .unwrap_or(self.mtls)
+    }
+
+    /// The compiled AuthorizationPolicies.
+    pub fn authz(&self) -> &Authorizer {
+        &self.authz
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_inbound_is_permissive_without_policies() {
+        let p = InboundPolicy::build(None).unwrap();
+        assert_eq!(p.mode_for(8080), MtlsMode::Permissive);
+        assert!(p.authz().is_empty());
+    }
+
+    #[test]
+    fn port_level_mode_overrides_the_workload_mode() {
+        let p = InboundPolicy::build(Some(&pb::InboundPolicy {
+            mtls: pb::MtlsMode::Strict as i32,
+            port_mtls: [(9080, pb::MtlsMode::Disable as i32)].into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(p.mode_for(9080), MtlsMode::Disable);
+        assert_eq!(p.mode_for(8080), MtlsMode::Strict);
+    }
+
+    #[test]
+    fn an_unknown_mode_is_refused_naming_the_field() {
+        let err = InboundPolicy::build(Some(&pb::InboundPolicy {
+            port_mtls: [(9080, 7)].into(),
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "inbound.port_mtls[9080]: unknown mTLS mode 7"
+        );
+    }
+}

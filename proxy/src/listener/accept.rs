@@ -1,0 +1,250 @@
+//! The inbound listener's connections: TLS or plaintext per
+//! PeerAuthentication, then HTTP/1.1 or HTTP/2 per ALPN, with the peer put
+//! into every request's extensions.
+//!
+//! Per connection, the mode is the current config's
+//! ([`crate::config::InboundPolicy::mode_for`] the app port):
+//!
+//! - STRICT: TLS with a client certificate; plaintext is closed at once;
+//! - PERMISSIVE: the first byte decides, without consuming it: a TLS
+//!   handshake record (0x16) means TLS, with an optional client
+//!   certificate, anything else plaintext HTTP;
+//! - DISABLE: plaintext only.
+//!
+//! Without an identity the listener is plaintext only, whatever the mode.
+//! Waiting for the first byte and the handshake are bounded by
+//! [`HANDSHAKE_TIMEOUT`], so a silent client cannot hold a task forever.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use remora_certs::peer_identity;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::inbound::{self, Inbound};
+use super::{DRAIN_TIME, http_builder, next_connection};
+use crate::config::MtlsMode;
+use crate::peer::Peer;
+use crate::telemetry::Direction;
+use crate::tls_stats::tls_handshake_failed;
+
+/// How long a new connection may take to send its first byte, and then to
+/// finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What the listener does with a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// Serve plaintext HTTP.
+    Plaintext,
+    /// Peek: TLS (client certificate optional) or plaintext.
+    Detect,
+    /// TLS with a client certificate, nothing else.
+    TlsRequired,
+}
+
+/// The handshake for `mode`; without an identity (`has_identity` false)
+/// the listener can only serve plaintext.
+pub fn handshake_for(mode: MtlsMode, has_identity: bool) -> Handshake {
+    match (mode, has_identity) {
+        (_, false) | (MtlsMode::Disable, true) => Handshake::Plaintext,
+        (MtlsMode::Permissive, true) => Handshake::Detect,
+        (MtlsMode::Strict, true) => Handshake::TlsRequired,
+    }
+}
+
+/// HTTP servers per negotiated protocol.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Self {
+        let auto = http_builder();
+        Self {
+            h1: auto.clone().http1_only(),
+            h2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+
+    /// ALPN decides when it was negotiated; plaintext (or a TLS client that
+    /// offered no ALPN) is sniffed for the HTTP/2 preface.
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.h2,
+            Some(b"http/1.1") => &self.h1,
+            _ => &self.auto,
+        }
+    }
+}
+
+/// Serves the inbound path on every connection accepted from `listener`
+/// until `shutdown` turns true, then drains open connections for up to
+/// [`DRAIN_TIME`]. Each connection's TLS handshake runs on its own task.
+pub async fn serve_inbound(
+    listener: TcpListener,
+    inbound: Arc<Inbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builders = Arc::new(Builders::new());
+    let graceful = GracefulShutdown::new();
+    while let Some(stream) = next_connection(&listener, &mut shutdown).await {
+        let watcher = graceful.watcher();
+        let inbound = Arc::clone(&inbound);
+        let builders = Arc::clone(&builders);
+        tokio::spawn(async move {
+            match secure(stream, &inbound).await {
+                Some(Accepted::Plain(stream)) => {
+                    serve_http(&builders.auto, stream, Peer::plaintext(), inbound, watcher).await;
+                }
+                Some(Accepted::Tls(stream)) => {
+                    let conn = stream.get_ref().1;
+                    let peer = Peer {
+                        identity: peer_identity(conn),
+                        tls: true,
+                    };
+                    let builder = builders.for_alpn(conn.alpn_protocol());
+                    serve_http(builder, stream, peer, inbound, watcher).await;
+                }
+                None => {}
+            }
+        });
+    }
+    let _ = tokio::time::timeout(DRAIN_TIME, graceful.shutdown()).await;
+}
+
+enum Accepted {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// The connection after its handshake, per the current mode; `None` when
+/// it was refused or failed (already logged and counted).
+async fn secure(stream: TcpStream, inbound: &Inbound) -> Option<Accepted> {
+    let mode = inbound.config.load().inbound().mode_for(inbound.app_port);
+    let Some(tls) = &inbound.tls else {
+        if mode == MtlsMode::Strict {
+            inbound.warn_strict_without_identity();
+        }
+        return Some(Accepted::Plain(stream));
+    };
+    match handshake_for(mode, true) {
+        Handshake::Plaintext => Some(Accepted::Plain(stream)),
+        Handshake::Detect => {
+            if starts_with_tls(&stream).await? {
+                tls_accept(stream, &tls.optional).await
+            } else {
+                Some(Accepted::Plain(stream))
+            }
+        }
+        Handshake::TlsRequired => {
+            if starts_with_tls(&stream).await? {
+                tls_accept(stream, &tls.required).await
+            } else {
+                tracing::debug!(
+                    peer = ?stream.peer_addr().ok(),
+                    "plaintext connection refused: PeerAuthentication is STRICT"
+                );
+                tls_handshake_failed(Direction::Inbound);
+                None
+            }
+        }
+    }
+}
+
+/// Whether the connection's first byte starts a TLS handshake; the byte
+/// stays in the socket. `None` when the client closes or stays silent.
+async fn starts_with_tls(stream: &TcpStream) -> Option<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(0)) => None,
+        Ok(Ok(_)) => Some(first[0] == TLS_HANDSHAKE_RECORD),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "inbound connection failed before its first byte");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                peer = ?stream.peer_addr().ok(),
+                "inbound connection sent nothing within {HANDSHAKE_TIMEOUT:?}; closed"
+            );
+            None
+        }
+    }
+}
+
+async fn tls_accept(stream: TcpStream, config: &Arc<ServerConfig>) -> Option<Accepted> {
+    let peer = stream.peer_addr().ok();
+    let accept = TlsAcceptor::from(Arc::clone(config)).accept(stream);
+    let error = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(stream)) => return Some(Accepted::Tls(Box::new(stream))),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("not finished within {HANDSHAKE_TIMEOUT:?}"),
+    };
+    tracing::debug!(?peer, error, "inbound TLS handshake failed");
+    tls_handshake_failed(Direction::Inbound);
+    None
+}
+
+/// Serves HTTP on one connection, putting `peer` into each request.
+async fn serve_http<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    peer: Peer,
+    inbound: Arc<Inbound>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        let fut = inbound::handle(Arc::clone(&inbound), req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "inbound connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mode_and_the_identity_choose_the_handshake() {
+        use Handshake::*;
+        use MtlsMode::*;
+        for (mode, identity, expected) in [
+            (Strict, true, TlsRequired),
+            (Permissive, true, Detect),
+            (Disable, true, Plaintext),
+            (Strict, false, Plaintext),
+            (Permissive, false, Plaintext),
+            (Disable, false, Plaintext),
+        ] {
+            assert_eq!(
+                handshake_for(mode, identity),
+                expected,
+                "{mode:?} {identity}"
+            );
+        }
+    }
+}

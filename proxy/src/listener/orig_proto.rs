@@ -1,0 +1,141 @@
+//! HTTP/1.1 requests carried over the HTTP/2 connection between sidecars,
+//! as Linkerd does with `l5d-orig-proto`.
+//!
+//! The outbound side marks the request with [`ORIG_PROTO`] and gives it the
+//! absolute URI HTTP/2 needs (scheme, and the `Host` as `:authority`); the
+//! inbound side removes the mark and sends the request to the app as the
+//! HTTP/1.1 request it was, with its `Host`. HTTP/2 from the app (gRPC) is
+//! not marked and stays HTTP/2 end to end.
+
+use http::Version;
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::{Authority, Scheme, Uri};
+
+use crate::error::ProxyError;
+
+/// The header that says an HTTP/2 request between proxies was HTTP/1.1
+/// when the app sent it.
+pub const ORIG_PROTO: HeaderName = HeaderName::from_static("remora-orig-proto");
+
+const HTTP_11: HeaderValue = HeaderValue::from_static("HTTP/1.1");
+
+/// Outbound, before sending over mTLS: turns an HTTP/1.1 request (origin
+/// form with `Host`, as `prepare_upstream_request` leaves it) into an
+/// HTTP/2 one marked with [`ORIG_PROTO`]. HTTP/2 requests are unchanged.
+pub fn encode(parts: &mut Parts) -> Result<(), ProxyError> {
+    if parts.version == Version::HTTP_2 {
+        return Ok(());
+    }
+    let authority = match parts.headers.get(header::HOST) {
+        Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::NoHost)?,
+        None => parts.uri.authority().cloned().ok_or(ProxyError::NoHost)?,
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::NoHost)?;
+    // `:authority` carries it now.
+    parts.headers.remove(header::HOST);
+    parts.headers.insert(ORIG_PROTO, HTTP_11);
+    parts.version = Version::HTTP_2;
+    Ok(())
+}
+
+/// Inbound, first thing: an HTTP/2 request marked with [`ORIG_PROTO`]
+/// becomes the HTTP/1.1 request it was, with `Host` from `:authority`. The
+/// mark is removed from every request, so the app never sees it.
+pub fn decode(parts: &mut Parts) {
+    let Some(orig) = parts.headers.remove(ORIG_PROTO) else {
+        return;
+    };
+    if parts.version != Version::HTTP_2 || orig != HTTP_11 {
+        return;
+    }
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+    parts.version = Version::HTTP_11;
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+    use crate::listener::outbound::prepare_upstream_request;
+
+    fn h1(uri: &str, host: &str) -> Parts {
+        Request::get(uri)
+            .version(Version::HTTP_11)
+            .header(header::HOST, host)
+            .header("x-app", "1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn http11_round_trips_through_h2_with_its_host_and_path() {
+        let mut parts = h1("/reviews/1?full=true", "reviews:9080");
+        encode(&mut parts).unwrap();
+        assert_eq!(parts.version, Version::HTTP_2);
+        assert_eq!(parts.uri, "http://reviews:9080/reviews/1?full=true");
+        assert_eq!(parts.headers.get(ORIG_PROTO).unwrap(), "HTTP/1.1");
+        assert!(parts.headers.get(header::HOST).is_none());
+
+        decode(&mut parts);
+        prepare_upstream_request(&mut parts).unwrap();
+        assert_eq!(parts.version, Version::HTTP_11);
+        assert_eq!(parts.uri, "/reviews/1?full=true");
+        assert_eq!(parts.headers.get(header::HOST).unwrap(), "reviews:9080");
+        assert!(parts.headers.get(ORIG_PROTO).is_none());
+        assert_eq!(parts.headers.get("x-app").unwrap(), "1");
+    }
+
+    #[test]
+    fn h2_from_the_app_is_neither_marked_nor_downgraded() {
+        let mut parts = Request::post("http://greeter:50051/helloworld.Greeter/SayHello")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        encode(&mut parts).unwrap();
+        assert!(parts.headers.get(ORIG_PROTO).is_none());
+        decode(&mut parts);
+        assert_eq!(parts.version, Version::HTTP_2);
+        assert_eq!(
+            parts.uri,
+            "http://greeter:50051/helloworld.Greeter/SayHello"
+        );
+    }
+
+    #[test]
+    fn a_mark_on_a_plain_http11_request_is_removed_and_ignored() {
+        let mut parts = h1("/", "reviews");
+        parts.headers.insert(ORIG_PROTO, HTTP_11);
+        decode(&mut parts);
+        assert!(parts.headers.get(ORIG_PROTO).is_none());
+        assert_eq!(parts.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn a_host_that_is_not_an_authority_is_a_bad_request() {
+        let mut parts = h1("/", "bad host");
+        assert!(matches!(encode(&mut parts), Err(ProxyError::NoHost)));
+    }
+}

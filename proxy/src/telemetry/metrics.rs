@@ -1,0 +1,488 @@
+//! The proxy's Prometheus metrics: one process-wide registry, served as
+//! Prometheus text on the stats port (`/stats/prometheus`, 15090 by
+//! default) and as plain lines on the admin API's `/stats`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `remora_requests_total` | counter | [`RequestLabels`] |
+//! | `remora_request_duration_milliseconds` | histogram | [`RequestLabels`] |
+//! | `remora_retry_attempts_total`, `remora_retry_budget_exhausted_total`, ... | counter | none (see [`crate::stats`]) |
+//! | `remora_outlier_ejected_hosts` | gauge | `destination_service`, `destination_subset` |
+//! | `remora_upstream_connections_active` | gauge | `direction` |
+//! | `remora_upstream_connections_opened_total` | counter | `direction` |
+//! | `remora_tls_handshake_failures_total` | counter | `direction` (from [`crate::tls_stats`]) |
+//! | `remora_certificate_expiry_timestamp_seconds` | gauge | none |
+//! | `remora_config_version` | gauge (info: always 1) | `version` |
+//! | `remora_config_last_applied_timestamp_seconds` | gauge | none |
+//!
+//! Cardinality stays bounded: label values come from the config (services,
+//! subsets), from verified peer identities, from status codes and response
+//! flags — never from a path, a header or a Host the proxy does not know.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::Direction;
+use crate::discovery::ConfigState;
+use crate::http::{ProxyBody, local_reply};
+use crate::upstream::Endpoint;
+
+/// The `Content-Type` of `/stats/prometheus`: the Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Upper bounds (ms) of the request duration buckets: from half a
+/// millisecond (a sidecar's own cost) to ten seconds (a slow upstream).
+pub const DURATION_BUCKETS_MS: [f64; 14] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// The label value for what the proxy cannot name (an unknown Host, an
+/// unauthenticated peer, a workload without a `version` label).
+pub const UNKNOWN: &str = "unknown";
+
+/// Interned label values beyond this many are all reported as
+/// [`OVERFLOW`]: a backstop, since values come from the config only.
+const MAX_INTERNED: usize = 10_000;
+
+/// The label value used once [`MAX_INTERNED`] distinct values were seen.
+const OVERFLOW: &str = "overflow";
+
+/// The labels of `remora_requests_total` and
+/// `remora_request_duration_milliseconds`, in Istio's spirit.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// Outbound: this proxy's service; inbound: the peer's service account
+    /// (from its verified SPIFFE ID), or `unknown`.
+    pub source_service: Arc<str>,
+    /// The service's FQDN: outbound, the cluster the request was sent to
+    /// (`unknown` when no route was found); inbound, this proxy's own.
+    pub destination_service: Arc<str>,
+    /// The subset (outbound: the cluster's; inbound: this workload's
+    /// `version` label), `unknown` when there is none.
+    pub destination_subset: Arc<str>,
+    /// The status sent to the client.
+    pub response_code: u16,
+    /// Outbound: the upstream connection was mTLS; inbound: the peer
+    /// connected with mTLS.
+    pub mtls: bool,
+    /// Envoy-style flags (`UO`, `NR`, `UH`, ...), `-` for none.
+    pub response_flags: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+type DurationFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+/// The registry and the metrics the request path updates.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: DurationFamily,
+    connections_opened: Family<DirectionLabel, Counter>,
+    cert_expiry: Gauge,
+    config_applied: Gauge<f64, AtomicU64>,
+    interned: RwLock<HashSet<Arc<str>>>,
+}
+
+/// What the scrape-time gauges read; set once by `main`.
+#[derive(Debug, Default)]
+struct Sources {
+    config: OnceLock<Arc<ConfigState>>,
+    app: OnceLock<Arc<Endpoint>>,
+}
+
+static SOURCES: Sources = Sources {
+    config: OnceLock::new(),
+    app: OnceLock::new(),
+};
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS_MS)
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("remora");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests the proxy finished, by direction, services, subset, code, mTLS and flags",
+            requests.clone(),
+        );
+        let duration: DurationFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "request_duration_milliseconds",
+            "Time from a request's arrival to the end of its response, in milliseconds",
+            duration.clone(),
+        );
+        registry.register_collector(Box::new(crate::stats::StaticCounters));
+        let connections_opened = Family::<DirectionLabel, Counter>::default();
+        registry.register(
+            "upstream_connections_opened",
+            "Upstream connections opened (outbound: to endpoints; inbound: to the app)",
+            connections_opened.clone(),
+        );
+        let cert_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the workload certificate expires, in Unix seconds (0: no certificate)",
+            cert_expiry.clone(),
+        );
+        let config_applied = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "config_last_applied_timestamp_seconds",
+            "When the latest config snapshot was applied, in Unix seconds (0: none yet)",
+            config_applied.clone(),
+        );
+        registry.register_collector(Box::new(LiveState));
+        Self {
+            registry,
+            requests,
+            duration,
+            connections_opened,
+            cert_expiry,
+            config_applied,
+            interned: RwLock::new(HashSet::new()),
+        }
+    }
+
+    /// Counts one finished request and observes its duration.
+    pub fn record_request(&self, labels: &RequestLabels, duration_ms: f64) {
+        self.requests.get_or_create(labels).inc();
+        self.duration.get_or_create(labels).observe(duration_ms);
+    }
+
+    /// `value` as a shared label value. No allocation once a value was
+    /// seen: the set of values is the set of services, subsets, identities
+    /// and flag combinations, fixed by the config.
+    pub fn intern(&self, value: &str) -> Arc<str> {
+        {
+            let set = self.interned.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = set.get(value) {
+                return Arc::clone(v);
+            }
+        }
+        let mut set = self.interned.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = set.get(value) {
+            return Arc::clone(v);
+        }
+        let value: Arc<str> = if set.len() >= MAX_INTERNED {
+            Arc::from(OVERFLOW)
+        } else {
+            Arc::from(value)
+        };
+        set.insert(Arc::clone(&value));
+        value
+    }
+
+    /// Every metric in the Prometheus text format (see [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            // Only a label or writer error can get here; say so in the body.
+            out.push_str(&format!("# encoding failed: {e}\n"));
+        }
+        out
+    }
+
+    /// The samples of [`Self::encode`] without comments: the admin API's
+    /// `/stats` (`name{labels} value` lines, the same figures).
+    pub fn encode_samples(&self) -> String {
+        self.encode()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .flat_map(|l| [l, "\n"])
+            .collect()
+    }
+}
+
+/// The scrape path on the stats port.
+pub const PROMETHEUS_PATH: &str = "/stats/prometheus";
+
+/// Answers one request on the stats port (15090 by default, as Envoy's):
+/// `GET /stats/prometheus` is every metric in the Prometheus text format.
+pub async fn handle_scrape(_: Arc<()>, req: Request<Incoming>) -> Response<ProxyBody> {
+    scrape(req.method(), req.uri().path())
+}
+
+fn scrape(method: &Method, path: &str) -> Response<ProxyBody> {
+    if path != PROMETHEUS_PATH {
+        return local_reply(
+            StatusCode::NOT_FOUND,
+            format!("no stats endpoint {path}; try {PROMETHEUS_PATH}"),
+        );
+    }
+    if method != Method::GET {
+        return local_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{PROMETHEUS_PATH} answers GET only"),
+        );
+    }
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(global().encode()))));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    resp
+}
+
+/// `direction` as a bounded label value.
+fn direction_label(direction: &str) -> &'static str {
+    match direction {
+        "inbound" => "inbound",
+        "outbound" => "outbound",
+        _ => "other",
+    }
+}
+
+/// Counts an upstream connection opened; `direction` is `outbound` (to an
+/// endpoint) or `inbound` (to the app).
+pub fn upstream_connection_opened(direction: &str) {
+    global()
+        .connections_opened
+        .get_or_create(&DirectionLabel {
+            direction: direction_label(direction),
+        })
+        .inc();
+}
+
+/// Sets when the workload certificate expires, in Unix seconds; the
+/// identity module calls it whenever it installs a certificate.
+pub fn set_cert_expiry(unix: i64) {
+    global().cert_expiry.set(unix);
+}
+
+/// Records that a config snapshot was applied now.
+pub fn config_applied() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    global().config_applied.set(now);
+}
+
+/// Lets the scrape-time gauges read the applied config (ejected hosts,
+/// open connections to endpoints, config version). Only the first call
+/// counts.
+pub fn watch_config(state: Arc<ConfigState>) {
+    let _ = SOURCES.config.set(state);
+}
+
+/// Lets the scrape-time gauges read the app's endpoint (open connections
+/// to the app). Only the first call counts.
+pub fn watch_app(app: Arc<Endpoint>) {
+    let _ = SOURCES.app.set(app);
+}
+
+/// Gauges read from the live state at scrape time, so that they are always
+/// true and cost the request path nothing.
+#[derive(Debug)]
+struct LiveState;
+
+impl Collector for LiveState {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let config = SOURCES.config.get().map(|s| s.current.load_full());
+        let now = Instant::now();
+
+        let mut ejected = encoder.encode_descriptor(
+            "outlier_ejected_hosts",
+            "Hosts outlier detection holds ejected right now, by cluster",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in config.iter().flat_map(|c| c.clusters()) {
+            if c.outlier().is_none() {
+                continue;
+            }
+            let n = c
+                .endpoints()
+                .iter()
+                .filter(|e| e.ejection_left(now).is_some())
+                .count();
+            let subset = if c.subset().is_empty() {
+                UNKNOWN
+            } else {
+                c.subset()
+            };
+            let labels = [
+                ("destination_service", c.service()),
+                ("destination_subset", subset),
+            ];
+            ConstGauge::new(n as i64).encode(ejected.encode_family(&labels)?)?;
+        }
+
+        let mut active = encoder.encode_descriptor(
+            "upstream_connections_active",
+            "Open upstream connections (outbound: to endpoints; inbound: to the app)",
+            None,
+            MetricType::Gauge,
+        )?;
+        // An endpoint is shared by every cluster that lists it: count it once.
+        let mut seen = HashSet::new();
+        let outbound: usize = config
+            .iter()
+            .flat_map(|c| c.clusters())
+            .flat_map(|c| c.endpoints())
+            .filter(|e| seen.insert(Arc::as_ptr(e)))
+            .map(|e| e.open_connections())
+            .sum();
+        let dir = |direction| DirectionLabel { direction };
+        ConstGauge::new(outbound as i64).encode(active.encode_family(&dir("outbound"))?)?;
+        if let Some(app) = SOURCES.app.get() {
+            ConstGauge::new(app.open_connections() as i64)
+                .encode(active.encode_family(&dir("inbound"))?)?;
+        }
+
+        let mut tls = encoder.encode_descriptor(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by direction (see crate::tls_stats)",
+            None,
+            MetricType::Counter,
+        )?;
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            ConstCounter::new(crate::tls_stats::handshake_failures(direction))
+                .encode(tls.encode_family(&dir(direction.as_str()))?)?;
+        }
+
+        if let Some(config) = &config
+            && !config.version().is_empty()
+        {
+            let mut version = encoder.encode_descriptor(
+                "config_version",
+                "The applied config snapshot's version (the label); always 1",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(1i64)
+                .encode(version.encode_family(&[("version", config.version())])?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(code: u16, subset: &str) -> RequestLabels {
+        let m = global();
+        RequestLabels {
+            direction: "outbound",
+            source_service: m.intern("metrics-test-client"),
+            destination_service: m.intern("metrics-test.default.svc.cluster.local"),
+            destination_subset: m.intern(subset),
+            response_code: code,
+            mtls: false,
+            response_flags: m.intern("-"),
+        }
+    }
+
+    #[test]
+    fn requests_are_counted_by_labels_in_prometheus_text() {
+        let m = global();
+        for _ in 0..3 {
+            m.record_request(&labels(200, "v1"), 0.7);
+        }
+        m.record_request(&labels(503, "v2"), 12.0);
+        let text = m.encode();
+        let line = |code: &str, subset: &str| {
+            format!(
+                "remora_requests_total{{direction=\"outbound\",source_service=\"metrics-test-client\",\
+                 destination_service=\"metrics-test.default.svc.cluster.local\",\
+                 destination_subset=\"{subset}\",response_code=\"{code}\",mtls=\"false\",\
+                 response_flags=\"-\"}}"
+            )
+        };
+        assert!(
+            text.contains(&format!("{} 3\n", line("200", "v1"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1\n", line("503", "v2"))),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE remora_request_duration_milliseconds histogram"));
+        // 0.7 ms falls in the 1 ms bucket, not the 0.5 ms one.
+        assert!(text.contains("le=\"0.5\"} 0\n"), "{text}");
+        assert!(text.contains("le=\"1\"} 3\n"), "{text}");
+    }
+
+    #[test]
+    fn interned_values_are_shared() {
+        let m = global();
+        let a = m.intern("reviews.default.svc.cluster.local");
+        let b = m.intern(&String::from("reviews.default.svc.cluster.local"));
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn tls_failures_and_cert_expiry_are_exported() {
+        crate::tls_stats::tls_handshake_failed(Direction::Outbound);
+        set_cert_expiry(1_900_000_000);
+        let text = global().encode();
+        let outbound = crate::tls_stats::handshake_failures(Direction::Outbound);
+        assert!(
+            text.contains(&format!(
+                "remora_tls_handshake_failures_total{{direction=\"outbound\"}} {outbound}\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("remora_certificate_expiry_timestamp_seconds 1900000000\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_scrape_path_answers_prometheus_text() {
+        let resp = scrape(&Method::GET, PROMETHEUS_PATH);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        assert_eq!(
+            scrape(&Method::GET, "/metrics").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            scrape(&Method::POST, PROMETHEUS_PATH).status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn samples_are_the_text_without_comments() {
+        let samples = global().encode_samples();
+        assert!(samples.lines().all(|l| !l.starts_with('#')));
+        assert!(
+            samples.contains("remora_retry_attempts_total "),
+            "{samples}"
+        );
+    }
+}

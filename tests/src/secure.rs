@@ -1,0 +1,143 @@
+//! Meshes with identities: proxies that get SVIDs from the control plane's
+//! CA, and the outside clients (`curl`, `openssl s_client`) that probe an
+//! inbound port the way an attacker or a misconfigured app would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::mesh::{Mesh, ProxySpec};
+
+/// How long an outside client may take before the probe counts as hung.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Token files for the proxies of one test.
+#[derive(Debug)]
+pub struct Tokens {
+    dir: TempDir,
+}
+
+impl Tokens {
+    /// An empty token directory.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("remora-tokens-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    /// Writes a token for `namespace/service_account` (made by `mesh`'s
+    /// control plane) into a file and returns its path.
+    pub fn file(&self, mesh: &Mesh, namespace: &str, service_account: &str) -> PathBuf {
+        let token = mesh.control_plane.token(namespace, service_account);
+        let path = self
+            .dir
+            .path()
+            .join(format!("{namespace}.{service_account}.token"));
+        std::fs::write(&path, token).expect("write token file");
+        path
+    }
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `spec` with an identity: a token for `namespace/service_account` (the
+/// spec's namespace, and `--service-account service_account`), the CA
+/// certificate to verify the control plane with, and its TLS address.
+pub fn with_identity(
+    spec: ProxySpec,
+    mesh: &Mesh,
+    tokens: &Tokens,
+    service_account: &str,
+) -> ProxySpec {
+    let token = tokens.file(mesh, &spec.namespace, service_account);
+    let ca = mesh.control_plane.ca_cert();
+    let ca_addr = mesh.control_plane.grpc_tls.to_string();
+    spec.arg("--service-account", service_account)
+        .arg("--token-file", &token.to_string_lossy())
+        .arg("--ca-cert", &ca.to_string_lossy())
+        .arg("--ca-address", &ca_addr)
+}
+
+/// What an outside client got.
+#[derive(Debug)]
+pub struct Probe {
+    /// The exit status code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// stdout and stderr, concatenated.
+    pub output: String,
+}
+
+impl Probe {
+    /// Whether an HTTP 200 came back.
+    pub fn got_200(&self) -> bool {
+        self.output.contains("HTTP/1.1 200") || self.output.contains("HTTP/2 200")
+    }
+}
+
+/// `curl -sS -i http://<addr>/echo -H 'Host: <host>'`: a plaintext HTTP/1.1
+/// request straight to a port.
+pub async fn curl_plaintext(addr: SocketAddr, host: &str) -> Probe {
+    let out = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "5", "-H"])
+            .arg(format!("Host: {host}"))
+            .arg(format!("http://{addr}/echo"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl hung")
+    .expect("run curl (Debian package `curl`)");
+    Probe {
+        code: out.status.code(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// `openssl s_client -connect <addr>` with no client certificate, sending
+/// one HTTP/1.1 request over the TLS connection (ALPN `http/1.1`).
+pub async fn openssl_without_certificate(addr: SocketAddr, host: &str) -> Probe {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(addr.to_string())
+        .args(["-alpn", "http/1.1", "-ign_eof", "-tls1_3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run openssl (Debian package `openssl`)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let request = format!("GET /echo HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    // The server may close before reading: a failed write is part of the answer.
+    let _ = stdin.write_all(request.as_bytes()).await;
+    drop(stdin);
+    let out = tokio::time::timeout(PROBE_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("openssl s_client hung")
+        .expect("openssl s_client output");
+    Probe {
+        code: out.status.code(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
