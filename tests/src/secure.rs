@@ -10,7 +10,7 @@ use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::mesh::{Mesh, ProxySpec};
+use crate::mesh::{DemoApp, Mesh, Proxy, ProxySpec};
 
 /// How long an outside client may take before the probe counts as hung.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,6 +67,25 @@ pub fn with_identity(
         .arg("--token-file", &token.to_string_lossy())
         .arg("--ca-cert", &ca.to_string_lossy())
         .arg("--ca-address", &ca_addr)
+}
+
+/// A sidecar for `service` (service account of the same name, label
+/// `version=v1`) in front of `app`, with a certificate; ready.
+pub async fn sidecar(mesh: &Mesh, tokens: &Tokens, service: &str, app: &DemoApp) -> Proxy {
+    mesh.proxy(&with_identity(
+        ProxySpec::sidecar(service, "v1", app.addr),
+        mesh,
+        tokens,
+        service,
+    ))
+    .await
+}
+
+/// A client-only proxy for workload `name` (service account of the same
+/// name), with a certificate; ready.
+pub async fn client(mesh: &Mesh, tokens: &Tokens, name: &str) -> Proxy {
+    mesh.proxy(&with_identity(ProxySpec::client(name), mesh, tokens, name))
+        .await
 }
 
 /// What an outside client got.

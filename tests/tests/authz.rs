@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use http::Method;
-use remora_e2e::secure::{Tokens, curl_plaintext, with_identity};
-use remora_e2e::{DemoApp, Mesh, Protocol, Proxy, ProxySpec, Reply};
+use remora_e2e::secure::{self, Tokens, curl_plaintext};
+use remora_e2e::{DemoApp, Mesh, Protocol, Proxy, Reply};
 
 const REVIEWS: &str = "|reviews.default.svc.cluster.local";
 const SETTLE: Duration = Duration::from_secs(15);
@@ -47,30 +47,9 @@ async fn allow_and_deny_policies_decide_by_principal_method_and_path() {
     let mesh = Mesh::start(&[("authz.yaml", POLICIES)]).await;
     let tokens = Tokens::new();
     let app = DemoApp::start("reviews", "v1").await;
-    let server = mesh
-        .proxy(&with_identity(
-            ProxySpec::sidecar("reviews", "v1", app.addr),
-            &mesh,
-            &tokens,
-            "reviews",
-        ))
-        .await;
-    let reader = mesh
-        .proxy(&with_identity(
-            ProxySpec::client("productpage"),
-            &mesh,
-            &tokens,
-            "productpage",
-        ))
-        .await;
-    let stranger = mesh
-        .proxy(&with_identity(
-            ProxySpec::client("ratings"),
-            &mesh,
-            &tokens,
-            "ratings",
-        ))
-        .await;
+    let server = secure::sidecar(&mesh, &tokens, "reviews", &app).await;
+    let reader = secure::client(&mesh, &tokens, "productpage").await;
+    let stranger = secure::client(&mesh, &tokens, "ratings").await;
     for p in [&reader, &stranger] {
         p.wait_endpoints(REVIEWS, 1, SETTLE).await;
     }

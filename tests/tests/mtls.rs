@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use remora_e2e::mesh::endpoints_in;
-use remora_e2e::secure::{Tokens, curl_plaintext, openssl_without_certificate, with_identity};
-use remora_e2e::{DemoApp, Mesh, Protocol, Proxy, ProxySpec, Reply};
+use remora_e2e::secure::{self, Tokens, curl_plaintext, openssl_without_certificate};
+use remora_e2e::{DemoApp, Mesh, Protocol, Proxy, Reply};
 use serde_json::Value;
 
 const REVIEWS: &str = "|reviews.default.svc.cluster.local";
@@ -49,22 +49,8 @@ impl Pair {
         let mesh = Mesh::start(files).await;
         let tokens = Tokens::new();
         let app = DemoApp::start("reviews", "v1").await;
-        let server = mesh
-            .proxy(&with_identity(
-                ProxySpec::sidecar("reviews", "v1", app.addr),
-                &mesh,
-                &tokens,
-                "reviews",
-            ))
-            .await;
-        let client = mesh
-            .proxy(&with_identity(
-                ProxySpec::client("productpage"),
-                &mesh,
-                &tokens,
-                "productpage",
-            ))
-            .await;
+        let server = secure::sidecar(&mesh, &tokens, "reviews", &app).await;
+        let client = secure::client(&mesh, &tokens, "productpage").await;
         client.wait_endpoints(REVIEWS, 1, SETTLE).await;
         Self {
             mesh,
@@ -289,14 +275,7 @@ async fn a_peer_with_another_identity_fails_the_destination_check() {
     let mesh = Mesh::start(&[]).await;
     let tokens = Tokens::new();
     let app = DemoApp::start("impostor", "v1").await;
-    let impostor = mesh
-        .proxy(&with_identity(
-            ProxySpec::sidecar("impostor", "v1", app.addr),
-            &mesh,
-            &tokens,
-            "impostor",
-        ))
-        .await;
+    let impostor = secure::sidecar(&mesh, &tokens, "impostor", &app).await;
     let port = impostor.inbound.expect("inbound").port();
     mesh.write_file(
         "payments.yaml",
@@ -323,14 +302,7 @@ spec:
 "
         ),
     );
-    let client = mesh
-        .proxy(&with_identity(
-            ProxySpec::client("productpage"),
-            &mesh,
-            &tokens,
-            "productpage",
-        ))
-        .await;
+    let client = secure::client(&mesh, &tokens, "productpage").await;
     let cluster = "|payments.default.svc.cluster.local";
     let dump = wait_config(&client, "payments endpoint", |d| {
         endpoints_in(d, cluster).len() == 1

@@ -150,11 +150,27 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             logs,
         )?);
     }
-    let grpc = children[0]
-        .wait_field("listening", "grpc", STEP_TIMEOUT)
-        .await?;
+    let listening = children[0].wait_event("listening", STEP_TIMEOUT).await?;
+    let cp_field = |name: &str| {
+        listening
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("the control plane's `listening` has no `{name}`"))
+    };
+    let (grpc, grpc_tls) = (cp_field("grpc")?, cp_field("grpc_tls")?);
     let control_plane = format!("http://{grpc}");
-    println!("control plane   gRPC {grpc}  config {}", config.display());
+    println!("control plane   gRPC {grpc}  TLS {grpc_tls}  config {}", config.display());
+
+    // Every proxy gets an identity: a bootstrap token per service account,
+    // and the CA certificate to verify the control plane's TLS port with.
+    // The sidecars then talk mTLS to each other.
+    let data_dir = config_dir.join(".data");
+    let identity = Identity {
+        tokens: token_files(&remora, &data_dir, config_dir, &[SERVICE, "productpage"])?,
+        ca_cert: data_dir.join("ca-cert.pem"),
+        ca_address: grpc_tls,
+    };
     let mut apps = Vec::new();
     for (i, version) in SUBSETS.into_iter().enumerate() {
         let addr = children[1 + i]
@@ -178,6 +194,8 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             // Free ports: three proxies on one host cannot share 15090/15021.
             .args(["--stats-addr", "127.0.0.1:0"])
             .args(["--health-addr", "127.0.0.1:0"]);
+        identity.add_to(&mut cmd, SERVICE);
+        traces(&mut cmd);
         let mut sidecar = Child::spawn(&format!("sidecar {SERVICE} {version}"), cmd, logs)?;
         let addr = sidecar
             .wait_field("listening", "inbound", STEP_TIMEOUT)
@@ -201,6 +219,8 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
         .args(["--stats-addr", "127.0.0.1:0"])
         .args(["--health-addr", "127.0.0.1:0"])
         .args(["--access-log", "off"]);
+    identity.add_to(&mut cmd, "productpage");
+    traces(&mut cmd);
     children.push(Child::spawn("sidecar productpage", cmd, logs)?);
     let client_proxy = children.last_mut().context("just pushed")?;
     let listening = client_proxy.wait_event("listening", STEP_TIMEOUT).await?;
@@ -245,7 +265,108 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
         &jason,
         false,
     );
-    Ok(canary.failed == 0 && jason.failed == 0)
+    let mtls = mtls_requests(&client, &stats).await?;
+    println!(
+        "mTLS between the sidecars: {mtls} of {} requests (remora_requests_total{{mtls=\"true\"}})",
+        args.requests + JASON_REQUESTS
+    );
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        println!("traces: every request sampled, exported to $OTEL_EXPORTER_OTLP_ENDPOINT");
+    }
+    Ok(canary.failed == 0 && jason.failed == 0 && mtls == args.requests + JASON_REQUESTS)
+}
+
+/// What each proxy needs to get its certificate.
+struct Identity {
+    /// Token file per service account.
+    tokens: BTreeMap<String, PathBuf>,
+    /// The CA certificate (trust bundle) to verify the control plane with.
+    ca_cert: PathBuf,
+    /// The control plane's gRPC-over-TLS address.
+    ca_address: String,
+}
+
+impl Identity {
+    fn add_to(&self, cmd: &mut Command, service_account: &str) {
+        if let Some(token) = self.tokens.get(service_account) {
+            cmd.args(["--service-account", service_account])
+                .arg("--token-file")
+                .arg(token)
+                .arg("--ca-cert")
+                .arg(&self.ca_cert)
+                .args(["--ca-address", &self.ca_address]);
+        }
+    }
+}
+
+/// Makes a bootstrap token for each service account in `default` with
+/// `remora token create`, written to a file in `dir` (hidden from the
+/// config reader).
+fn token_files(
+    remora: &Path,
+    data_dir: &Path,
+    dir: &Path,
+    accounts: &[&str],
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for account in accounts {
+        let run = std::process::Command::new(remora)
+            .args(["token", "create", "--namespace", "default"])
+            .args(["--service-account", account])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .output()
+            .with_context(|| format!("cannot run {} token create", remora.display()))?;
+        if !run.status.success() {
+            bail!(
+                "remora token create for {account} failed: {}",
+                String::from_utf8_lossy(&run.stderr).trim()
+            );
+        }
+        let path = dir.join(format!(".{account}.token"));
+        std::fs::write(&path, &run.stdout)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        out.insert((*account).to_owned(), path);
+    }
+    Ok(out)
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set (inherited by the proxies), the
+/// example records every request rather than Istio's default 1%.
+fn traces(cmd: &mut Command) {
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        cmd.args(["--trace-sampling", "100"]);
+    }
+}
+
+/// Outbound requests the client sidecar sent over mTLS, from its metrics.
+async fn mtls_requests(client: &HttpClient, stats: &str) -> anyhow::Result<u32> {
+    let url = format!("http://{stats}/stats/prometheus");
+    let resp = client
+        .get(url.parse().context("metrics URL")?)
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("reading {url}"))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    Ok(mtls_count(&text))
+}
+
+/// Sums `remora_requests_total` samples with `direction="outbound"` and
+/// `mtls="true"` in Prometheus text.
+fn mtls_count(text: &str) -> u32 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("remora_requests_total{")
+                && l.contains("direction=\"outbound\"")
+                && l.contains("mtls=\"true\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u32
 }
 
 /// Polls the client sidecar's `/config_dump` every 50 ms until, for each
@@ -411,6 +532,18 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!(seen["v1"], vec!["127.0.0.1:1".to_owned()]);
         assert!(seen["v2"].is_empty());
+    }
+
+    #[test]
+    fn mtls_count_sums_outbound_mtls_samples_only() {
+        let text = r#"# HELP remora_requests_total Requests.
+remora_requests_total{direction="outbound",destination_subset="v1",response_code="200",mtls="true"} 900
+remora_requests_total{direction="outbound",destination_subset="v2",response_code="200",mtls="true"} 200
+remora_requests_total{direction="outbound",destination_subset="v2",response_code="503",mtls="false"} 7
+remora_requests_total{direction="inbound",destination_subset="v1",response_code="200",mtls="true"} 5
+remora_requests_total_created{direction="outbound",mtls="true"} 1.7e9
+"#;
+        assert_eq!(mtls_count(text), 1100);
     }
 
     #[test]

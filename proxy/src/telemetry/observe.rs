@@ -116,7 +116,7 @@ impl Record {
     /// the next hop) and gives it an `x-request-id` if it has none.
     pub fn start(telemetry: Arc<Telemetry>, direction: Direction, parts: &mut Parts) -> Self {
         let info = RequestInfo::new(&parts.method, &parts.uri).version(parts.version);
-        let span = match direction {
+        let mut span = match direction {
             Direction::Inbound => telemetry.tracer.start_server(&mut parts.headers, &info),
             Direction::Outbound => telemetry.tracer.start_client(&mut parts.headers, &info),
         };
@@ -140,6 +140,9 @@ impl Record {
                 )
             }
         };
+        if let Some(id) = &peer_identity {
+            span.set_peer_identity(id);
+        }
         let entry = Entry {
             start_time: rfc3339(SystemTime::now()),
             direction: direction.as_str(),
