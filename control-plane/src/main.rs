@@ -21,7 +21,7 @@ use remora_control_plane::mesh::Mesh;
 use remora_control_plane::metrics::Metrics;
 use remora_control_plane::monitoring::{self, Monitoring};
 use remora_control_plane::status::ProxyTracker;
-use remora_control_plane::translate::MeshSettings;
+use remora_control_plane::translate::{MeshSettings, TraceSampling};
 use remora_control_plane::watch::{self, ConfigDir};
 use remora_control_plane::{describe, proxy_status};
 use serde_json::json;
@@ -65,6 +65,12 @@ enum Command {
         #[arg(long, env = "REMORA_ROOT_NAMESPACE", default_value = config::DEFAULT_ROOT_NAMESPACE,
               value_parser = config::namespace_arg)]
         root_namespace: String,
+        /// Percentage of new traces every proxy records, 0 to 100 (Istio's
+        /// `tracing.sampling`), sent in every snapshot. Unset: each proxy
+        /// keeps its own (1% unless its `--trace-sampling` says otherwise);
+        /// a proxy's own `--trace-sampling` always wins.
+        #[arg(long, env = "REMORA_TRACE_SAMPLING", value_parser = TraceSampling::parse)]
+        trace_sampling: Option<TraceSampling>,
     },
     /// Bootstrap tokens, with which proxies get their first certificate.
     Token {
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
             monitoring_addr,
             identity,
             root_namespace,
+            trace_sampling,
         } => {
             let Ok(warmup) = std::time::Duration::try_from_secs_f64(warmup_secs) else {
                 eprintln!("error: --warmup-secs {warmup_secs} is not a duration in seconds");
@@ -141,7 +148,11 @@ fn main() -> ExitCode {
                 grpc: grpc_addr,
                 monitoring: monitoring_addr,
             };
-            match runtime.block_on(serve(config_dir, addrs, warmup, identity, root_namespace)) {
+            let mesh = MeshFlags {
+                root_namespace,
+                trace_sampling,
+            };
+            match runtime.block_on(serve(config_dir, addrs, warmup, identity, mesh)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -217,13 +228,24 @@ struct Addrs {
     monitoring: SocketAddr,
 }
 
+/// The mesh-wide flags of `serve`; with the trust domain they make the
+/// [`MeshSettings`].
+struct MeshFlags {
+    root_namespace: String,
+    trace_sampling: Option<TraceSampling>,
+}
+
 async fn serve(
     config_dir: Option<PathBuf>,
     addrs: Addrs,
     warmup: std::time::Duration,
     identity: IdentityArgs,
-    root_namespace: String,
+    mesh_flags: MeshFlags,
 ) -> anyhow::Result<()> {
+    let MeshFlags {
+        root_namespace,
+        trace_sampling,
+    } = mesh_flags;
     let metrics = Metrics::new();
     let proxies = ProxyTracker::new(metrics.clone());
     let mesh = Arc::new(Mesh::with_warmup(warmup));
@@ -252,6 +274,7 @@ async fn serve(
     let settings = MeshSettings {
         trust_domain: identity.trust_domain.clone(),
         root_namespace,
+        trace_sampling,
     };
     let identity = identity
         .start(addrs.grpc, metrics.clone())

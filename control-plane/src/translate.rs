@@ -42,16 +42,75 @@ pub struct MeshSettings {
     /// without selector applies mesh-wide, and its AuthorizationPolicies
     /// apply to every namespace.
     pub root_namespace: String,
+    /// The share of new traces every proxy records (`--trace-sampling`),
+    /// sent as `Snapshot.mesh.trace_sampling_percent`. `None`: not sent,
+    /// and each proxy keeps its own default (1%).
+    pub trace_sampling: Option<TraceSampling>,
 }
 
 impl Default for MeshSettings {
-    /// Istio's defaults: trust domain `cluster.local`, root namespace `istio-system`.
+    /// Istio's defaults: trust domain `cluster.local`, root namespace
+    /// `istio-system`; no trace sampling sent.
     fn default() -> Self {
         MeshSettings {
             // A literal that is a valid trust domain, not user input: cannot fail.
             trust_domain: TrustDomain::new("cluster.local").expect("valid trust domain"),
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_owned(),
+            trace_sampling: None,
         }
+    }
+}
+
+impl MeshSettings {
+    /// The `Snapshot.mesh` message: `None` when no mesh-wide setting is
+    /// given, so a mesh without them sends what it always sent.
+    fn to_proto(&self) -> Option<pb::MeshSettings> {
+        let trace_sampling_percent = self.trace_sampling.map(TraceSampling::percent);
+        trace_sampling_percent
+            .is_some()
+            .then_some(pb::MeshSettings {
+                trace_sampling_percent,
+            })
+    }
+}
+
+/// A trace sampling percentage, from 0 to 100 (Istio's `tracing.sampling`:
+/// `1` is 1%). Held, it is in range and not NaN.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceSampling(f64);
+
+// The value is never NaN (checked on construction), so `==` is an
+// equivalence relation.
+impl Eq for TraceSampling {}
+
+impl TraceSampling {
+    /// A percentage from 0 to 100.
+    pub fn new(percent: f64) -> Result<Self, String> {
+        if (0.0..=100.0).contains(&percent) {
+            Ok(Self(percent))
+        } else {
+            Err(format!(
+                "trace sampling must be a percentage from 0 to 100, got {percent}"
+            ))
+        }
+    }
+
+    /// Parses `"1"`, `"0.5"`, `"100"` or `"100%"`: the `clap` value parser
+    /// of `remora serve --trace-sampling`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let percent = text
+            .trim()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .map_err(|_| {
+                format!("trace sampling must be a percentage from 0 to 100, got {text:?}")
+            })?;
+        Self::new(percent)
+    }
+
+    /// The percentage, from 0 to 100.
+    pub fn percent(self) -> f64 {
+        self.0
     }
 }
 
@@ -149,6 +208,7 @@ pub fn snapshot_for(
             resources,
             settings,
         )),
+        mesh: settings.to_proto(),
     }
 }
 

@@ -149,6 +149,7 @@ async fn settings_shape_inbound_policy_and_endpoint_identity() {
     let settings = MeshSettings {
         trust_domain: TrustDomain::new("example.org").expect("trust domain"),
         root_namespace: "mesh-root".into(),
+        ..MeshSettings::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

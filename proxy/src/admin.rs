@@ -1,5 +1,6 @@
 //! The admin API (localhost only by default): `/ready`, `/config_dump`,
-//! `/clusters` (endpoints with their load and ejection state) and `/stats`.
+//! `/clusters` (endpoints with their load and ejection state), `/certs`,
+//! `/stats` and `/logging`.
 
 use std::sync::Arc;
 
@@ -96,7 +97,7 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
         other => local_reply(
             StatusCode::NOT_FOUND,
             format!(
-                "no admin endpoint {other}; try /ready, /config_dump, /clusters, /stats or /logging"
+                "no admin endpoint {other}; try /ready, /config_dump, /clusters, /certs, /stats or /logging"
             ),
         ),
     }

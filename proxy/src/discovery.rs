@@ -12,9 +12,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint as GrpcEndpoint;
 
-use crate::config::RuntimeConfig;
+use crate::config::{ConfigError, RuntimeConfig};
 use crate::events;
 use crate::identity::Identity;
+use crate::telemetry::trace::{SamplingControl, SamplingRatio};
 use crate::upstream::EndpointRegistry;
 
 /// First and longest wait between reconnects (before jitter).
@@ -36,6 +37,9 @@ pub struct ConfigState {
     /// The workload identity, set once at startup when the proxy has a token (mTLS on);
     /// unset, the proxy runs without one and readiness needs only a config.
     pub identity: OnceLock<Arc<Identity>>,
+    /// The trace sampling ratio; each applied snapshot sets it from
+    /// `mesh.trace_sampling_percent` unless the operator pinned it.
+    pub trace_sampling: SamplingControl,
 }
 
 impl ConfigState {
@@ -47,7 +51,14 @@ impl ConfigState {
             ready: watch::Sender::new(false),
             mesh_tls,
             identity: OnceLock::new(),
+            trace_sampling: SamplingControl::default(),
         }
+    }
+
+    /// The same state, its trace sampling shared with the tracer.
+    pub fn with_trace_sampling(mut self, sampling: SamplingControl) -> Self {
+        self.trace_sampling = sampling;
+        self
     }
 
     /// Whether the proxy may serve: it has a config and, when mTLS is on, a
@@ -70,12 +81,27 @@ impl ConfigState {
         }
     }
 
-    /// Validates and swaps in `snapshot`; on error the current config stays.
-    pub fn apply(&self, snapshot: pb::Snapshot) -> Result<(), crate::config::ConfigError> {
+    /// Validates and swaps in `snapshot`, then follows its mesh settings
+    /// (the trace sampling ratio); on error the current config and ratio
+    /// stay.
+    pub fn apply(&self, snapshot: pb::Snapshot) -> Result<(), ConfigError> {
+        let sampling = mesh_sampling(snapshot.mesh.as_ref())?;
         let config = RuntimeConfig::build(snapshot, &self.endpoints, self.mesh_tls.as_ref())?;
         self.current.store(Arc::new(config));
+        self.trace_sampling.apply_mesh(sampling);
         Ok(())
     }
+}
+
+/// The mesh's trace sampling ratio, if the snapshot sets one.
+fn mesh_sampling(mesh: Option<&pb::MeshSettings>) -> Result<Option<SamplingRatio>, ConfigError> {
+    mesh.and_then(|m| m.trace_sampling_percent)
+        .map(SamplingRatio::from_percent)
+        .transpose()
+        .map_err(|e| ConfigError::MeshSettings {
+            field: "trace_sampling_percent",
+            error: e.to_string(),
+        })
 }
 
 impl Default for ConfigState {
@@ -176,4 +202,59 @@ async fn stream_once(
         }
     }
     Ok(applied_any)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(version: &str, percent: Option<f64>) -> pb::Snapshot {
+        pb::Snapshot {
+            version: version.to_owned(),
+            mesh: percent.map(|p| pb::MeshSettings {
+                trace_sampling_percent: Some(p),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn applied_snapshot_sets_the_trace_ratio_unless_the_flag_pinned_it() {
+        let sampling = SamplingControl::new(None);
+        let state = ConfigState::new(None).with_trace_sampling(sampling.clone());
+        state.apply(snapshot("v1", Some(100.0))).expect("applied");
+        assert_eq!(sampling.ratio(), SamplingRatio::ALWAYS);
+        state.apply(snapshot("v2", Some(0.0))).expect("applied");
+        assert_eq!(sampling.ratio(), SamplingRatio::NEVER);
+        state.apply(snapshot("v3", None)).expect("applied");
+        assert_eq!(sampling.ratio(), SamplingRatio::ISTIO_DEFAULT);
+
+        let pinned = SamplingControl::new(Some(SamplingRatio::ALWAYS));
+        let state = ConfigState::new(None).with_trace_sampling(pinned.clone());
+        state.apply(snapshot("v1", Some(0.0))).expect("applied");
+        assert_eq!(pinned.ratio(), SamplingRatio::ALWAYS, "the flag wins");
+    }
+
+    #[test]
+    fn out_of_range_ratio_is_refused_and_changes_nothing() {
+        let sampling = SamplingControl::new(None);
+        let state = ConfigState::new(None).with_trace_sampling(sampling.clone());
+        state.apply(snapshot("v1", Some(100.0))).expect("applied");
+        for bad in [150.0, -1.0, f64::NAN] {
+            let err = state.apply(snapshot("v2", Some(bad))).expect_err("refused");
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::MeshSettings {
+                        field: "trace_sampling_percent",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("from 0 to 100"), "{err}");
+        }
+        assert_eq!(sampling.ratio(), SamplingRatio::ALWAYS);
+        assert_eq!(state.current.load().version(), "v1");
+    }
 }

@@ -14,7 +14,7 @@ use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
-use remora_proxy::telemetry::trace::{SamplingRatio, TraceConfig, Tracer};
+use remora_proxy::telemetry::trace::{SamplingControl, SamplingRatio, TraceConfig, Tracer};
 use remora_proxy::telemetry::{Telemetry, Workload, log_level, metrics};
 use remora_proxy::{admin, events, health};
 use tokio::net::TcpListener;
@@ -98,15 +98,15 @@ struct Args {
     /// headers still pass through.
     #[arg(long)]
     otlp_endpoint: Option<String>,
-    /// Percentage of new traces recorded (Istio's default: 1); a caller's
-    /// sampling decision is followed.
+    /// Percentage of new traces recorded; a caller's sampling decision is
+    /// followed. Given, it wins over the control plane's `--trace-sampling`;
+    /// unset, the control plane's applies, else Istio's default: 1.
     #[arg(
         long,
-        default_value = "1",
         value_parser = SamplingRatio::parse_percent,
         env = "REMORA_TRACE_SAMPLING"
     )]
-    trace_sampling: SamplingRatio,
+    trace_sampling: Option<SamplingRatio>,
     #[command(flatten)]
     identity: IdentityArgs,
 }
@@ -185,7 +185,9 @@ async fn main() -> anyhow::Result<()> {
         "starting"
     );
 
-    let state = Arc::new(ConfigState::new(mesh_tls.clone()));
+    let trace_sampling = SamplingControl::new(args.trace_sampling);
+    let state =
+        Arc::new(ConfigState::new(mesh_tls.clone()).with_trace_sampling(trace_sampling.clone()));
     if let Some(identity) = &identity {
         let _ = state.identity.set(Arc::clone(identity));
     }
@@ -238,9 +240,9 @@ async fn main() -> anyhow::Result<()> {
         args.otlp_endpoint.as_deref(),
         &args.service,
         Some(&args.namespace),
-        args.trace_sampling,
+        trace_sampling.ratio(),
     )?;
-    let tracer = Tracer::new(trace_config)?;
+    let tracer = Tracer::with_sampling(trace_config, trace_sampling)?;
     tracing::info!(enabled = tracer.is_enabled(), "traces");
     let telemetry = Arc::new(Telemetry {
         access_log: AccessLog::spawn(args.access_log, out),

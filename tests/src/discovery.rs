@@ -243,5 +243,6 @@ pub fn snapshot(
         virtual_hosts,
         clusters,
         inbound: None,
+        mesh: None,
     }
 }

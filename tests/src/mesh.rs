@@ -2,6 +2,7 @@
 //! directory, sidecars and client proxies, demo apps.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,6 +41,12 @@ impl ControlPlane {
     /// its `listening` event. `addr` is `127.0.0.1:0` for a fresh port, or a
     /// previous instance's address to restart on the same port.
     pub async fn start(config_dir: &Path, addr: SocketAddr) -> Self {
+        Self::start_with_args(config_dir, addr, &[]).await
+    }
+
+    /// [`ControlPlane::start`] with `extra` appended to the command line
+    /// (e.g. `["--trace-sampling", "100"]`).
+    pub async fn start_with_args(config_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Self {
         // The CA and token key live beside the config (a hidden directory
         // the config reader skips), so a restarted control plane finds them.
         let data_dir = config_dir.join(".data");
@@ -58,7 +65,9 @@ impl ControlPlane {
                 "127.0.0.1:0".as_ref(),
                 "--data-dir".as_ref(),
                 data_dir.as_os_str(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().map(OsStr::new)),
         );
         let listening = process.wait_event("listening", EVENT_TIMEOUT).await;
         let grpc = listening["grpc"]
@@ -448,6 +457,8 @@ impl DemoApp {
 #[derive(Debug)]
 pub struct Mesh {
     dir: TempDir,
+    /// Extra `remora serve` arguments, kept for restarts.
+    control_plane_args: Vec<String>,
     /// The running control plane.
     pub control_plane: ControlPlane,
 }
@@ -456,6 +467,12 @@ impl Mesh {
     /// Writes `files` (name, YAML) into a fresh config directory, then
     /// starts the control plane on a free port over it.
     pub async fn start(files: &[(&str, &str)]) -> Self {
+        Self::start_with_args(files, &[]).await
+    }
+
+    /// [`Mesh::start`] with `args` appended to the control plane's command
+    /// line (e.g. `["--trace-sampling", "100"]`); a restart keeps them.
+    pub async fn start_with_args(files: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("remora-e2e-")
             .tempdir()
@@ -463,9 +480,13 @@ impl Mesh {
         for (name, contents) in files {
             write_atomically(dir.path(), name, contents);
         }
-        let control_plane =
-            ControlPlane::start(dir.path(), "127.0.0.1:0".parse().expect("addr")).await;
-        Self { dir, control_plane }
+        let addr = "127.0.0.1:0".parse().expect("addr");
+        let control_plane = ControlPlane::start_with_args(dir.path(), addr, args).await;
+        Self {
+            dir,
+            control_plane_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            control_plane,
+        }
     }
 
     /// The watched config directory.
@@ -492,7 +513,8 @@ impl Mesh {
     /// Starts the control plane again on the port it had.
     pub async fn restart_control_plane(&mut self) {
         let addr = self.control_plane.grpc;
-        self.control_plane = ControlPlane::start(self.dir.path(), addr).await;
+        let args: Vec<&str> = self.control_plane_args.iter().map(String::as_str).collect();
+        self.control_plane = ControlPlane::start_with_args(self.dir.path(), addr, &args).await;
     }
 
     /// Starts a proxy for `spec` against this mesh's control plane and waits

@@ -277,6 +277,7 @@ fn inbound_policy_carries_mode_ports_and_trust_domain() {
     let settings = MeshSettings {
         trust_domain: remora_certs::TrustDomain::new("example.org").expect("td"),
         root_namespace: "mesh-root".into(),
+        ..MeshSettings::default()
     };
     let policy = inbound_policy(
         "prod",

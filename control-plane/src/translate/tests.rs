@@ -884,3 +884,56 @@ spec:
     assert_eq!(inbound.mtls, i32::from(pb::MtlsMode::Strict));
     assert!(inbound.allow.is_empty());
 }
+
+#[test]
+fn trace_sampling_is_sent_in_every_snapshot_only_when_given() {
+    let nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:1001")].into();
+    let reviews = nodes[&1].clone();
+    assert_eq!(
+        snap(&client(), &[], &nodes).mesh,
+        None,
+        "not given: not sent"
+    );
+
+    let settings = MeshSettings {
+        trace_sampling: Some(TraceSampling::parse("100").expect("valid")),
+        ..MeshSettings::default()
+    };
+    for n in [client(), reviews] {
+        let s = snapshot_for(&n, &[], &nodes, &settings);
+        assert_eq!(
+            s.mesh.and_then(|m| m.trace_sampling_percent),
+            Some(100.0),
+            "{}",
+            n.id
+        );
+    }
+    // 0 is a setting (trace nothing), not "unset".
+    let off = MeshSettings {
+        trace_sampling: Some(TraceSampling::new(0.0).expect("valid")),
+        ..MeshSettings::default()
+    };
+    let s = snapshot_for(&client(), &[], &nodes, &off);
+    assert_eq!(s.mesh.and_then(|m| m.trace_sampling_percent), Some(0.0));
+    assert_ne!(
+        version_of(&snapshot_for(&client(), &[], &nodes, &settings)),
+        version_of(&snapshot_for(&client(), &[], &nodes, &off)),
+        "a new ratio is a new version, so it is pushed"
+    );
+}
+
+#[test]
+fn trace_sampling_is_a_percentage_from_0_to_100() {
+    assert_eq!(
+        TraceSampling::parse("0.5").map(TraceSampling::percent),
+        Ok(0.5)
+    );
+    assert_eq!(
+        TraceSampling::parse("100%").map(TraceSampling::percent),
+        Ok(100.0)
+    );
+    for bad in ["-1", "100.1", "NaN", "inf", "", "lots"] {
+        let err = TraceSampling::parse(bad).expect_err(bad);
+        assert!(err.contains("from 0 to 100"), "{bad}: {err}");
+    }
+}

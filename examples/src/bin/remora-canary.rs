@@ -160,7 +160,10 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
     };
     let (grpc, grpc_tls) = (cp_field("grpc")?, cp_field("grpc_tls")?);
     let control_plane = format!("http://{grpc}");
-    println!("control plane   gRPC {grpc}  TLS {grpc_tls}  config {}", config.display());
+    println!(
+        "control plane   gRPC {grpc}  TLS {grpc_tls}  config {}",
+        config.display()
+    );
 
     // Every proxy gets an identity: a bootstrap token per service account,
     // and the CA certificate to verify the control plane's TLS port with.

@@ -125,6 +125,14 @@ pub enum ConfigError {
         /// The raw value.
         value: i32,
     },
+    /// `Snapshot.mesh` holds a value out of range.
+    #[error("mesh.{field}: {error}")]
+    MeshSettings {
+        /// The field of `MeshSettings`.
+        field: &'static str,
+        /// What is wrong with it.
+        error: String,
+    },
 }
 
 /// The config the proxy routes by. Immutable once built; replaced whole.

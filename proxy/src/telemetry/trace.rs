@@ -25,10 +25,11 @@
 //!
 //! # Cost when off
 //!
-//! With no endpoint (or a sampling ratio of 0) no exporter, provider or
-//! span exists: starting a span reads the trace headers (to give access
-//! logs a trace id), keeps or makes `x-request-id`, and passes every trace
-//! header on untouched.
+//! With no endpoint (or a ratio of 0 from the proxy's `--trace-sampling`)
+//! no exporter, provider or span exists: starting a span reads the trace
+//! headers (to give access logs a trace id), keeps or makes `x-request-id`,
+//! and passes every trace header on untouched. A ratio of 0 from the
+//! control plane keeps the tracer, since a later snapshot may raise it.
 //!
 //! # Concurrency
 //!
@@ -59,6 +60,7 @@ pub use config::{
     OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SERVICE_NAME,
     SamplingRatio, TraceConfig,
 };
+pub use sampler::SamplingControl;
 pub use span::{RequestInfo, RequestSpan, attr};
 
 use context::{Incoming, Outgoing, Sampling, ensure_request_id};
@@ -104,21 +106,35 @@ struct Enabled {
     /// Kept so that the provider (and its processor) lives as long as the
     /// tracer.
     _provider: SdkTracerProvider,
-    ratio: SamplingRatio,
+    ratio: SamplingControl,
     stats: Arc<ExportStats>,
     export: ExportHandle,
 }
 
 impl Tracer {
-    /// A tracer per `config`: disabled without an endpoint or at a sampling
-    /// ratio of 0, else exporting over OTLP/gRPC. Must run inside the Tokio
-    /// runtime (the export task is spawned on it). The collector is
-    /// connected lazily: an absent one is not an error here.
+    /// A tracer per `config`, its ratio fixed at `config.sampling`:
+    /// disabled without an endpoint or at a sampling ratio of 0, else
+    /// exporting over OTLP/gRPC. Must run inside the Tokio runtime (the
+    /// export task is spawned on it). The collector is connected lazily: an
+    /// absent one is not an error here.
     pub fn new(config: TraceConfig) -> Result<Self, TraceError> {
+        let sampling = SamplingControl::pinned(config.sampling);
+        Self::with_sampling(config, sampling)
+    }
+
+    /// [`Tracer::new`], sampling at whatever ratio `sampling` holds when
+    /// each span starts (`config.sampling` is not read), so the control
+    /// plane can change it without rebuilding the tracer. Disabled at a
+    /// ratio of 0 only when `sampling` is pinned: a mesh's 0 may be raised
+    /// later.
+    pub fn with_sampling(
+        config: TraceConfig,
+        sampling: SamplingControl,
+    ) -> Result<Self, TraceError> {
         let Some(endpoint) = config.endpoint.as_deref() else {
             return Ok(Self::disabled());
         };
-        if config.sampling.get() <= 0.0 {
+        if sampling.is_pinned() && sampling.ratio().get() <= 0.0 {
             return Ok(Self::disabled());
         }
         if tokio::runtime::Handle::try_current().is_err() {
@@ -131,7 +147,7 @@ impl Tracer {
             .with_timeout(config.export_timeout)
             .build()
             .map_err(|e| TraceError::Exporter(e.to_string()))?;
-        Ok(Self::with_exporter(&config, exporter))
+        Ok(Self::with_exporter_sampling(&config, exporter, sampling))
     }
 
     /// Tracing off: spans are never built; trace headers pass untouched.
@@ -139,9 +155,23 @@ impl Tracer {
         Self { inner: None }
     }
 
-    /// A tracer that exports to `exporter` (tests use an in-memory one).
-    /// Must run inside the Tokio runtime.
+    /// A tracer that exports to `exporter` (tests use an in-memory one) at
+    /// the fixed ratio `config.sampling`. Must run inside the Tokio runtime.
+    #[cfg(test)]
     pub(crate) fn with_exporter<E>(config: &TraceConfig, exporter: E) -> Self
+    where
+        E: SpanExporter + 'static,
+    {
+        Self::with_exporter_sampling(config, exporter, SamplingControl::pinned(config.sampling))
+    }
+
+    /// A tracer that exports to `exporter`, at the ratio `sampling` holds
+    /// when each span starts. Must run inside the Tokio runtime.
+    pub(crate) fn with_exporter_sampling<E>(
+        config: &TraceConfig,
+        exporter: E,
+        sampling: SamplingControl,
+    ) -> Self
     where
         E: SpanExporter + 'static,
     {
@@ -161,7 +191,7 @@ impl Tracer {
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_sampler(MeshSampler {
-                ratio: config.sampling,
+                ratio: sampling.clone(),
             })
             .with_resource(resource.build())
             .build();
@@ -173,7 +203,7 @@ impl Tracer {
             inner: Some(Arc::new(Enabled {
                 tracer,
                 _provider: provider,
-                ratio: config.sampling,
+                ratio: sampling,
                 stats,
                 export,
             })),
@@ -308,7 +338,7 @@ impl Enabled {
         let sampled = match incoming.sampling {
             Sampling::Sampled | Sampling::Debug => true,
             Sampling::NotSampled => false,
-            Sampling::Deferred => ratio_keeps(self.ratio, parent.trace_id),
+            Sampling::Deferred => ratio_keeps(self.ratio.ratio(), parent.trace_id),
         };
         let flags = if sampled {
             TraceFlags::SAMPLED

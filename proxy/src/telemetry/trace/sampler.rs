@@ -1,11 +1,87 @@
 //! Which requests are traced: the caller's decision when it made one, else
 //! a ratio of trace ids (Istio's default is 1%).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
 use super::config::SamplingRatio;
+
+/// The sampling ratio in force, changeable while the proxy runs: the
+/// control plane may set it per mesh (`Snapshot.mesh.trace_sampling_percent`),
+/// unless the operator pinned it with the proxy's `--trace-sampling`.
+///
+/// Cheap to clone; clones share one ratio. The tracer reads it on every
+/// sampling decision, the discovery client writes it on every applied
+/// snapshot ([`SamplingControl::apply_mesh`]).
+///
+/// # Concurrency
+///
+/// The ratio is one atomic (the bits of an `f64`), read and written with
+/// relaxed ordering: a request that races a snapshot is sampled at the old
+/// ratio or the new one, either of which is fine.
+#[derive(Debug, Clone)]
+pub struct SamplingControl {
+    bits: Arc<AtomicU64>,
+    /// Set by the operator: the mesh's ratio is ignored.
+    pinned: bool,
+}
+
+impl SamplingControl {
+    /// The ratio from the proxy's flag: `Some` pins it (the control plane
+    /// cannot change it); `None` starts at Istio's default (1%) and follows
+    /// the mesh.
+    pub fn new(flag: Option<SamplingRatio>) -> Self {
+        match flag {
+            Some(ratio) => Self::pinned(ratio),
+            None => Self {
+                bits: Arc::new(AtomicU64::new(SamplingRatio::default().get().to_bits())),
+                pinned: false,
+            },
+        }
+    }
+
+    /// A ratio no snapshot changes.
+    pub fn pinned(ratio: SamplingRatio) -> Self {
+        Self {
+            bits: Arc::new(AtomicU64::new(ratio.get().to_bits())),
+            pinned: true,
+        }
+    }
+
+    /// Whether the operator fixed the ratio on the command line.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// The ratio in force.
+    pub fn ratio(&self) -> SamplingRatio {
+        // Only in-range ratios are ever stored, so this cannot fail; the
+        // default is a safe answer anyway.
+        SamplingRatio::new(f64::from_bits(self.bits.load(Ordering::Relaxed))).unwrap_or_default()
+    }
+
+    /// Follows the mesh's setting from an applied snapshot: its ratio when
+    /// the snapshot has one, else back to the default (1%). Does nothing
+    /// when the ratio is pinned. Returns the ratio in force afterwards.
+    pub fn apply_mesh(&self, mesh: Option<SamplingRatio>) -> SamplingRatio {
+        if !self.pinned {
+            let ratio = mesh.unwrap_or_default();
+            self.bits.store(ratio.get().to_bits(), Ordering::Relaxed);
+        }
+        self.ratio()
+    }
+}
+
+impl Default for SamplingControl {
+    /// Not pinned, at Istio's default (1%).
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
 
 /// A decision made before the span exists, for a request that carried a
 /// decision but no ids (`b3: 0`, `b3: d`): put into the parent context.
@@ -21,7 +97,7 @@ pub(crate) struct ForcedSampling(pub(crate) bool);
 /// that reaches this sampler has its flag set.
 #[derive(Debug, Clone)]
 pub(crate) struct MeshSampler {
-    pub(crate) ratio: SamplingRatio,
+    pub(crate) ratio: SamplingControl,
 }
 
 impl ShouldSample for MeshSampler {
@@ -40,9 +116,9 @@ impl ShouldSample for MeshSampler {
             }
             Some(cx) => match cx.get::<ForcedSampling>() {
                 Some(forced) => forced.0,
-                None => ratio_keeps(self.ratio, trace_id),
+                None => ratio_keeps(self.ratio.ratio(), trace_id),
             },
-            None => ratio_keeps(self.ratio, trace_id),
+            None => ratio_keeps(self.ratio.ratio(), trace_id),
         };
         SamplingResult {
             decision: if sampled {
@@ -105,8 +181,13 @@ mod tests {
 
     fn ratio(r: f64) -> MeshSampler {
         MeshSampler {
-            ratio: SamplingRatio::new(r).expect("valid ratio"),
+            ratio: SamplingControl::pinned(SamplingRatio::new(r).expect("valid ratio")),
         }
+    }
+
+    fn root_sampled(sampler: &MeshSampler) -> bool {
+        // The lowest id: kept at any ratio above 0, dropped at 0.
+        sample(sampler, Some(&Context::new()), TraceId::from_bytes([0; 16]))
     }
 
     #[test]
@@ -149,5 +230,52 @@ mod tests {
             SamplingRatio::new(0.0).expect("valid"),
             TraceId::from_bytes([0; 16])
         ));
+    }
+
+    #[test]
+    fn mesh_ratio_changes_the_running_sampler_unless_the_flag_pinned_it() {
+        let control = SamplingControl::new(None);
+        let sampler = MeshSampler {
+            ratio: control.clone(),
+        };
+        assert_eq!(control.ratio(), SamplingRatio::ISTIO_DEFAULT);
+        assert_eq!(
+            control.apply_mesh(Some(SamplingRatio::NEVER)),
+            SamplingRatio::NEVER
+        );
+        assert!(!root_sampled(&sampler), "the mesh set 0: nothing is kept");
+        assert_eq!(
+            control.apply_mesh(Some(SamplingRatio::ALWAYS)),
+            SamplingRatio::ALWAYS
+        );
+        assert!(
+            root_sampled(&sampler),
+            "the mesh set 100%: everything is kept"
+        );
+        assert_eq!(
+            control.apply_mesh(None),
+            SamplingRatio::ISTIO_DEFAULT,
+            "a snapshot without the setting restores the default"
+        );
+
+        let pinned = SamplingControl::new(Some(SamplingRatio::NEVER));
+        let sampler = MeshSampler {
+            ratio: pinned.clone(),
+        };
+        assert!(pinned.is_pinned());
+        assert_eq!(
+            pinned.apply_mesh(Some(SamplingRatio::ALWAYS)),
+            SamplingRatio::NEVER
+        );
+        assert!(
+            !root_sampled(&sampler),
+            "the operator's 0 wins over the mesh"
+        );
+        let pinned = SamplingControl::new(Some(SamplingRatio::ALWAYS));
+        assert_eq!(
+            pinned.apply_mesh(Some(SamplingRatio::NEVER)),
+            SamplingRatio::ALWAYS
+        );
+        assert_eq!(pinned.apply_mesh(None), SamplingRatio::ALWAYS);
     }
 }

@@ -346,3 +346,47 @@ fn request_span_is_small_and_send() {
     // It lives in every request's future: the SDK span is boxed.
     assert!(std::mem::size_of::<RequestSpan>() <= 160);
 }
+
+#[tokio::test]
+async fn mesh_ratio_applies_to_the_running_tracer() {
+    let recorder = Recorder::default();
+    let sampling = SamplingControl::new(None);
+    sampling.apply_mesh(Some(SamplingRatio::NEVER));
+    let tracer = Tracer::with_exporter_sampling(
+        &TraceConfig::disabled("reviews"),
+        recorder.clone(),
+        sampling.clone(),
+    );
+    let (method, uri) = get();
+    let root = |tracer: &Tracer| {
+        let mut map = HeaderMap::new();
+        let mut span = tracer.start_server(&mut map, &RequestInfo::new(&method, &uri));
+        let sampled = span.is_sampled();
+        span.finish(200, None);
+        sampled
+    };
+    assert!(!root(&tracer), "the mesh's 0 drops new traces");
+    sampling.apply_mesh(Some(SamplingRatio::ALWAYS));
+    assert!(root(&tracer), "the mesh's 100% keeps them, same tracer");
+    tracer.flush().await;
+    assert_eq!(
+        recorder.spans().len(),
+        1,
+        "only the second span is exported"
+    );
+}
+
+#[tokio::test]
+async fn a_mesh_ratio_of_zero_keeps_the_tracer_so_it_can_be_raised() {
+    let config = TraceConfig {
+        endpoint: Some("http://127.0.0.1:4317".to_owned()),
+        ..TraceConfig::disabled("reviews")
+    };
+    let mesh = SamplingControl::new(None);
+    mesh.apply_mesh(Some(SamplingRatio::NEVER));
+    let tracer = Tracer::with_sampling(config.clone(), mesh).expect("built");
+    assert!(tracer.is_enabled());
+    let pinned = SamplingControl::new(Some(SamplingRatio::NEVER));
+    let tracer = Tracer::with_sampling(config, pinned).expect("built");
+    assert!(!tracer.is_enabled(), "the operator's 0 turns tracing off");
+}
