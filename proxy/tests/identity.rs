@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use remora_e2e::identity::{certs, pem_blocks, ready_status, token_file};
+use remora_e2e::secure::{certs, pem_blocks, ready_status, token_file};
 use remora_e2e::{ControlPlane, Event, Proxy, ProxySpec};
 use serde_json::Value;
 use tempfile::TempDir;

@@ -11,7 +11,6 @@ pub mod client;
 pub mod direct;
 pub mod discovery;
 pub mod echo;
-pub mod identity;
 pub mod load;
 pub mod mesh;
 pub mod otlp;

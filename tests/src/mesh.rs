@@ -366,17 +366,34 @@ impl Proxy {
     /// to `timeout`; returns the config dump. Panics on timeout with the
     /// last dump and the proxy's stderr tail.
     pub async fn wait_endpoints(&self, cluster: &str, n: usize, timeout: Duration) -> Value {
+        self.wait_config(
+            &format!("cluster `{cluster}` with {n} endpoints"),
+            timeout,
+            |d| endpoints_in(d, cluster).len() == n,
+        )
+        .await
+    }
+
+    /// Polls the admin API's `/config_dump` until `check` holds, for up to
+    /// `timeout`; returns that dump. Panics on timeout naming `what`, with
+    /// the last dump and the proxy's stderr tail.
+    pub async fn wait_config(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let dump = self.config_dump().await;
             if let Ok(d) = &dump
-                && endpoints_in(d, cluster).len() == n
+                && check(d)
             {
                 return dump.expect("checked");
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "{}: cluster `{cluster}` did not reach {n} endpoints within {timeout:?}\nlast config_dump: {dump:?}\nstderr tail:\n{}",
+                    "{}: no {what} within {timeout:?}\nlast config_dump: {dump:?}\nstderr tail:\n{}",
                     self.process.name(),
                     self.process.stderr_tail()
                 );

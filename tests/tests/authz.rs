@@ -2,7 +2,7 @@
 //! to GET and nothing else, denies `/admin*` to everyone, and answers 403
 //! with the reason; the app never sees a denied request.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use remora_e2e::secure::{self, Tokens, curl_plaintext};
@@ -54,18 +54,13 @@ async fn allow_and_deny_policies_decide_by_principal_method_and_path() {
         p.wait_endpoints(REVIEWS, 1, SETTLE).await;
     }
     // The server has both policies before the first request.
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let dump = server.config_dump().await.expect("config_dump");
-        let inbound = &dump["snapshot"]["inbound"];
-        if inbound["allow"].as_array().is_some_and(|a| a.len() == 1)
-            && inbound["deny"].as_array().is_some_and(|d| d.len() == 1)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "policies not applied: {dump}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .wait_config("both policies", SETTLE, |dump| {
+            let inbound = &dump["snapshot"]["inbound"];
+            inbound["allow"].as_array().is_some_and(|a| a.len() == 1)
+                && inbound["deny"].as_array().is_some_and(|d| d.len() == 1)
+        })
+        .await;
 
     let ok = call(&reader, Method::GET, "/echo").await;
     assert_eq!(

@@ -7,7 +7,7 @@
 //! as `x-echo-x-forwarded-client-cert`), which is how a test sees the peer
 //! identity on the server side.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use remora_e2e::mesh::endpoints_in;
 use remora_e2e::secure::{self, Tokens, curl_plaintext, openssl_without_certificate};
@@ -97,23 +97,6 @@ fn endpoint<'a>(dump: &'a Value, cluster: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no endpoint in {cluster}: {dump}"))
 }
 
-/// Polls `proxy`'s config dump until `check` holds (bounded by [`SETTLE`]).
-async fn wait_config(proxy: &Proxy, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let dump = proxy.config_dump().await.expect("config_dump");
-        if check(&dump) {
-            return dump;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: {what} not applied within {SETTLE:?}: {dump}",
-            proxy.process.name()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sidecars_talk_mtls_and_the_app_sees_the_client_identity() {
     let pair = Pair::start(&[]).await;
@@ -178,10 +161,9 @@ async fn sidecars_talk_mtls_and_the_app_sees_the_client_identity() {
 #[tokio::test(flavor = "multi_thread")]
 async fn strict_refuses_plaintext_and_tls_without_a_certificate() {
     let pair = Pair::start(&[("peer-authentication.yaml", STRICT_MESH_WIDE)]).await;
-    wait_config(&pair.server, "STRICT", |d| {
-        d["snapshot"]["inbound"]["mtls"] == 1
-    })
-    .await;
+    pair.server
+        .wait_config("STRICT", SETTLE, |d| d["snapshot"]["inbound"]["mtls"] == 1)
+        .await;
 
     // The mesh path still works, over mTLS.
     let reply = pair.echo(Protocol::Http1).await;
@@ -245,14 +227,14 @@ async fn permissive_accepts_both_and_disable_accepts_plaintext_only() {
     // stops using mTLS towards it (auto mTLS follows the destination).
     pair.mesh
         .write_file("peer-authentication.yaml", DISABLE_DEFAULT_NS);
-    wait_config(&pair.server, "DISABLE", |d| {
-        d["snapshot"]["inbound"]["mtls"] == 2
-    })
-    .await;
-    wait_config(&pair.client, "plaintext endpoint", |d| {
-        !endpoints_in(d, REVIEWS).is_empty() && endpoint(d, REVIEWS)["mtls"] == false
-    })
-    .await;
+    pair.server
+        .wait_config("DISABLE", SETTLE, |d| d["snapshot"]["inbound"]["mtls"] == 2)
+        .await;
+    pair.client
+        .wait_config("plaintext endpoint", SETTLE, |d| {
+            !endpoints_in(d, REVIEWS).is_empty() && endpoint(d, REVIEWS)["mtls"] == false
+        })
+        .await;
 
     let curl = curl_plaintext(pair.inbound(), "reviews").await;
     assert!(curl.got_200(), "DISABLE accepts plaintext: {curl:?}");
@@ -304,10 +286,11 @@ spec:
     );
     let client = secure::client(&mesh, &tokens, "productpage").await;
     let cluster = "|payments.default.svc.cluster.local";
-    let dump = wait_config(&client, "payments endpoint", |d| {
-        endpoints_in(d, cluster).len() == 1
-    })
-    .await;
+    let dump = client
+        .wait_config("payments endpoint", SETTLE, |d| {
+            endpoints_in(d, cluster).len() == 1
+        })
+        .await;
     let ep = endpoint(&dump, cluster);
     assert_eq!(ep["mtls"], true, "{ep}");
     assert_eq!(
