@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use remora_certs::{ClientAuth, MeshTls, SpiffeId, TlsError};
+use remora_certs::{ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
 use rustls::ServerConfig;
 
 use super::orig_proto;
@@ -116,9 +116,10 @@ impl Inbound {
     }
 
     /// This proxy's SPIFFE ID, once it has an SVID.
-    fn own_identity(&self) -> Option<SpiffeId> {
-        let tls = self.tls.as_ref()?;
-        tls.mesh.svid().load().map(|svid| svid.id().clone())
+    /// This proxy's current SVID (the ID is read from it only for mTLS
+    /// peers, without a copy).
+    fn own_svid(&self) -> Option<Arc<Svid>> {
+        self.tls.as_ref()?.mesh.svid().load()
     }
 
     /// AuthorizationPolicy for this request, per the current config.
@@ -161,7 +162,9 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
     record.set_upstream(inbound.app.address());
     let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
     orig_proto::decode(&mut parts);
-    set_client_cert(&mut parts.headers, &peer, inbound.own_identity().as_ref());
+    // Our SVID is read only for mTLS peers, and its ID borrowed, not copied.
+    let own = peer.identity.as_ref().and_then(|_| inbound.own_svid());
+    set_client_cert(&mut parts.headers, &peer, own.as_deref().map(Svid::id));
     let result = async {
         inbound.authorize(&parts, &peer)?;
         prepare_upstream_request(&mut parts)?;
