@@ -215,7 +215,8 @@ async fn serve_http<I>(
 {
     let service = service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer.clone());
-        let fut = inbound::handle(Arc::clone(&inbound), req);
+        // Boxed, as in `listener::serve`: the future is a few KiB.
+        let fut = Box::pin(inbound::handle(Arc::clone(&inbound), req));
         async move { Ok::<_, Infallible>(fut.await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);

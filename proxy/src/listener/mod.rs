@@ -48,7 +48,9 @@ pub async fn serve<S, F, B>(
     while let Some(stream) = next_connection(&listener, &mut shutdown).await {
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
-            let fut = handler(Arc::clone(&state), req);
+            // Boxed once here rather than moved whole into hyper's slot:
+            // the request path's future is a few KiB.
+            let fut = Box::pin(handler(Arc::clone(&state), req));
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = builder

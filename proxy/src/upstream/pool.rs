@@ -385,7 +385,7 @@ impl Endpoint {
                 },
                 H1Slot::New(slot) => (
                     IdleH1 {
-                        sender: self.connect_h1(settings, slot).await?,
+                        sender: Box::pin(self.connect_h1(settings, slot)).await?,
                         uses: 0,
                         since: Instant::now(),
                         idle_timeout: settings.idle_timeout,
@@ -509,6 +509,18 @@ impl Endpoint {
         }
         // The old connection, if any, closes once its streams end.
         slot.take();
+        // Boxed, as in `mtls_sender`: most requests find a connection.
+        let sender = Box::pin(self.open_h2(settings)).await?;
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// A new plaintext h2 connection, driven by its own task, which frees
+    /// the connection slot at its end.
+    async fn open_h2(
+        &self,
+        settings: &PoolSettings,
+    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
         let conn_slot = self.new_slot(settings).await?;
         let io = self.connect_tcp(settings).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -521,7 +533,6 @@ impl Endpoint {
             let _ = conn.await;
             drop(conn_slot);
         });
-        *slot = Some(sender.clone());
         Ok(sender)
     }
 

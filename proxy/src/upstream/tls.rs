@@ -128,6 +128,24 @@ impl Endpoint {
         {
             return Ok(conn.sender.clone());
         }
+        // Boxed: the handshakes' state is large, and most requests find a
+        // connection; every request's future is moved whole, so it stays small.
+        let (sender, peer) = Box::pin(self.open_mtls(settings, config, allowed)).await?;
+        *slot = Some(MtlsH2 {
+            sender: sender.clone(),
+            peer,
+        });
+        Ok(sender)
+    }
+
+    /// A new mTLS connection: a connection slot, TCP, TLS, then the h2
+    /// handshake; a task drives the connection and frees the slot at its end.
+    async fn open_mtls(
+        &self,
+        settings: &PoolSettings,
+        config: &Arc<ClientConfig>,
+        allowed: &AllowedPeers,
+    ) -> Result<(http2::SendRequest<RequestBody>, SpiffeId), UpstreamError> {
         let conn_slot = self.new_slot(settings).await?;
         let (io, peer) = self.connect_mtls(settings, config, allowed).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -140,11 +158,7 @@ impl Endpoint {
             let _ = conn.await;
             drop(conn_slot);
         });
-        *slot = Some(MtlsH2 {
-            sender: sender.clone(),
-            peer,
-        });
-        Ok(sender)
+        Ok((sender, peer))
     }
 
     /// TCP connect, TLS handshake bounded by the connect timeout, then the
