@@ -11,6 +11,7 @@ use super::ConfigError;
 use crate::balance::{LoadBalancer, pick_index};
 use crate::events;
 use crate::outlier::{OutlierSettings, Verdict};
+use crate::telemetry::metrics;
 use crate::upstream::{Endpoint, EndpointRegistry, MtlsClient, Outcome, PoolSettings, Transport};
 
 /// One (service, subset): the unit of load balancing.
@@ -19,6 +20,9 @@ pub struct Cluster {
     name: String,
     service: String,
     subset: String,
+    /// `service` and `subset` (`unknown` if none) as metric label values,
+    /// interned once here rather than on every request.
+    labels: (Arc<str>, Arc<str>),
     load_balancer: LoadBalancer,
     endpoints: Vec<Arc<Endpoint>>,
     cursor: AtomicUsize,
@@ -38,6 +42,16 @@ struct ClusterMtls {
     /// Parallel to `endpoints`: which ones are dialled with mTLS.
     endpoints: Vec<bool>,
     client: MtlsClient,
+}
+
+fn label_values(service: &str, subset: &str) -> (Arc<str>, Arc<str>) {
+    let m = metrics::global();
+    let subset = if subset.is_empty() {
+        metrics::unknown()
+    } else {
+        m.intern(subset)
+    };
+    (m.intern(service), subset)
 }
 
 /// A retry in flight under `http.maxRetries`; dropping it ends the retry.
@@ -93,6 +107,7 @@ impl Cluster {
             name: c.name.clone(),
             service: c.service.clone(),
             subset: c.subset.clone(),
+            labels: label_values(&c.service, &c.subset),
             load_balancer,
             endpoints,
             cursor: AtomicUsize::new(0),
@@ -102,6 +117,17 @@ impl Cluster {
             retries: Arc::new(AtomicUsize::new(0)),
             mtls: cluster_mtls(c, mesh_tls)?,
         })
+    }
+
+    /// The service as the request metrics' `destination_service`.
+    pub fn service_label(&self) -> &Arc<str> {
+        &self.labels.0
+    }
+
+    /// The subset as the request metrics' `destination_subset`
+    /// (`unknown` when the cluster has none).
+    pub fn subset_label(&self) -> &Arc<str> {
+        &self.labels.1
     }
 
     /// How to reach `endpoint` (one of this cluster's): mTLS with the

@@ -103,7 +103,7 @@ async fn route_and_send(
     let budget = outbound.retries.budgets.for_service(vhost.name());
     budget.deposit(Instant::now());
     let cluster = route.pick_cluster();
-    record.set_cluster(cluster.name(), cluster.service(), cluster.subset());
+    record.set_cluster(cluster);
     let tries = Tries {
         route,
         cluster,

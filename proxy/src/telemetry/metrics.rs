@@ -19,7 +19,8 @@
 //! subsets), from verified peer identities, from status codes and response
 //! flags — never from a path, a header or a Host the proxy does not know.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -106,6 +107,24 @@ pub struct Metrics {
     interned: RwLock<HashSet<Arc<str>>>,
 }
 
+/// The two series of one [`RequestLabels`] set: they share the Family's
+/// storage, so the scrape sees what the cache adds.
+#[derive(Debug, Clone)]
+struct RequestSeries {
+    requests: Counter,
+    duration: Histogram,
+}
+
+type SeriesCache = HashMap<RequestLabels, RequestSeries, foldhash::fast::RandomState>;
+
+thread_local! {
+    /// Each thread's handles on the request series it has counted: a
+    /// request costs one lookup with a fast hash and no lock, where the
+    /// Families would take a lock and a SipHash of the labels twice. Its
+    /// size is bounded as the Families' are: by the label values.
+    static SERIES: RefCell<SeriesCache> = RefCell::default();
+}
+
 /// What the scrape-time gauges read; set once by `main`.
 #[derive(Debug, Default)]
 struct Sources {
@@ -176,9 +195,17 @@ impl Metrics {
     }
 
     /// Counts one finished request and observes its duration.
-    pub fn record_request(&self, labels: &RequestLabels, duration_ms: f64) {
-        self.requests.get_or_create(labels).inc();
-        self.duration.get_or_create(labels).observe(duration_ms);
+    pub fn record_request(&self, labels: RequestLabels, duration_ms: f64) {
+        SERIES.with_borrow_mut(|cache| {
+            let series = cache
+                .entry(labels)
+                .or_insert_with_key(|labels| RequestSeries {
+                    requests: self.requests.get_or_create(labels).clone(),
+                    duration: self.duration.get_or_create(labels).clone(),
+                });
+            series.requests.inc();
+            series.duration.observe(duration_ms);
+        });
     }
 
     /// `value` as a shared label value. No allocation once a value was
@@ -225,6 +252,18 @@ impl Metrics {
             .flat_map(|l| [l, "\n"])
             .collect()
     }
+}
+
+/// The interned [`UNKNOWN`].
+pub fn unknown() -> Arc<str> {
+    static UNKNOWN_VALUE: LazyLock<Arc<str>> = LazyLock::new(|| global().intern(UNKNOWN));
+    Arc::clone(&UNKNOWN_VALUE)
+}
+
+/// The interned `-`: the response flags of a request without any.
+pub fn no_flags() -> Arc<str> {
+    static NO_FLAGS: LazyLock<Arc<str>> = LazyLock::new(|| global().intern("-"));
+    Arc::clone(&NO_FLAGS)
 }
 
 /// The scrape path on the stats port.
@@ -409,9 +448,9 @@ mod tests {
     fn requests_are_counted_by_labels_in_prometheus_text() {
         let m = global();
         for _ in 0..3 {
-            m.record_request(&labels(200, "v1"), 0.7);
+            m.record_request(labels(200, "v1"), 0.7);
         }
-        m.record_request(&labels(503, "v2"), 12.0);
+        m.record_request(labels(503, "v2"), 12.0);
         let text = m.encode();
         let line = |code: &str, subset: &str| {
             format!(

@@ -18,6 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::access_log::{AccessLog, Entry, rfc3339};
 use super::metrics::{self, RequestLabels, UNKNOWN};
 use super::trace::{RequestInfo, RequestSpan, Tracer};
+use crate::config::Cluster;
 use crate::http::ProxyBody;
 use crate::peer::Peer;
 
@@ -98,10 +99,19 @@ impl Direction {
 pub struct Record {
     telemetry: Arc<Telemetry>,
     start: Instant,
-    entry: Entry,
     span: RequestSpan,
     /// Why the proxy failed the request, for the span's `error.type`.
     error: Option<&'static str>,
+    /// The status sent to the client.
+    code: u16,
+    /// Envoy-style response flags, comma-separated; empty for none.
+    flags: String,
+    /// Response body bytes sent to the client.
+    bytes_sent: u64,
+    /// The access log line's own fields, gathered only while the log is
+    /// on: formatting a time and copying the request line are most of a
+    /// record's cost.
+    log: Option<Box<Entry>>,
     /// The metric labels known so far; the code and flags come at the end.
     direction: Direction,
     source: Arc<str>,
@@ -120,7 +130,6 @@ impl Record {
             Direction::Inbound => telemetry.tracer.start_server(&mut parts.headers, &info),
             Direction::Outbound => telemetry.tracer.start_client(&mut parts.headers, &info),
         };
-        let request_id = span.request_id().to_owned();
         let workload = &telemetry.workload;
         let m = metrics::global();
         let (source, destination, subset, mtls, peer_identity) = match direction {
@@ -136,49 +145,54 @@ impl Record {
                     Some(Arc::clone(&workload.fqdn)),
                     Some(Arc::clone(&workload.version)),
                     peer.is_some_and(Peer::is_mtls),
-                    identity.map(|id| id.as_str().to_owned()),
+                    identity,
                 )
             }
         };
-        if let Some(id) = &peer_identity {
-            span.set_peer_identity(id);
+        if let Some(id) = peer_identity {
+            span.set_peer_identity(id.as_str());
         }
-        let entry = Entry {
-            start_time: rfc3339(SystemTime::now()),
-            direction: direction.as_str(),
-            method: parts.method.to_string(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
-            protocol: match parts.version {
-                Version::HTTP_2 => "HTTP/2",
-                Version::HTTP_10 => "HTTP/1.0",
-                _ => "HTTP/1.1",
-            },
-            authority: crate::http::authority(parts).unwrap_or("-").to_owned(),
-            response_code: 0,
-            response_flags: String::new(),
-            bytes_sent: 0,
-            duration_ms: 0,
-            upstream_host: None,
-            upstream_cluster: None,
-            retries: 0,
-            request_id,
-            trace_id: span.trace_id(),
-            peer_identity,
-            user_agent: parts
-                .headers
-                .get(USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        };
+        let log = telemetry.access_log.is_on().then(|| {
+            Box::new(Entry {
+                start_time: rfc3339(SystemTime::now()),
+                direction: direction.as_str(),
+                method: parts.method.to_string(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+                protocol: match parts.version {
+                    Version::HTTP_2 => "HTTP/2",
+                    Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                authority: crate::http::authority(parts).unwrap_or("-").to_owned(),
+                response_code: 0,
+                response_flags: String::new(),
+                bytes_sent: 0,
+                duration_ms: 0,
+                upstream_host: None,
+                upstream_cluster: None,
+                retries: 0,
+                request_id: span.request_id().to_owned(),
+                trace_id: span.trace_id(),
+                peer_identity: peer_identity.map(|id| id.as_str().to_owned()),
+                user_agent: parts
+                    .headers
+                    .get(USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            })
+        });
         Self {
             telemetry,
             start: Instant::now(),
-            entry,
             span,
             error: None,
+            code: 0,
+            flags: String::new(),
+            bytes_sent: 0,
+            log,
             direction,
             source,
             destination,
@@ -194,18 +208,22 @@ impl Record {
 
     /// The endpoint of the latest try.
     pub fn set_upstream(&mut self, host: &str) {
-        self.entry.upstream_host = Some(host.to_owned());
+        if let Some(entry) = &mut self.log {
+            entry.upstream_host = Some(host.to_owned());
+        }
         self.span.set_upstream(host);
     }
 
     /// The cluster the request was sent to: its service and subset are the
     /// destination in the request metrics.
-    pub fn set_cluster(&mut self, name: &str, service: &str, subset: &str) {
-        self.entry.upstream_cluster = Some(name.to_owned());
-        self.span.set_destination(service, subset);
-        let m = metrics::global();
-        self.destination = Some(m.intern(service));
-        self.subset = Some(m.intern(if subset.is_empty() { UNKNOWN } else { subset }));
+    pub fn set_cluster(&mut self, cluster: &Cluster) {
+        if let Some(entry) = &mut self.log {
+            entry.upstream_cluster = Some(cluster.name().to_owned());
+        }
+        self.span
+            .set_destination(cluster.service(), cluster.subset());
+        self.destination = Some(Arc::clone(cluster.service_label()));
+        self.subset = Some(Arc::clone(cluster.subset_label()));
     }
 
     /// Whether the upstream connection of the latest try was mTLS
@@ -216,7 +234,9 @@ impl Record {
 
     /// Counts retry number `attempt`, made because of `reason`.
     pub fn add_retry(&mut self, attempt: u32, reason: &str) {
-        self.entry.retries += 1;
+        if let Some(entry) = &mut self.log {
+            entry.retries += 1;
+        }
         self.span.add_retry(attempt, reason);
     }
 
@@ -229,17 +249,17 @@ impl Record {
 
     /// Adds an Envoy-style response flag (`UO`, `NR`, ...).
     pub fn flag(&mut self, flag: &str) {
-        if !self.entry.response_flags.split(',').any(|f| f == flag) {
-            if !self.entry.response_flags.is_empty() {
-                self.entry.response_flags.push(',');
+        if !self.flags.split(',').any(|f| f == flag) {
+            if !self.flags.is_empty() {
+                self.flags.push(',');
             }
-            self.entry.response_flags.push_str(flag);
+            self.flags.push_str(flag);
         }
     }
 
     /// Wraps the response: the record finishes when its body has been sent.
     pub fn observe(mut self, resp: Response<ProxyBody>) -> Response<Observed> {
-        self.entry.response_code = resp.status().as_u16();
+        self.code = resp.status().as_u16();
         resp.map(|inner| {
             let done = inner.is_end_stream();
             let mut body = Observed {
@@ -253,46 +273,49 @@ impl Record {
         })
     }
 
-    fn finish(mut self, bytes_sent: u64, client_gone: bool) {
+    fn finish(mut self, client_gone: bool) {
         if client_gone {
             self.flag("DC");
             self.error.get_or_insert("DC");
         }
         self.span.finish(
-            self.entry.response_code,
+            self.code,
             self.error
-                .or_else(|| self.entry.response_flags.contains("UPE").then_some("UPE")),
+                .or_else(|| self.flags.contains("UPE").then_some("UPE")),
         );
-        if self.entry.response_flags.is_empty() {
-            self.entry.response_flags.push('-');
-        }
-        self.entry.bytes_sent = bytes_sent;
         let elapsed = self.start.elapsed();
-        self.entry.duration_ms = elapsed.as_millis() as u64;
         self.count(elapsed.as_secs_f64() * 1000.0);
-        let log = &self.telemetry.access_log;
-        if log.is_on() {
-            log.log(&self.entry);
+        if let Some(mut entry) = self.log.take() {
+            entry.response_code = self.code;
+            entry.response_flags = if self.flags.is_empty() {
+                "-".to_owned()
+            } else {
+                std::mem::take(&mut self.flags)
+            };
+            entry.bytes_sent = self.bytes_sent;
+            entry.duration_ms = elapsed.as_millis() as u64;
+            self.telemetry.access_log.log(&entry);
         }
     }
-}
 
-impl Record {
     /// Counts the finished request in `remora_requests_total` and its
     /// duration histogram.
     fn count(&mut self, duration_ms: f64) {
         let m = metrics::global();
-        let unknown = || m.intern(UNKNOWN);
         let labels = RequestLabels {
             direction: self.direction.as_str(),
             source_service: Arc::clone(&self.source),
-            destination_service: self.destination.take().unwrap_or_else(unknown),
-            destination_subset: self.subset.take().unwrap_or_else(unknown),
-            response_code: self.entry.response_code,
+            destination_service: self.destination.take().unwrap_or_else(metrics::unknown),
+            destination_subset: self.subset.take().unwrap_or_else(metrics::unknown),
+            response_code: self.code,
             mtls: self.mtls,
-            response_flags: m.intern(&self.entry.response_flags),
+            response_flags: if self.flags.is_empty() {
+                metrics::no_flags()
+            } else {
+                m.intern(&self.flags)
+            },
         };
-        m.record_request(&labels, duration_ms);
+        m.record_request(labels, duration_ms);
     }
 }
 
@@ -306,8 +329,7 @@ pub struct Observed {
 impl Observed {
     fn finish(&mut self, client_gone: bool) {
         if let Some(record) = self.record.take() {
-            let sent = record.entry.bytes_sent;
-            record.finish(sent, client_gone);
+            record.finish(client_gone);
         }
     }
 }
@@ -325,7 +347,7 @@ impl Body for Observed {
         match &frame {
             Some(Ok(f)) => {
                 if let (Some(data), Some(r)) = (f.data_ref(), this.record.as_mut()) {
-                    r.entry.bytes_sent += data.len() as u64;
+                    r.bytes_sent += data.len() as u64;
                 }
                 if this.inner.is_end_stream() {
                     this.finish(false);
