@@ -107,8 +107,24 @@ struct Args {
         env = "REMORA_TRACE_SAMPLING"
     )]
     trace_sampling: Option<SamplingRatio>,
+    /// Threads serving requests, as Envoy's `--concurrency`: 0 means one
+    /// per CPU this process may run on (its affinity mask). With one, every
+    /// task runs on the main thread with no hand-off between threads: the
+    /// cheapest per request, and what a sidecar limited to one CPU wants.
+    #[arg(long, env = "REMORA_CONCURRENCY", default_value_t = 0)]
+    concurrency: usize,
     #[command(flatten)]
     identity: IdentityArgs,
+}
+
+impl Args {
+    /// `--concurrency`, with 0 resolved to the CPUs this process may use.
+    fn worker_threads(&self) -> usize {
+        match self.concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -125,11 +141,26 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     // `RUST_LOG` or `info`, changeable at run time by the admin `/logging`.
     log_level::init("info");
     let args = Args::parse();
+    let workers = args.worker_threads();
+    let mut runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(args, workers))
+}
+
+async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
 
     let outbound = bind(args.outbound, "outbound").await?;
     let inbound = if args.no_inbound {
@@ -180,6 +211,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(
         node = node.id,
+        workers,
         inbound = node.inbound_address,
         control_plane = args.control_plane,
         "starting"
