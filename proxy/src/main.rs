@@ -161,7 +161,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
-
     let outbound = bind(args.outbound, "outbound").await?;
     let inbound = if args.no_inbound {
         None

@@ -380,7 +380,11 @@ pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     if let Some(id) = headers.get(X_REQUEST_ID).filter(|v| !v.is_empty()) {
         return id.clone();
     }
-    let id = new_request_id();
+    let mut id = new_request_id();
+    // Unique to this request: over HTTP/2, HPACK sends it as a literal that
+    // is never indexed, rather than searching the dynamic table for it and
+    // then evicting a reusable entry to make room.
+    id.set_sensitive(true);
     headers.insert(X_REQUEST_ID, id.clone());
     id
 }

@@ -244,6 +244,8 @@ fn request_id_is_kept_or_made() {
     let made = ensure_request_id(&mut map);
     assert_eq!(map.get("x-request-id"), Some(&made));
     assert_ne!(made, "");
+    // Unique per request: HPACK must not index it.
+    assert!(map.get("x-request-id").is_some_and(|v| v.is_sensitive()));
 }
 
 #[test]
