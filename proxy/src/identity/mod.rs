@@ -164,6 +164,7 @@ impl Identity {
     /// sent one) into `mesh` and prints the `certificate` event.
     pub fn new(id: SpiffeId, mesh: MeshTls, first: Issued, jitter: f64) -> Self {
         let certificate = install(&mesh, &id, first, 0, jitter);
+        announce(&id, &certificate);
         Self {
             id,
             mesh,
@@ -176,9 +177,10 @@ impl Identity {
     /// prints the `certificate` event.
     pub fn renewed(&self, next: Issued, jitter: f64) {
         let renewal = self.current.load().renewal + 1;
-        let certificate = install(&self.mesh, &self.id, next, renewal, jitter);
-        self.current.store(Arc::new(certificate));
+        let certificate = Arc::new(install(&self.mesh, &self.id, next, renewal, jitter));
+        self.current.store(Arc::clone(&certificate));
         self.changes.send_replace(renewal);
+        announce(&self.id, &certificate);
     }
 
     /// The SPIFFE ID.
@@ -309,7 +311,7 @@ pub fn no_identity_json() -> serde_json::Value {
 
 fn install(
     mesh: &MeshTls,
-    id: &SpiffeId,
+    _id: &SpiffeId,
     mut issued: Issued,
     renewal: u64,
     jitter: f64,
@@ -321,13 +323,19 @@ fn install(
     let certificate = issued.certificate(renewal, mesh.trust_bundle().load().to_pem(), jitter);
     mesh.svid().store(issued.svid);
     crate::telemetry::metrics::set_cert_expiry(unix(certificate.not_after));
+    certificate
+}
+
+/// Logs `certificate` and prints its event. Called once it is what `/certs` shows, so that
+/// whoever acts on the event finds it there.
+fn announce(id: &SpiffeId, certificate: &Certificate) {
     let not_after = unix(certificate.not_after).to_string();
-    let renewal_text = renewal.to_string();
+    let renewal_text = certificate.renewal.to_string();
     tracing::info!(
         spiffe_id = %id,
         serial = certificate.serial,
         not_after_unix = not_after,
-        renewal,
+        renewal = certificate.renewal,
         "installed a certificate"
     );
     events::emit(
@@ -339,7 +347,6 @@ fn install(
             ("renewal", &renewal_text),
         ],
     );
-    certificate
 }
 
 /// Seconds since the Unix epoch (negative before it).
