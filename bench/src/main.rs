@@ -203,6 +203,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         clock_ticks: procstat::clock_ticks(),
     };
     let rt = runtime()?;
+    let steal_before = procstat::steal();
     let (measurements, direct_sat, targets, unavailable) = rt.block_on(async {
         let mut lab = Lab::start(&opts).await?;
         let outcome = tokio::select! {
@@ -220,6 +221,12 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         Ok((m, sat, targets, unavailable))
     })?;
 
+    let steal = steal_before
+        .zip(procstat::steal())
+        .and_then(|(before, after)| procstat::steal_percent(before, after));
+    if let Some(p) = steal {
+        eprintln!("hypervisor steal during the run: {p:.1}% of CPU time");
+    }
     let scenarios = runner::scenarios(plan.concurrency);
     let results: Vec<ScenarioResult> = scenarios
         .iter()
@@ -256,6 +263,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         "command": command,
         "machine": machine,
         "note": args.note,
+        "steal_percent": steal,
         "rounds": rounds,
         "duration_ms": duration.as_millis() as u64,
         "concurrency": plan.concurrency,
@@ -294,6 +302,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         &command,
         &machine,
         args.note.as_deref(),
+        steal,
         &plan,
         rounds,
         direct_sat,
@@ -409,6 +418,7 @@ fn generated_block(
     command: &str,
     machine: &serde_json::Value,
     note: Option<&str>,
+    steal: Option<f64>,
     plan: &Plan,
     rounds: usize,
     direct_sat: f64,
@@ -449,6 +459,13 @@ fn generated_block(
             "not pinned"
         }
     ));
+    if let Some(p) = steal {
+        b.push_str(&format!(
+            "- Hypervisor steal during the run: {p:.1}% of the machine's CPU time (the host ran \
+             other guests while this VM's CPUs had work; above a few percent every figure is \
+             noisier, the tail most)\n"
+        ));
+    }
     if let Some(n) = note {
         b.push_str(&format!("- Note: {n}\n"));
     }

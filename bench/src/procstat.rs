@@ -55,6 +55,35 @@ pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The machine's CPU time in ticks from the text of `/proc/stat`: (steal,
+/// total). Steal is time the hypervisor gave this VM's CPUs to someone
+/// else while they had work; total is the sum of user, nice, system,
+/// idle, iowait, irq, softirq and steal (guest time is within user).
+pub fn parse_steal(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (f.len() == 8).then(|| (f[7], f.iter().sum()))
+}
+
+/// [`parse_steal`] of this machine now; `None` where `/proc/stat` is
+/// missing or has no steal column.
+pub fn steal() -> Option<(u64, u64)> {
+    parse_steal(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The share of CPU time stolen between two [`steal`] readings, percent.
+pub fn steal_percent(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let total = after.1.checked_sub(before.1).filter(|&t| t > 0)?;
+    let stolen = after.0.checked_sub(before.0)?;
+    Some(stolen as f64 * 100.0 / total as f64)
+}
+
 /// `pid` and its children (one level: nginx's workers).
 pub fn with_children(pid: u32) -> Vec<u32> {
     let mut out = vec![pid];
@@ -132,6 +161,19 @@ pub fn memory_kib(pids: &[u32]) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_is_the_eighth_column_of_the_cpu_line() {
+        let stat = "cpu  100 0 50 800 10 5 5 30 7 0\ncpu0 50 0 25 400 5 2 3 15 0 0\n";
+        assert_eq!(parse_steal(stat), Some((30, 1000)));
+        assert_eq!(steal_percent((30, 1000), (60, 1100)), Some(30.0));
+        assert_eq!(
+            parse_steal("cpu  1 2 3\n"),
+            None,
+            "an old kernel without steal"
+        );
+        assert_eq!(steal_percent((0, 5), (0, 5)), None, "no time passed");
+    }
 
     #[test]
     fn cpu_ticks_skip_a_command_name_with_spaces_and_parens() {
