@@ -163,7 +163,7 @@ impl Identity {
     /// The identity with its first certificate: stores the SVID (and the CA's bundle, if it
     /// sent one) into `mesh` and prints the `certificate` event.
     pub fn new(id: SpiffeId, mesh: MeshTls, first: Issued, jitter: f64) -> Self {
-        let certificate = install(&mesh, &id, first, 0, jitter);
+        let certificate = install(&mesh, first, 0, jitter);
         announce(&id, &certificate);
         Self {
             id,
@@ -177,7 +177,7 @@ impl Identity {
     /// prints the `certificate` event.
     pub fn renewed(&self, next: Issued, jitter: f64) {
         let renewal = self.current.load().renewal + 1;
-        let certificate = Arc::new(install(&self.mesh, &self.id, next, renewal, jitter));
+        let certificate = Arc::new(install(&self.mesh, next, renewal, jitter));
         self.current.store(Arc::clone(&certificate));
         self.changes.send_replace(renewal);
         announce(&self.id, &certificate);
@@ -309,13 +309,8 @@ pub fn no_identity_json() -> serde_json::Value {
     serde_json::json!({ "identity": null, "reason": "no token: mTLS is off" })
 }
 
-fn install(
-    mesh: &MeshTls,
-    _id: &SpiffeId,
-    mut issued: Issued,
-    renewal: u64,
-    jitter: f64,
-) -> Certificate {
+/// Stores `issued` (its bundle first) as what new connections present, and returns its schedule.
+fn install(mesh: &MeshTls, mut issued: Issued, renewal: u64, jitter: f64) -> Certificate {
     // The bundle first: a peer's new chain may need it before our new SVID is presented.
     if let Some(bundle) = issued.bundle.take() {
         mesh.trust_bundle().store(bundle);
