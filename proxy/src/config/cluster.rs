@@ -22,7 +22,8 @@ pub struct Cluster {
     subset: String,
     /// `service` and `subset` (`unknown` if none) as metric label values,
     /// interned once here rather than on every request.
-    labels: (Arc<str>, Arc<str>),
+    service_label: Arc<str>,
+    subset_label: Arc<str>,
     load_balancer: LoadBalancer,
     endpoints: Vec<Arc<Endpoint>>,
     cursor: AtomicUsize,
@@ -42,16 +43,6 @@ struct ClusterMtls {
     /// Parallel to `endpoints`: which ones are dialled with mTLS.
     endpoints: Vec<bool>,
     client: MtlsClient,
-}
-
-fn label_values(service: &str, subset: &str) -> (Arc<str>, Arc<str>) {
-    let m = metrics::global();
-    let subset = if subset.is_empty() {
-        metrics::unknown()
-    } else {
-        m.intern(subset)
-    };
-    (m.intern(service), subset)
 }
 
 /// A retry in flight under `http.maxRetries`; dropping it ends the retry.
@@ -107,7 +98,12 @@ impl Cluster {
             name: c.name.clone(),
             service: c.service.clone(),
             subset: c.subset.clone(),
-            labels: label_values(&c.service, &c.subset),
+            service_label: metrics::global().intern(&c.service),
+            subset_label: if c.subset.is_empty() {
+                metrics::unknown()
+            } else {
+                metrics::global().intern(&c.subset)
+            },
             load_balancer,
             endpoints,
             cursor: AtomicUsize::new(0),
@@ -121,13 +117,13 @@ impl Cluster {
 
     /// The service as the request metrics' `destination_service`.
     pub fn service_label(&self) -> &Arc<str> {
-        &self.labels.0
+        &self.service_label
     }
 
     /// The subset as the request metrics' `destination_subset`
     /// (`unknown` when the cluster has none).
     pub fn subset_label(&self) -> &Arc<str> {
-        &self.labels.1
+        &self.subset_label
     }
 
     /// How to reach `endpoint` (one of this cluster's): mTLS with the

@@ -66,7 +66,7 @@ impl Workload {
 
     /// A workload the proxy was not told about.
     pub fn unknown() -> Self {
-        let unknown = metrics::global().intern(UNKNOWN);
+        let unknown = metrics::unknown();
         Self {
             service: Arc::clone(&unknown),
             fqdn: Arc::clone(&unknown),
@@ -139,7 +139,7 @@ impl Record {
                 let identity = peer.and_then(|p| p.identity.as_ref());
                 let source = identity
                     .and_then(|id| id.path().rsplit_once("/sa/"))
-                    .map_or_else(|| m.intern(UNKNOWN), |(_, sa)| m.intern(sa));
+                    .map_or_else(metrics::unknown, |(_, sa)| m.intern(sa));
                 (
                     source,
                     Some(Arc::clone(&workload.fqdn)),

@@ -523,6 +523,19 @@ impl Endpoint {
     ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
         let conn_slot = self.new_slot(settings).await?;
         let io = self.connect_tcp(settings).await?;
+        self.h2_handshake(io, conn_slot).await
+    }
+
+    /// The HTTP/2 handshake over `io` (plaintext or TLS); a task drives the
+    /// connection and frees `conn_slot` when it closes.
+    pub(super) async fn h2_handshake<T>(
+        &self,
+        io: T,
+        conn_slot: ConnectionSlot,
+    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))

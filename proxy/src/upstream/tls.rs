@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use remora_certs::{AllowedPeers, MeshTls, PeerIdentityError, SpiffeId, TlsError, peer_identity};
 use rustls::pki_types::ServerName;
 use rustls::{CertificateError, ClientConfig};
@@ -139,7 +139,7 @@ impl Endpoint {
     }
 
     /// A new mTLS connection: a connection slot, TCP, TLS, then the h2
-    /// handshake; a task drives the connection and frees the slot at its end.
+    /// handshake.
     async fn open_mtls(
         &self,
         settings: &PoolSettings,
@@ -148,16 +148,7 @@ impl Endpoint {
     ) -> Result<(http2::SendRequest<RequestBody>, SpiffeId), UpstreamError> {
         let conn_slot = self.new_slot(settings).await?;
         let (io, peer) = self.connect_mtls(settings, config, allowed).await?;
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| self.request_error(e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(conn_slot);
-        });
+        let sender = self.h2_handshake(TokioIo::new(io), conn_slot).await?;
         Ok((sender, peer))
     }
 
