@@ -2,11 +2,15 @@
 //! processes and in-process backends. Timing assertions are one-sided or
 //! generous: the machine may be slow.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use remora_e2e::direct::{Direct, Shot, tally};
-use remora_e2e::{HttpClient, Protocol, ProxySpec, yaml};
+use remora_e2e::discovery::cluster_name;
+use remora_e2e::{EVENT_TIMEOUT, HttpClient, Mesh, Protocol, ProxySpec, yaml};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 const HOST: &str = "httpbin";
 
@@ -109,6 +113,94 @@ async fn route_timeout_answers_504_and_bounds_retries() {
         (3..=6).contains(&tries),
         "at most a first try and one retry fit in 500 ms per request: {tries} tries"
     );
+}
+
+/// An app that answers every request at once with `content-length: 1000`
+/// and the first 10 bytes of the body, then sends nothing for `stall` (a
+/// stuck download) before the rest. Serves until the test's runtime ends.
+async fn stalling_app(stall: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                    .await;
+                tokio::time::sleep(stall).await;
+                let _ = stream.write_all(&[b'x'; 990]).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_timeout_cuts_off_a_body_that_stalls() {
+    // As in Envoy, the route timeout covers the whole response: headers
+    // already forwarded cannot become a 504, so the body is cut off.
+    let app = stalling_app(Duration::from_secs(20)).await;
+    let se = yaml::service_entry(HOST, &[app]);
+    let vs = yaml::virtual_service(HOST, "timeout: 500ms");
+    let mesh = Mesh::start(&[("se.yaml", &se), ("vs.yaml", &vs)]).await;
+    let spec = ProxySpec::client("client").arg("--access-log", "json");
+    let client = mesh.proxy(&spec).await;
+    client
+        .wait_endpoints(&cluster_name(HOST, "default", ""), 1, EVENT_TIMEOUT)
+        .await;
+
+    let mut stream = TcpStream::connect(client.outbound).await.expect("connect");
+    let started = Instant::now();
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut got = Vec::new();
+    // The proxy closes the connection (a read error, or its end) once the
+    // timeout passes; without the cut-off it stays open for 20 s.
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    println!("timeout 500ms, body stalled for 20 s: connection ended after {elapsed:?}: {text:?}");
+    assert!(
+        read.is_ok(),
+        "the response was still open after 5 s: the stalled body was not cut off ({text:?})"
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert!(
+        text.ends_with("0123456789"),
+        "the head and the first 10 bytes came, and nothing after: {text:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "cut off before the timeout: {elapsed:?}"
+    );
+
+    // The access log says why: `UT`, not an upstream error.
+    let started = Instant::now();
+    let line = loop {
+        let line = client
+            .process
+            .events_since(0)
+            .into_iter()
+            .find(|e| e.name().is_empty())
+            .map(|e| e.value);
+        if line.is_some() || started.elapsed() > Duration::from_secs(10) {
+            break line;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let line = line.expect("an access log line for the request");
+    assert_eq!(line["response_code"], 200, "{line}");
+    assert_eq!(line["response_flags"], "UT", "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -113,13 +113,22 @@ async fn route_and_send(
     let sent = tries.run(parts, body, outbound.retries.buffer_bytes, record);
     let resp = match route.timeout() {
         None => sent.await?,
-        Some(after) => match tokio::time::timeout(after, sent).await {
-            Ok(result) => result?,
-            Err(_) => {
-                stats::UPSTREAM_TIMEOUT.inc();
-                return Err(ProxyError::Timeout { after });
+        Some(after) => {
+            let deadline = tokio::time::Instant::now() + after;
+            match tokio::time::timeout_at(deadline, sent).await {
+                Ok(result) => {
+                    let mut resp = result?;
+                    // As Envoy's, the route timeout covers the whole
+                    // response, the body too.
+                    resp.body_mut().expire_at(deadline, after);
+                    resp
+                }
+                Err(_) => {
+                    stats::UPSTREAM_TIMEOUT.inc();
+                    return Err(ProxyError::Timeout { after });
+                }
             }
-        },
+        }
     };
     Ok(into_downstream_response(resp))
 }

@@ -353,9 +353,11 @@ impl Body for Observed {
                     this.finish(false);
                 }
             }
-            Some(Err(_)) => {
+            Some(Err(e)) => {
                 if let Some(r) = this.record.as_mut() {
-                    r.flag("UPE");
+                    // Cut off by the route timeout, or failed upstream.
+                    let timed_out = e.downcast_ref::<crate::upstream::BodyTimeout>().is_some();
+                    r.flag(if timed_out { "UT" } else { "UPE" });
                 }
                 this.finish(false);
             }

@@ -1,12 +1,16 @@
-//! The response body from an upstream: ends the active request when done and
-//! gives a clean HTTP/1.1 connection back to its pool.
+//! The response body from an upstream: ends the active request when done,
+//! gives a clean HTTP/1.1 connection back to its pool, and is cut off when
+//! the route's timeout passes before it ends.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use super::endpoint::ActiveRequest;
 use super::pool::IdleH1;
@@ -22,7 +26,21 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         done: Option<Done>,
+        // The route timeout: when it passes, and its length for the error.
+        deadline: Option<(Pin<Box<Sleep>>, Duration)>,
     }
+}
+
+/// The route `timeout` passed while the response body was still coming.
+/// As in Envoy, whose route timeout covers the whole response, the
+/// response is cut off: the client sees its connection closed (HTTP/1.1)
+/// or its stream reset (HTTP/2) before the body ends, and the access log
+/// flags it `UT`.
+#[derive(Debug, thiserror::Error)]
+#[error("the route timeout of {after:?} passed while the response body was coming")]
+pub struct BodyTimeout {
+    /// The route timeout.
+    pub after: Duration,
 }
 
 #[derive(Debug)]
@@ -49,25 +67,48 @@ impl UpstreamBody {
         if inner.is_end_stream() {
             // hyper may never poll an empty body; finish now.
             done.finish();
-            return Self { inner, done: None };
+            return Self {
+                inner,
+                done: None,
+                deadline: None,
+            };
         }
         Self {
             inner,
             done: Some(done),
+            deadline: None,
+        }
+    }
+
+    /// Cuts the body off with [`BodyTimeout`] if it has not ended by
+    /// `deadline`, the end of the route timeout `after`.
+    pub(crate) fn expire_at(&mut self, deadline: Instant, after: Duration) {
+        if !self.inner.is_end_stream() {
+            self.deadline = Some((Box::pin(tokio::time::sleep_until(deadline)), after));
         }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if let Some((sleep, after)) = this.deadline
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            let after = *after;
+            *this.deadline = None;
+            // Mid-response: the connection is closed, never pooled.
+            this.done.take();
+            crate::stats::UPSTREAM_TIMEOUT.inc();
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout { after }))));
+        }
+        let frame = ready!(this.inner.as_mut().poll_frame(cx)).map(|f| f.map_err(Into::into));
         match &frame {
             None => {
                 if let Some(done) = this.done.take() {
@@ -78,6 +119,7 @@ impl Body for UpstreamBody {
                 if let Some(done) = this.done.take() {
                     done.finish();
                 }
+                *this.deadline = None;
             }
             // An error or an early drop closes the connection with `Done`.
             Some(_) => {}

@@ -8,7 +8,7 @@ mod limits;
 mod pool;
 mod tls;
 
-pub use body::{RequestBody, UpstreamBody};
+pub use body::{BodyTimeout, RequestBody, UpstreamBody};
 pub use endpoint::{ActiveRequest, Endpoint, EndpointRegistry};
 pub use pool::{PoolSettings, UpstreamError};
 pub use tls::{MtlsClient, TlsFailure, Transport};
