@@ -2,17 +2,32 @@
 //! processes and in-process backends. Timing assertions are one-sided or
 //! generous: the machine may be slow.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::join_all;
+use http::Response;
+use hyper::body::{Body, Frame};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use remora_e2e::direct::{Direct, Shot, tally};
 use remora_e2e::discovery::cluster_name;
 use remora_e2e::{EVENT_TIMEOUT, HttpClient, Mesh, Protocol, ProxySpec, yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
 
 const HOST: &str = "httpbin";
+
+/// The HTTP/2 app of the stalled-body test.
+const H2_HOST: &str = "stalled-h2";
 
 /// The slow backends' delay.
 const SLOW: Duration = Duration::from_secs(2);
@@ -117,12 +132,16 @@ async fn route_timeout_answers_504_and_bounds_retries() {
 
 /// An app that answers every request at once with `content-length: 1000`
 /// and the first 10 bytes of the body, then sends nothing for `stall` (a
-/// stuck download) before the rest. Serves until the test's runtime ends.
-async fn stalling_app(stall: Duration) -> SocketAddr {
+/// stuck download) before the rest. Counts the connections its client
+/// closed during the stall. Serves until the test's runtime ends.
+async fn stalling_app(stall: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&closed);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let closed = Arc::clone(&counter);
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -135,27 +154,112 @@ async fn stalling_app(stall: Duration) -> SocketAddr {
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
                     .await;
-                tokio::time::sleep(stall).await;
+                // The client sends nothing more: a read ends only when it
+                // closes the connection (or the stall is over).
+                if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(stall, stream.read(&mut buf)).await
+                {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
                 let _ = stream.write_all(&[b'x'; 990]).await;
             });
         }
     });
-    addr
+    (addr, closed)
+}
+
+/// The same over HTTP/2 (h2c, prior knowledge): every response sends its
+/// head and 10 bytes, then stalls. Counts the response bodies dropped
+/// before their end, that is the streams its client reset.
+async fn stalling_h2_app(stall: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let reset = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&reset);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let reset = Arc::clone(&counter);
+            let service = service_fn(move |_req| {
+                let body = Stalled {
+                    first: Some(Bytes::from_static(b"0123456789")),
+                    stall: Box::pin(tokio::time::sleep(stall)),
+                    unfinished: Some(Arc::clone(&reset)),
+                };
+                let resp = Response::builder()
+                    .header("content-length", "1000")
+                    .body(body)
+                    .expect("valid response");
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, reset)
+}
+
+/// 10 bytes, a stall, the other 990; counts itself into `unfinished` if
+/// dropped before its end.
+struct Stalled {
+    first: Option<Bytes>,
+    stall: Pin<Box<Sleep>>,
+    unfinished: Option<Arc<AtomicUsize>>,
+}
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if self.unfinished.is_none() {
+            return Poll::Ready(None);
+        }
+        ready!(self.stall.as_mut().poll(cx));
+        self.unfinished = None;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 990])))))
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        if let Some(unfinished) = self.unfinished.take() {
+            unfinished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn route_timeout_cuts_off_a_body_that_stalls() {
     // As in Envoy, the route timeout covers the whole response: headers
     // already forwarded cannot become a 504, so the body is cut off.
-    let app = stalling_app(Duration::from_secs(20)).await;
+    let (app, upstream_closed) = stalling_app(Duration::from_secs(20)).await;
+    let (h2_app, h2_resets) = stalling_h2_app(Duration::from_secs(20)).await;
     let se = yaml::service_entry(HOST, &[app]);
     let vs = yaml::virtual_service(HOST, "timeout: 500ms");
-    let mesh = Mesh::start(&[("se.yaml", &se), ("vs.yaml", &vs)]).await;
+    let h2_se = yaml::service_entry(H2_HOST, &[h2_app]);
+    let h2_vs = yaml::virtual_service(H2_HOST, "timeout: 500ms");
+    let mesh = Mesh::start(&[
+        ("se.yaml", &se),
+        ("vs.yaml", &vs),
+        ("h2-se.yaml", &h2_se),
+        ("h2-vs.yaml", &h2_vs),
+    ])
+    .await;
     let spec = ProxySpec::client("client").arg("--access-log", "json");
     let client = mesh.proxy(&spec).await;
-    client
-        .wait_endpoints(&cluster_name(HOST, "default", ""), 1, EVENT_TIMEOUT)
-        .await;
+    for host in [HOST, H2_HOST] {
+        client
+            .wait_endpoints(&cluster_name(host, "default", ""), 1, EVENT_TIMEOUT)
+            .await;
+    }
 
     let mut stream = TcpStream::connect(client.outbound).await.expect("connect");
     let started = Instant::now();
@@ -201,6 +305,41 @@ async fn route_timeout_cuts_off_a_body_that_stalls() {
     let line = line.expect("an access log line for the request");
     assert_eq!(line["response_code"], 200, "{line}");
     assert_eq!(line["response_flags"], "UT", "{line}");
+
+    // The upstream connection, mid-response, is closed, not pooled.
+    let started = Instant::now();
+    while upstream_closed.load(Ordering::SeqCst) < 1 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        upstream_closed.load(Ordering::SeqCst),
+        1,
+        "the proxy closed its connection to the app after the cut-off"
+    );
+
+    // Over HTTP/2 (to an HTTP/2 app: the protocol passes through) the
+    // stream is reset at the timeout, both towards the client and the app.
+    let started = Instant::now();
+    let reply = HttpClient::new(client.outbound, Protocol::Http2)
+        .get(H2_HOST, "/", &[])
+        .await;
+    let elapsed = started.elapsed();
+    let error = format!("{:#}", reply.expect_err("a body cut short is an error"));
+    println!("h2, timeout 500ms, body stalled for 20 s: {error} after {elapsed:?}");
+    assert!(!error.contains("timed out"), "{error}");
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(5),
+        "the h2 stream ended after {elapsed:?}: {error}"
+    );
+    let started = Instant::now();
+    while h2_resets.load(Ordering::SeqCst) < 1 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        h2_resets.load(Ordering::SeqCst),
+        1,
+        "the proxy reset its stream to the app after the cut-off"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
