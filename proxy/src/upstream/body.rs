@@ -26,8 +26,19 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         done: Option<Done>,
-        // The route timeout: when it passes, and its length for the error.
-        deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+        // Boxed: most routes have no timeout, and the body moves with its
+        // response through every layer, where each byte is copied again.
+        deadline: Option<Pin<Box<Deadline>>>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The route timeout: when it passes, and its length for the error.
+    #[derive(Debug)]
+    struct Deadline {
+        #[pin]
+        sleep: Sleep,
+        after: Duration,
     }
 }
 
@@ -84,7 +95,10 @@ impl UpstreamBody {
     /// `deadline`, the end of the route timeout `after`.
     pub(crate) fn expire_at(&mut self, deadline: Instant, after: Duration) {
         if !self.inner.is_end_stream() {
-            self.deadline = Some((Box::pin(tokio::time::sleep_until(deadline)), after));
+            self.deadline = Some(Box::pin(Deadline {
+                sleep: tokio::time::sleep_until(deadline),
+                after,
+            }));
         }
     }
 }
@@ -98,10 +112,10 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let mut this = self.project();
-        if let Some((sleep, after)) = this.deadline
-            && sleep.as_mut().poll(cx).is_ready()
+        if let Some(deadline) = this.deadline
+            && deadline.as_mut().project().sleep.poll(cx).is_ready()
         {
-            let after = *after;
+            let after = deadline.after;
             *this.deadline = None;
             // Mid-response: the connection is closed, never pooled.
             this.done.take();
