@@ -128,6 +128,16 @@ struct Mesh {
 
 impl Mesh {
     async fn start(server_sa: &str, expected_sa: &str) -> Self {
+        Self::start_with(server_sa, expected_sa, |ca| workload(ca, "frontend")).await
+    }
+
+    /// [`Self::start`] with `frontend`'s TLS state made by `frontend` from
+    /// the CA that issued `reviews`' certificate.
+    async fn start_with(
+        server_sa: &str,
+        expected_sa: &str,
+        frontend: impl FnOnce(&Ca) -> MeshTls,
+    ) -> Self {
         let ca = Ca::generate(TrustDomain::new("cluster.local").unwrap()).unwrap();
         let backend = Backend::start().await;
         let (stop, stop_rx) = watch::channel(false);
@@ -145,7 +155,7 @@ impl Mesh {
         let serve_in =
             listener::serve_inbound(inbound_listener, Arc::new(inbound), stop_rx.clone());
 
-        let frontend = workload(&ca, "frontend");
+        let frontend = frontend(&ca);
         let snapshot = outbound_snapshot(inbound_addr, &id(expected_sa));
         let config =
             RuntimeConfig::build(snapshot, &EndpointRegistry::default(), Some(&frontend)).unwrap();
@@ -382,6 +392,46 @@ async fn a_server_outside_the_allowed_set_is_refused_with_502_naming_it() {
             && body.contains("expected spiffe://cluster.local/ns/shop/sa/reviews"),
         "{body}"
     );
+    assert!(mesh.backend.seen().is_empty(), "the backend was reached");
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_our_certificate_is_answered_502_naming_its_alert() {
+    // `frontend`'s certificate comes from another CA, which `reviews` does
+    // not trust; `frontend` trusts both, so its own check of `reviews`
+    // passes and the refusal comes from the server's side. In TLS 1.3 the
+    // client's handshake is over before the server has read its
+    // certificate: the alert arrives on the first read after it.
+    let mesh = Mesh::start_with("reviews", "reviews", |ca| {
+        let other = Ca::generate(TrustDomain::new("cluster.local").unwrap()).unwrap();
+        let bundle = format!("{}{}", ca.trust_bundle_pem(), other.trust_bundle_pem());
+        let tls = MeshTls::new(TrustBundle::from_pem(&bundle).unwrap());
+        let key = WorkloadKey::generate().unwrap();
+        let signed = other
+            .sign_csr(
+                key.csr(&id("frontend")).unwrap().as_bytes(),
+                &id("frontend"),
+                DAY,
+            )
+            .unwrap();
+        tls.svid()
+            .store(key.certify(&signed.cert_chain_pem()).unwrap());
+        tls
+    })
+    .await;
+    // Both CAs have the same name, so `reviews` finds ours by name and its
+    // signature check fails: rustls says DecryptError.
+    for _ in 0..2 {
+        let (status, body) = get(connect(mesh.outbound_addr).await, "reviews", "/", None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(
+            body.contains(&format!("mTLS handshake with {} failed", mesh.inbound_addr))
+                && body.contains("the peer refused our certificate: it sent alert DecryptError"),
+            "{body}"
+        );
+    }
     assert!(mesh.backend.seen().is_empty(), "the backend was reached");
 }
 

@@ -423,19 +423,34 @@ impl Endpoint {
         tls: Option<&MtlsClient>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         for attempt in 0..2 {
-            let mut sender = match tls {
-                Some(client) => self.mtls_sender(settings, client, attempt > 0).await?,
-                None => self.h2_sender(settings, attempt > 0).await?,
+            let (mut sender, alert) = match tls {
+                Some(client) => {
+                    let conn = self.mtls_sender(settings, client, attempt > 0).await?;
+                    (conn.sender, Some(conn.alert))
+                }
+                None => (self.h2_sender(settings, attempt > 0).await?, None),
             };
+            // A peer refusing our certificate ends the connection with an
+            // alert that arrives after the handshake: name it rather than
+            // retry into the same refusal.
+            let refused = || alert.as_ref().and_then(|a| self.refused_by_peer(a));
             if sender.ready().await.is_err() {
-                continue;
+                match refused() {
+                    Some(err) => return Err(err),
+                    None => continue,
+                }
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(resp.map(|body| UpstreamBody::new(body, active, None))),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if attempt == 0 => req = unsent,
-                    _ => return Err(self.request_error(e.into_error())),
-                },
+                Err(mut e) => {
+                    if let Some(err) = refused() {
+                        return Err(err);
+                    }
+                    match e.take_message() {
+                        Some(unsent) if attempt == 0 => req = unsent,
+                        _ => return Err(self.request_error(e.into_error())),
+                    }
+                }
             }
         }
         Err(UpstreamError::Connect {

@@ -5,14 +5,18 @@
 //! HTTP/1.1 requests from the app travel over it too, converted by
 //! [`crate::listener::orig_proto`] before [`Endpoint::send`].
 
-use std::sync::Arc;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::http2;
 use hyper_util::rt::TokioIo;
 use remora_certs::{AllowedPeers, MeshTls, PeerIdentityError, SpiffeId, TlsError, peer_identity};
 use rustls::pki_types::ServerName;
-use rustls::{CertificateError, ClientConfig};
+use rustls::{AlertDescription, CertificateError, ClientConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -84,6 +88,15 @@ pub enum TlsFailure {
     /// The handshake did not finish within the connect timeout.
     #[error("the TLS handshake did not finish within {0:?}")]
     Timeout(Duration),
+    /// The peer ended the connection with a fatal alert right after the
+    /// handshake. In TLS 1.3 the client's handshake is over before the
+    /// server has checked the client's certificate, so this is how a
+    /// server's refusal of our certificate arrives: on the first read.
+    #[error(
+        "the peer refused our certificate: it sent alert {0:?} as the handshake ended; \
+         does it trust the CA that issued ours?"
+    )]
+    RefusedOurCertificate(rustls::AlertDescription),
     /// The peer did not agree to HTTP/2 over ALPN.
     #[error("the peer negotiated ALPN {0} instead of h2")]
     Alpn(String),
@@ -100,11 +113,16 @@ pub(super) fn tls_message(address: &str, failure: &TlsFailure) -> String {
 }
 
 /// The pooled mTLS connection of an endpoint and who is on the other side.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct MtlsH2 {
-    sender: http2::SendRequest<RequestBody>,
+    pub(super) sender: http2::SendRequest<RequestBody>,
     peer: SpiffeId,
+    /// The fatal alert that ended the connection, if one did.
+    pub(super) alert: PeerAlert,
 }
+
+/// Where an mTLS connection notes the fatal alert its peer sent.
+pub(super) type PeerAlert = Arc<OnceLock<AlertDescription>>;
 
 impl Endpoint {
     /// The shared mTLS connection, (re)connected when absent, closed, or
@@ -117,7 +135,7 @@ impl Endpoint {
         settings: &PoolSettings,
         client: &MtlsClient,
         fresh: bool,
-    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
+    ) -> Result<MtlsH2, UpstreamError> {
         let MtlsClient::Ready { config, allowed } = client else {
             return Err(self.tls_error(TlsFailure::NoIdentity));
         };
@@ -126,16 +144,13 @@ impl Endpoint {
             .as_ref()
             .filter(|c| !fresh && !c.sender.is_closed() && allowed.check(&c.peer).is_ok())
         {
-            return Ok(conn.sender.clone());
+            return Ok(conn.clone());
         }
         // Boxed: the handshakes' state is large, and most requests find a
         // connection; every request's future is moved whole, so it stays small.
-        let (sender, peer) = Box::pin(self.open_mtls(settings, config, allowed)).await?;
-        *slot = Some(MtlsH2 {
-            sender: sender.clone(),
-            peer,
-        });
-        Ok(sender)
+        let conn = Box::pin(self.open_mtls(settings, config, allowed)).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
     }
 
     /// A new mTLS connection: a connection slot, TCP, TLS, then the h2
@@ -145,11 +160,20 @@ impl Endpoint {
         settings: &PoolSettings,
         config: &Arc<ClientConfig>,
         allowed: &AllowedPeers,
-    ) -> Result<(http2::SendRequest<RequestBody>, SpiffeId), UpstreamError> {
+    ) -> Result<MtlsH2, UpstreamError> {
         let conn_slot = self.new_slot(settings).await?;
         let (io, peer) = self.connect_mtls(settings, config, allowed).await?;
-        let sender = self.h2_handshake(TokioIo::new(io), conn_slot).await?;
-        Ok((sender, peer))
+        let io = AlertWatch::new(io);
+        let alert = Arc::clone(&io.alert);
+        let sender = match self.h2_handshake(TokioIo::new(io), conn_slot).await {
+            Ok(sender) => sender,
+            Err(e) => return Err(self.refused_by_peer(&alert).unwrap_or(e)),
+        };
+        Ok(MtlsH2 {
+            sender,
+            peer,
+            alert,
+        })
     }
 
     /// TCP connect, TLS handshake bounded by the connect timeout, then the
@@ -195,6 +219,14 @@ impl Endpoint {
         Ok((stream, peer))
     }
 
+    /// What a request failing on an mTLS connection comes to when the
+    /// peer's `alert` ended that connection:
+    /// [`TlsFailure::RefusedOurCertificate`]; `None` if no alert came.
+    pub(super) fn refused_by_peer(&self, alert: &PeerAlert) -> Option<UpstreamError> {
+        let alert = *alert.get()?;
+        Some(self.handshake_failed(TlsFailure::RefusedOurCertificate(alert)))
+    }
+
     fn handshake_failed(&self, failure: TlsFailure) -> UpstreamError {
         tls_handshake_failed(Direction::Outbound);
         tracing::debug!(endpoint = self.address(), error = %failure, "mTLS handshake failed");
@@ -206,6 +238,77 @@ impl Endpoint {
             address: self.address().to_owned(),
             failure,
         }
+    }
+}
+
+/// An mTLS connection's stream that notes the first fatal alert the peer
+/// sends. hyper's HTTP/2 keeps only the text of the I/O error that ends a
+/// connection, so a request failing on it learns the alert from here.
+struct AlertWatch {
+    inner: TlsStream<TcpStream>,
+    alert: PeerAlert,
+}
+
+impl AlertWatch {
+    fn new(inner: TlsStream<TcpStream>) -> Self {
+        Self {
+            inner,
+            alert: PeerAlert::default(),
+        }
+    }
+
+    fn note<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &result
+            && let Some(rustls::Error::AlertReceived(alert)) =
+                e.get_ref().and_then(|inner| inner.downcast_ref())
+        {
+            let _ = self.alert.set(*alert);
+        }
+        result
+    }
+}
+
+impl AsyncRead for AlertWatch {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.note(result)
+    }
+}
+
+impl AsyncWrite for AlertWatch {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note(result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.note(result)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
