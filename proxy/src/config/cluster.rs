@@ -37,6 +37,9 @@ pub struct Cluster {
     mtls: Option<ClusterMtls>,
 }
 
+/// Serialises ejection decisions; see [`Cluster::record_at`].
+static EJECTION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The mTLS side of a cluster with at least one mTLS endpoint.
 #[derive(Debug)]
 struct ClusterMtls {
@@ -253,6 +256,16 @@ impl Cluster {
         let s = self.outlier.as_ref()?;
         if endpoint.record_outcome(outcome, now, s) != Verdict::Eject {
             return None;
+        }
+        // Counting the ejected hosts and ejecting one is a single step:
+        // two workers ejecting two hosts at once would otherwise each see
+        // room for one more and together overshoot `maxEjectionPercent`.
+        // One lock for all clusters, as subsets and successive configs
+        // share endpoints; it is taken only when a host reaches its
+        // threshold, never on a request's way.
+        let _decision = EJECTION.lock().unwrap_or_else(|e| e.into_inner());
+        if endpoint.is_ejected(now, s) {
+            return None; // a concurrent verdict on the same host came first
         }
         let others_ejected = self
             .endpoints

@@ -162,6 +162,48 @@ fn max_ejection_percent_spares_a_second_host_of_three_at_ten_percent() {
 }
 
 #[test]
+fn hosts_failing_at_once_on_many_threads_never_overshoot_max_ejection_percent() {
+    // 20 hosts at 10%: at most 2 ejected. Every host is one failure short
+    // of its threshold, then 20 threads each record the failure that
+    // brings theirs over at the same moment. Without the decision being
+    // one step, several threads count 0 or 1 others ejected and all eject.
+    const HOSTS: usize = 20;
+    for round in 0..1000 {
+        let registry = EndpointRegistry::default();
+        let c = cluster(HOSTS, pb::LoadBalancer::RoundRobin, defaults(), &registry);
+        let s = *c.outlier().unwrap();
+        let eps = c.endpoints().to_vec();
+        let t0 = Instant::now();
+        for e in &eps {
+            for _ in 0..4 {
+                assert_eq!(c.record_at(e, S500, t0, Duration::ZERO), None);
+            }
+        }
+        let start = std::sync::Barrier::new(HOSTS);
+        let ejected = std::thread::scope(|scope| {
+            let threads: Vec<_> = eps
+                .iter()
+                .map(|e| {
+                    let (c, start) = (&c, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        c.record_at(e, S500, t0, Duration::ZERO).is_some()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|&ejected| ejected)
+                .count()
+        });
+        let now_out = eps.iter().filter(|e| e.is_ejected(t0, &s)).count();
+        assert_eq!(ejected, 2, "round {round}: {ejected} ejections reported");
+        assert_eq!(now_out, 2, "round {round}: {now_out} hosts ejected");
+    }
+}
+
+#[test]
 fn max_ejection_percent_100_ejects_every_failing_host_then_panics() {
     let registry = EndpointRegistry::default();
     let c = cluster(3, pb::LoadBalancer::RoundRobin, percents(100, 0), &registry);
