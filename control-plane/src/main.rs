@@ -68,8 +68,11 @@ enum Command {
         /// Percentage of new traces every proxy records, 0 to 100 (Istio's
         /// `tracing.sampling`), sent in every snapshot. Unset: each proxy
         /// keeps its own (1% unless its `--trace-sampling` says otherwise);
-        /// a proxy's own `--trace-sampling` always wins.
-        #[arg(long, env = "REMORA_TRACE_SAMPLING", value_parser = TraceSampling::parse)]
+        /// a proxy's own `--trace-sampling` always wins. Its variable is
+        /// not the proxy's `REMORA_TRACE_SAMPLING`: set in an environment
+        /// both share, that would pin every proxy and the push would
+        /// change nothing.
+        #[arg(long, env = "REMORA_MESH_TRACE_SAMPLING", value_parser = TraceSampling::parse)]
         trace_sampling: Option<TraceSampling>,
     },
     /// Bootstrap tokens, with which proxies get their first certificate.
@@ -337,4 +340,30 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn mesh_trace_sampling_does_not_share_the_proxys_variable() {
+        let cli = super::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let arg = serve
+            .get_arguments()
+            .find(|a| a.get_id() == "trace_sampling")
+            .expect("--trace-sampling");
+        assert_eq!(
+            arg.get_env(),
+            Some(OsStr::new("REMORA_MESH_TRACE_SAMPLING"))
+        );
+    }
 }
