@@ -72,6 +72,9 @@ struct Shared {
     requests: AtomicUsize,
     /// Request body bytes received, all requests together.
     body_bytes: AtomicUsize,
+    /// The last request body received whole, for tests that check what
+    /// arrived, not only how much.
+    last_body: Mutex<Bytes>,
     connections: AtomicUsize,
     open: AtomicUsize,
     max_open: AtomicUsize,
@@ -110,6 +113,7 @@ impl Backend {
             idle_close_ms: AtomicU64::new(0),
             requests: AtomicUsize::new(0),
             body_bytes: AtomicUsize::new(0),
+            last_body: Mutex::new(Bytes::new()),
             connections: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             max_open: AtomicUsize::new(0),
@@ -139,6 +143,12 @@ impl Backend {
     /// whole before answering).
     pub fn body_bytes(&self) -> usize {
         self.shared.body_bytes.load(Ordering::SeqCst)
+    }
+
+    /// The last request body received whole (by the HTTP/1.1 and h2c
+    /// server; the closing modes do not keep it).
+    pub fn last_body(&self) -> Bytes {
+        self.shared.last_body.lock().expect("not poisoned").clone()
     }
 
     /// Connections accepted so far.
@@ -322,8 +332,9 @@ async fn answer(
     let (parts, body) = req.into_parts();
     // A body cut short counts what arrived as nothing: the client is gone.
     if let Ok(b) = body.collect().await {
-        let len = b.to_bytes().len();
-        shared.body_bytes.fetch_add(len, Ordering::SeqCst);
+        let b = b.to_bytes();
+        shared.body_bytes.fetch_add(b.len(), Ordering::SeqCst);
+        *shared.last_body.lock().expect("not poisoned") = b;
     }
     let (status, body) = respond(&shared, &parts.method, &target, &version, &headers).await;
     let resp = Response::builder()

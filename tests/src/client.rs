@@ -1,13 +1,18 @@
 //! A small HTTP client for tests: one keep-alive connection to one address,
 //! HTTP/1.1 or HTTP/2 with prior knowledge, reconnecting after an error.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, Version, header};
-use http_body_util::{BodyExt, Full};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -37,8 +42,29 @@ pub struct Reply {
 
 #[derive(Debug)]
 enum Sender {
-    Http1(http1::SendRequest<Full<Bytes>>),
-    Http2(http2::SendRequest<Full<Bytes>>),
+    Http1(http1::SendRequest<ReqBody>),
+    Http2(http2::SendRequest<ReqBody>),
+}
+
+/// A request body: with a length, or in chunks of unknown total length
+/// (`transfer-encoding: chunked` over HTTP/1.1, no `content-length` over
+/// h2, as gRPC calls go).
+type ReqBody = Either<Full<Bytes>, Chunked>;
+
+/// A body that announces no length and yields its chunks one at a time.
+#[derive(Debug)]
+pub struct Chunked(VecDeque<Bytes>);
+
+impl Body for Chunked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
 }
 
 /// One connection's worth of client, to `addr`. Requests are sequential
@@ -83,6 +109,20 @@ impl HttpClient {
             .await
     }
 
+    /// Sends one request whose body is `chunks`, with no length announced,
+    /// bounded by [`REQUEST_TIMEOUT`].
+    pub async fn request_chunked(
+        &mut self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        chunks: Vec<Bytes>,
+    ) -> anyhow::Result<Reply> {
+        let body = Either::Right(Chunked(chunks.into()));
+        self.send_bounded(method, host, path, headers, body).await
+    }
+
     /// Sends one request with `body` (sent with a `content-length`),
     /// bounded by [`REQUEST_TIMEOUT`].
     pub async fn request_with_body(
@@ -92,6 +132,18 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
         body: Bytes,
+    ) -> anyhow::Result<Reply> {
+        let body = Either::Left(Full::new(body));
+        self.send_bounded(method, host, path, headers, body).await
+    }
+
+    async fn send_bounded(
+        &mut self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: ReqBody,
     ) -> anyhow::Result<Reply> {
         let result = tokio::time::timeout(
             REQUEST_TIMEOUT,
@@ -111,7 +163,7 @@ impl HttpClient {
         host: &str,
         path: &str,
         headers: &[(&str, &str)],
-        body: Bytes,
+        body: ReqBody,
     ) -> anyhow::Result<Reply> {
         let mut builder = Request::builder().method(method);
         builder = match self.protocol {
@@ -123,7 +175,7 @@ impl HttpClient {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let req = builder.body(Full::new(body))?;
+        let req = builder.body(body)?;
         let resp = match self.sender().await? {
             Sender::Http1(s) => {
                 s.ready().await?;

@@ -311,6 +311,96 @@ async fn request_bodies_up_to_64_kib_are_replayed() {
     }
 }
 
+/// `size` bytes that are not all alike, cut into 4 KiB chunks.
+fn patterned(size: usize) -> (Bytes, Vec<Bytes>) {
+    let body: Bytes = (0..size).map(|i| (i % 251) as u8).collect();
+    let chunks = (0..size)
+        .step_by(4096)
+        .map(|at| body.slice(at..size.min(at + 4096)))
+        .collect();
+    (body, chunks)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_without_a_length_are_replayed_up_to_64_kib() {
+    // Chunked HTTP/1.1 and h2 without content-length (as gRPC sends):
+    // streamed to the first try as they come, a copy kept for the retries.
+    let spec = ProxySpec::client("client").arg("--retry-budget-min-per-sec", "100000");
+    let vs = yaml::virtual_service(HOST, "retries:\n  attempts: 2\n  retryOn: 5xx");
+    let direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
+    let backend = &direct.backends[0];
+    backend.set_status(Some(503));
+    let mut seen = Vec::new();
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let mut http = direct.client.client(protocol);
+        for size in [10 * 1024, 64 * 1024, 64 * 1024 + 1, 200 * 1024] {
+            let (body, chunks) = patterned(size);
+            let (hits, bytes) = (backend.hits(), backend.body_bytes());
+            let reply = http
+                .request_chunked(Method::POST, HOST, "/", &[], chunks)
+                .await
+                .unwrap_or_else(|e| panic!("{protocol:?} POST of {size} bytes: {e:#}"));
+            let tries = backend.hits() - hits;
+            let received = backend.body_bytes() - bytes;
+            assert_eq!(reply.status, 503, "{protocol:?} {size}: {}", reply.body);
+            assert!(
+                backend.last_body() == body,
+                "{protocol:?} {size}: the last try's body differs from the client's"
+            );
+            seen.push((protocol, size, tries, received));
+        }
+    }
+    println!(
+        "chunked POSTs to an always-503 backend, attempts 2, retryOn 5xx: (protocol, size, tries, \
+         body bytes the backend received) {seen:?}"
+    );
+    for (protocol, size, tries, received) in seen {
+        let want = if size <= 64 * 1024 { 3 } else { 1 };
+        assert_eq!(
+            (tries, received),
+            (want, want * size),
+            "{protocol:?}, a body of {size} bytes: {want} whole tries expected"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_without_a_length_is_retried_after_a_connect_failure() {
+    // Nothing of the body was read when the connection was refused, so the
+    // retry sends all of it, whatever its size.
+    const N: usize = 8;
+    let direct = Direct::start(HOST, 2, &[], ProxySpec::client("client")).await;
+    direct.backends[1].stop().await;
+    let live = &direct.backends[0];
+    let attempts_before = direct.client.stat("remora_retry_attempts_total").await;
+    let mut http = direct.http();
+    let (body, _) = patterned(300 * 1024);
+    let mut failed = Vec::new();
+    for i in 0..N {
+        let (_, chunks) = patterned(300 * 1024);
+        match http
+            .request_chunked(Method::POST, HOST, "/", &[], chunks)
+            .await
+        {
+            Ok(r) if r.status == 200 && live.last_body() == body => {}
+            Ok(r) => failed.push(format!("{i}: {} {}", r.status, r.body.trim())),
+            Err(e) => failed.push(format!("{i}: {e:#}")),
+        }
+    }
+    let attempts = direct.client.stat("remora_retry_attempts_total").await - attempts_before;
+    println!(
+        "one of 2 endpoints refusing connections: {N} chunked POSTs of 300 KiB, {} failed \
+         {failed:?}; retry.attempts +{attempts}; live backend: {} requests, {} body bytes",
+        failed.len(),
+        live.hits(),
+        live.body_bytes()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(attempts >= 1, "the dead endpoint was never picked");
+    assert_eq!(live.hits(), N);
+    assert_eq!(live.body_bytes(), N * 300 * 1024);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_retries_block_connect_failures_are_retried_for_any_method() {
     const N: usize = 60;

@@ -204,7 +204,9 @@ impl Tries<'_> {
                 Err(TryError::Upstream(e)) => TryFailure::Error(e),
                 Err(TryError::PerTryTimeout { .. }) => TryFailure::PerTryTimeout,
             };
-            if last_possible || !self.policy.should_retry(&method, failure) {
+            // A teed body may have outgrown its copy during the try.
+            if last_possible || !body.is_replayable() || !self.policy.should_retry(&method, failure)
+            {
                 return result.map_err(TryError::into_proxy_error);
             }
             let reason = retry_reason(failure);

@@ -1,47 +1,312 @@
-//! Making a request body replayable: a body known to fit the bound is read
-//! whole before the first try and sent again, as a cheap `Bytes` clone, on
-//! each retry. Anything else is streamed through once and never retried.
+//! Making a request body replayable, the two ways Envoy does:
 //!
-//! What counts as "known to fit": an empty body, or a `Content-Length` at
-//! most the bound. A body of unknown length (chunked HTTP/1.1, h2 without
-//! `content-length`, such as most gRPC calls) is streamed: waiting for its
-//! end could deadlock a bidirectional stream, and the upstream body type
-//! ([`RequestBody`]) has no variant yet for "buffered prefix, then the
-//! rest". Request trailers are not kept on a buffered body (HTTP clients
-//! and gRPC do not send request trailers in practice); a body that carries
-//! them is rejected with 400 rather than forwarded without them.
+//! - A body known to fit the bound (empty, or a `Content-Length` at most
+//!   the bound) is read whole before the first try and sent again, as a
+//!   cheap `Bytes` clone, on each retry.
+//! - Any other body (chunked HTTP/1.1, h2 without `content-length` such as
+//!   most gRPC calls, or a length over the bound) is *teed*: streamed to the
+//!   first try as it arrives, never waited for, while a copy of what has
+//!   passed is kept up to the bound. A retry replays the copy and then goes
+//!   on reading the client where the earlier try stopped. Once more than
+//!   the bound has passed, the copy is dropped and the request can no longer
+//!   be retried; a connect failure or a refused stream, where nothing was
+//!   sent, is still retried whatever the body's size.
+//!
+//! Request trailers are not kept on a body read whole (HTTP clients and
+//! gRPC do not send request trailers in practice); such a body is rejected
+//! with 400 rather than forwarded without them. A teed body keeps them.
 
-use bytes::Bytes;
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
-use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Either, Limited};
 use hyper::body::Incoming;
 
 use crate::upstream::RequestBody;
+
+/// The error type of the bodies here, as hyper takes it.
+type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A request body as the attempt loop holds it.
 #[derive(Debug)]
 pub enum ReplayableBody {
     /// Read whole: every try gets a copy.
     Buffered(Bytes),
-    /// Streamed through on the first try only.
+    /// Streamed through on the first try only (no retries configured).
     Streaming(Option<Incoming>),
+    /// Streamed, with a copy kept for retries while it fits the bound.
+    Teed(Tee<Incoming>),
 }
 
 impl ReplayableBody {
-    /// Whether a second try can have the body.
+    /// Whether another try can have the body (for a teed body: now, as
+    /// far as it has been read).
     pub fn is_replayable(&self) -> bool {
-        matches!(self, Self::Buffered(_))
-    }
-
-    /// The body for the next try; `None` once a streaming body was sent.
-    pub fn for_attempt(&mut self) -> Option<RequestBody> {
         match self {
-            Self::Buffered(bytes) => Some(Either::Right(Full::new(bytes.clone()))),
-            Self::Streaming(body) => body.take().map(Either::Left),
+            Self::Buffered(_) => true,
+            Self::Streaming(_) => false,
+            Self::Teed(tee) => tee.is_replayable(),
         }
     }
+
+    /// The body for the next try; `None` once a streaming body was sent or
+    /// a teed one outgrew its copy.
+    pub fn for_attempt(&mut self) -> Option<RequestBody> {
+        match self {
+            Self::Buffered(bytes) => Some(Either::Right(Replay::whole(bytes.clone()))),
+            Self::Streaming(body) => body.take().map(Either::Left),
+            Self::Teed(tee) => tee
+                .reader()
+                .map(|r| Either::Right(Replay::Tee(Box::new(r)))),
+        }
+    }
+}
+
+/// A request body sent again on a retry.
+#[derive(Debug)]
+pub enum Replay<B = Incoming> {
+    /// A body read whole; `None` once sent (or empty: no frame at all).
+    Whole(Option<Bytes>),
+    /// A teed body: the copy, then the rest of the client's body. Boxed:
+    /// every request's body moves with it, and most are read whole.
+    Tee(Box<TeeReader<B>>),
+}
+
+impl<B> Replay<B> {
+    /// A body of `bytes`; an empty one ends at once, so that a GET goes
+    /// out with no body framing at all.
+    pub fn whole(bytes: Bytes) -> Self {
+        Self::Whole((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl<B> Body for Replay<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Tee(reader) => Pin::new(&mut **reader).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Whole(bytes) => bytes.is_none(),
+            Self::Tee(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Whole(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Self::Whole(None) => SizeHint::with_exact(0),
+            Self::Tee(reader) => reader.size_hint(),
+        }
+    }
+}
+
+/// A client's body streamed to one try at a time, with a copy of what has
+/// passed kept up to a bound so that a later try can start over.
+#[derive(Debug)]
+pub struct Tee<B> {
+    shared: Arc<Mutex<TeeState<B>>>,
+    /// The body's size as the client announced it (exact with a length).
+    hint: SizeHint,
+}
+
+#[derive(Debug)]
+struct TeeState<B> {
+    /// The part of the client's body not read yet; `None` at its end.
+    rest: Option<B>,
+    /// A copy of what has passed, while it fits `limit`. Copied rather
+    /// than holding the client's chunks, which share hyper's read buffers:
+    /// a trickle of tiny chunks would pin a buffer each.
+    kept: BytesMut,
+    limit: usize,
+    /// More than `limit` passed: `kept` was dropped, no try can follow.
+    overflowed: bool,
+    trailers: Option<HeaderMap>,
+    /// The client's body failed: every later reader fails with this.
+    failed: Option<String>,
+    /// Which reader may read: the newest. An earlier try's connection
+    /// still pulling its body gets an error, which ends that try.
+    reader: u64,
+}
+
+impl<B: Body> Tee<B> {
+    /// Tees `body`, keeping up to `limit` bytes.
+    pub fn new(body: B, limit: usize) -> Self {
+        let hint = body.size_hint();
+        Self {
+            shared: Arc::new(Mutex::new(TeeState {
+                rest: Some(body),
+                kept: BytesMut::new(),
+                limit,
+                overflowed: false,
+                trailers: None,
+                failed: None,
+                reader: 0,
+            })),
+            hint,
+        }
+    }
+
+    /// Whether a new reader would get the whole body.
+    pub fn is_replayable(&self) -> bool {
+        !lock(&self.shared).overflowed
+    }
+
+    /// A reader from the start of the body, which supersedes every earlier
+    /// one; `None` once the copy was dropped.
+    pub fn reader(&self) -> Option<TeeReader<B>> {
+        let mut state = lock(&self.shared);
+        if state.overflowed {
+            return None;
+        }
+        state.reader += 1;
+        Some(TeeReader {
+            shared: Arc::clone(&self.shared),
+            id: state.reader,
+            replayed: 0,
+            sent: 0,
+            trailers_sent: false,
+            hint: self.hint,
+        })
+    }
+}
+
+/// One try's view of a [`Tee`]: the kept copy, then the client's body.
+#[derive(Debug)]
+pub struct TeeReader<B> {
+    shared: Arc<Mutex<TeeState<B>>>,
+    id: u64,
+    /// How much of the kept copy this reader has sent.
+    replayed: usize,
+    /// Bytes sent by this reader, for its size hint.
+    sent: u64,
+    trailers_sent: bool,
+    hint: SizeHint,
+}
+
+/// A reader of an earlier try, after a retry started.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was handed to a newer try")]
+pub struct Superseded;
+
+impl<B> Body for TeeReader<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let mut state = lock(&this.shared);
+        if state.reader != this.id {
+            return Poll::Ready(Some(Err(Superseded.into())));
+        }
+        if this.replayed < state.kept.len() {
+            let copy = Bytes::copy_from_slice(&state.kept[this.replayed..]);
+            this.replayed = state.kept.len();
+            this.sent += copy.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(copy))));
+        }
+        let polled = match state.rest.as_mut() {
+            Some(rest) => match Pin::new(rest).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(polled) => Some(polled),
+            },
+            None => None,
+        };
+        match polled {
+            Some(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(data) => {
+                        state.keep(&data);
+                        this.replayed = state.kept.len();
+                        this.sent += data.len() as u64;
+                        Frame::data(data)
+                    }
+                    Err(frame) => frame,
+                };
+                if let Some(trailers) = frame.trailers_ref() {
+                    state.trailers = Some(trailers.clone());
+                    this.trailers_sent = true;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                state.failed = Some(e.to_string());
+                state.rest = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Some(None) => {
+                state.rest = None;
+                Poll::Ready(None)
+            }
+            // The client's body ended under an earlier reader (or failed):
+            // what it left is all there is.
+            None => {
+                if let Some(failed) = &state.failed {
+                    return Poll::Ready(Some(Err(failed.clone().into())));
+                }
+                match state.trailers.clone().filter(|_| !this.trailers_sent) {
+                    Some(trailers) => {
+                        this.trailers_sent = true;
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.hint.exact() {
+            Some(n) => SizeHint::with_exact(n.saturating_sub(self.sent)),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl<B> TeeState<B> {
+    /// Keeps a copy of `data` if it fits; else drops the whole copy.
+    fn keep(&mut self, data: &Bytes) {
+        if self.overflowed {
+            return;
+        }
+        if self.kept.len() + data.len() > self.limit {
+            self.overflowed = true;
+            self.kept = BytesMut::new();
+            return;
+        }
+        self.kept.extend_from_slice(data);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why the client's body could not be read for buffering.
@@ -56,7 +321,7 @@ pub enum BufferError {
 }
 
 /// Reads `body` whole if its headers promise at most `limit` bytes, else
-/// leaves it to stream.
+/// tees it.
 pub async fn buffer_body(
     headers: &HeaderMap,
     body: Incoming,
@@ -80,6 +345,10 @@ pub async fn buffer_body(
             }
             Ok(ReplayableBody::Buffered(collected.to_bytes()))
         }
-        _ => Ok(ReplayableBody::Streaming(Some(body))),
+        _ => Ok(ReplayableBody::Teed(Tee::new(body, limit))),
     }
 }
+
+#[cfg(test)]
+#[path = "body_tests.rs"]
+mod tests;

@@ -16,8 +16,8 @@ use super::endpoint::ActiveRequest;
 use super::pool::IdleH1;
 
 /// A request body on its way upstream: the client's body streamed through
-/// as it arrives, or a buffered copy that can be sent again on a retry.
-pub type RequestBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
+/// as it arrives, or one a retry can send again (read whole, or teed).
+pub type RequestBody = http_body_util::Either<Incoming, crate::retry::body::Replay>;
 
 pin_project_lite::pin_project! {
     /// An upstream response body.
