@@ -13,3 +13,9 @@ pub mod pb {
         tonic::include_proto!("remora.identity.v1");
     }
 }
+
+/// The largest compiled program a proxy accepts for one `regex` match (the
+/// `regex` crate's size limit; Envoy's RE2 `max_program_size` plays the same
+/// part). Proxies refuse, and NACK, a config with a larger one; the control
+/// plane warns about it when it reads the YAML.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;

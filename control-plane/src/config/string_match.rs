@@ -84,6 +84,18 @@ fn parse_with(
                         );
                         return None;
                     }
+                    if !fits_proxies(&value) {
+                        ctx.warn(
+                            value_node.line(),
+                            value_node.path(),
+                            format!(
+                                "this regex compiles to more than the {} KiB a proxy accepts: \
+                                 every proxy will refuse the config (NACK) and keep the one \
+                                 it has; use a shorter pattern or smaller repetition counts",
+                                remora_proto::REGEX_SIZE_LIMIT / 1024
+                            ),
+                        );
+                    }
                     Some(StringMatch::Regex(value))
                 }
             }
@@ -102,6 +114,16 @@ fn parse_with(
         }
     };
     (ctx.resource_errors() == errors).then_some(result)
+}
+
+/// Whether a proxy will compile `regex` as it does: anchored, under its size
+/// limit. Not an error here, as istiod does not refuse such a regex either
+/// (Envoy does); but the proxies' NACK would be the first anyone heard of it.
+fn fits_proxies(regex: &str) -> bool {
+    regex::RegexBuilder::new(&format!("^(?:{regex})$"))
+        .size_limit(remora_proto::REGEX_SIZE_LIMIT)
+        .build()
+        .is_ok()
 }
 
 /// The one-line cause of a regex error (the crate's message spans several lines).

@@ -529,3 +529,25 @@ fn errors_carry_the_line_of_the_offending_key() {
         "unknown field `wieght`; did you mean `weight`?"
     );
 }
+
+#[test]
+fn a_regex_too_big_for_the_proxies_is_a_warning_naming_its_field() {
+    // `\w` is Unicode: 64 of them compile to several MiB.
+    let spec = "
+  hosts: [reviews]
+  http:
+    - match:
+        - uri: {regex: '/reviews/\\w{64}'}
+        - headers:
+            x-id: {regex: '[a-f0-9]{32}'}
+      route:
+        - destination: {host: reviews}
+";
+    assert_eq!(errors(spec), Vec::<String>::new());
+    let warnings = warnings(spec);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("spec.http[0].match[0].uri.regex: this regex compiles to more than the 1024 KiB a proxy accepts: every proxy will refuse the config (NACK)"),
+        "{warnings:?}"
+    );
+}

@@ -40,7 +40,7 @@ impl StringMatcher {
             Some(Kind::Prefix(s)) => Ok(Self::Prefix(fold(s))),
             Some(Kind::Regex(re)) => regex::RegexBuilder::new(&format!("^(?:{re})$"))
                 .case_insensitive(case_insensitive)
-                .size_limit(1 << 20)
+                .size_limit(remora_proto::REGEX_SIZE_LIMIT)
                 .build()
                 .map(Self::Regex)
                 .map_err(|e| ConfigError::Regex {
