@@ -241,6 +241,117 @@ async fn without_a_ca_cert_the_first_certificate_comes_over_plaintext_with_a_war
 }
 
 #[tokio::test]
+async fn after_a_plaintext_bootstrap_renewals_go_over_tls_with_the_certificate() {
+    // The token lives 2 to 3 s (its expiry is in whole seconds), time enough for the first
+    // certificate; the certificate lives 8 s, so the first renewal comes 3.6 to 4.4 s after
+    // it, once the token has expired. Over plaintext nothing else could authenticate it.
+    const LIVES: Duration = Duration::from_secs(8);
+    let (mut cp, dir) = control_plane().await;
+    let token = cp.token_with("default", "reviews", &["--ttl", "3s"]);
+    let token = token_file(dir.path(), "token", &token);
+    let spec = ProxySpec::client("reviews")
+        .arg("--token-file", &token.to_string_lossy())
+        .arg("--cert-lifetime", &format!("{}s", LIVES.as_secs()));
+    let mut proxy = Proxy::start(&spec, &cp.url()).await;
+
+    let first = proxy
+        .process
+        .wait_event_at("certificate", FIRST_CERTIFICATE)
+        .await;
+    assert_eq!(first.str("renewal"), "0", "{:?}", first.value);
+    let identities: Vec<Value> = proxy
+        .process
+        .events_since(0)
+        .into_iter()
+        .filter(|e| e.name() == "identity")
+        .map(|e| e.value)
+        .collect();
+    assert_eq!(identities.len(), 2, "{identities:?}");
+    assert_eq!(identities[0]["transport"], "plaintext", "{identities:?}");
+    assert_eq!(identities[1]["transport"], "tls", "{identities:?}");
+    assert_eq!(identities[1]["phase"], "renewal", "{identities:?}");
+    assert_eq!(
+        identities[1]["ca"],
+        cp.grpc_tls.to_string(),
+        "{identities:?}"
+    );
+
+    // Two renewals, both after the token expired.
+    for n in ["1", "2"] {
+        let renewal = proxy
+            .process
+            .wait_event_at("certificate", LIVES + Duration::from_secs(2))
+            .await;
+        assert_eq!(renewal.str("renewal"), n, "{:?}", renewal.value);
+        assert_eq!(renewal.str("spiffe_id"), REVIEWS, "{:?}", renewal.value);
+    }
+    let signed: Vec<String> = cp
+        .process
+        .events_since(0)
+        .into_iter()
+        .filter(|e| e.name() == "signed")
+        .map(|e| e.str("via").to_owned())
+        .collect();
+    assert_eq!(signed, ["token", "certificate", "certificate"]);
+    let fell_back = proxy
+        .process
+        .events_since(0)
+        .into_iter()
+        .filter(|e| e.name() == "warning" && e.str("message").contains("renewing over plaintext"))
+        .count();
+    assert_eq!(fell_back, 0, "the TLS port was reachable");
+    assert_eq!(ready_status(proxy.admin).await, 200);
+    proxy.process.kill().await;
+    cp.process.kill().await;
+}
+
+#[tokio::test]
+async fn renewals_go_over_plaintext_with_a_warning_while_the_tls_port_is_unreachable() {
+    // The proxy reaches the control plane at 127.0.0.2; its TLS port listens on 127.0.0.1
+    // only, so the TLS address the proxy derives refuses connections.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cp = ControlPlane::start(dir.path(), "127.0.0.2:0".parse().expect("addr")).await;
+    assert_eq!(cp.grpc_tls.ip().to_string(), "127.0.0.1");
+    let spec = reviews(&cp, &dir, "reviews", &[]);
+    let mut proxy = Proxy::start(&spec, &cp.url()).await;
+    let first = proxy
+        .process
+        .wait_event_at("certificate", FIRST_CERTIFICATE)
+        .await;
+    check_certificate_event(&first, "0");
+    let renewal = proxy
+        .process
+        .wait_event_at("certificate", LIFETIME + Duration::from_secs(2))
+        .await;
+    check_certificate_event(&renewal, "1");
+    let unreachable = format!("cannot reach the CA at 127.0.0.2:{}", cp.grpc_tls.port());
+    let instead = format!("renewing over plaintext at {} instead", cp.grpc);
+    let warnings: Vec<String> = proxy
+        .process
+        .events_since(0)
+        .into_iter()
+        .filter(|e| e.name() == "warning")
+        .map(|e| e.str("message").to_owned())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&unreachable) && w.contains(&instead)),
+        "{warnings:?}"
+    );
+    let signed: Vec<String> = cp
+        .process
+        .events_since(0)
+        .into_iter()
+        .filter(|e| e.name() == "signed")
+        .map(|e| e.str("via").to_owned())
+        .collect();
+    assert_eq!(signed, ["token", "token"]);
+    proxy.process.kill().await;
+    cp.process.kill().await;
+}
+
+#[tokio::test]
 async fn without_a_token_the_proxy_serves_plaintext_and_certs_says_why() {
     let (mut cp, _dir) = control_plane().await;
     let mut proxy = Proxy::start(&ProxySpec::client("reviews"), &cp.url()).await;

@@ -94,6 +94,12 @@ impl ControlPlane {
     /// A bootstrap token for `namespace/service_account`, made with
     /// `remora token create` over this control plane's data directory.
     pub fn token(&self, namespace: &str, service_account: &str) -> String {
+        self.token_with(namespace, service_account, &[])
+    }
+
+    /// [`Self::token`] with more arguments for `remora token create`
+    /// (e.g. `["--ttl", "2s"]`).
+    pub fn token_with(&self, namespace: &str, service_account: &str, extra: &[&str]) -> String {
         let out = std::process::Command::new(bin("remora"))
             .arg("token")
             .arg("create")
@@ -105,6 +111,7 @@ impl ControlPlane {
                 "--service-account",
                 service_account,
             ])
+            .args(extra)
             .output()
             .expect("run remora token create");
         assert!(

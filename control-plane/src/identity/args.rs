@@ -85,6 +85,10 @@ impl IdentityArgs {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?
+            .port();
         let tls_port = TlsPort::new(listener, Arc::clone(&ca), self.cert_lifetime)?;
         tracing::info!(
             data_dir = %self.data_dir.display(),
@@ -93,7 +97,7 @@ impl IdentityArgs {
             "certificate authority ready"
         );
         Ok(IdentitySetup {
-            service: IdentityService::new(ca, tokens, self.cert_lifetime, metrics),
+            service: IdentityService::new(ca, tokens, self.cert_lifetime, port, metrics),
             tls_port,
         })
     }

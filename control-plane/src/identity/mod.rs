@@ -57,19 +57,29 @@ struct Inner {
     ca: Arc<Ca>,
     tokens: TokenKey,
     max_lifetime: Duration,
+    /// The TLS port's number, sent with every certificate.
+    tls_port: u16,
     metrics: Metrics,
 }
 
 impl IdentityService {
     /// A service signing with `ca`, accepting tokens made with `tokens`, issuing leaves valid
-    /// for at most `max_lifetime` (also the lifetime when a request asks for none), and counting
-    /// every certificate signed in `metrics`.
-    pub fn new(ca: Arc<Ca>, tokens: TokenKey, max_lifetime: Duration, metrics: Metrics) -> Self {
+    /// for at most `max_lifetime` (also the lifetime when a request asks for none), telling
+    /// proxies that the TLS port is `tls_port`, and counting every certificate signed in
+    /// `metrics`.
+    pub fn new(
+        ca: Arc<Ca>,
+        tokens: TokenKey,
+        max_lifetime: Duration,
+        tls_port: u16,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ca,
                 tokens,
                 max_lifetime,
+                tls_port,
                 metrics,
             }),
         }
@@ -114,6 +124,7 @@ impl IdentityService {
             trust_bundle_pem: self.inner.ca.trust_bundle_pem(),
             not_after_unix,
             spiffe_id: allowed.as_str().to_owned(),
+            tls_port: u32::from(self.inner.tls_port),
         })
     }
 
@@ -236,6 +247,7 @@ mod tests {
             Arc::new(ca),
             TokenKey::from_bytes(&[1; KEY_LEN]),
             max,
+            15012,
             Metrics::new(),
         );
         (service, TokenKey::from_bytes(&[1; KEY_LEN]))
@@ -268,6 +280,7 @@ mod tests {
             .sign_request(&request(key.csr(&id).expect("csr"), token, 600), None)
             .expect("signed");
         assert_eq!(response.spiffe_id, id.as_str());
+        assert_eq!(response.tls_port, 15012, "where to renew over TLS");
         let not_after =
             SystemTime::UNIX_EPOCH + Duration::from_secs(response.not_after_unix as u64);
         let lifetime = not_after.duration_since(before).expect("future");

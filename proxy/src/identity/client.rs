@@ -220,6 +220,51 @@ impl Signer for CaClient {
     }
 }
 
+/// How a proxy that got its first certificate over plaintext renews: over the control plane's
+/// TLS port, which the bundle that came with that certificate verifies, presenting the
+/// certificate. A token that expires, or travels in clear, then no longer matters after
+/// bootstrap.
+///
+/// Only while the TLS port cannot be reached (a firewall that lets 15010 through and not
+/// 15012, say) does a renewal go over plaintext with the token, with a `warning` event each
+/// time: losing the identity at expiry would be worse.
+#[derive(Debug)]
+pub struct RenewOverTls {
+    tls: CaClient,
+    plaintext: CaClient,
+}
+
+impl RenewOverTls {
+    /// Renewals over `tls`, over `plaintext` while `tls` is unreachable.
+    pub fn new(tls: CaClient, plaintext: CaClient) -> Self {
+        Self { tls, plaintext }
+    }
+}
+
+impl Signer for RenewOverTls {
+    async fn sign(
+        &self,
+        request: SignRequest,
+        present_svid: bool,
+    ) -> Result<SignResponse, SignError> {
+        let error = match self.tls.sign(request.clone(), present_svid).await {
+            Err(error @ SignError::Unreachable { .. }) if !request.token.is_empty() => error,
+            other => return other,
+        };
+        let message = format!(
+            "{error}; renewing over plaintext at {} instead, the token in clear",
+            self.plaintext.address()
+        );
+        tracing::warn!("{message}");
+        crate::events::emit("warning", &[("message", &message)]);
+        self.plaintext.sign(request, false).await
+    }
+
+    fn can_present_svid(&self) -> bool {
+        true
+    }
+}
+
 /// `spiffe://<td>/ns/remora-system/sa/remora`.
 pub fn control_plane_id(trust_domain: &TrustDomain) -> SpiffeId {
     // Two constant, valid segments and an already validated trust domain.

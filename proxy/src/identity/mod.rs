@@ -33,10 +33,11 @@ use tokio::time::Instant;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use args::{IdentityArgs, IdentitySettings};
-pub use client::{CaClient, SignError, Signer};
+pub use client::{CaClient, RenewOverTls, SignError, Signer};
 pub use renew::Credentials;
 
 use crate::events;
+use crate::identity::args::CaAddress;
 
 /// The workload's identity: its SPIFFE ID, the mTLS state the data path uses, and what is
 /// known about the current certificate.
@@ -51,6 +52,8 @@ pub struct Identity {
     current: ArcSwap<Certificate>,
     /// The number of renewals so far; changes each time a certificate is installed.
     changes: watch::Sender<u64>,
+    /// The control plane's TLS port, as its first answer gave it.
+    ca_tls_port: Option<u16>,
 }
 
 /// One certificate as received, with its renewal schedule.
@@ -85,6 +88,8 @@ pub struct Issued {
     chain_pem: String,
     /// When it arrived, on both clocks.
     received: (SystemTime, Instant),
+    /// The control plane's TLS port, if it said.
+    tls_port: Option<u16>,
 }
 
 impl Issued {
@@ -127,6 +132,7 @@ impl Issued {
             serial,
             chain_pem: response.cert_chain_pem,
             received,
+            tls_port: u16::try_from(response.tls_port).ok().filter(|p| *p != 0),
         })
     }
 
@@ -163,6 +169,7 @@ impl Identity {
     /// The identity with its first certificate: stores the SVID (and the CA's bundle, if it
     /// sent one) into `mesh` and prints the `certificate` event.
     pub fn new(id: SpiffeId, mesh: MeshTls, first: Issued, jitter: f64) -> Self {
+        let ca_tls_port = first.tls_port;
         let certificate = install(&mesh, first, 0, jitter);
         announce(&id, &certificate);
         Self {
@@ -170,7 +177,13 @@ impl Identity {
             mesh,
             current: ArcSwap::from_pointee(certificate),
             changes: watch::Sender::new(0),
+            ca_tls_port,
         }
+    }
+
+    /// The control plane's TLS port, as the answer with the first certificate gave it.
+    pub fn ca_tls_port(&self) -> Option<u16> {
+        self.ca_tls_port
     }
 
     /// Makes `next` the certificate presented by new connections (open ones keep theirs), and
@@ -286,17 +299,45 @@ pub async fn start(settings: IdentitySettings) -> Result<Arc<Identity>, SignErro
                 ],
             );
             let message = format!(
-                "no --ca-cert: certificates are requested from {ca} over plaintext, so the \
-                 bootstrap token travels in clear (at startup and at every renewal); give \
-                 --ca-cert to use the control plane's TLS port"
+                "no --ca-cert: the first certificate is requested from {ca} over plaintext, so \
+                 the bootstrap token travels in clear; give --ca-cert to use the control \
+                 plane's TLS port from the start"
             );
             tracing::warn!("{message}");
             events::emit("warning", &[("message", &message)]);
-            let client = CaClient::plaintext(address);
-            let identity = Arc::new(renew::first_certificate(&client, &credentials, None).await?);
+            let plaintext = CaClient::plaintext(address.clone());
+            let identity =
+                Arc::new(renew::first_certificate(&plaintext, &credentials, None).await?);
+            // From now on the bundle that came with the certificate can verify the control
+            // plane: renew over its TLS port, with the certificate.
+            let Some(port) = identity.ca_tls_port() else {
+                tokio::spawn(renew::renew_forever(
+                    Arc::clone(&identity),
+                    plaintext,
+                    credentials,
+                ));
+                return Ok(identity);
+            };
+            let tls_address = CaAddress {
+                host: address.host.clone(),
+                port,
+            };
+            events::emit(
+                "identity",
+                &[
+                    ("mtls", "on"),
+                    ("spiffe_id", credentials.id.as_str()),
+                    ("ca", &tls_address.to_string()),
+                    ("transport", "tls"),
+                    ("phase", "renewal"),
+                ],
+            );
+            let trust_domain = credentials.id.trust_domain();
+            let tls = CaClient::tls(tls_address, identity.mesh_tls().clone(), &trust_domain)
+                .map_err(|e| SignError::Local(e.to_string()))?;
             tokio::spawn(renew::renew_forever(
                 Arc::clone(&identity),
-                client,
+                RenewOverTls::new(tls, plaintext),
                 credentials,
             ));
             Ok(identity)

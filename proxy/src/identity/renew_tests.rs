@@ -87,6 +87,7 @@ impl Signer for Arc<FakeCa> {
             trust_bundle_pem: self.ca.trust_bundle_pem(),
             not_after_unix,
             spiffe_id: REVIEWS.to_owned(),
+            tls_port: 0,
         })
     }
 
@@ -330,6 +331,7 @@ async fn an_answer_for_another_identity_or_key_is_not_installed() {
         trust_bundle_pem: ca.trust_bundle_pem(),
         not_after_unix: 0,
         spiffe_id: ratings.as_str().to_owned(),
+        tls_port: 0,
     };
     let error = Issued::check(response.clone(), &key, &credentials().id).expect_err("wrong id");
     assert!(
