@@ -425,8 +425,8 @@ impl Endpoint {
         for attempt in 0..2 {
             let (mut sender, alert) = match tls {
                 Some(client) => {
-                    let conn = self.mtls_sender(settings, client, attempt > 0).await?;
-                    (conn.sender, Some(conn.alert))
+                    let (sender, alert) = self.mtls_sender(settings, client, attempt > 0).await?;
+                    (sender, Some(alert))
                 }
                 None => (self.h2_sender(settings, attempt > 0).await?, None),
             };

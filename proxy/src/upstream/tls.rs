@@ -113,12 +113,20 @@ pub(super) fn tls_message(address: &str, failure: &TlsFailure) -> String {
 }
 
 /// The pooled mTLS connection of an endpoint and who is on the other side.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct MtlsH2 {
-    pub(super) sender: http2::SendRequest<RequestBody>,
+    sender: http2::SendRequest<RequestBody>,
     peer: SpiffeId,
     /// The fatal alert that ended the connection, if one did.
-    pub(super) alert: PeerAlert,
+    alert: PeerAlert,
+}
+
+impl MtlsH2 {
+    /// What a request needs: the sender, and where a refusal is noted
+    /// (not the peer's ID, which would be a string copied per request).
+    fn for_request(&self) -> (http2::SendRequest<RequestBody>, PeerAlert) {
+        (self.sender.clone(), Arc::clone(&self.alert))
+    }
 }
 
 /// Where an mTLS connection notes the fatal alert its peer sent.
@@ -135,7 +143,7 @@ impl Endpoint {
         settings: &PoolSettings,
         client: &MtlsClient,
         fresh: bool,
-    ) -> Result<MtlsH2, UpstreamError> {
+    ) -> Result<(http2::SendRequest<RequestBody>, PeerAlert), UpstreamError> {
         let MtlsClient::Ready { config, allowed } = client else {
             return Err(self.tls_error(TlsFailure::NoIdentity));
         };
@@ -144,13 +152,14 @@ impl Endpoint {
             .as_ref()
             .filter(|c| !fresh && !c.sender.is_closed() && allowed.check(&c.peer).is_ok())
         {
-            return Ok(conn.clone());
+            return Ok(conn.for_request());
         }
         // Boxed: the handshakes' state is large, and most requests find a
         // connection; every request's future is moved whole, so it stays small.
         let conn = Box::pin(self.open_mtls(settings, config, allowed)).await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
+        let for_request = conn.for_request();
+        *slot = Some(conn);
+        Ok(for_request)
     }
 
     /// A new mTLS connection: a connection slot, TCP, TLS, then the h2
