@@ -250,12 +250,16 @@ impl Endpoint {
     }
 }
 
-/// An mTLS connection's stream that notes the first fatal alert the peer
-/// sends. hyper's HTTP/2 keeps only the text of the I/O error that ends a
-/// connection, so a request failing on it learns the alert from here.
+/// An mTLS connection's stream that notes a fatal alert the peer sends
+/// before any data: a refusal of our certificate. hyper's HTTP/2 keeps only
+/// the text of the I/O error that ends a connection, so a request failing on
+/// it learns the alert from here. An alert after data (the peer's SETTINGS
+/// come first) is something else, and left to the generic error.
 struct AlertWatch {
     inner: TlsStream<TcpStream>,
     alert: PeerAlert,
+    /// Whether any data came from the peer.
+    answered: bool,
 }
 
 impl AlertWatch {
@@ -263,11 +267,13 @@ impl AlertWatch {
         Self {
             inner,
             alert: PeerAlert::default(),
+            answered: false,
         }
     }
 
     fn note<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if let Poll::Ready(Err(e)) = &result
+            && !self.answered
             && let Some(rustls::Error::AlertReceived(alert)) =
                 e.get_ref().and_then(|inner| inner.downcast_ref())
         {
@@ -283,7 +289,11 @@ impl AsyncRead for AlertWatch {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.answered && buf.filled().len() > before {
+            self.answered = true;
+        }
         self.note(result)
     }
 }
