@@ -77,7 +77,17 @@ fn cargo_build(profile_dir: &Path, args: &[&str]) -> Result<(), String> {
         None => panic!("cannot tell the profile from {}", profile_dir.display()),
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    // What cargo sets for running this test crate is not the build's business, and some of
+    // it is: ring's build script reruns when `CARGO_MANIFEST_DIR` changes, so a build from a
+    // test of `proxy/` and one from a shell (or from a test of `tests/`) each rebuilt ring
+    // and everything above it, about a minute, every time they alternated.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_the_test) {
+            command.env_remove(name);
+        }
+    }
+    let output = command
         .current_dir(workspace_root())
         .arg("build")
         .args(args)
@@ -94,5 +104,51 @@ fn cargo_build(profile_dir: &Path, args: &[&str]) -> Result<(), String> {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ))
+    }
+}
+
+/// The variables cargo (and nextest) set for a test process, as opposed to the
+/// user's configuration (`CARGO_HOME`, `CARGO_BUILD_*`, `CARGO_NET_*`…).
+fn set_by_cargo_for_the_test(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&name)
+        || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_EXE_")
+        || name.starts_with("NEXTEST")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_by_cargo_for_the_test;
+
+    #[test]
+    fn only_what_cargo_sets_for_the_test_is_left_out_of_the_build() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_BIN_EXE_remora",
+            "NEXTEST_RUN_ID",
+        ] {
+            assert!(set_by_cargo_for_the_test(name), "{name}");
+        }
+        for name in [
+            "CARGO_HOME",
+            "CARGO_BUILD_JOBS",
+            "CARGO_NET_OFFLINE",
+            "RUSTFLAGS",
+            "PATH",
+        ] {
+            assert!(!set_by_cargo_for_the_test(name), "{name}");
+        }
     }
 }
