@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use remora_e2e::process::Process;
 use remora_e2e::secure::{certs, pem_blocks, ready_status, token_file};
 use remora_e2e::{ControlPlane, Event, Proxy, ProxySpec};
 use serde_json::Value;
@@ -32,6 +33,15 @@ fn reviews(cp: &ControlPlane, dir: &TempDir, service_account: &str, args: &[&str
         spec = spec.arg(pair[0], pair[1]);
     }
     spec
+}
+
+/// Every event called `name` that `process` printed so far.
+fn events(process: &Process, name: &str) -> Vec<Event> {
+    process
+        .events_since(0)
+        .into_iter()
+        .filter(|e| e.name() == name)
+        .collect()
 }
 
 fn unix_now() -> i64 {
@@ -259,11 +269,8 @@ async fn after_a_plaintext_bootstrap_renewals_go_over_tls_with_the_certificate()
         .wait_event_at("certificate", FIRST_CERTIFICATE)
         .await;
     assert_eq!(first.str("renewal"), "0", "{:?}", first.value);
-    let identities: Vec<Value> = proxy
-        .process
-        .events_since(0)
+    let identities: Vec<Value> = events(&proxy.process, "identity")
         .into_iter()
-        .filter(|e| e.name() == "identity")
         .map(|e| e.value)
         .collect();
     assert_eq!(identities.len(), 2, "{identities:?}");
@@ -285,19 +292,14 @@ async fn after_a_plaintext_bootstrap_renewals_go_over_tls_with_the_certificate()
         assert_eq!(renewal.str("renewal"), n, "{:?}", renewal.value);
         assert_eq!(renewal.str("spiffe_id"), REVIEWS, "{:?}", renewal.value);
     }
-    let signed: Vec<String> = cp
-        .process
-        .events_since(0)
-        .into_iter()
-        .filter(|e| e.name() == "signed")
+    let signed: Vec<String> = events(&cp.process, "signed")
+        .iter()
         .map(|e| e.str("via").to_owned())
         .collect();
     assert_eq!(signed, ["token", "certificate", "certificate"]);
-    let fell_back = proxy
-        .process
-        .events_since(0)
-        .into_iter()
-        .filter(|e| e.name() == "warning" && e.str("message").contains("renewing over plaintext"))
+    let fell_back = events(&proxy.process, "warning")
+        .iter()
+        .filter(|e| e.str("message").contains("renewing over plaintext"))
         .count();
     assert_eq!(fell_back, 0, "the TLS port was reachable");
     assert_eq!(ready_status(proxy.admin).await, 200);
@@ -326,11 +328,8 @@ async fn renewals_go_over_plaintext_with_a_warning_while_the_tls_port_is_unreach
     check_certificate_event(&renewal, "1");
     let unreachable = format!("cannot reach the CA at 127.0.0.2:{}", cp.grpc_tls.port());
     let instead = format!("renewing over plaintext at {} instead", cp.grpc);
-    let warnings: Vec<String> = proxy
-        .process
-        .events_since(0)
-        .into_iter()
-        .filter(|e| e.name() == "warning")
+    let warnings: Vec<String> = events(&proxy.process, "warning")
+        .iter()
         .map(|e| e.str("message").to_owned())
         .collect();
     assert!(
@@ -339,11 +338,8 @@ async fn renewals_go_over_plaintext_with_a_warning_while_the_tls_port_is_unreach
             .any(|w| w.contains(&unreachable) && w.contains(&instead)),
         "{warnings:?}"
     );
-    let signed: Vec<String> = cp
-        .process
-        .events_since(0)
-        .into_iter()
-        .filter(|e| e.name() == "signed")
+    let signed: Vec<String> = events(&cp.process, "signed")
+        .iter()
         .map(|e| e.str("via").to_owned())
         .collect();
     assert_eq!(signed, ["token", "token"]);
