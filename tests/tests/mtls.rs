@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Method;
 use remora_e2e::mesh::endpoints_in;
 use remora_e2e::secure::{self, Tokens, curl_plaintext, openssl_without_certificate};
 use remora_e2e::{DemoApp, Mesh, Protocol, Proxy, Reply};
@@ -316,6 +318,43 @@ spec:
             header(&reply, "x-echo-path"),
             "",
             "the impostor's app answered"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_without_a_length_crosses_the_mtls_hop_whole_and_is_replayed_on_a_retry() {
+    let vs =
+        remora_e2e::yaml::virtual_service("reviews", "retries:\n  attempts: 2\n  retryOn: 5xx");
+    let pair = Pair::start(&[("vs.yaml", vs.as_str())]).await;
+    // 48 KiB of text (the reply is read as text), in 4 KiB chunks, no length announced.
+    let body: Bytes = (0..48 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    let chunks: Vec<Bytes> = (0..body.len())
+        .step_by(4096)
+        .map(|at| body.slice(at..body.len().min(at + 4096)))
+        .collect();
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let mut http = pair.client.client(protocol);
+        let echoed = http
+            .request_chunked(Method::POST, "reviews", "/echo", &[], chunks.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{protocol:?} POST /echo: {e:#}"));
+        assert_eq!(echoed.status, 200, "{protocol:?}: {}", echoed.body);
+        assert!(
+            echoed.body.as_bytes() == body,
+            "{protocol:?}: the app received {} bytes, not the 48 KiB sent",
+            echoed.body.len()
+        );
+        let before = pair.client.stat("remora_retry_attempts_total").await;
+        let failed = http
+            .request_chunked(Method::POST, "reviews", "/status/503", &[], chunks.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{protocol:?} POST /status/503: {e:#}"));
+        assert_eq!(failed.status, 503, "{protocol:?}: {}", failed.body);
+        let retries = pair.client.stat("remora_retry_attempts_total").await - before;
+        assert_eq!(
+            retries, 2,
+            "{protocol:?}: attempts 2 on a 503, the body kept for both"
         );
     }
 }
