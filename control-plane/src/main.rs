@@ -140,6 +140,11 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
+            let proxies_variable = std::env::var_os(PROXY_SAMPLING_VARIABLE).is_some();
+            if let Some(message) = misplaced_sampling(trace_sampling.is_some(), proxies_variable) {
+                tracing::warn!("{message}");
+                emit("warning", json!({ "message": message }));
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -342,6 +347,22 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// The proxies' sampling variable, which `remora serve` does not read.
+const PROXY_SAMPLING_VARIABLE: &str = "REMORA_TRACE_SAMPLING";
+
+/// What to say when the proxies' sampling variable is set for `remora serve` and its own
+/// (`--trace-sampling`, `REMORA_MESH_TRACE_SAMPLING`) is not: someone meant to set the
+/// mesh-wide percentage, and it would otherwise be ignored without a word.
+fn misplaced_sampling(mesh_sampling_given: bool, proxies_variable_set: bool) -> Option<String> {
+    (proxies_variable_set && !mesh_sampling_given).then(|| {
+        format!(
+            "{PROXY_SAMPLING_VARIABLE} is set, but it is the proxies' variable and the control \
+             plane does not read it; set REMORA_MESH_TRACE_SAMPLING (or --trace-sampling) for \
+             the mesh-wide percentage"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
@@ -365,5 +386,13 @@ mod tests {
             arg.get_env(),
             Some(OsStr::new("REMORA_MESH_TRACE_SAMPLING"))
         );
+    }
+
+    #[test]
+    fn the_proxies_sampling_variable_alone_is_not_ignored_without_a_word() {
+        let warning = super::misplaced_sampling(false, true).expect("a warning");
+        assert!(warning.contains("REMORA_MESH_TRACE_SAMPLING"), "{warning}");
+        assert_eq!(super::misplaced_sampling(true, true), None);
+        assert_eq!(super::misplaced_sampling(false, false), None);
     }
 }
