@@ -337,10 +337,17 @@ async fn answer(
         *shared.last_body.lock().expect("not poisoned") = b;
     }
     let (status, body) = respond(&shared, &parts.method, &target, &version, &headers).await;
-    let resp = Response::builder()
+    let mut resp = Response::builder()
         .status(status)
         .header("x-backend", &*shared.name)
-        .header("x-http-version", version)
+        .header("x-http-version", version);
+    // `/grpc-status/<code>`: a gRPC trailers-only answer, the status in the headers.
+    if let Some(code) = target.strip_prefix("/grpc-status/") {
+        resp = resp
+            .header("content-type", "application/grpc")
+            .header("grpc-status", code);
+    }
+    let resp = resp
         .body(Full::new(Bytes::from(body)))
         .expect("valid response");
     Ok(resp)

@@ -365,6 +365,39 @@ async fn bodies_without_a_length_are_replayed_up_to_64_kib() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_grpc_call_is_retried_on_unavailable_with_its_body() {
+    // gRPC sends no content-length: before bodies were teed, no call was ever retried.
+    let spec = ProxySpec::client("client").arg("--retry-budget-min-per-sec", "100000");
+    let vs = yaml::virtual_service(HOST, "retries:\n  attempts: 2\n  retryOn: unavailable");
+    let direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
+    let backend = &direct.backends[0];
+    let mut h2 = direct.client.client(Protocol::Http2);
+    let (body, chunks) = patterned(3 * 1024);
+    let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    let reply = h2
+        .request_chunked(Method::POST, HOST, "/grpc-status/14", &grpc, chunks)
+        .await
+        .expect("the call gets an answer");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.headers["grpc-status"], "14");
+    assert_eq!(backend.hits(), 3, "attempts 2 on unavailable: three tries");
+    assert_eq!(
+        backend.body_bytes(),
+        3 * body.len(),
+        "each try carried the whole body"
+    );
+    assert!(backend.last_body() == body);
+    // Another status is not retried.
+    let (_, chunks) = patterned(3 * 1024);
+    let reply = h2
+        .request_chunked(Method::POST, HOST, "/grpc-status/3", &grpc, chunks)
+        .await
+        .expect("the call gets an answer");
+    assert_eq!(reply.headers["grpc-status"], "3");
+    assert_eq!(backend.hits(), 4, "INVALID_ARGUMENT is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_large_body_without_a_length_is_retried_after_a_connect_failure() {
     // Nothing of the body was read when the connection was refused, so the
     // retry sends all of it, whatever its size.
