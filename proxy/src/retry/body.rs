@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Either, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::upstream::RequestBody;
@@ -59,66 +59,19 @@ impl ReplayableBody {
     /// a teed one outgrew its copy.
     pub fn for_attempt(&mut self) -> Option<RequestBody> {
         match self {
-            Self::Buffered(bytes) => Some(Either::Right(Replay::whole(bytes.clone()))),
+            Self::Buffered(bytes) => Some(Either::Right(Either::Left(Full::new(bytes.clone())))),
             Self::Streaming(body) => body.take().map(Either::Left),
             Self::Teed(tee) => tee
                 .reader()
-                .map(|r| Either::Right(Replay::Tee(Box::new(r)))),
+                .map(|r| Either::Right(Either::Right(Box::new(r)))),
         }
     }
 }
 
-/// A request body sent again on a retry.
-#[derive(Debug)]
-pub enum Replay<B = Incoming> {
-    /// A body read whole; `None` once sent (or empty: no frame at all).
-    Whole(Option<Bytes>),
-    /// A teed body: the copy, then the rest of the client's body. Boxed:
-    /// every request's body moves with it, and most are read whole.
-    Tee(Box<TeeReader<B>>),
-}
-
-impl<B> Replay<B> {
-    /// A body of `bytes`; an empty one ends at once, so that a GET goes
-    /// out with no body framing at all.
-    pub fn whole(bytes: Bytes) -> Self {
-        Self::Whole((!bytes.is_empty()).then_some(bytes))
-    }
-}
-
-impl<B> Body for Replay<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Tee(reader) => Pin::new(&mut **reader).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Whole(bytes) => bytes.is_none(),
-            Self::Tee(_) => false,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Whole(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Self::Whole(None) => SizeHint::with_exact(0),
-            Self::Tee(reader) => reader.size_hint(),
-        }
-    }
-}
+/// A request body a retry can send again: read whole, or teed. The teed
+/// reader is boxed: every request's body moves with it, and most are read
+/// whole.
+pub type Replay = Either<Full<Bytes>, Box<TeeReader<Incoming>>>;
 
 /// A client's body streamed to one try at a time, with a copy of what has
 /// passed kept up to a bound so that a later try can start over.

@@ -160,22 +160,3 @@ fn a_reader_announces_what_is_left_of_a_body_of_known_length() {
     let reader = unknown.reader().unwrap();
     assert_eq!(reader.size_hint().exact(), None);
 }
-
-#[test]
-fn an_empty_body_read_whole_ends_without_a_frame() {
-    // As `Full` does: a GET must not go out with `content-length: 0` or an
-    // h2 DATA frame.
-    let empty: Replay<Script> = Replay::whole(Bytes::new());
-    assert!(empty.is_end_stream());
-    assert_eq!(empty.size_hint().exact(), Some(0));
-    let mut some: Replay<Script> = Replay::whole(Bytes::from_static(b"ab"));
-    assert!(!some.is_end_stream());
-    let mut cx = Context::from_waker(Waker::noop());
-    let frame = Pin::new(&mut some).poll_frame(&mut cx);
-    assert!(matches!(frame, Poll::Ready(Some(Ok(f))) if f.data_ref().is_some_and(|d| d == "ab")));
-    assert!(some.is_end_stream());
-    assert!(matches!(
-        Pin::new(&mut some).poll_frame(&mut cx),
-        Poll::Ready(None)
-    ));
-}
