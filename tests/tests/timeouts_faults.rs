@@ -200,6 +200,16 @@ async fn stalling_h2_app(stall: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, reset)
 }
 
+/// `count` once it is above zero, or after 5 s: what a test app counted
+/// after the proxy's side of an exchange.
+async fn settled(count: &AtomicUsize) -> usize {
+    let started = Instant::now();
+    while count.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    count.load(Ordering::SeqCst)
+}
+
 /// 10 bytes, a stall, the other 990; counts itself into `unfinished` if
 /// dropped before its end.
 struct Stalled {
@@ -254,7 +264,7 @@ async fn route_timeout_cuts_off_a_body_that_stalls() {
     ])
     .await;
     let spec = ProxySpec::client("client").arg("--access-log", "json");
-    let client = mesh.proxy(&spec).await;
+    let mut client = mesh.proxy(&spec).await;
     for host in [HOST, H2_HOST] {
         client
             .wait_endpoints(&cluster_name(host, "default", ""), 1, EVENT_TIMEOUT)
@@ -289,30 +299,19 @@ async fn route_timeout_cuts_off_a_body_that_stalls() {
     );
 
     // The access log says why: `UT`, not an upstream error.
-    let started = Instant::now();
-    let line = loop {
-        let line = client
-            .process
-            .events_since(0)
-            .into_iter()
-            .find(|e| e.name().is_empty())
-            .map(|e| e.value);
-        if line.is_some() || started.elapsed() > Duration::from_secs(10) {
-            break line;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let line = line.expect("an access log line for the request");
+    let line = client
+        .process
+        .wait_for(0, EVENT_TIMEOUT, "an access log line", |e| {
+            e.name().is_empty()
+        })
+        .await
+        .value;
     assert_eq!(line["response_code"], 200, "{line}");
     assert_eq!(line["response_flags"], "UT", "{line}");
 
     // The upstream connection, mid-response, is closed, not pooled.
-    let started = Instant::now();
-    while upstream_closed.load(Ordering::SeqCst) < 1 && started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(
-        upstream_closed.load(Ordering::SeqCst),
+        settled(&upstream_closed).await,
         1,
         "the proxy closed its connection to the app after the cut-off"
     );
@@ -331,12 +330,8 @@ async fn route_timeout_cuts_off_a_body_that_stalls() {
         elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(5),
         "the h2 stream ended after {elapsed:?}: {error}"
     );
-    let started = Instant::now();
-    while h2_resets.load(Ordering::SeqCst) < 1 && started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(
-        h2_resets.load(Ordering::SeqCst),
+        settled(&h2_resets).await,
         1,
         "the proxy reset its stream to the app after the cut-off"
     );
