@@ -172,6 +172,7 @@ mod tests {
             added_p99: None,
             proxy_cpu_us: None,
             cpu_us_per_proxy: None,
+            proxy_kernel_us: None,
             rss_mib: None,
             peak_rss_mib: None,
             errors: 0,

@@ -233,7 +233,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         .map(|s| report::aggregate(s, s.title(direct_sat), &targets, &measurements))
         .collect();
     let goals = report::goals(&results, &measurements);
-    let tables = report::markdown(&goals, &results, &unavailable);
+    let tables = report::markdown(&goals, &results, &measurements, &unavailable);
     println!("\n{tables}");
 
     let out_dir = target_dir().join("bench");

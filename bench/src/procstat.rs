@@ -35,11 +35,17 @@ fn stat_fields(stat: &str) -> Option<Vec<&str>> {
 
 /// `utime + stime` in ticks from the text of `/proc/<pid>/stat`.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    parse_user_system_ticks(stat).map(|(u, s)| u + s)
+}
+
+/// `(utime, stime)` in ticks from the text of `/proc/<pid>/stat`: time in
+/// user space and in the kernel, all threads.
+pub fn parse_user_system_ticks(stat: &str) -> Option<(u64, u64)> {
     let f = stat_fields(stat)?;
     // utime and stime are fields 14 and 15, i.e. indexes 11 and 12 here.
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// The parent pid from the text of `/proc/<pid>/stat` (field 4).
@@ -145,6 +151,24 @@ pub fn cpu_ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
+/// User and kernel CPU ticks used so far by `pids` (those still running).
+/// Ticks are coarse (10 ms): use them for the share of kernel time over a
+/// run, and [`cpu_ns`] for the total.
+pub fn user_system_ticks(pids: &[u32]) -> (u64, u64) {
+    pids.iter()
+        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| parse_user_system_ticks(&s))
+        .fold((0, 0), |(u, s), (u2, s2)| (u + u2, s + s2))
+}
+
+/// The kernel's share of the CPU time between two [`user_system_ticks`]
+/// readings; `None` when no tick passed.
+pub fn kernel_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let user = after.0.saturating_sub(before.0);
+    let system = after.1.saturating_sub(before.1);
+    (user + system > 0).then(|| system as f64 / (user + system) as f64)
+}
+
 /// `VmRSS` (current) and `VmHWM` (peak) summed over `pids`, in KiB.
 pub fn memory_kib(pids: &[u32]) -> (u64, u64) {
     pids.iter()
@@ -180,7 +204,14 @@ mod tests {
         let stat = "4242 (remora (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
                     37 5 0 0 20 0 3 0 123 4567 890 18446744073709551615";
         assert_eq!(parse_cpu_ticks(stat), Some(42));
+        assert_eq!(parse_user_system_ticks(stat), Some((37, 5)));
         assert_eq!(parse_ppid(stat), Some(1));
+    }
+
+    #[test]
+    fn the_kernel_share_is_system_ticks_over_all_ticks_between_readings() {
+        assert_eq!(kernel_share((10, 20), (40, 110)), Some(0.75));
+        assert_eq!(kernel_share((10, 20), (10, 20)), None, "no tick passed");
     }
 
     #[test]

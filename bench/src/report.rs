@@ -45,6 +45,10 @@ pub struct Row {
     pub proxy_cpu_us: Option<f64>,
     /// [`Row::proxy_cpu_us`] divided by the proxies a request crosses.
     pub cpu_us_per_proxy: Option<f64>,
+    /// Median over rounds of the proxies' CPU µs per request spent in the
+    /// kernel (the round's CPU time × its kernel share).
+    #[serde(default)]
+    pub proxy_kernel_us: Option<f64>,
     /// Median RSS after the run, MiB: the largest single proxy process
     /// (nginx: master and worker together).
     pub rss_mib: Option<f64>,
@@ -80,6 +84,11 @@ fn mib(target: TargetId, kib: &[u64]) -> Option<f64> {
         _ => kib.iter().copied().max().unwrap_or(0),
     };
     Some(v as f64 / 1024.0)
+}
+
+/// A measurement's proxy CPU µs per request spent in the kernel.
+fn kernel_us(m: &&Measurement) -> Option<f64> {
+    Some(m.proxy_cpu_us? * m.proxy_kernel_share?)
 }
 
 /// Aggregates one scenario's measurements.
@@ -130,6 +139,7 @@ pub fn aggregate(
             added_p99: vs_direct(&|m, d| m.latency.p99 - d.latency.p99),
             proxy_cpu_us,
             cpu_us_per_proxy: proxy_cpu_us.map(|c| c / proxies),
+            proxy_kernel_us: median(ms.iter().filter_map(kernel_us).collect()),
             rss_mib: median(ms.iter().filter_map(|m| mib(t, &m.rss_kib)).collect()),
             peak_rss_mib: ms
                 .iter()
@@ -284,6 +294,7 @@ fn signed(v: Option<f64>) -> String {
 pub fn markdown(
     goals: &[Goal],
     results: &[ScenarioResult],
+    all: &[Measurement],
     unavailable: &[(TargetId, String)],
 ) -> String {
     let mut md = String::new();
@@ -309,6 +320,7 @@ pub fn markdown(
             );
         }
     }
+    cpu_split(&mut md, results, all);
     for r in results {
         let _ = writeln!(md, "\n### {}\n", r.title);
         let _ = writeln!(
@@ -370,6 +382,81 @@ pub fn markdown(
     md
 }
 
+/// The proxies' CPU per request at h1 keep-alive saturation, split into
+/// user space and kernel, and remora's kernel time alone as a ratio to
+/// nginx's whole CPU time: the part of the CPU goal no user-space work can
+/// reach.
+fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
+    let Some(sat) = results.iter().find(|r| r.scenario.key == "h1-sat") else {
+        return;
+    };
+    let rows: Vec<&Row> = sat
+        .rows
+        .iter()
+        .filter(|r| r.proxy_cpu_us.is_some() && r.proxy_kernel_us.is_some())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n### Where the proxies' CPU goes, h1 keep-alive saturation\n"
+    );
+    let _ = writeln!(
+        md,
+        "| target | CPU µs/req | user space | kernel | kernel share |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for r in rows {
+        let (total, kernel) = (
+            r.proxy_cpu_us.unwrap_or(0.0),
+            r.proxy_kernel_us.unwrap_or(0.0),
+        );
+        let share = if total > 0.0 {
+            kernel / total * 100.0
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {total:.1} | {:.1} | {kernel:.1} | {share:.0}% |",
+            r.target.label(),
+            total - kernel,
+        );
+    }
+    let kernel = |m: &Measurement| Some(m.proxy_cpu_us? * m.proxy_kernel_share?);
+    let user = |m: &Measurement| {
+        Some(m.proxy_cpu_us? * (1.0 - m.proxy_kernel_share?)).filter(|u| *u > 0.0)
+    };
+    let per_round = |f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| {
+        let of = |t: TargetId| {
+            all.iter()
+                .filter(move |m| m.scenario == "h1-sat" && m.target == t)
+        };
+        median(
+            of(TargetId::Remora)
+                .filter_map(|r| {
+                    let n = of(TargetId::Nginx).find(|n| n.round == r.round)?;
+                    f(r, n)
+                })
+                .collect(),
+        )
+    };
+    let kernel_vs_nginx =
+        per_round(&|r, n| Some(kernel(r)? / n.proxy_cpu_us.filter(|c| *c > 0.0)?));
+    let user_vs_nginx = per_round(&|r, n| Some(user(r)? / user(n)?));
+    if let Some(k) = kernel_vs_nginx {
+        let _ = writeln!(
+            md,
+            "\nremora's kernel time alone is {k:.2}× nginx's whole CPU time per request \
+             (median of per-round ratios); its user-space time is {}× nginx's. \
+             User and kernel shares come from `/proc/<pid>/stat` ticks (10 ms), the \
+             totals from schedstat.",
+            opt(user_vs_nginx, 2),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +467,56 @@ mod tests {
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(vec![f64::NAN]), None);
         assert_eq!(median(Vec::new()), None);
+    }
+
+    fn sat(target: TargetId, round: usize, cpu: f64, kernel_share: f64) -> Measurement {
+        Measurement {
+            round,
+            scenario: "h1-sat".to_owned(),
+            target,
+            rate: None,
+            ok: 1000,
+            errors: 0,
+            missed: 0,
+            rps: 1000.0,
+            latency: Percentiles::default(),
+            proxy_cpu_us: Some(cpu),
+            proxy_kernel_share: Some(kernel_share),
+            upstream_cpu_us: 10.0,
+            rss_kib: vec![1024],
+            peak_rss_kib: vec![1024],
+            first_error: None,
+        }
+    }
+
+    #[test]
+    fn the_cpu_split_gives_user_and_kernel_time_and_remora_kernel_against_nginx_total() {
+        let scenario = crate::runner::scenarios(16)
+            .into_iter()
+            .find(|s| s.key == "h1-sat")
+            .expect("h1-sat");
+        let all = vec![
+            sat(TargetId::Remora, 0, 30.0, 0.6),
+            sat(TargetId::Nginx, 0, 24.0, 0.75),
+            sat(TargetId::Remora, 1, 40.0, 0.5),
+            sat(TargetId::Nginx, 1, 20.0, 0.8),
+        ];
+        let order = [TargetId::Remora, TargetId::Nginx];
+        let results = vec![aggregate(&scenario, "sat".to_owned(), &order, &all)];
+        let remora = &results[0].rows[0];
+        // Kernel µs per round: 18 and 20, median 19.
+        assert_eq!(remora.proxy_kernel_us, Some(19.0));
+        let md = markdown(&[], &results, &all, &[]);
+        // Medians: remora 35 µs, of which 19 kernel; nginx 22, of which 17.
+        assert!(md.contains("| remora | 35.0 | 16.0 | 19.0 | 54% |"), "{md}");
+        assert!(md.contains("| nginx | 22.0 | 5.0 | 17.0 | 77% |"), "{md}");
+        // Per round, remora kernel ÷ nginx total: 18/24 = 0.75 and 20/20 = 1;
+        // remora user ÷ nginx user: 12/6 = 2 and 20/4 = 5.
+        assert!(
+            md.contains("kernel time alone is 0.88× nginx's whole CPU time"),
+            "{md}"
+        );
+        assert!(md.contains("user-space time is 3.50× nginx's"), "{md}");
     }
 
     #[test]

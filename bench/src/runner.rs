@@ -114,6 +114,10 @@ pub struct Measurement {
     /// CPU time of the target's proxies per successful request, µs (all
     /// proxies together; `None` for direct).
     pub proxy_cpu_us: Option<f64>,
+    /// The kernel's share of the proxies' CPU time (system ÷ user +
+    /// system ticks); `None` for direct or when no tick passed.
+    #[serde(default)]
+    pub proxy_kernel_share: Option<f64>,
     /// CPU time of the upstream per successful request, µs.
     pub upstream_cpu_us: f64,
     /// VmRSS of each proxy process after the run, KiB.
@@ -162,8 +166,10 @@ pub async fn measure(
     let up = [lab.upstream_pid];
     let hz = plan.clock_ticks;
     let (cpu0, up0) = (procstat::cpu_ns(pids, hz), procstat::cpu_ns(&up, hz));
+    let split0 = procstat::user_system_ticks(pids);
     let r = loadgen::run(t.addr(s.protocol), &w).await?;
     let (cpu1, up1) = (procstat::cpu_ns(pids, hz), procstat::cpu_ns(&up, hz));
+    let split1 = procstat::user_system_ticks(pids);
     let per_req = |ns: u64| {
         if r.ok == 0 {
             0.0
@@ -186,6 +192,7 @@ pub async fn measure(
         rps: r.rps(),
         latency: r.latencies.summary(),
         proxy_cpu_us: (!pids.is_empty()).then(|| per_req(cpu1.saturating_sub(cpu0))),
+        proxy_kernel_share: procstat::kernel_share(split0, split1),
         upstream_cpu_us: per_req(up1.saturating_sub(up0)),
         rss_kib: mem.iter().map(|m| m.0).collect(),
         peak_rss_kib: mem.iter().map(|m| m.1).collect(),
