@@ -428,23 +428,23 @@ fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
     let user = |m: &Measurement| {
         Some(m.proxy_cpu_us? * (1.0 - m.proxy_kernel_share?)).filter(|u| *u > 0.0)
     };
-    let per_round = |f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| {
+    // Median over rounds of `f(remora's measurement, other's)`.
+    let per_round = |other: TargetId, f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| {
         let of = |t: TargetId| {
             all.iter()
                 .filter(move |m| m.scenario == "h1-sat" && m.target == t)
         };
         median(
             of(TargetId::Remora)
-                .filter_map(|r| {
-                    let n = of(TargetId::Nginx).find(|n| n.round == r.round)?;
-                    f(r, n)
-                })
+                .filter_map(|r| f(r, of(other).find(|o| o.round == r.round)?))
                 .collect(),
         )
     };
-    let kernel_vs_nginx =
-        per_round(&|r, n| Some(kernel(r)? / n.proxy_cpu_us.filter(|c| *c > 0.0)?));
-    let user_vs_nginx = per_round(&|r, n| Some(user(r)? / user(n)?));
+    let positive = |v: f64| Some(v).filter(|v| *v > 0.0);
+    let kernel_vs_nginx = per_round(TargetId::Nginx, &|r, n| {
+        Some(kernel(r)? / positive(n.proxy_cpu_us?)?)
+    });
+    let user_vs_nginx = per_round(TargetId::Nginx, &|r, n| Some(user(r)? / user(n)?));
     if let Some(k) = kernel_vs_nginx {
         let _ = writeln!(
             md,
@@ -453,6 +453,22 @@ fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
              User and kernel shares come from `/proc/<pid>/stat` ticks (10 ms), the \
              totals from schedstat.",
             opt(user_vs_nginx, 2),
+        );
+    }
+    // The upstream and the proxy share one core: 1.2 × haproxy's rate
+    // leaves remora (upstream + haproxy) ÷ 1.2 − upstream per request,
+    // taking the upstream's cost per request behind haproxy for both.
+    let budget = per_round(TargetId::Haproxy, &|_, h| {
+        Some((h.upstream_cpu_us + h.proxy_cpu_us?) / 1.2 - h.upstream_cpu_us)
+    });
+    let kernel_alone = per_round(TargetId::Haproxy, &|r, _| kernel(r));
+    if let (Some(budget), Some(kernel)) = (budget, kernel_alone) {
+        let _ = writeln!(
+            md,
+            "\nThe upstream shares the proxy's core, so 1.2 × haproxy's saturation rate \
+             leaves remora {budget:.1} µs of CPU per request (the upstream's and \
+             haproxy's time per request ÷ 1.2, less the upstream's); remora's kernel time \
+             alone is {kernel:.1} µs."
         );
     }
 }
@@ -500,8 +516,10 @@ mod tests {
             sat(TargetId::Nginx, 0, 24.0, 0.75),
             sat(TargetId::Remora, 1, 40.0, 0.5),
             sat(TargetId::Nginx, 1, 20.0, 0.8),
+            sat(TargetId::Haproxy, 0, 20.0, 0.5),
+            sat(TargetId::Haproxy, 1, 26.0, 0.5),
         ];
-        let order = [TargetId::Remora, TargetId::Nginx];
+        let order = [TargetId::Remora, TargetId::Nginx, TargetId::Haproxy];
         let results = vec![aggregate(&scenario, "sat".to_owned(), &order, &all)];
         let remora = &results[0].rows[0];
         // Kernel µs per round: 18 and 20, median 19.
@@ -517,6 +535,16 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("user-space time is 3.50× nginx's"), "{md}");
+        // The upstream costs 10 µs: (10 + 20) ÷ 1.2 − 10 = 15 and
+        // (10 + 26) ÷ 1.2 − 10 = 20, median 17.5, against 18 and 20 of kernel.
+        assert!(
+            md.contains("leaves remora 17.5 µs of CPU per request"),
+            "{md}"
+        );
+        assert!(
+            md.contains("remora's kernel time alone is 19.0 µs."),
+            "{md}"
+        );
     }
 
     #[test]
