@@ -267,3 +267,34 @@ fn made_request_ids_are_uuid_v4() {
             .all(|c| c == b'-' || c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
     );
 }
+
+#[test]
+fn the_context_is_found_among_few_headers_and_among_many() {
+    let filler: Vec<(String, String)> = (0..SCAN_LIMIT + 4)
+        .map(|i| (format!("x-filler-{i}"), "v".to_owned()))
+        .collect();
+    let traceparent = format!("00-{TRACE}-{SPAN}-01");
+    let b3 = format!("{TRACE}-{SPAN}-1");
+    let cases: [(&str, &str); 4] = [
+        ("traceparent", &traceparent),
+        ("b3", &b3),
+        ("x-b3-sampled", "1"),
+        ("x-b3-flags", "1"),
+    ];
+    for (name, value) in cases {
+        for count in [0, 3, SCAN_LIMIT - 1, SCAN_LIMIT + 4] {
+            let mut pairs: Vec<(&str, &str)> = filler[..count]
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            pairs.push((name, value));
+            let found = extract(&pairs);
+            assert_ne!(found, Incoming::default(), "{name} among {count} others");
+        }
+    }
+    // Names that merely start like them are not read.
+    assert_eq!(
+        extract(&[("trace", "1"), ("b3x", "1"), ("x-b3-spanid", SPAN)]),
+        Incoming::default()
+    );
+}
