@@ -133,8 +133,14 @@ fn main() -> ExitCode {
                 eprintln!("error: --warmup-secs {warmup_secs} is not a duration in seconds");
                 return ExitCode::FAILURE;
             };
+            // Colours only on a terminal: `docker logs`, files and pipes
+            // get plain text.
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
+                .with_ansi(
+                    std::io::IsTerminal::is_terminal(&std::io::stderr())
+                        && std::env::var_os("NO_COLOR").is_none(),
+                )
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| "info".into()),

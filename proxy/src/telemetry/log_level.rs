@@ -42,7 +42,9 @@ pub enum LogLevelError {
 pub fn init(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let (filter, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_logs());
     if tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -51,6 +53,14 @@ pub fn init(default: &str) {
     {
         let _ = HANDLE.set(handle);
     }
+}
+
+/// Whether log lines get terminal colours: only when stderr is a terminal
+/// and `NO_COLOR` is unset, so that `docker logs`, files and pipes get
+/// plain text.
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// The filter in force, as directives (e.g. `info` or
