@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint as GrpcEndpoint;
 
 use crate::config::{ConfigError, RuntimeConfig};
+use crate::error::error_chain;
 use crate::events;
 use crate::identity::Identity;
 use crate::telemetry::trace::{SamplingControl, SamplingRatio};
@@ -124,7 +125,12 @@ pub async fn run(control_plane: String, node: pb::Node, state: Arc<ConfigState>)
                 }
             }
             Err(e) => {
-                tracing::warn!(control_plane, error = %e, "discovery stream failed; reconnecting")
+                let error = error_chain(&e);
+                tracing::warn!(
+                    control_plane,
+                    error,
+                    "discovery stream failed; reconnecting"
+                )
             }
         }
         failures = failures.saturating_add(1);
@@ -150,7 +156,7 @@ async fn stream_once(
         .keep_alive_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
+        .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {}", error_chain(&e))))?;
     let (tx, rx) = mpsc::channel(8);
     let mut version_info = state.current.load().version().to_owned();
     let hello = pb::DiscoveryRequest {

@@ -19,6 +19,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::error::error_chain;
 use crate::identity::args::CaAddress;
 
 /// Namespace and service account of the control plane's own identity, which its TLS port
@@ -274,19 +275,4 @@ pub fn control_plane_id(trust_domain: &TrustDomain) -> SpiffeId {
         CONTROL_PLANE_SERVICE_ACCOUNT,
     )
     .unwrap_or_else(|_| trust_domain.id())
-}
-
-/// An error and its sources, `: `-separated: tonic's transport errors say little at the top.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }
