@@ -15,7 +15,6 @@ use clap::{Parser, Subcommand};
 use remora_control_plane::config::{self, Severity};
 use remora_control_plane::discovery::DiscoveryService;
 use remora_control_plane::events::emit;
-use remora_control_plane::grpc;
 use remora_control_plane::identity::{IdentityArgs, TokenCommand};
 use remora_control_plane::mesh::Mesh;
 use remora_control_plane::metrics::Metrics;
@@ -24,6 +23,7 @@ use remora_control_plane::status::ProxyTracker;
 use remora_control_plane::translate::{MeshSettings, TraceSampling};
 use remora_control_plane::watch::{self, ConfigDir};
 use remora_control_plane::{describe, proxy_status};
+use remora_control_plane::{error_chain, grpc};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
             match runtime.block_on(serve(config_dir, addrs, warmup, identity, mesh)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", error_chain(e.as_ref()));
                     ExitCode::FAILURE
                 }
             }

@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::error_chain;
 use crate::monitoring::PROXIES_PATH;
 use crate::status::{ProxyStatus, SyncStatus};
 
@@ -128,22 +129,6 @@ pub async fn fetch(admin: &str) -> Result<Vec<ProxyStatus>, FetchError> {
         url,
         reason: e.to_string(),
     })
-}
-
-/// An error and its sources, `: `-separated (hyper's top-level messages
-/// alone say little, e.g. "client error (Connect)").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
 }
 
 /// The table `remora proxy-status` prints: a header, one line per proxy,

@@ -121,8 +121,9 @@ impl ProxyError {
 
 /// An error and its sources, `: `-separated, each source left out when the
 /// text so far already says it: tonic's and hyper's errors say little at
-/// the top ("transport error") and the cause below ("Connection refused").
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+/// the top ("transport error") and the cause below ("Connection refused"),
+/// and many of ours already name their cause.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use remora_proto::pb;
 use remora_proxy::discovery::{self, ConfigState};
+use remora_proxy::error::error_chain;
 use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
@@ -141,10 +143,21 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     // `RUST_LOG` or `info`, changeable at run time by the admin `/logging`.
     log_level::init("info");
-    let args = Args::parse();
+    match start(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, each cause once (anyhow's report would repeat the
+            // causes our messages already name).
+            eprintln!("error: {}", error_chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: Args) -> anyhow::Result<()> {
     let workers = args.worker_threads();
     let mut runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
