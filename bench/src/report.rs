@@ -87,8 +87,13 @@ fn mib(target: TargetId, kib: &[u64]) -> Option<f64> {
 }
 
 /// A measurement's proxy CPU µs per request spent in the kernel.
-fn kernel_us(m: &&Measurement) -> Option<f64> {
+fn kernel_us(m: &Measurement) -> Option<f64> {
     Some(m.proxy_cpu_us? * m.proxy_kernel_share?)
+}
+
+/// A measurement's proxy CPU µs per request spent in user space, if any.
+fn user_us(m: &Measurement) -> Option<f64> {
+    Some(m.proxy_cpu_us? * (1.0 - m.proxy_kernel_share?)).filter(|u| *u > 0.0)
 }
 
 /// Aggregates one scenario's measurements.
@@ -139,7 +144,7 @@ pub fn aggregate(
             added_p99: vs_direct(&|m, d| m.latency.p99 - d.latency.p99),
             proxy_cpu_us,
             cpu_us_per_proxy: proxy_cpu_us.map(|c| c / proxies),
-            proxy_kernel_us: median(ms.iter().filter_map(kernel_us).collect()),
+            proxy_kernel_us: median(ms.iter().filter_map(|m| kernel_us(m)).collect()),
             rss_mib: median(ms.iter().filter_map(|m| mib(t, &m.rss_kib)).collect()),
             peak_rss_mib: ms
                 .iter()
@@ -390,10 +395,11 @@ fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
     let Some(sat) = results.iter().find(|r| r.scenario.key == "h1-sat") else {
         return;
     };
-    let rows: Vec<&Row> = sat
+    // (row, CPU µs per request, of which kernel)
+    let rows: Vec<(&Row, f64, f64)> = sat
         .rows
         .iter()
-        .filter(|r| r.proxy_cpu_us.is_some() && r.proxy_kernel_us.is_some())
+        .filter_map(|r| Some((r, r.proxy_cpu_us?, r.proxy_kernel_us?)))
         .collect();
     if rows.is_empty() {
         return;
@@ -407,11 +413,7 @@ fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
         "| target | CPU µs/req | user space | kernel | kernel share |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-    for r in rows {
-        let (total, kernel) = (
-            r.proxy_cpu_us.unwrap_or(0.0),
-            r.proxy_kernel_us.unwrap_or(0.0),
-        );
+    for (r, total, kernel) in rows {
         let share = if total > 0.0 {
             kernel / total * 100.0
         } else {
@@ -424,10 +426,6 @@ fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
             total - kernel,
         );
     }
-    let kernel = |m: &Measurement| Some(m.proxy_cpu_us? * m.proxy_kernel_share?);
-    let user = |m: &Measurement| {
-        Some(m.proxy_cpu_us? * (1.0 - m.proxy_kernel_share?)).filter(|u| *u > 0.0)
-    };
     // Median over rounds of `f(remora's measurement, other's)`.
     let per_round = |other: TargetId, f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| {
         let of = |t: TargetId| {
@@ -442,9 +440,9 @@ fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
     };
     let positive = |v: f64| Some(v).filter(|v| *v > 0.0);
     let kernel_vs_nginx = per_round(TargetId::Nginx, &|r, n| {
-        Some(kernel(r)? / positive(n.proxy_cpu_us?)?)
+        Some(kernel_us(r)? / positive(n.proxy_cpu_us?)?)
     });
-    let user_vs_nginx = per_round(TargetId::Nginx, &|r, n| Some(user(r)? / user(n)?));
+    let user_vs_nginx = per_round(TargetId::Nginx, &|r, n| Some(user_us(r)? / user_us(n)?));
     if let Some(k) = kernel_vs_nginx {
         let _ = writeln!(
             md,
@@ -461,7 +459,7 @@ fn cpu_split(md: &mut String, results: &[ScenarioResult], all: &[Measurement]) {
     let budget = per_round(TargetId::Haproxy, &|_, h| {
         Some((h.upstream_cpu_us + h.proxy_cpu_us?) / 1.2 - h.upstream_cpu_us)
     });
-    let kernel_alone = per_round(TargetId::Haproxy, &|r, _| kernel(r));
+    let kernel_alone = per_round(TargetId::Haproxy, &|r, _| kernel_us(r));
     if let (Some(budget), Some(kernel)) = (budget, kernel_alone) {
         let _ = writeln!(
             md,
