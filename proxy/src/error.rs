@@ -59,13 +59,22 @@ pub enum ProxyError {
     /// An AuthorizationPolicy refused the inbound request.
     #[error(transparent)]
     Denied(#[from] crate::authz::Denied),
+    /// The request's headers are over `--max-request-headers-kb` or
+    /// `--max-headers-count`: refused with 431 before it is routed.
+    #[error(transparent)]
+    RequestHeadersTooLarge(crate::limits::TooLarge),
+    /// The upstream's response headers are over `--max-response-headers-kb`
+    /// or `--max-headers-count`: 502, and the response is not forwarded.
+    #[error("upstream response refused: {0}")]
+    ResponseHeadersTooLarge(crate::limits::TooLarge),
 }
 
 impl ProxyError {
     /// The status Remora answers with, Envoy-style: routing misses are 404,
     /// an unreachable or missing upstream is 503, a broken upstream response
     /// or a failed mTLS handshake is 502, a timeout is 504, a bad request
-    /// body is 400, an AuthorizationPolicy denial is 403.
+    /// body is 400, an AuthorizationPolicy denial is 403, request headers
+    /// over the limit are 431 and response headers over it 502.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoHost => StatusCode::BAD_REQUEST,
@@ -83,6 +92,8 @@ impl ProxyError {
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::RequestBody(_) => StatusCode::BAD_REQUEST,
             Self::Denied(_) => StatusCode::FORBIDDEN,
+            Self::RequestHeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::ResponseHeadersTooLarge(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -100,8 +111,9 @@ impl ProxyError {
             Self::Upstream(UpstreamError::Stale { .. }) => "UC",
             Self::Upstream(UpstreamError::Request { .. }) => "UR",
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => "UT",
-            Self::RequestBody(_) => "DPE",
+            Self::RequestBody(_) | Self::RequestHeadersTooLarge(_) => "DPE",
             Self::Denied(_) => "RBAC",
+            Self::ResponseHeadersTooLarge(_) => "UPE",
         }
     }
 

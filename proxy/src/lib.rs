@@ -16,6 +16,7 @@ pub mod fault;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod listener;
 pub mod outlier;
 pub mod peer;

@@ -13,6 +13,7 @@ use remora_proto::pb;
 use remora_proxy::discovery::{self, ConfigState};
 use remora_proxy::error::error_chain;
 use remora_proxy::identity::{self, Identity, IdentityArgs};
+use remora_proxy::limits::{self, HeaderLimits};
 use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
@@ -115,6 +116,34 @@ struct Args {
     /// cheapest per request, and what a sidecar limited to one CPU wants.
     #[arg(long, env = "REMORA_CONCURRENCY", default_value_t = 0)]
     concurrency: usize,
+    /// Request line and headers, in KiB, as Envoy's `max_request_headers_kb`:
+    /// a request over it is answered 431 with the reason, by the sidecar it
+    /// enters the mesh at, and never reaches the connection between
+    /// sidecars. Every proxy of a mesh should have the same value.
+    #[arg(
+        long,
+        env = "REMORA_MAX_REQUEST_HEADERS_KB",
+        default_value_t = remora_proxy::limits::DEFAULT_HEADERS_KB,
+        value_parser = clap::value_parser!(u32).range(1..=8192)
+    )]
+    max_request_headers_kb: u32,
+    /// Response headers, in KiB, as Envoy's `max_response_headers_kb`: an
+    /// upstream's response over it is answered 502 with the reason.
+    #[arg(
+        long,
+        env = "REMORA_MAX_RESPONSE_HEADERS_KB",
+        default_value_t = remora_proxy::limits::DEFAULT_HEADERS_KB,
+        value_parser = clap::value_parser!(u32).range(1..=8192)
+    )]
+    max_response_headers_kb: u32,
+    /// Headers per request or response, as Envoy's `max_headers_count`.
+    #[arg(
+        long,
+        env = "REMORA_MAX_HEADERS_COUNT",
+        default_value_t = remora_proxy::limits::DEFAULT_HEADERS_COUNT as u32,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    max_headers_count: u32,
     #[command(flatten)]
     identity: IdentityArgs,
 }
@@ -158,6 +187,11 @@ fn main() -> ExitCode {
 }
 
 fn start(args: Args) -> anyhow::Result<()> {
+    limits::set_headers(HeaderLimits::new(
+        args.max_request_headers_kb,
+        args.max_response_headers_kb,
+        args.max_headers_count as usize,
+    ));
     let workers = args.worker_threads();
     let mut runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -33,6 +33,8 @@ const MAX_HEAD: usize = 64 * 1024;
 /// - `/delay/<ms>`: waits, then `<name>\n`;
 /// - `/echo`: `<name> <METHOD> <path?query> <HTTP version>\n` followed by the
 ///   request headers, one `name: value` per line;
+/// - `/header/<bytes>`: `<name>\n`, with a response header `x-big` of that
+///   many bytes (at most 1 MiB);
 /// - anything else: `<name>\n`.
 ///
 /// At run time:
@@ -226,7 +228,10 @@ impl Drop for Backend {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopped: watch::Receiver<bool>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Like HTTP/1.1's (~400 KB), not hyper's 16 KiB default for h2: the
+    // app takes whatever header sizes the proxy in front of it lets through.
+    builder.http2().max_header_list_size(1 << 20);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -341,6 +346,10 @@ async fn answer(
         .status(status)
         .header("x-backend", &*shared.name)
         .header("x-http-version", version);
+    if let Some(n) = target.strip_prefix("/header/") {
+        let n = n.parse::<usize>().unwrap_or(0).min(1 << 20);
+        resp = resp.header("x-big", "b".repeat(n));
+    }
     // `/grpc-status/<code>`: a gRPC trailers-only answer, the status in the headers.
     if let Some(code) = target.strip_prefix("/grpc-status/") {
         resp = resp

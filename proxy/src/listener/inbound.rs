@@ -144,16 +144,23 @@ impl Inbound {
 /// Handles one request: the whole inbound path, outermost first:
 ///
 /// 1. (the listener has done TLS per PeerAuthentication and put the
-///    [`Peer`] into the request);
+///    [`Peer`] into the request); request headers over the limit are
+///    refused with 431 ([`crate::limits`], with the allowance for what a
+///    peer sidecar added);
 /// 2. an HTTP/1.1 request carried over h2 between proxies becomes HTTP/1.1
 ///    again ([`orig_proto::decode`]);
 /// 3. `x-forwarded-client-cert` is replaced: `By=<own ID>;URI=<peer ID>`
 ///    for an mTLS peer, removed otherwise (a client cannot forge it);
 /// 4. AuthorizationPolicy: 403 and never forwarded when denied;
 /// 5. strip hop-by-hop headers;
-/// 6. forward to the app over a pooled connection (503 if it is down).
+/// 6. forward to the app over a pooled connection (503 if it is down);
+/// 7. response headers over the limit are refused with 502, here where
+///    they enter the mesh, before they reach the connection between
+///    sidecars.
 pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
+    let limits = crate::limits::headers();
+    let checked = limits.check_request(&parts, true);
     let mut record = Record::start(
         Arc::clone(&inbound.telemetry),
         Direction::Inbound,
@@ -166,20 +173,23 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
     let own = peer.identity.as_ref().and_then(|_| inbound.own_svid());
     set_client_cert(&mut parts.headers, &peer, own.as_deref().map(Svid::id));
     let result = async {
+        checked.map_err(ProxyError::RequestHeadersTooLarge)?;
         inbound.authorize(&parts, &peer)?;
         prepare_upstream_request(&mut parts)?;
         let active = inbound.app.start_request();
-        Ok::<_, ProxyError>(
-            inbound
-                .app
-                .send(
-                    Request::from_parts(parts, Either::Left(body)),
-                    active,
-                    &inbound.pool,
-                    Transport::Plaintext,
-                )
-                .await?,
-        )
+        let resp = inbound
+            .app
+            .send(
+                Request::from_parts(parts, Either::Left(body)),
+                active,
+                &inbound.pool,
+                Transport::Plaintext,
+            )
+            .await?;
+        limits
+            .check_response(resp.headers(), false)
+            .map_err(ProxyError::ResponseHeadersTooLarge)?;
+        Ok::<_, ProxyError>(resp)
     }
     .await;
     let resp = match result {

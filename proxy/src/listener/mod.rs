@@ -26,6 +26,8 @@ use tokio::sync::watch;
 use bytes::Bytes;
 use http_body::Body;
 
+use crate::limits::HeaderLimits;
+
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
@@ -68,10 +70,27 @@ pub async fn serve<S, F, B>(
 
 /// The HTTP server every listener uses: HTTP/1.1 with keep-alive and
 /// HTTP/2, told apart by the HTTP/2 preface.
+///
+/// Request heads are capped per [`crate::limits::headers`] with room to
+/// spare: a head over the limit but under the cap reaches the handler,
+/// which refuses it with 431 and a reason; hyper refuses what is over the
+/// cap (431 without a body over HTTP/1.1, a 431 or a reset on the h2
+/// stream), and never ends an h2 connection for a head the check would
+/// have let through.
 fn http_builder() -> auto::Builder<TokioExecutor> {
+    let limits = crate::limits::headers();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    let mut h1 = builder.http1();
+    h1.timer(TokioTimer::new())
+        .keep_alive(true)
+        .max_buf_size(HeaderLimits::h1_buf_size(limits.request_bytes));
+    if let Some(max) = limits.h1_max_headers() {
+        h1.max_headers(max);
+    }
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.h2_list_size(limits.request_bytes));
     builder
 }
 

@@ -34,14 +34,17 @@ pub struct Outbound {
 
 /// Handles one request. The whole outbound path, outermost first:
 ///
-/// 1. load the config once: the request finishes on it even if a new one
+/// 1. refuse a request whose headers are over the limit with 431 and a
+///    reason ([`crate::limits`]): here, where the request enters the mesh,
+///    rather than on the connection it would share with other requests;
+/// 2. load the config once: the request finishes on it even if a new one
 ///    is swapped in meanwhile;
-/// 2. find the virtual host by the Host header or `:authority` (port
+/// 3. find the virtual host by the Host header or `:authority` (port
 ///    ignored; 404 if unknown);
-/// 3. take the first route whose matches hold (404 if none);
-/// 4. apply the route's `fault`: delay and abort, each by its percentage;
-/// 5. pick a destination by smooth weighted round robin;
-/// 6. try it, within the route's `timeout` (504 when it fires): pick an
+/// 4. take the first route whose matches hold (404 if none);
+/// 5. apply the route's `fault`: delay and abort, each by its percentage;
+/// 6. pick a destination by smooth weighted round robin;
+/// 7. try it, within the route's `timeout` (504 when it fires): pick an
 ///    endpoint per the load balancer, leaving out ejected hosts and, on a
 ///    retry, hosts that already failed this request; send over a pooled
 ///    connection in the protocol the app used (HTTP/1.1 or h2) or, to an
@@ -49,15 +52,22 @@ pub struct Outbound {
 ///    `remora-orig-proto`), bounded by `perTryTimeout`; record the outcome
 ///    for outlier detection; retry
 ///    while the policy, `maxRetries` and the retry budget allow, after a
-///    jittered backoff.
+///    jittered backoff;
+/// 8. refuse a response whose headers are over the limit with 502.
 pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
+    // Before the telemetry adds its headers: the app's request is measured.
+    let checked = crate::limits::headers().check_request(&parts, false);
     let mut record = Record::start(
         Arc::clone(&outbound.telemetry),
         Direction::Outbound,
         &mut parts,
     );
-    let resp = match route_and_send(&outbound, parts, body, &mut record).await {
+    let result = match checked {
+        Ok(()) => route_and_send(&outbound, parts, body, &mut record).await,
+        Err(e) => Err(ProxyError::RequestHeadersTooLarge(e)),
+    };
+    let resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, "outbound request failed");
@@ -130,6 +140,9 @@ async fn route_and_send(
             }
         }
     };
+    crate::limits::headers()
+        .check_response(resp.headers(), record.mtls())
+        .map_err(ProxyError::ResponseHeadersTooLarge)?;
     Ok(into_downstream_response(resp))
 }
 

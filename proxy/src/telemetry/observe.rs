@@ -232,6 +232,11 @@ impl Record {
         self.mtls = mtls;
     }
 
+    /// Whether the latest try went over mTLS, i.e. to another sidecar.
+    pub fn mtls(&self) -> bool {
+        self.mtls
+    }
+
     /// Counts retry number `attempt`, made because of `reason`.
     pub fn add_retry(&mut self, attempt: u32, reason: &str) {
         if let Some(entry) = &mut self.log {

@@ -17,6 +17,7 @@ use super::body::{RequestBody, UpstreamBody};
 use super::endpoint::{ActiveRequest, Endpoint};
 use super::limits::ConnectionSlot;
 use super::tls::{MtlsClient, MtlsH2, TlsFailure, Transport, tls_message};
+use crate::limits::HeaderLimits;
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed.
 const MAX_IDLE_H1: usize = 64;
@@ -551,9 +552,13 @@ impl Endpoint {
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        // Response heads: as the listeners' request heads, capped above
+        // the limit that the handlers check with a reason.
+        let limits = crate::limits::headers();
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
+            .max_header_list_size(limits.h2_list_size(limits.response_bytes))
             .handshake(io)
             .await
             .map_err(|e| self.request_error(e))?;
@@ -571,7 +576,13 @@ impl Endpoint {
         slot: ConnectionSlot,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
         let io = self.connect_tcp(settings).await?;
-        let (sender, conn) = http1::Builder::new()
+        let limits = crate::limits::headers();
+        let mut builder = http1::Builder::new();
+        builder.max_buf_size(HeaderLimits::h1_buf_size(limits.response_bytes));
+        if let Some(max) = limits.h1_max_headers() {
+            builder.max_headers(max);
+        }
+        let (sender, conn) = builder
             .handshake(io)
             .await
             .map_err(|e| self.request_error(e))?;

@@ -1,0 +1,268 @@
+//! Bounds on what a peer may send: the size and number of request and
+//! response headers, as Envoy's `max_request_headers_kb` (60 KiB),
+//! `max_response_headers_kb` (60 KiB) and `max_headers_count` (100).
+//!
+//! Set once at start from the command line ([`set_headers`]), read by the
+//! listeners (hyper's buffer caps), by both request paths (the checks
+//! below) and by the upstream pool (what it advertises to its peers).
+//!
+//! # Why both sides of a hop are aligned
+//!
+//! Requests are checked where they enter the mesh: at the client sidecar's
+//! outbound listener, with a 431 and a reason. Responses are checked where
+//! they enter it: at the server sidecar, from the app, with a 502 and a
+//! reason. What passes is carried between sidecars over one shared HTTP/2
+//! connection, whose receivers advertise (SETTINGS_MAX_HEADER_LIST_SIZE)
+//! and enforce a cap well above the limit ([`HeaderLimits::h2_list_size`]),
+//! so that a header block that passed the check never makes the h2 layer
+//! refuse a stream or, far worse, end the connection with every other
+//! request on it: h2 sends GOAWAY for a header block over four times the
+//! advertised size. The second sidecar checks again with
+//! [`HOP_ALLOWANCE`] on top, for the headers the first one added.
+
+use std::sync::OnceLock;
+
+use http::HeaderMap;
+use http::request;
+
+/// Envoy's default `max_request_headers_kb` and `max_response_headers_kb`.
+pub const DEFAULT_HEADERS_KB: u32 = 60;
+/// Envoy's default `max_headers_count` (hyper's HTTP/1.1 parser's too).
+pub const DEFAULT_HEADERS_COUNT: usize = 100;
+/// What a sidecar may add to a message on its way to the next one (trace
+/// context, `x-request-id`, `remora-orig-proto`, the authority moved into
+/// the URI): the second sidecar checks the limit plus this.
+pub const HOP_ALLOWANCE: usize = 1024;
+/// Headers a sidecar may add, in number, as [`HOP_ALLOWANCE`] in bytes.
+const HOP_ALLOWANCE_COUNT: usize = 16;
+/// RFC 9113 §6.5.2: each field costs its name, its value and 32 octets.
+const H2_FIELD_OVERHEAD: usize = 32;
+/// hyper's smallest HTTP/1.1 read buffer.
+const H1_MIN_BUF: usize = 8192;
+
+/// The header limits in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Request line (method, URI) and headers, names and values, in bytes.
+    pub request_bytes: usize,
+    /// Response headers, names and values, in bytes.
+    pub response_bytes: usize,
+    /// Headers per message.
+    pub count: usize,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        Self::new(
+            DEFAULT_HEADERS_KB,
+            DEFAULT_HEADERS_KB,
+            DEFAULT_HEADERS_COUNT,
+        )
+    }
+}
+
+/// Which limit a message broke, and by how much: the reason a 431 or 502
+/// gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TooLarge {
+    /// The headers, in bytes.
+    #[error("{what} headers are {size} bytes, over the limit of {limit} bytes ({flag})")]
+    Bytes {
+        /// `request` or `response`.
+        what: &'static str,
+        /// Their size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+        /// The flag that sets it.
+        flag: &'static str,
+    },
+    /// The headers, in number.
+    #[error("{what} has {count} headers, over the limit of {limit} (--max-headers-count)")]
+    Count {
+        /// `request` or `response`.
+        what: &'static str,
+        /// How many.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl HeaderLimits {
+    /// Limits of `request_kb` and `response_kb` KiB and `count` headers.
+    pub fn new(request_kb: u32, response_kb: u32, count: usize) -> Self {
+        Self {
+            request_bytes: request_kb as usize * 1024,
+            response_bytes: response_kb as usize * 1024,
+            count,
+        }
+    }
+
+    /// Checks a request head. `from_proxy`: it came from another sidecar,
+    /// which may have added [`HOP_ALLOWANCE`].
+    pub fn check_request(&self, parts: &request::Parts, from_proxy: bool) -> Result<(), TooLarge> {
+        let uri = &parts.uri;
+        let line = parts.method.as_str().len()
+            + uri.scheme_str().map_or(0, str::len)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        check(
+            "request",
+            "--max-request-headers-kb",
+            line,
+            &parts.headers,
+            self.request_bytes,
+            self.count,
+            from_proxy,
+        )
+    }
+
+    /// Checks response headers. `from_proxy` as in [`Self::check_request`].
+    pub fn check_response(&self, headers: &HeaderMap, from_proxy: bool) -> Result<(), TooLarge> {
+        check(
+            "response",
+            "--max-response-headers-kb",
+            0,
+            headers,
+            self.response_bytes,
+            self.count,
+            from_proxy,
+        )
+    }
+
+    /// hyper's HTTP/1.1 read buffer cap for messages limited to `bytes`:
+    /// twice the limit, so that a head over the limit is still read whole
+    /// and answered by our check, with a reason; beyond the cap hyper
+    /// itself answers 431 (or fails the upstream response) and closes.
+    pub fn h1_buf_size(bytes: usize) -> usize {
+        (bytes * 2).max(H1_MIN_BUF)
+    }
+
+    /// SETTINGS_MAX_HEADER_LIST_SIZE for messages limited to `bytes`: twice
+    /// the limit plus h2's per-field overhead, so that every message that
+    /// passed a sidecar's check is accepted by the next one's h2 layer.
+    pub fn h2_list_size(&self, bytes: usize) -> u32 {
+        let size = bytes * 2 + (self.count + HOP_ALLOWANCE_COUNT) * H2_FIELD_OVERHEAD;
+        u32::try_from(size).unwrap_or(u32::MAX)
+    }
+
+    /// hyper's HTTP/1.1 header count cap: ours plus what a sidecar adds, so
+    /// that our check answers first. `None` keeps hyper's default (100,
+    /// parsed on the stack), which suffices for the default count.
+    pub fn h1_max_headers(&self) -> Option<usize> {
+        (self.count > DEFAULT_HEADERS_COUNT).then_some(self.count + HOP_ALLOWANCE_COUNT)
+    }
+}
+
+fn check(
+    what: &'static str,
+    flag: &'static str,
+    start: usize,
+    headers: &HeaderMap,
+    limit: usize,
+    count_limit: usize,
+    from_proxy: bool,
+) -> Result<(), TooLarge> {
+    let (limit, count_limit) = if from_proxy {
+        (limit + HOP_ALLOWANCE, count_limit + HOP_ALLOWANCE_COUNT)
+    } else {
+        (limit, count_limit)
+    };
+    let count = headers.len();
+    if count > count_limit {
+        return Err(TooLarge::Count {
+            what,
+            count,
+            limit: count_limit,
+        });
+    }
+    let size = headers
+        .iter()
+        .fold(start, |n, (k, v)| n + k.as_str().len() + v.len());
+    if size > limit {
+        return Err(TooLarge::Bytes {
+            what,
+            size,
+            limit,
+            flag,
+        });
+    }
+    Ok(())
+}
+
+static HEADERS: OnceLock<HeaderLimits> = OnceLock::new();
+/// Sets the header limits for this process; the first call wins (the
+/// binary calls it once, before any listener starts).
+pub fn set_headers(limits: HeaderLimits) {
+    let _ = HEADERS.set(limits);
+}
+
+/// The header limits in force: as set, else the defaults.
+pub fn headers() -> &'static HeaderLimits {
+    HEADERS.get_or_init(HeaderLimits::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderValue, Request};
+
+    use super::*;
+
+    fn request_with(header_bytes: usize) -> request::Parts {
+        Request::get("/a")
+            .header(
+                "x-big",
+                HeaderValue::from_str(&"a".repeat(header_bytes)).unwrap(),
+            )
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn a_request_over_the_limit_is_refused_with_its_size_and_the_flag() {
+        let limits = HeaderLimits::new(1, 1, 100);
+        assert_eq!(limits.check_request(&request_with(1000), false), Ok(()));
+        let err = limits
+            .check_request(&request_with(1100), false)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "request headers are 1110 bytes, over the limit of 1024 bytes \
+             (--max-request-headers-kb)"
+        );
+        // From another sidecar, what it may have added is allowed for.
+        assert_eq!(limits.check_request(&request_with(1100), true), Ok(()));
+    }
+
+    #[test]
+    fn too_many_headers_are_refused() {
+        let limits = HeaderLimits::new(60, 60, 3);
+        let mut headers = HeaderMap::new();
+        for i in 0..4 {
+            headers.insert(
+                http::HeaderName::try_from(format!("x-{i}")).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        assert!(matches!(
+            limits.check_response(&headers, false),
+            Err(TooLarge::Count { count: 4, .. })
+        ));
+        assert_eq!(limits.check_response(&headers, true), Ok(()));
+    }
+
+    #[test]
+    fn the_h2_layer_accepts_well_over_what_the_check_lets_through() {
+        let limits = HeaderLimits::default();
+        let passed = limits.request_bytes
+            + HOP_ALLOWANCE
+            + (limits.count + HOP_ALLOWANCE_COUNT) * H2_FIELD_OVERHEAD;
+        assert!(limits.h2_list_size(limits.request_bytes) as usize > passed);
+        assert!(HeaderLimits::h1_buf_size(limits.request_bytes) > limits.request_bytes);
+        assert_eq!(limits.h1_max_headers(), None);
+    }
+}
