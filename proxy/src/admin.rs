@@ -1,6 +1,7 @@
 //! The admin API (localhost only by default): `/ready`, `/config_dump`,
 //! `/clusters` (endpoints with their load and ejection state), `/certs`,
-//! `/stats` and `/logging`.
+//! `/stats`, `/logging`, and `POST /quitquitquit` (drain and exit, for
+//! Jobs, as Istio's).
 
 use std::sync::Arc;
 
@@ -10,13 +11,28 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::discovery::ConfigState;
+use crate::health::DRAINING;
 use crate::http::{ProxyBody, local_reply};
+use crate::lifecycle::Lifecycle;
+
+/// What the admin API reads and acts on.
+#[derive(Debug)]
+pub struct Admin {
+    /// The config and certificate state.
+    pub config: Arc<ConfigState>,
+    /// Draining, and the `/quitquitquit` trigger.
+    pub lifecycle: Arc<Lifecycle>,
+}
 
 /// Answers one admin request.
-pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ProxyBody> {
     if req.uri().path() == "/logging" {
         return crate::telemetry::log_level::admin(req.method(), req.uri().query());
     }
+    if req.uri().path() == "/quitquitquit" {
+        return quit(&admin.lifecycle, req.method());
+    }
+    let state = &admin.config;
     if req.method() != Method::GET {
         return local_reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -24,6 +40,9 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
         );
     }
     match req.uri().path() {
+        "/ready" if admin.lifecycle.is_draining() => {
+            local_reply(StatusCode::SERVICE_UNAVAILABLE, DRAINING.into())
+        }
         "/ready" => match state.not_ready_reason() {
             None => local_reply(StatusCode::OK, "ready".into()),
             Some(reason) => local_reply(StatusCode::SERVICE_UNAVAILABLE, reason.into()),
@@ -97,8 +116,48 @@ pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response
         other => local_reply(
             StatusCode::NOT_FOUND,
             format!(
-                "no admin endpoint {other}; try /ready, /config_dump, /clusters, /certs, /stats or /logging"
+                "no admin endpoint {other}; try /ready, /config_dump, /clusters, /certs, /stats, /logging or /quitquitquit"
             ),
         ),
+    }
+}
+
+/// `POST /quitquitquit`: starts the drain, as SIGTERM does. Refused when the
+/// admin port is not on loopback, where something outside the pod could
+/// reach it.
+fn quit(lifecycle: &Lifecycle, method: &Method) -> Response<ProxyBody> {
+    if method != Method::POST {
+        return local_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "/quitquitquit answers POST only".into(),
+        );
+    }
+    if !lifecycle.quit_allowed() {
+        return local_reply(
+            StatusCode::FORBIDDEN,
+            "/quitquitquit works only when the admin port listens on loopback (--admin)".into(),
+        );
+    }
+    lifecycle.request_quit();
+    local_reply(StatusCode::OK, "OK: draining, then exiting".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quitquitquit_needs_post_and_a_loopback_admin_port() {
+        let local = Lifecycle::new(true);
+        assert_eq!(
+            quit(&local, &Method::GET).status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(quit(&local, &Method::POST).status(), StatusCode::OK);
+        let exposed = Lifecycle::new(false);
+        assert_eq!(
+            quit(&exposed, &Method::POST).status(),
+            StatusCode::FORBIDDEN
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The health port (15021 by default, as Istio's): `GET /healthz/ready`
 //! answers 200 once the proxy may serve ([`ConfigState::is_ready`]: it has
 //! a config and, with mTLS, a valid certificate), else 503 with the reason.
-//! Kubernetes readiness probes and load balancers point here.
+//! Kubernetes readiness probes and load balancers point here. During the
+//! drain on shutdown it answers 503 `draining` ([`crate::lifecycle`]).
 
 use std::sync::Arc;
 
@@ -10,16 +11,29 @@ use hyper::body::Incoming;
 
 use crate::discovery::ConfigState;
 use crate::http::{ProxyBody, local_reply};
+use crate::lifecycle::Lifecycle;
+
+/// What readiness depends on.
+#[derive(Debug)]
+pub struct Health {
+    /// The config and certificate state.
+    pub config: Arc<ConfigState>,
+    /// Whether the proxy is draining.
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+/// The answer while the proxy drains.
+pub const DRAINING: &str = "draining: the proxy is shutting down";
 
 /// The readiness path.
 pub const READY_PATH: &str = "/healthz/ready";
 
 /// Answers one request on the health port.
-pub async fn handle(state: Arc<ConfigState>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(state: Arc<Health>, req: Request<Incoming>) -> Response<ProxyBody> {
     answer(&state, req.method(), req.uri().path())
 }
 
-fn answer(state: &ConfigState, method: &Method, path: &str) -> Response<ProxyBody> {
+fn answer(state: &Health, method: &Method, path: &str) -> Response<ProxyBody> {
     if path != READY_PATH {
         return local_reply(
             StatusCode::NOT_FOUND,
@@ -32,7 +46,10 @@ fn answer(state: &ConfigState, method: &Method, path: &str) -> Response<ProxyBod
             format!("{READY_PATH} answers GET and HEAD only"),
         );
     }
-    match state.not_ready_reason() {
+    if state.lifecycle.is_draining() {
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, DRAINING.into());
+    }
+    match state.config.not_ready_reason() {
         None => local_reply(StatusCode::OK, "ready".into()),
         Some(reason) => local_reply(StatusCode::SERVICE_UNAVAILABLE, reason.into()),
     }
@@ -44,10 +61,13 @@ mod tests {
 
     #[test]
     fn ready_only_once_a_config_was_applied() {
-        let state = ConfigState::default();
+        let state = Health {
+            config: Arc::new(ConfigState::default()),
+            lifecycle: Arc::new(Lifecycle::new(true)),
+        };
         let before = answer(&state, &Method::GET, READY_PATH);
         assert_eq!(before.status(), StatusCode::SERVICE_UNAVAILABLE);
-        state.ready.send_replace(true);
+        state.config.ready.send_replace(true);
         assert_eq!(
             answer(&state, &Method::GET, READY_PATH).status(),
             StatusCode::OK
@@ -59,6 +79,12 @@ mod tests {
         assert_eq!(
             answer(&state, &Method::POST, READY_PATH).status(),
             StatusCode::METHOD_NOT_ALLOWED
+        );
+        state.lifecycle.start_draining();
+        assert_eq!(
+            answer(&state, &Method::GET, READY_PATH).status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a draining proxy is not ready"
         );
     }
 }

@@ -1,7 +1,12 @@
 //! `remora-proxy`: the sidecar. Binds its listeners, registers with the
 //! control plane, and starts serving once the first config has arrived.
+//!
+//! Two subcommands run beside it in the same pod: `remora-proxy init`
+//! installs the capture rules ([`remora_proxy::capture`]) and
+//! `remora-proxy wait-ready` waits until the sidecar is ready.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,22 +15,32 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use remora_proto::pb;
+use remora_proxy::capture::{self, InitArgs, nft};
 use remora_proxy::discovery::{self, ConfigState};
 use remora_proxy::error::error_chain;
 use remora_proxy::identity::{self, Identity, IdentityArgs};
+use remora_proxy::lifecycle::{Lifecycle, parse_duration};
 use remora_proxy::limits::{self, HeaderLimits};
 use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
 use remora_proxy::telemetry::trace::{SamplingControl, SamplingRatio, TraceConfig, Tracer};
 use remora_proxy::telemetry::{Telemetry, Workload, log_level, metrics};
+use remora_proxy::wait_ready::{WaitReadyArgs, wait_ready};
 use remora_proxy::{admin, events, health};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Remora's sidecar proxy.
 #[derive(Debug, Parser)]
-#[command(name = "remora-proxy", version, about)]
+#[command(
+    name = "remora-proxy",
+    version,
+    about,
+    after_help = "Subcommands (each has its own --help):\n  \
+                  remora-proxy init        install the transparent capture rules in this network namespace\n  \
+                  remora-proxy wait-ready  wait until the proxy answers ready on its health port"
+)]
 struct Args {
     /// The service this proxy stands beside, e.g. `reviews`.
     #[arg(long, env = "REMORA_SERVICE")]
@@ -46,7 +61,10 @@ struct Args {
         default_value = "http://127.0.0.1:15010"
     )]
     control_plane: String,
-    /// Where the app sends its outbound requests.
+    /// Where the app sends its outbound requests. When this is
+    /// `127.0.0.1:<port>` with a fixed port, the proxy also listens on
+    /// `[::1]:<port>` where the host has IPv6: capture redirects the app's
+    /// IPv6 connections there.
     #[arg(long, default_value = "127.0.0.1:15001")]
     outbound: SocketAddr,
     /// Where peers' requests for this app arrive.
@@ -144,8 +162,47 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..=10_000)
     )]
     max_headers_count: u32,
+    /// On SIGTERM or `POST /quitquitquit`: how long to drain before exiting
+    /// (Istio's terminationDrainDuration). Inbound stops accepting at once
+    /// and finishes its requests in flight; outbound keeps serving the app's
+    /// last calls until the end.
+    #[arg(
+        long,
+        env = "REMORA_DRAIN_DURATION",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
+    drain_duration: Duration,
     #[command(flatten)]
     identity: IdentityArgs,
+}
+
+/// `remora-proxy init`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "init",
+    bin_name = "remora-proxy init",
+    version,
+    about = "Installs the rules that send the pod's TCP through the sidecar \
+             (outbound to 15001, inbound to 15006), in the network namespace this runs in."
+)]
+struct InitCommand {
+    #[command(flatten)]
+    args: InitArgs,
+}
+
+/// `remora-proxy wait-ready`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wait-ready",
+    bin_name = "remora-proxy wait-ready",
+    version,
+    about = "Exits 0 once the proxy answers 200 on /healthz/ready, or 1 with the reason \
+             when it does not within --timeout."
+)]
+struct WaitReadyCommand {
+    #[command(flatten)]
+    args: WaitReadyArgs,
 }
 
 impl Args {
@@ -175,7 +232,16 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     // `RUST_LOG` or `info`, changeable at run time by the admin `/logging`.
     log_level::init("info");
-    match start(Args::parse()) {
+    // Without a subcommand the proxy runs, with exactly the flags it always had.
+    let subcommand = std::env::args_os().nth(1);
+    let result = match subcommand.as_deref().and_then(OsStr::to_str) {
+        Some("init") => init(InitCommand::parse_from(std::env::args_os().skip(1)).args),
+        Some("wait-ready") => {
+            run_wait_ready(WaitReadyCommand::parse_from(std::env::args_os().skip(1)).args)
+        }
+        _ => start(Args::parse()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, each cause once (anyhow's report would repeat the
@@ -184,6 +250,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `remora-proxy init`: prints, installs or removes the capture rules.
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    let script = if args.cleanup {
+        capture::cleanup_script()
+    } else {
+        args.capture().ruleset()
+    };
+    if args.dry_run {
+        print!("{script}");
+        return Ok(());
+    }
+    let (what, done) = if args.cleanup {
+        ("cannot remove the capture rules", "removed")
+    } else {
+        ("cannot install the capture rules", "installed")
+    };
+    let nft = nft::locate(args.nft.as_deref()).context(what)?;
+    nft::apply(&nft, &script).context(what)?;
+    events::emit("capture", &[("action", done), ("table", capture::TABLE)]);
+    Ok(())
+}
+
+/// `remora-proxy wait-ready`.
+fn run_wait_ready(args: WaitReadyArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(wait_ready(&args))
+        .map_err(anyhow::Error::msg)?;
+    events::emit("ready", &[("health", &args.health_addr.to_string())]);
+    Ok(())
 }
 
 fn start(args: Args) -> anyhow::Result<()> {
@@ -209,6 +310,7 @@ fn start(args: Args) -> anyhow::Result<()> {
 
 async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     let outbound = bind(args.outbound, "outbound").await?;
+    let outbound_v6 = bind_ipv6_loopback_twin(args.outbound).await;
     let inbound = if args.no_inbound {
         None
     } else {
@@ -219,6 +321,9 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     let health_listener = bind(args.health_addr, "health").await?;
 
     let mut listening = vec![("outbound", outbound.local_addr()?.to_string())];
+    if let Some(l) = &outbound_v6 {
+        listening.push(("outbound_ipv6", l.local_addr()?.to_string()));
+    }
     if let Some(l) = &inbound {
         listening.push(("inbound", l.local_addr()?.to_string()));
     }
@@ -270,9 +375,13 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         let _ = state.identity.set(Arc::clone(identity));
     }
     let (stop_tx, stop) = watch::channel(false);
+    let lifecycle = Arc::new(Lifecycle::new(args.admin.ip().is_loopback()));
     tokio::spawn(listener::serve(
         admin_listener,
-        Arc::clone(&state),
+        Arc::new(admin::Admin {
+            config: Arc::clone(&state),
+            lifecycle: Arc::clone(&lifecycle),
+        }),
         admin::handle,
         stop.clone(),
     ));
@@ -285,11 +394,14 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     ));
     tokio::spawn(listener::serve(
         health_listener,
-        Arc::clone(&state),
+        Arc::new(health::Health {
+            config: Arc::clone(&state),
+            lifecycle: Arc::clone(&lifecycle),
+        }),
         health::handle,
         stop.clone(),
     ));
-    tokio::spawn(discovery::run(
+    let discovery = tokio::spawn(discovery::run(
         args.control_plane.clone(),
         node,
         Arc::clone(&state),
@@ -301,6 +413,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     tokio::select! {
         _ = async { let _ = ready.wait_for(|r| *r).await; } => {}
         _ = shutdown_signal() => return Ok(()),
+        () = lifecycle.quit_requested() => return Ok(()),
     }
 
     let out: Box<dyn std::io::Write + Send> = if args.access_log_path == "-" {
@@ -345,30 +458,80 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         retries: Retries::new(budget, args.retry_buffer_bytes),
         telemetry: Arc::clone(&telemetry),
     });
+    if let Some(l) = outbound_v6 {
+        tasks.push(tokio::spawn(listener::serve(
+            l,
+            Arc::clone(&out),
+            listener::outbound::handle,
+            stop.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(listener::serve(
         outbound,
         out,
         listener::outbound::handle,
         stop.clone(),
     )));
+    // The inbound side stops first, when the drain begins.
+    let (drain_tx, drain) = watch::channel(false);
     if let Some(l) = inbound {
         let inb = Inbound::new(&args.app, Arc::clone(&state.current), telemetry, mesh_tls)?;
         metrics::watch_app(Arc::clone(&inb.app));
         tasks.push(tokio::spawn(listener::serve_inbound(
             l,
             Arc::new(inb),
-            stop.clone(),
+            drain,
         )));
     }
 
-    shutdown_signal().await;
-    tracing::info!("shutting down: draining connections");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let cause = tokio::select! {
+        _ = shutdown_signal() => "signal",
+        () = lifecycle.quit_requested() => "/quitquitquit",
+    };
+    drain_then_stop(
+        cause,
+        args.drain_duration,
+        &lifecycle,
+        &discovery,
+        &drain_tx,
+        &stop_tx,
+        tasks,
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(5), tracer.shutdown()).await;
     Ok(())
+}
+
+/// The drain ([`remora_proxy::lifecycle`]): readiness turns 503, the
+/// discovery stream ends (the control plane drops this endpoint), inbound
+/// stops accepting and finishes what is in flight, outbound serves on; at
+/// `duration` everything stops.
+async fn drain_then_stop(
+    cause: &str,
+    duration: Duration,
+    lifecycle: &Lifecycle,
+    discovery: &tokio::task::JoinHandle<()>,
+    drain: &watch::Sender<bool>,
+    stop: &watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let millis = duration.as_millis().to_string();
+    events::emit("draining", &[("cause", cause), ("drain_ms", &millis)]);
+    tracing::info!(cause, ?duration, "shutting down: draining connections");
+    lifecycle.start_draining();
+    discovery.abort();
+    let _ = drain.send(true);
+    let deadline = tokio::time::Instant::now() + duration;
+    tokio::time::sleep_until(deadline).await;
+    let _ = stop.send(true);
+    // What is still open at the deadline is cut: the drain is over. The
+    // listeners' tasks get a moment to close their sockets in order.
+    let _ = tokio::time::timeout(
+        Duration::from_millis(100),
+        futures_util::future::join_all(tasks),
+    )
+    .await;
+    events::emit("drained", &[("cause", cause)]);
 }
 
 /// With a token: the first certificate (retrying while the CA is unreachable, failing when it
@@ -408,6 +571,23 @@ fn app_port(app: &str) -> anyhow::Result<u32> {
         .and_then(|(_, port)| port.parse::<u16>().ok())
         .map(u32::from)
         .with_context(|| format!("--app `{app}` is not host:port"))
+}
+
+/// For `--outbound 127.0.0.1:<port>` (a fixed port): a listener on
+/// `[::1]:<port>`, where the app's captured IPv6 connections arrive. `None`
+/// for other addresses, or when it cannot be bound (no IPv6: logged).
+async fn bind_ipv6_loopback_twin(outbound: SocketAddr) -> Option<TcpListener> {
+    if outbound.ip() != std::net::Ipv4Addr::LOCALHOST || outbound.port() == 0 {
+        return None;
+    }
+    let twin = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, outbound.port()));
+    match TcpListener::bind(twin).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::info!(addr = %twin, error = %e, "no IPv6 outbound listener");
+            None
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::inbound::{self, Inbound};
-use super::{DRAIN_TIME, http_builder, next_connection};
+use super::{http_builder, next_connection};
 use crate::config::MtlsMode;
 use crate::peer::Peer;
 use crate::telemetry::Direction;
@@ -96,8 +96,9 @@ impl Builders {
 }
 
 /// Serves the inbound path on every connection accepted from `listener`
-/// until `shutdown` turns true, then drains open connections for up to
-/// [`DRAIN_TIME`]. Each connection's TLS handshake runs on its own task.
+/// until `shutdown` turns true, then closes the listener and drains the open
+/// connections as [`super::serve`] does. Each connection's TLS handshake
+/// runs on its own task.
 pub async fn serve_inbound(
     listener: TcpListener,
     inbound: Arc<Inbound>,
@@ -127,7 +128,8 @@ pub async fn serve_inbound(
             }
         });
     }
-    let _ = tokio::time::timeout(DRAIN_TIME, graceful.shutdown()).await;
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 enum Accepted {

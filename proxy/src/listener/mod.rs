@@ -28,12 +28,12 @@ use http_body::Body;
 
 use crate::limits::HeaderLimits;
 
-/// How long in-flight requests may take to finish after shutdown begins.
-const DRAIN_TIME: Duration = Duration::from_secs(5);
-
 /// Serves `handler` on every connection accepted from `listener` until
-/// `shutdown` turns true, then drains open connections for up to
-/// [`DRAIN_TIME`].
+/// `shutdown` turns true, then closes the listener (new connections are
+/// refused) and drains the open ones: idle ones close, HTTP/1.1 ones close
+/// after the response in flight (`Connection: close`), HTTP/2 ones get a
+/// GOAWAY. Resolves once all are closed; the caller bounds the wait
+/// (`--drain-duration`, [`crate::lifecycle`]).
 pub async fn serve<S, F, B>(
     listener: TcpListener,
     state: Arc<S>,
@@ -65,7 +65,8 @@ pub async fn serve<S, F, B>(
             }
         });
     }
-    let _ = tokio::time::timeout(DRAIN_TIME, graceful.shutdown()).await;
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// The HTTP server every listener uses: HTTP/1.1 with keep-alive and
