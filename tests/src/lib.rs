@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod echo;
 pub mod load;
 pub mod mesh;
+pub mod netns;
 pub mod otlp;
 pub mod process;
 pub mod scenario;

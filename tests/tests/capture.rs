@@ -1,0 +1,843 @@
+//! Transparent capture in real network namespaces ("pods", see
+//! `remora_e2e::netns`): `remora-proxy init` installs nftables rules that
+//! send an unmodified app's TCP through the sidecar's ports, leave alone
+//! what they must, and come off again exactly.
+//!
+//! These tests need root and `ip netns`; without them they print why and
+//! pass, unless `REMORA_REQUIRE_NETNS=1` (CI) makes that a failure.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use remora_e2e::discovery::cluster_name;
+use remora_e2e::mesh::endpoints_in;
+use remora_e2e::netns::{self, Network, Pod, User};
+use remora_e2e::{bin, yaml};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How long one `curl` may take.
+const CURL_TIMEOUT_SECS: &str = "10";
+
+/// The most of a request head the test servers read.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Answers every HTTP/1.1 request on `listener` with 200 and body `name`,
+/// then closes the connection: whoever answers a call names itself.
+fn answer_as(listener: TcpListener, name: &'static str) {
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                let read = tokio::time::timeout(Duration::from_secs(10), async {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return false,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    true
+                })
+                .await;
+                if read != Ok(true) {
+                    return;
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
+                    name.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+}
+
+/// Binds `addr` in `pod` and answers as `name` there.
+async fn serve(pod: &Pod, addr: &str, name: &'static str) {
+    let addr: SocketAddr = addr.parse().expect("address");
+    let listener = pod
+        .bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("[{}] bind {addr}: {e}", pod.name));
+    answer_as(listener, name);
+}
+
+/// `curl url` from `pod` as `user`: the body, or curl's error.
+async fn curl(pod: &Pod, user: User, url: &str) -> Result<String, String> {
+    let out = pod
+        .run(
+            user,
+            "curl",
+            ["-sS", "-g", "--max-time", CURL_TIMEOUT_SECS, url],
+        )
+        .await;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Runs `remora-proxy init args` in `pod` as root; panics unless it
+/// succeeds; returns its stdout.
+async fn init(pod: &Pod, args: &[&str]) -> String {
+    let proxy = bin("remora-proxy");
+    let mut argv = vec![proxy.to_string_lossy().into_owned(), "init".to_owned()];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    pod.run_ok(&argv[0], &argv[1..]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_sends_the_apps_tcp_through_the_sidecar_ports_and_leaves_the_rest_alone() {
+    if netns::skip("init_sends_the_apps_tcp_through_the_sidecar_ports") {
+        return;
+    }
+    let net = Network::create();
+    let app = net.pod("app");
+    let peer = net.pod("peer");
+    let outside = net.pod("outside");
+    app.set_hosts(&[
+        ("peer", peer.ipv4.into()),
+        ("peer6", peer.ipv6.into()),
+        ("outside", outside.ipv4.into()),
+    ]);
+    peer.set_hosts(&[("app", app.ipv4.into()), ("app6", app.ipv6.into())]);
+
+    // Stand-ins that name themselves: the sidecar's listeners and the app's
+    // ports in the captured pod, and the destinations elsewhere.
+    serve(&app, "127.0.0.1:15001", "sidecar outbound").await;
+    serve(&app, "[::1]:15001", "sidecar outbound (IPv6)").await;
+    serve(&app, "[::]:15006", "sidecar inbound").await;
+    serve(&app, "[::]:15021", "sidecar health").await;
+    serve(&app, "[::]:8080", "app 8080").await;
+    serve(&app, "[::]:2222", "app 2222").await;
+    serve(&peer, "[::]:9080", "peer 9080").await;
+    serve(&peer, "[::]:5432", "peer 5432").await;
+    serve(&outside, "[::]:9080", "outside 9080").await;
+
+    let outside_cidr = format!("{}/32", outside.ipv4);
+    init(
+        &app,
+        &[
+            "--exclude-outbound-ports",
+            "5432",
+            "--exclude-outbound-cidrs",
+            &outside_cidr,
+            "--exclude-inbound-ports",
+            "2222",
+        ],
+    )
+    .await;
+
+    let app_own = format!("http://{}:8080/", app.ipv4);
+    let checks: Vec<(&str, &Pod, User, String, &str)> = vec![
+        (
+            "the app's call to a peer goes to the outbound port",
+            &app,
+            User::Root,
+            "http://peer:9080/".into(),
+            "sidecar outbound",
+        ),
+        (
+            "an IPv6 call goes to the outbound port on ::1",
+            &app,
+            User::Root,
+            "http://peer6:9080/".into(),
+            "sidecar outbound (IPv6)",
+        ),
+        (
+            "an excluded port is reached directly",
+            &app,
+            User::Root,
+            "http://peer:5432/".into(),
+            "peer 5432",
+        ),
+        (
+            "an excluded CIDR is reached directly",
+            &app,
+            User::Root,
+            "http://outside:9080/".into(),
+            "outside 9080",
+        ),
+        (
+            "the proxy's uid is never captured",
+            &app,
+            User::Uid(netns::PROXY_UID),
+            "http://peer:9080/".into(),
+            "peer 9080",
+        ),
+        (
+            "loopback is not captured",
+            &app,
+            User::Root,
+            "http://127.0.0.1:8080/".into(),
+            "app 8080",
+        ),
+        (
+            "the pod calling its own address is not captured",
+            &app,
+            User::Root,
+            app_own,
+            "app 8080",
+        ),
+        (
+            "a peer's call to the app goes to the inbound port",
+            &peer,
+            User::Root,
+            "http://app:8080/".into(),
+            "sidecar inbound",
+        ),
+        (
+            "an IPv6 call to the app goes to the inbound port",
+            &peer,
+            User::Root,
+            "http://app6:8080/".into(),
+            "sidecar inbound",
+        ),
+        (
+            "the proxy's own ports are reached directly",
+            &peer,
+            User::Root,
+            "http://app:15021/".into(),
+            "sidecar health",
+        ),
+        (
+            "an excluded inbound port is reached directly",
+            &peer,
+            User::Root,
+            "http://app:2222/".into(),
+            "app 2222",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, pod, user, url, expected) in &checks {
+        let got = curl(pod, *user, url).await;
+        if got.as_deref() != Ok(*expected) {
+            wrong.push(format!(
+                "{what}: {url} from {} as {user:?} answered {got:?}, expected {expected:?}",
+                pod.name
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{}\nrules:\n{}",
+        wrong.join("\n"),
+        app.ruleset().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_twice_gives_the_same_rules_and_cleanup_restores_the_namespace() {
+    if netns::skip("init_twice_gives_the_same_rules_and_cleanup_restores_the_namespace") {
+        return;
+    }
+    let net = Network::create();
+    let pod = net.pod("pod");
+    // Someone else's rules, which must survive both init and cleanup.
+    let theirs = net.write_file(
+        "theirs.nft",
+        "table inet theirs {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 7 counter\n\t}\n}\ntable ip nat {\n\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\ttcp dport 7 counter\n\t}\n}\n",
+    );
+    pod.run_ok("nft", ["-f".as_ref(), theirs.as_os_str()]).await;
+    let before = pod.ruleset().await;
+    assert!(before.contains("table inet theirs"), "{before}");
+
+    let out = init(&pod, &["--exclude-outbound-ports", "5432"]).await;
+    assert!(
+        out.contains(r#""event":"capture""#) && out.contains(r#""action":"installed""#),
+        "{out}"
+    );
+    let first = pod.ruleset().await;
+    assert!(first.contains("table inet remora"), "{first}");
+    assert!(first.contains("redirect to :15001"), "{first}");
+    assert!(
+        first.contains("table inet theirs") && first.contains("table ip nat"),
+        "{first}"
+    );
+
+    init(&pod, &["--exclude-outbound-ports", "5432"]).await;
+    let second = pod.ruleset().await;
+    assert_eq!(second, first, "a second init changed the rules");
+    assert_eq!(second.matches("table inet remora").count(), 1, "{second}");
+
+    let out = init(&pod, &["--cleanup"]).await;
+    assert!(out.contains(r#""action":"removed""#), "{out}");
+    assert_eq!(
+        pod.ruleset().await,
+        before,
+        "cleanup left the rules changed"
+    );
+    // Cleaning up what is not there is no error, and changes nothing.
+    init(&pod, &["--cleanup"]).await;
+    assert_eq!(pod.ruleset().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_prints_valid_rules_and_changes_nothing() {
+    if netns::skip("dry_run_prints_valid_rules_and_changes_nothing") {
+        return;
+    }
+    let net = Network::create();
+    let pod = net.pod("pod");
+    let before = pod.ruleset().await;
+    let printed = init(&pod, &["--dry-run", "--exclude-outbound-ports", "5432"]).await;
+    assert!(printed.contains("redirect to :15001"), "{printed}");
+    assert!(printed.contains("redirect to :15006"), "{printed}");
+    assert!(printed.contains("tcp dport { 5432 } return"), "{printed}");
+    assert_eq!(pod.ruleset().await, before, "--dry-run changed the rules");
+    // What it prints is what it would apply: nft accepts it (check only).
+    let script = net.write_file("printed.nft", &printed);
+    pod.run_ok("nft", ["-c".as_ref(), "-f".as_ref(), script.as_os_str()])
+        .await;
+    assert_eq!(pod.ruleset().await, before);
+
+    let cleanup = init(&pod, &["--cleanup", "--dry-run"]).await;
+    assert_eq!(cleanup, "table inet remora\ndelete table inet remora\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_without_net_admin_fails_with_one_clear_line() {
+    if netns::skip("init_without_net_admin_fails_with_one_clear_line") {
+        return;
+    }
+    let net = Network::create();
+    let pod = net.pod("pod");
+    let before = pod.ruleset().await;
+    let out = pod
+        .run(
+            User::Uid(netns::PROXY_UID),
+            &bin("remora-proxy").to_string_lossy(),
+            ["init"],
+        )
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "init as uid 1337 succeeded: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line: {stderr}");
+    assert!(
+        lines[0].starts_with("error: cannot install the capture rules")
+            && lines[0].contains("NET_ADMIN"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(pod.ruleset().await, before);
+}
+
+/// A sidecar for `service` in `pod`, as uid 1337 with the default ports,
+/// with a certificate from the control plane at `cp`; waits until it is
+/// ready.
+async fn sidecar(
+    pod: &Pod,
+    cp: &PodControlPlane,
+    service: &str,
+    extra: &[&str],
+) -> remora_e2e::Process {
+    let token = cp.token(service);
+    let control_plane = format!("http://{}:15010", cp.pod.ipv4);
+    let mut args: Vec<String> = [
+        "--service",
+        service,
+        "--control-plane",
+        &control_plane,
+        "--token",
+        &token,
+        "--ca-cert",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.push(cp.ca_cert.to_string_lossy().into_owned());
+    args.extend(["--access-log", "off"].map(str::to_owned));
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let mut process = pod.spawn(
+        &format!("remora-proxy {service}"),
+        User::Uid(netns::PROXY_UID),
+        &bin("remora-proxy"),
+        &args,
+    );
+    process.wait_event("ready", Duration::from_secs(60)).await;
+    process
+}
+
+/// `remora serve` in a pod of its own, with its CA and tokens.
+struct PodControlPlane {
+    pod: Pod,
+    _process: remora_e2e::Process,
+    _config: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    ca_cert: std::path::PathBuf,
+}
+
+impl PodControlPlane {
+    async fn start(net: &Network, files: &[(&str, String)]) -> Self {
+        let pod = net.pod("istiod");
+        let config = tempfile::tempdir().expect("temp dir");
+        for (name, contents) in files {
+            std::fs::write(config.path().join(name), contents).expect("write config");
+        }
+        let data_dir = config.path().join(".data");
+        let mut process = pod.spawn(
+            "remora serve",
+            User::Root,
+            &bin("remora"),
+            [
+                "serve".as_ref(),
+                "--config-dir".as_ref(),
+                config.path().as_os_str(),
+                "--grpc-addr".as_ref(),
+                "0.0.0.0:15010".as_ref(),
+                "--grpc-tls-addr".as_ref(),
+                "0.0.0.0:15012".as_ref(),
+                "--monitoring-addr".as_ref(),
+                "127.0.0.1:15014".as_ref(),
+                "--data-dir".as_ref(),
+                data_dir.as_os_str(),
+            ],
+        );
+        process
+            .wait_event("listening", Duration::from_secs(60))
+            .await;
+        let ca = std::fs::read_to_string(data_dir.join("ca-cert.pem")).expect("CA certificate");
+        let ca_cert = net.write_file("ca-cert.pem", &ca);
+        Self {
+            pod,
+            _process: process,
+            _config: config,
+            data_dir,
+            ca_cert,
+        }
+    }
+
+    /// A bootstrap token for service account `sa` in `default`.
+    fn token(&self, sa: &str) -> String {
+        let out = std::process::Command::new(bin("remora"))
+            .args(["token", "create", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--namespace", "default", "--service-account", sa])
+            .output()
+            .expect("remora token create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls() {
+    if netns::skip("a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls") {
+        return;
+    }
+    let net = Network::create();
+    let cp = PodControlPlane::start(
+        &net,
+        &[
+            (
+                "reviews-dr.yaml",
+                yaml::reviews_destination_rule(&["v1", "v2"]),
+            ),
+            ("reviews-vs.yaml", yaml::reviews_canary(90, 10)),
+        ],
+    )
+    .await;
+
+    // Two `reviews` pods: init, the demo app on 127.0.0.1:9080, the sidecar.
+    let mut pods = Vec::new();
+    for version in ["v1", "v2"] {
+        let pod = net.pod(&format!("reviews-{version}"));
+        init(&pod, &[]).await;
+        let mut app = pod.spawn(
+            "remora-demo-app",
+            User::Root,
+            &bin("remora-demo-app"),
+            [
+                "--listen",
+                "127.0.0.1:9080",
+                "--service",
+                "reviews",
+                "--version",
+                version,
+            ],
+        );
+        app.wait_event("listening", Duration::from_secs(60)).await;
+        let label = format!("version={version}");
+        let proxy = sidecar(
+            &pod,
+            &cp,
+            "reviews",
+            &["--label", &label, "--app", "127.0.0.1:9080"],
+        )
+        .await;
+        pods.push((pod, app, proxy));
+    }
+
+    // The client pod: `reviews` resolves to an address nothing answers at,
+    // as a Kubernetes ClusterIP; only the capture rules make it work.
+    let client = net.pod("productpage");
+    client.set_hosts(&[("reviews", "10.88.0.250".parse().expect("ip"))]);
+    init(&client, &[]).await;
+    let _proxy = sidecar(&client, &cp, "productpage", &["--no-inbound"]).await;
+    let proxy_bin = bin("remora-proxy");
+    client
+        .run_ok(
+            &proxy_bin.to_string_lossy(),
+            ["wait-ready", "--timeout", "60s"],
+        )
+        .await;
+    let clusters = ["v1", "v2"].map(|v| cluster_name("reviews", "default", v));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let dump = client
+            .run_ok(
+                "curl",
+                [
+                    "-sS",
+                    "--max-time",
+                    "5",
+                    "http://127.0.0.1:15000/config_dump",
+                ],
+            )
+            .await;
+        let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump JSON");
+        if clusters.iter().all(|c| endpoints_in(&dump, c).len() == 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client sidecar never had both endpoints: {dump}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The app: plain curl, by name and port, 1000 requests on one keep-alive
+    // connection.
+    let out = client
+        .run_ok(
+            "curl",
+            [
+                "-sS",
+                "--max-time",
+                "300",
+                "-w",
+                "%{http_code}\\n",
+                "http://reviews:9080/version?n=[1-1000]",
+            ],
+        )
+        .await;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    let mut lines = out.lines();
+    while let (Some(body), Some(code)) = (lines.next(), lines.next()) {
+        *counts.entry(body.trim().to_owned()).or_default() += 1;
+        *codes.entry(code.trim().to_owned()).or_default() += 1;
+    }
+    println!(
+        "captured canary: curl http://reviews:9080/ x1000: {counts:?}, status codes {codes:?}"
+    );
+    assert_eq!(codes.get("200"), Some(&1000), "{codes:?}\n{out}");
+    assert_eq!(
+        (counts.get("v1").copied(), counts.get("v2").copied()),
+        (Some(900), Some(100)),
+        "{counts:?}"
+    );
+
+    // Every one of them crossed between the sidecars over mTLS.
+    let metrics = client
+        .run_ok(
+            "curl",
+            [
+                "-sS",
+                "--max-time",
+                "5",
+                "http://127.0.0.1:15090/stats/prometheus",
+            ],
+        )
+        .await;
+    let samples = remora_e2e::mesh::parse_samples(&metrics).expect("metrics");
+    let outbound = |mtls: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("remora_requests_total{")
+                    && k.contains("direction=\"outbound\"")
+                    && k.contains(&format!("mtls=\"{mtls}\""))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    println!(
+        "captured canary: outbound requests with mTLS {}, without {}",
+        outbound("true"),
+        outbound("false")
+    );
+    assert_eq!(outbound("true"), 1000.0, "{metrics}");
+    assert_eq!(outbound("false"), 0.0, "{metrics}");
+}
+
+// The sidecar's lifecycle: wait-ready, the drain on SIGTERM, /quitquitquit.
+// These run on loopback: they are about the proxy, not the rules.
+
+mod lifecycle {
+    use std::time::{Duration, Instant};
+
+    use http::{Method, Request, header};
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use remora_e2e::discovery::cluster_name;
+    use remora_e2e::load::failures;
+    use remora_e2e::mesh::ControlPlane;
+    use remora_e2e::{
+        Backend, EVENT_TIMEOUT, HttpClient, Load, Mesh, Process, Protocol, Proxy, ProxySpec, bin,
+        yaml,
+    };
+
+    /// `remora-proxy wait-ready args...` run to completion: exit code and
+    /// stderr.
+    async fn wait_ready(args: &[&str]) -> (Option<i32>, String) {
+        let out = tokio::process::Command::new(bin("remora-proxy"))
+            .arg("wait-ready")
+            .args(args)
+            .output()
+            .await
+            .expect("run wait-ready");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn wait_ready_blocks_until_the_proxy_is_ready() {
+        // Nothing listens: it gives up after its timeout, with the reason.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let (code, stderr) =
+            wait_ready(&["--health-addr", &free.to_string(), "--timeout", "1s"]).await;
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("error: the proxy at") && stderr.contains("cannot connect"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+        // A proxy whose control plane is not there yet is not ready.
+        let cp_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let proxy = Proxy::start(
+            &ProxySpec::client("productpage"),
+            &format!("http://{cp_addr}"),
+        )
+        .await;
+        let health = proxy.health.to_string();
+        let mut waiting = Process::spawn(
+            "wait-ready",
+            &bin("remora-proxy"),
+            ["wait-ready", "--health-addr", &health, "--timeout", "60s"],
+        );
+        let (code, stderr) = wait_ready(&["--health-addr", &health, "--timeout", "1s"]).await;
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains("503") && stderr.contains("no config from the control plane yet"),
+            "{stderr}"
+        );
+        assert!(
+            waiting.wait_exit(Duration::from_millis(10)).await.is_none(),
+            "wait-ready returned before the proxy was ready"
+        );
+
+        // The control plane comes: the proxy gets its config, and only then
+        // does the waiting wait-ready return, with 0.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _control_plane = ControlPlane::start(dir.path(), cp_addr).await;
+        let status = waiting
+            .wait_exit(Duration::from_secs(30))
+            .await
+            .expect("wait-ready exits once the proxy is ready");
+        assert!(status.success(), "{status:?}: {}", waiting.stderr_tail());
+        assert_eq!(proxy.health().await.expect("health").0, 200);
+    }
+
+    /// Sends `GET path` to `addr` over a new HTTP/2 connection; returns the
+    /// status and a handle that finishes when the connection closes.
+    async fn h2_request(
+        addr: std::net::SocketAddr,
+        path: &str,
+    ) -> (
+        tokio::task::JoinHandle<http::StatusCode>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake::<_, _, Empty<bytes::Bytes>>(
+                TokioExecutor::new(),
+                TokioIo::new(stream),
+            )
+            .await
+            .expect("h2 handshake");
+        let closed = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::get(format!("http://reviews{path}"))
+            .version(http::Version::HTTP_2)
+            .body(Empty::new())
+            .expect("request");
+        let response = tokio::spawn(async move {
+            let resp = sender.send_request(req).await.expect("h2 response");
+            let status = resp.status();
+            let _ = resp.into_body().collect().await;
+            status
+        });
+        (response, closed)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sigterm_under_load_fails_no_request_and_outbound_serves_through_the_drain() {
+        let mesh = Mesh::start(&[("reviews-vs.yaml", &yaml::virtual_service("reviews", ""))]).await;
+        let (b1, b2) = (Backend::start("one").await, Backend::start("two").await);
+        let spec = |version: &str, app| {
+            ProxySpec::sidecar("reviews", version, app).arg("--drain-duration", "3s")
+        };
+        let mut one = mesh.proxy(&spec("v1", b1.addr)).await;
+        let _two = mesh.proxy(&spec("v2", b2.addr)).await;
+        let mut client = mesh
+            .proxy(&ProxySpec::client("productpage").arg("--drain-duration", "3s"))
+            .await;
+        client
+            .wait_endpoints(&cluster_name("reviews", "default", ""), 2, EVENT_TIMEOUT)
+            .await;
+
+        // Steady load through the client's sidecar; every answer takes 20 ms
+        // at the app, so requests are always in flight.
+        let load = Load::start(
+            client.outbound,
+            "reviews",
+            "/delay/20",
+            8,
+            Duration::from_secs(60),
+        );
+        load.wait_more(200, Duration::from_secs(20)).await;
+
+        // Requests in flight at `one`'s inbound when it is told to stop, on
+        // HTTP/1.1 and HTTP/2 connections of their own.
+        let inbound = one.inbound.expect("sidecar inbound");
+        let slow_h1 = tokio::spawn(async move {
+            let mut c = HttpClient::new(inbound, Protocol::Http1);
+            c.get("reviews", "/delay/1000", &[]).await
+        });
+        let (slow_h2, h2_closed) = h2_request(inbound, "/delay/1000").await;
+        let hits = b1.hits();
+        while b1.hits() < hits + 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        let terminated = Instant::now();
+        assert!(one.process.terminate(Duration::ZERO).await.is_none());
+        one.process.wait_event("draining", EVENT_TIMEOUT).await;
+        // Draining: not ready, and the inbound port refuses new connections.
+        let h1 = slow_h1
+            .await
+            .expect("task")
+            .expect("in-flight HTTP/1.1 request");
+        assert_eq!(h1.status, 200, "{}", h1.body);
+        assert_eq!(
+            h1.headers.get(header::CONNECTION).map(|v| v.as_bytes()),
+            Some(&b"close"[..]),
+            "the in-flight HTTP/1.1 response closes its connection: {:?}",
+            h1.headers
+        );
+        assert_eq!(slow_h2.await.expect("task"), 200, "in-flight h2 request");
+        tokio::time::timeout(Duration::from_secs(5), h2_closed)
+            .await
+            .expect("the h2 connection is closed (GOAWAY) once its stream is done")
+            .expect("task");
+        assert!(
+            tokio::net::TcpStream::connect(inbound).await.is_err(),
+            "a draining inbound listener accepts new connections"
+        );
+        let status = one
+            .process
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .expect("the sidecar exits when its drain ends");
+        assert!(status.success(), "{status:?}");
+        load.wait_more(200, Duration::from_secs(20)).await;
+
+        // The client's own drain: the app's calls keep working until it ends,
+        // on its open connections and on new ones.
+        let client_terminated = Instant::now();
+        assert!(client.process.terminate(Duration::ZERO).await.is_none());
+        client.process.wait_event("draining", EVENT_TIMEOUT).await;
+        load.wait_more(100, Duration::from_secs(20)).await;
+        let mut fresh = HttpClient::new(client.outbound, Protocol::Http1);
+        let reply = fresh
+            .get("reviews", "/", &[])
+            .await
+            .expect("a new connection during the drain");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let samples = load.stop().await;
+        let status = client
+            .process
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .expect("the client's sidecar exits when its drain ends");
+        assert!(status.success(), "{status:?}");
+
+        let in_flight = samples
+            .iter()
+            .filter(|s| s.started < terminated && s.finished > terminated)
+            .count();
+        let during_client_drain = samples
+            .iter()
+            .filter(|s| s.started > client_terminated)
+            .count();
+        let failed = failures(&samples);
+        println!(
+            "drain under load: {} requests, {} failed; {in_flight} in flight at the sidecar's SIGTERM; \
+             {during_client_drain} sent through the client sidecar during its drain",
+            samples.len(),
+            failed.len()
+        );
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed, e.g. {:?}",
+            failed.len(),
+            samples.len(),
+            &failed[..failed.len().min(5)]
+        );
+        assert!(in_flight > 0, "no request was in flight at SIGTERM");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn quitquitquit_drains_and_ends_the_proxy() {
+        let mesh = Mesh::start(&[]).await;
+        let mut proxy = mesh
+            .proxy(&ProxySpec::client("job").arg("--drain-duration", "200ms"))
+            .await;
+        let mut admin = HttpClient::new(proxy.admin, Protocol::Http1);
+        let get = admin.get("admin", "/quitquitquit", &[]).await.expect("GET");
+        assert_eq!(get.status, 405, "{}", get.body);
+        let post = admin
+            .request(Method::POST, "admin", "/quitquitquit", &[])
+            .await
+            .expect("POST");
+        assert_eq!(post.status, 200, "{}", post.body);
+        let ev = proxy.process.wait_event("draining", EVENT_TIMEOUT).await;
+        assert_eq!(ev["cause"], "/quitquitquit", "{ev}");
+        let status = proxy
+            .process
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .expect("the proxy exits after /quitquitquit");
+        assert!(status.success(), "{status:?}");
+    }
+}
