@@ -194,7 +194,12 @@ impl Capture {
         }
         let to = format!("redirect to :{}", self.inbound_port);
         match &self.include_inbound_ports {
-            InboundPorts::All => rule(s, &to, "to the inbound listener"),
+            // nft needs the protocol matched before a port mapping.
+            InboundPorts::All => rule(
+                s,
+                &format!("meta l4proto tcp {to}"),
+                "to the inbound listener",
+            ),
             InboundPorts::Only(ports) if ports.is_empty() => {}
             InboundPorts::Only(ports) => rule(
                 s,
@@ -250,7 +255,7 @@ impl Capture {
         }
         rule(
             s,
-            &format!("redirect to :{}", self.outbound_port),
+            &format!("meta l4proto tcp redirect to :{}", self.outbound_port),
             "to the outbound listener",
         );
         s.push_str("\t}\n");

@@ -25,7 +25,7 @@ table inet remora {
 		meta l4proto != tcp return comment "only TCP is captured"
 		iifname "lo" return comment "traffic from inside the pod"
 		tcp dport { 15006, 15020, 15021, 15090 } return comment "the proxy's own ports"
-		redirect to :15006 comment "to the inbound listener"
+		meta l4proto tcp redirect to :15006 comment "to the inbound listener"
 	}
 
 	chain output {
@@ -36,7 +36,7 @@ table inet remora {
 		oifname "lo" return comment "loopback, and the pod calling its own address"
 		ip daddr 127.0.0.0/8 return comment "loopback"
 		ip6 daddr ::1 return comment "loopback"
-		redirect to :15001 comment "to the outbound listener"
+		meta l4proto tcp redirect to :15001 comment "to the outbound listener"
 	}
 }
 "#;
@@ -65,11 +65,18 @@ fn exclusions_come_before_the_redirect_and_cidrs_split_by_family() {
             .unwrap_or_else(|| panic!("no `{needle}` in\n{rules}"))
     };
     assert!(at("tcp dport { 22 } return") < at("tcp dport { 8080, 9080 } redirect to :15006"));
-    assert!(at("ip daddr { 10.0.0.0/8, 169.254.169.254/32 } return") < at("redirect to :15001"));
-    assert!(at("ip6 daddr { fd00::/8 } return") < at("redirect to :15001"));
-    assert!(at("tcp dport { 5432, 6379 } return") < at("redirect to :15001"));
+    assert!(
+        at("ip daddr { 10.0.0.0/8, 169.254.169.254/32 } return")
+            < at("meta l4proto tcp redirect to :15001")
+    );
+    assert!(at("ip6 daddr { fd00::/8 } return") < at("meta l4proto tcp redirect to :15001"));
+    assert!(at("tcp dport { 5432, 6379 } return") < at("meta l4proto tcp redirect to :15001"));
     // No catch-all inbound redirect when only some ports are included.
-    assert!(!lines.iter().any(|l| l.starts_with("redirect to :15006")));
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("meta l4proto tcp redirect to :15006"))
+    );
 }
 
 #[test]
