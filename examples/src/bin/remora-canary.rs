@@ -193,6 +193,9 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             .args(["--control-plane", &control_plane])
             .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
             .args(["--access-log", "off"])
+            // The demo stops everything at once: a short drain keeps the
+            // proxies' clean exit within STOP_GRACE.
+            .args(["--drain-duration", "1s"])
             .args(["--admin", "127.0.0.1:0", "--app", app])
             // Free ports: three proxies on one host cannot share 15090/15021.
             .args(["--stats-addr", "127.0.0.1:0"])
@@ -221,6 +224,7 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
         .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(["--stats-addr", "127.0.0.1:0"])
         .args(["--health-addr", "127.0.0.1:0"])
+        .args(["--drain-duration", "1s"])
         .args(["--access-log", "off"]);
     identity.add_to(&mut cmd, "productpage");
     traces(&mut cmd);
