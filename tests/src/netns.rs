@@ -183,7 +183,44 @@ impl Network {
             ns,
             ipv4,
             ipv6,
+            hub_link: hub_end,
         }
+    }
+
+    /// Captures the TCP packets on `pod`'s link to the bridge into `file`
+    /// with `tcpdump`, from the network's own namespace (the pod sees
+    /// nothing of it). Returns once tcpdump listens; stop it with
+    /// [`Process::terminate`], which flushes the file.
+    pub async fn capture_link(&self, pod: &Pod, file: &Path) -> Process {
+        let mut tcpdump = Process::spawn(
+            &format!("tcpdump [{}]", pod.name),
+            Path::new("ip"),
+            [
+                "netns".as_ref(),
+                "exec".as_ref(),
+                self.hub.name.as_ref(),
+                "tcpdump".as_ref(),
+                "-i".as_ref(),
+                pod.hub_link.as_ref(),
+                "-U".as_ref(),
+                "-s".as_ref(),
+                "0".as_ref(),
+                "-Z".as_ref(),
+                "root".as_ref(),
+                "-w".as_ref(),
+                file.as_os_str(),
+                "tcp".as_ref(),
+            ] as [&OsStr; 14],
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !tcpdump.stderr_tail().contains("listening on") {
+            if std::time::Instant::now() > deadline
+                || tcpdump.wait_exit(Duration::from_millis(20)).await.is_some()
+            {
+                panic!("tcpdump did not start:\n{}", tcpdump.stderr_tail());
+            }
+        }
+        tcpdump
     }
 
     /// A directory every uid can read, for files the pods' processes use.
@@ -211,6 +248,8 @@ pub struct Pod {
     pub ipv4: Ipv4Addr,
     /// Its IPv6 address on the network.
     pub ipv6: Ipv6Addr,
+    /// The bridge's end of its veth pair, in the network's namespace.
+    hub_link: String,
 }
 
 /// Who a process in a pod runs as.

@@ -228,12 +228,18 @@ impl Process {
         self.wait_exit(timeout).await
     }
 
-    /// Waits up to `timeout` for the process to exit.
+    /// Waits up to `timeout` for the process to exit. Once it has, its
+    /// last stderr lines are read (for up to a second) before this returns,
+    /// so that [`Process::stderr_tail`] has its last words.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .ok()
-            .and_then(Result::ok)
+            .and_then(Result::ok);
+        if status.is_some() {
+            self.drain_stderr(Duration::from_secs(1)).await;
+        }
+        status
     }
 
     async fn drain_stderr(&self, timeout: Duration) {

@@ -482,7 +482,10 @@ async fn a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls() {
     // The client pod: `reviews` resolves to an address nothing answers at,
     // as a Kubernetes ClusterIP; only the capture rules make it work.
     let client = net.pod("productpage");
-    client.set_hosts(&[("reviews", "10.88.0.250".parse().expect("ip"))]);
+    client.set_hosts(&[
+        ("reviews", "10.88.0.250".parse().expect("ip")),
+        ("reviews", "fd88::fa".parse().expect("ip")),
+    ]);
     init(&client, &[]).await;
     let _proxy = sidecar(&client, &cp, "productpage", &["--no-inbound"]).await;
     let proxy_bin = bin("remora-proxy");
@@ -518,11 +521,14 @@ async fn a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls() {
     }
 
     // The app: plain curl, by name and port, 1000 requests on one keep-alive
-    // connection.
+    // connection, while the client pod's link is recorded.
+    let pcap = net.files().join("productpage.pcap");
+    let mut tcpdump = net.capture_link(&client, &pcap).await;
     let out = client
         .run_ok(
             "curl",
             [
+                "-4",
                 "-sS",
                 "--max-time",
                 "300",
@@ -548,6 +554,50 @@ async fn a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls() {
         (Some(900), Some(100)),
         "{counts:?}"
     );
+
+    // IPv6: the same name over the pod's IPv6 address, captured as well.
+    let v6 = client
+        .run_ok(
+            "curl",
+            [
+                "-6",
+                "-sS",
+                "--max-time",
+                "60",
+                "-w",
+                "%{http_code}\\n",
+                "http://reviews:9080/version?n=[1-10]",
+            ],
+        )
+        .await;
+    let v6_ok = v6.lines().filter(|l| l.trim() == "200").count();
+    assert_eq!(v6_ok, 10, "over IPv6: {v6}");
+
+    // Nothing on the wire between the pods is plaintext HTTP.
+    let status = tcpdump.terminate(Duration::from_secs(10)).await;
+    assert!(status.is_some(), "tcpdump did not stop");
+    let wire = std::fs::read(&pcap).expect("the capture file");
+    let has = |needle: &[u8]| wire.windows(needle.len()).any(|w| w == needle);
+    println!(
+        "captured canary: {} bytes recorded on the client pod's link",
+        wire.len()
+    );
+    assert!(
+        wire.len() > 50_000,
+        "too little traffic recorded: {} bytes",
+        wire.len()
+    );
+    for plaintext in [
+        &b"GET /version"[..],
+        b"HTTP/1.1 200",
+        b"x-remora-demo-version",
+    ] {
+        assert!(
+            !has(plaintext),
+            "plaintext {:?} on the wire between the sidecars",
+            String::from_utf8_lossy(plaintext)
+        );
+    }
 
     // Every one of them crossed between the sidecars over mTLS.
     let metrics = client
@@ -578,7 +628,7 @@ async fn a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls() {
         outbound("true"),
         outbound("false")
     );
-    assert_eq!(outbound("true"), 1000.0, "{metrics}");
+    assert_eq!(outbound("true"), 1010.0, "{metrics}");
     assert_eq!(outbound("false"), 0.0, "{metrics}");
 }
 
