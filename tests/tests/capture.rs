@@ -874,20 +874,24 @@ mod lifecycle {
             .proxy(&ProxySpec::client("job").arg("--drain-duration", "200ms"))
             .await;
         let mut admin = HttpClient::new(proxy.admin, Protocol::Http1);
-        let get = admin.get("admin", "/quitquitquit", &[]).await.expect("GET");
+        let get = admin
+            .get("admin", "/quitquitquit", &[])
+            .await
+            .unwrap_or_else(|e| panic!("GET /quitquitquit: {e:#}"));
         assert_eq!(get.status, 405, "{}", get.body);
         let post = admin
             .request(Method::POST, "admin", "/quitquitquit", &[])
             .await
-            .expect("POST");
+            .unwrap_or_else(|e| panic!("POST /quitquitquit: {e:#}"));
         assert_eq!(post.status, 200, "{}", post.body);
         let ev = proxy.process.wait_event("draining", EVENT_TIMEOUT).await;
         assert_eq!(ev["cause"], "/quitquitquit", "{ev}");
-        let status = proxy
-            .process
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .expect("the proxy exits after /quitquitquit");
-        assert!(status.success(), "{status:?}");
+        let status = proxy.process.wait_exit(Duration::from_secs(20)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the proxy should exit 0 after /quitquitquit: {status:?}\nevents: {:?}\nstderr tail:\n{}",
+            proxy.process.events_since(0),
+            proxy.process.stderr_tail()
+        );
     }
 }
