@@ -793,7 +793,13 @@ mod lifecycle {
         let terminated = Instant::now();
         assert!(one.process.terminate(Duration::ZERO).await.is_none());
         one.process.wait_event("draining", EVENT_TIMEOUT).await;
-        // Draining: not ready, and the inbound port refuses new connections.
+        // At once, while its requests are still in flight, the inbound port
+        // refuses new connections (a closed listener, not a full backlog).
+        assert!(
+            tokio::net::TcpStream::connect(inbound).await.is_err(),
+            "a draining inbound listener accepts new connections"
+        );
+        // The requests in flight finish.
         let h1 = slow_h1
             .await
             .expect("task")
@@ -810,10 +816,6 @@ mod lifecycle {
             .await
             .expect("the h2 connection is closed (GOAWAY) once its stream is done")
             .expect("task");
-        assert!(
-            tokio::net::TcpStream::connect(inbound).await.is_err(),
-            "a draining inbound listener accepts new connections"
-        );
         let status = one
             .process
             .wait_exit(Duration::from_secs(20))
