@@ -10,7 +10,8 @@
 //! [`proxy_status`] is the client behind `remora proxy-status`.
 //! [`identity`] is the CA's gRPC service, which signs workloads' certificates
 //! for bootstrap [`token`]s, and [`grpc`] serves discovery and identity on the
-//! plaintext and TLS ports.
+//! plaintext and TLS ports. [`path_normalization`] parses the mesh's path
+//! normalisation flags.
 
 pub mod config;
 pub mod describe;
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod mesh;
 pub mod metrics;
 pub mod monitoring;
+pub mod path_normalization;
 pub mod proxy_status;
 pub mod status;
 pub mod token;

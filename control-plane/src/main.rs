@@ -19,11 +19,13 @@ use remora_control_plane::identity::{IdentityArgs, TokenCommand};
 use remora_control_plane::mesh::Mesh;
 use remora_control_plane::metrics::Metrics;
 use remora_control_plane::monitoring::{self, Monitoring};
+use remora_control_plane::path_normalization;
 use remora_control_plane::status::ProxyTracker;
 use remora_control_plane::translate::{MeshSettings, TraceSampling};
 use remora_control_plane::watch::{self, ConfigDir};
 use remora_control_plane::{describe, proxy_status};
 use remora_control_plane::{error_chain, grpc};
+use remora_proto::pb;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
@@ -74,6 +76,23 @@ enum Command {
         /// change nothing.
         #[arg(long, env = "REMORA_MESH_TRACE_SAMPLING", value_parser = TraceSampling::parse)]
         trace_sampling: Option<TraceSampling>,
+        /// How every proxy normalises request paths before routing and
+        /// AuthorizationPolicy see them, and forwards them (Istio's
+        /// `meshConfig.pathNormalization`): NONE, BASE (RFC 3986: unreserved
+        /// characters decoded, `\` to `/`, dot segments resolved),
+        /// MERGE_SLASHES (BASE and `//` to `/`) or DECODE_AND_MERGE_SLASHES
+        /// (MERGE_SLASHES after decoding `%2F` and `%5C`).
+        #[arg(long, env = "REMORA_PATH_NORMALIZATION", default_value = "BASE",
+              value_parser = path_normalization::parse_path_normalization)]
+        path_normalization: pb::PathNormalization,
+        /// What `%2F` and `%5C` in a path become (Envoy's
+        /// `path_with_escaped_slashes_action`): KEEP_UNCHANGED,
+        /// REJECT_REQUEST (400) or UNESCAPE_AND_FORWARD. Unset: what
+        /// `--path-normalization` implies (UNESCAPE_AND_FORWARD for
+        /// DECODE_AND_MERGE_SLASHES, KEEP_UNCHANGED otherwise).
+        #[arg(long, env = "REMORA_ESCAPED_SLASHES",
+              value_parser = path_normalization::parse_escaped_slashes)]
+        escaped_slashes: Option<pb::EscapedSlashesAction>,
     },
     /// Bootstrap tokens, with which proxies get their first certificate.
     Token {
@@ -128,6 +147,8 @@ fn main() -> ExitCode {
             identity,
             root_namespace,
             trace_sampling,
+            path_normalization,
+            escaped_slashes,
         } => {
             let Ok(warmup) = std::time::Duration::try_from_secs_f64(warmup_secs) else {
                 eprintln!("error: --warmup-secs {warmup_secs} is not a duration in seconds");
@@ -151,6 +172,13 @@ fn main() -> ExitCode {
                 tracing::warn!("{message}");
                 emit("warning", json!({ "message": message }));
             }
+            if path_normalization == pb::PathNormalization::None {
+                let message = "--path-normalization NONE: proxies match AuthorizationPolicy \
+                               paths and routes on paths as received; `/api/../admin` is not \
+                               `/admin` to a policy, but may be to the app";
+                tracing::warn!("{message}");
+                emit("warning", json!({ "message": message }));
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -165,6 +193,8 @@ fn main() -> ExitCode {
             let mesh = MeshFlags {
                 root_namespace,
                 trace_sampling,
+                path_normalization,
+                escaped_slashes: escaped_slashes.unwrap_or(pb::EscapedSlashesAction::Default),
             };
             match runtime.block_on(serve(config_dir, addrs, warmup, identity, mesh)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -247,6 +277,8 @@ struct Addrs {
 struct MeshFlags {
     root_namespace: String,
     trace_sampling: Option<TraceSampling>,
+    path_normalization: pb::PathNormalization,
+    escaped_slashes: pb::EscapedSlashesAction,
 }
 
 async fn serve(
@@ -259,6 +291,8 @@ async fn serve(
     let MeshFlags {
         root_namespace,
         trace_sampling,
+        path_normalization,
+        escaped_slashes,
     } = mesh_flags;
     let metrics = Metrics::new();
     let proxies = ProxyTracker::new(metrics.clone());
@@ -289,6 +323,8 @@ async fn serve(
         trust_domain: identity.trust_domain.clone(),
         root_namespace,
         trace_sampling,
+        path_normalization,
+        escaped_slashes,
     };
     let identity = identity
         .start(addrs.grpc, metrics.clone())

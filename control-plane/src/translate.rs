@@ -46,17 +46,26 @@ pub struct MeshSettings {
     /// sent as `Snapshot.mesh.trace_sampling_percent`. `None`: not sent,
     /// and each proxy keeps its own default (1%).
     pub trace_sampling: Option<TraceSampling>,
+    /// How proxies normalise request paths (`--path-normalization`), sent
+    /// as `Snapshot.mesh.path_normalization`. BASE, Istio's default, is
+    /// what a proxy does when it is not told.
+    pub path_normalization: pb::PathNormalization,
+    /// What `%2F` and `%5C` become (`--escaped-slashes`); `Default`: what
+    /// `path_normalization` implies.
+    pub escaped_slashes: pb::EscapedSlashesAction,
 }
 
 impl Default for MeshSettings {
     /// Istio's defaults: trust domain `cluster.local`, root namespace
-    /// `istio-system`; no trace sampling sent.
+    /// `istio-system`, BASE path normalisation; no trace sampling sent.
     fn default() -> Self {
         MeshSettings {
             // A literal that is a valid trust domain, not user input: cannot fail.
             trust_domain: TrustDomain::new("cluster.local").expect("valid trust domain"),
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_owned(),
             trace_sampling: None,
+            path_normalization: pb::PathNormalization::Base,
+            escaped_slashes: pb::EscapedSlashesAction::Default,
         }
     }
 }
@@ -65,12 +74,12 @@ impl MeshSettings {
     /// The `Snapshot.mesh` message: `None` when no mesh-wide setting is
     /// given, so a mesh without them sends what it always sent.
     fn to_proto(&self) -> Option<pb::MeshSettings> {
-        let trace_sampling_percent = self.trace_sampling.map(TraceSampling::percent);
-        trace_sampling_percent
-            .is_some()
-            .then_some(pb::MeshSettings {
-                trace_sampling_percent,
-            })
+        let mesh = pb::MeshSettings {
+            trace_sampling_percent: self.trace_sampling.map(TraceSampling::percent),
+            path_normalization: self.path_normalization as i32,
+            escaped_slashes: self.escaped_slashes as i32,
+        };
+        (mesh != pb::MeshSettings::default()).then_some(mesh)
     }
 }
 

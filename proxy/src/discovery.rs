@@ -219,6 +219,7 @@ mod tests {
             version: version.to_owned(),
             mesh: percent.map(|p| pb::MeshSettings {
                 trace_sampling_percent: Some(p),
+                ..Default::default()
             }),
             ..Default::default()
         }

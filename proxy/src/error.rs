@@ -67,14 +67,22 @@ pub enum ProxyError {
     /// or `--max-headers-count`: 502, and the response is not forwarded.
     #[error("upstream response refused: {0}")]
     ResponseHeadersTooLarge(crate::limits::TooLarge),
+    /// The request's path cannot be normalised safely.
+    #[error(transparent)]
+    BadPath(#[from] crate::http::path::PathError),
+    /// The request's `Host` is missing, repeated, malformed, or differs
+    /// from its target's authority.
+    #[error(transparent)]
+    BadHost(#[from] crate::http::host::HostError),
 }
 
 impl ProxyError {
     /// The status Remora answers with, Envoy-style: routing misses are 404,
     /// an unreachable or missing upstream is 503, a broken upstream response
     /// or a failed mTLS handshake is 502, a timeout is 504, a bad request
-    /// body is 400, an AuthorizationPolicy denial is 403, request headers
-    /// over the limit are 431 and response headers over it 502.
+    /// body, an ambiguous Host or a path that cannot be normalised is 400,
+    /// an AuthorizationPolicy denial is 403, request headers over the limit
+    /// are 431 and response headers over it 502.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoHost => StatusCode::BAD_REQUEST,
@@ -90,7 +98,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::RequestBody(_) => StatusCode::BAD_REQUEST,
+            Self::RequestBody(_) | Self::BadPath(_) | Self::BadHost(_) => StatusCode::BAD_REQUEST,
             Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::RequestHeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::ResponseHeadersTooLarge(_) => StatusCode::BAD_GATEWAY,
@@ -111,7 +119,10 @@ impl ProxyError {
             Self::Upstream(UpstreamError::Stale { .. }) => "UC",
             Self::Upstream(UpstreamError::Request { .. }) => "UR",
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => "UT",
-            Self::RequestBody(_) | Self::RequestHeadersTooLarge(_) => "DPE",
+            Self::RequestBody(_)
+            | Self::RequestHeadersTooLarge(_)
+            | Self::BadPath(_)
+            | Self::BadHost(_) => "DPE",
             Self::Denied(_) => "RBAC",
             Self::ResponseHeadersTooLarge(_) => "UPE",
         }

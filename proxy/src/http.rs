@@ -1,5 +1,9 @@
-//! HTTP helpers shared by both directions: host extraction, hop-by-hop
-//! headers, and the body type the proxy answers with.
+//! HTTP helpers shared by both directions: the request target checks
+//! ([`check_request_target`]: one Host, a normal path), host extraction,
+//! hop-by-hop headers, and the body type the proxy answers with.
+
+pub mod host;
+pub mod path;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -7,7 +11,10 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use crate::error::ProxyError;
 use crate::upstream::UpstreamBody;
+use host::check_host;
+use path::PathNormalization;
 
 /// What the proxy answers with: the upstream's body or a local reply.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -42,23 +49,54 @@ pub fn local_reply(status: StatusCode, reason: String) -> Response<ProxyBody> {
     resp
 }
 
-/// Removes connection-scoped headers (RFC 9110 §7.6.1) before forwarding.
-/// `te: trailers` is kept: gRPC over HTTP/2 needs it.
+/// Makes the request target unambiguous before anything reads it: exactly
+/// one authority ([`check_host`]) and the path normalised per `paths`
+/// ([`PathNormalization::apply`]). Routing, AuthorizationPolicy and the
+/// upstream all see the result; on error the request gets 400.
+pub fn check_request_target(parts: &mut Parts, paths: PathNormalization) -> Result<(), ProxyError> {
+    check_host(parts)?;
+    paths.apply(&mut parts.uri)?;
+    Ok(())
+}
+
+/// Headers a `Connection` header may not name: removing them would change
+/// what the request is for (`Host`) or what the proxy tells the app
+/// (`x-forwarded-client-cert`, which the inbound side sets itself).
+const NEVER_CONNECTION_SCOPED: [HeaderName; 2] = [
+    header::HOST,
+    HeaderName::from_static("x-forwarded-client-cert"),
+];
+
+/// Removes connection-scoped headers (RFC 9110 §7.6.1): the fixed ones and
+/// those every `Connection` header names, except the ones in
+/// [`NEVER_CONNECTION_SCOPED`]. `te: trailers` is kept: gRPC over HTTP/2
+/// needs it.
+///
+/// Both directions call this first, before the proxy reads or sets any
+/// header, so a client's `Connection` can remove only what it sent.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them: one pass over the names is cheaper
     // than a hashed lookup for each.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    if let Some(listed) = headers
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    {
-        for name in listed.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                headers.remove(name);
-            }
+    // `close` and `keep-alive` (the usual options) name no header to remove
+    // beyond the fixed ones: only other options are collected.
+    let options = || {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(|o| o.trim_ascii())
+            .filter(|o| !o.eq_ignore_ascii_case(b"close") && !o.eq_ignore_ascii_case(b"keep-alive"))
+    };
+    if options().next().is_some() {
+        let named: Vec<HeaderName> = options()
+            .filter_map(|o| HeaderName::from_bytes(o).ok())
+            .filter(|name| !NEVER_CONNECTION_SCOPED.contains(name))
+            .collect();
+        for name in named {
+            headers.remove(name);
         }
     }
     for name in [
@@ -119,6 +157,28 @@ mod tests {
         );
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert_eq!(h.get("end-user").unwrap(), "jason");
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_or_xfcc() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("reviews"));
+        h.insert(
+            "x-forwarded-client-cert",
+            HeaderValue::from_static("By=a;URI=b"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("Host"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-forwarded-client-cert, X-Private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get(header::HOST).unwrap(), "reviews");
+        assert_eq!(h.get("x-forwarded-client-cert").unwrap(), "By=a;URI=b");
+        // Every Connection line counts, not only the first.
+        assert!(h.get("x-private").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
     }
 
     #[test]

@@ -923,6 +923,29 @@ fn trace_sampling_is_sent_in_every_snapshot_only_when_given() {
 }
 
 #[test]
+fn path_normalization_reaches_every_proxy_only_when_it_is_not_the_default() {
+    let nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:1001")].into();
+    assert_eq!(snap(&client(), &[], &nodes).mesh, None, "BASE: not sent");
+    let settings = MeshSettings {
+        path_normalization: pb::PathNormalization::DecodeAndMergeSlashes,
+        escaped_slashes: pb::EscapedSlashesAction::RejectRequest,
+        ..MeshSettings::default()
+    };
+    for n in [client(), nodes[&1].clone()] {
+        let mesh = snapshot_for(&n, &[], &nodes, &settings).mesh.expect("sent");
+        assert_eq!(
+            mesh.path_normalization(),
+            pb::PathNormalization::DecodeAndMergeSlashes
+        );
+        assert_eq!(
+            mesh.escaped_slashes(),
+            pb::EscapedSlashesAction::RejectRequest
+        );
+        assert_eq!(mesh.trace_sampling_percent, None);
+    }
+}
+
+#[test]
 fn trace_sampling_is_a_percentage_from_0_to_100() {
     assert_eq!(
         TraceSampling::parse("0.5").map(TraceSampling::percent),

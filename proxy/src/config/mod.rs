@@ -14,6 +14,7 @@ use std::sync::Arc;
 use remora_certs::MeshTls;
 use remora_proto::pb;
 
+use crate::http::path::{EscapedSlashes, PathNormalization};
 use crate::route::{Route, VirtualHost};
 use crate::upstream::EndpointRegistry;
 
@@ -143,6 +144,7 @@ pub struct RuntimeConfig {
     /// Every cluster, by name, for the admin API.
     clusters: Vec<Arc<Cluster>>,
     inbound: InboundPolicy,
+    paths: PathNormalization,
     snapshot: pb::Snapshot,
 }
 
@@ -154,6 +156,7 @@ impl RuntimeConfig {
             hosts: HashMap::new(),
             clusters: Vec::new(),
             inbound: InboundPolicy::default(),
+            paths: PathNormalization::default(),
             snapshot: pb::Snapshot::default(),
         }
     }
@@ -168,6 +171,7 @@ impl RuntimeConfig {
         mesh_tls: Option<&MeshTls>,
     ) -> Result<Self, ConfigError> {
         let inbound = InboundPolicy::build(snapshot.inbound.as_ref())?;
+        let paths = path_normalization(snapshot.mesh.as_ref())?;
         let mut clusters = HashMap::with_capacity(snapshot.clusters.len());
         for c in &snapshot.clusters {
             let cluster = Arc::new(Cluster::build(c, endpoints, mesh_tls)?);
@@ -204,8 +208,15 @@ impl RuntimeConfig {
             hosts,
             clusters,
             inbound,
+            paths,
             snapshot,
         })
+    }
+
+    /// How both directions normalise request paths (`mesh.path_normalization`
+    /// and `mesh.escaped_slashes`; BASE when the snapshot sets neither).
+    pub fn path_normalization(&self) -> PathNormalization {
+        self.paths
     }
 
     /// How the inbound listener authenticates and authorizes peers.
@@ -232,6 +243,35 @@ impl RuntimeConfig {
     pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
         self.hosts.get(host).map(|h| &**h)
     }
+}
+
+/// The mesh's path normalisation: Istio's names on the wire, each an
+/// unknown value a NACK (a newer control plane).
+fn path_normalization(mesh: Option<&pb::MeshSettings>) -> Result<PathNormalization, ConfigError> {
+    let Some(mesh) = mesh else {
+        return Ok(PathNormalization::default());
+    };
+    let unknown = |field, value| ConfigError::MeshSettings {
+        field,
+        error: format!("unknown value {value}"),
+    };
+    let mut paths = match pb::PathNormalization::try_from(mesh.path_normalization) {
+        Ok(pb::PathNormalization::None) => PathNormalization::NONE,
+        Ok(pb::PathNormalization::Base) => PathNormalization::BASE,
+        Ok(pb::PathNormalization::MergeSlashes) => PathNormalization::MERGE_SLASHES,
+        Ok(pb::PathNormalization::DecodeAndMergeSlashes) => {
+            PathNormalization::DECODE_AND_MERGE_SLASHES
+        }
+        Err(_) => return Err(unknown("path_normalization", mesh.path_normalization)),
+    };
+    paths.escaped_slashes = match pb::EscapedSlashesAction::try_from(mesh.escaped_slashes) {
+        Ok(pb::EscapedSlashesAction::Default) => paths.escaped_slashes,
+        Ok(pb::EscapedSlashesAction::KeepUnchanged) => EscapedSlashes::Keep,
+        Ok(pb::EscapedSlashesAction::RejectRequest) => EscapedSlashes::Reject,
+        Ok(pb::EscapedSlashesAction::UnescapeAndForward) => EscapedSlashes::Unescape,
+        Err(_) => return Err(unknown("escaped_slashes", mesh.escaped_slashes)),
+    };
+    Ok(paths)
 }
 
 #[cfg(test)]

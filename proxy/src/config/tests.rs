@@ -183,3 +183,45 @@ fn endpoint_state_survives_a_new_config() {
     assert!(Arc::ptr_eq(&e1, &e2));
     assert_eq!(e2.active_requests(), 1);
 }
+
+#[test]
+fn path_normalization_comes_from_the_mesh_settings_and_defaults_to_base() {
+    use crate::http::path::{EscapedSlashes, PathNormalization};
+    let build = |mesh: Option<pb::MeshSettings>| {
+        let snapshot = pb::Snapshot {
+            mesh,
+            ..pb::Snapshot::default()
+        };
+        RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None)
+    };
+    let paths = |mesh| build(Some(mesh)).unwrap().path_normalization();
+    assert_eq!(
+        build(None).unwrap().path_normalization(),
+        PathNormalization::BASE
+    );
+    assert_eq!(
+        paths(pb::MeshSettings {
+            path_normalization: pb::PathNormalization::DecodeAndMergeSlashes as i32,
+            ..Default::default()
+        }),
+        PathNormalization::DECODE_AND_MERGE_SLASHES
+    );
+    // An explicit action wins over the one the mode implies.
+    assert_eq!(
+        paths(pb::MeshSettings {
+            path_normalization: pb::PathNormalization::DecodeAndMergeSlashes as i32,
+            escaped_slashes: pb::EscapedSlashesAction::RejectRequest as i32,
+            ..Default::default()
+        }),
+        PathNormalization {
+            escaped_slashes: EscapedSlashes::Reject,
+            ..PathNormalization::MERGE_SLASHES
+        }
+    );
+    let err = build(Some(pb::MeshSettings {
+        path_normalization: 9,
+        ..Default::default()
+    }))
+    .unwrap_err();
+    assert_eq!(err.to_string(), "mesh.path_normalization: unknown value 9");
+}

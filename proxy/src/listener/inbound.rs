@@ -18,7 +18,7 @@ use super::outbound::{into_downstream_response, prepare_upstream_request};
 use crate::authz::{Denied, RequestAttributes};
 use crate::config::RuntimeConfig;
 use crate::error::ProxyError;
-use crate::http::{authority, host_of};
+use crate::http::{authority, check_request_target, host_of, strip_hop_by_hop};
 use crate::peer::Peer;
 use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, PoolSettings, Transport};
@@ -122,23 +122,31 @@ impl Inbound {
         self.tls.as_ref()?.mesh.svid().load()
     }
 
-    /// AuthorizationPolicy for this request, per the current config.
-    fn authorize(&self, parts: &Parts, peer: &Peer) -> Result<(), Denied> {
+    /// Makes the request target unambiguous (one Host, the path
+    /// normalised per the mesh), then authorizes the request as it now is:
+    /// what AuthorizationPolicy checks is what the app gets.
+    fn check(&self, parts: &mut Parts, peer: &Peer) -> Result<(), ProxyError> {
         let config = self.config.load();
-        let authz = config.inbound().authz();
-        if authz.is_empty() {
-            return Ok(());
-        }
-        let attrs = RequestAttributes {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            host: authority(parts).map_or("", host_of),
-            port: self.app_port,
-            ..Default::default()
-        }
-        .with_peer(peer.identity.as_ref());
-        authz.check(&attrs)
+        check_request_target(parts, config.path_normalization())?;
+        Ok(authorize(&config, parts, peer, self.app_port)?)
     }
+}
+
+/// AuthorizationPolicy for this request, per `config`.
+fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> Result<(), Denied> {
+    let authz = config.inbound().authz();
+    if authz.is_empty() {
+        return Ok(());
+    }
+    let attrs = RequestAttributes {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        host: authority(parts).map_or("", host_of),
+        port,
+        ..Default::default()
+    }
+    .with_peer(peer.identity.as_ref());
+    authz.check(&attrs)
 }
 
 /// Handles one request: the whole inbound path, outermost first:
@@ -147,20 +155,28 @@ impl Inbound {
 ///    [`Peer`] into the request); request headers over the limit are
 ///    refused with 431 ([`crate::limits`], with the allowance for what a
 ///    peer sidecar added);
-/// 2. an HTTP/1.1 request carried over h2 between proxies becomes HTTP/1.1
+/// 2. hop-by-hop headers go, before the proxy reads or sets any header, so
+///    a `Connection` header can remove only what the client sent (and never
+///    `Host`);
+/// 3. an HTTP/1.1 request carried over h2 between proxies becomes HTTP/1.1
 ///    again ([`orig_proto::decode`]);
-/// 3. `x-forwarded-client-cert` is replaced: `By=<own ID>;URI=<peer ID>`
+/// 4. `x-forwarded-client-cert` is replaced: `By=<own ID>;URI=<peer ID>`
 ///    for an mTLS peer, removed otherwise (a client cannot forge it);
-/// 4. AuthorizationPolicy: 403 and never forwarded when denied;
-/// 5. strip hop-by-hop headers;
-/// 6. forward to the app over a pooled connection (503 if it is down);
-/// 7. response headers over the limit are refused with 502, here where
+/// 5. the request target is made unambiguous: one `Host` that agrees with
+///    the target's authority, the path normalised per the mesh's
+///    `pathNormalization` (400 otherwise; [`check_request_target`]);
+/// 6. AuthorizationPolicy on that Host and path: 403 and never forwarded
+///    when denied;
+/// 7. forward that same request to the app over a pooled connection (503
+///    if it is down);
+/// 8. response headers over the limit are refused with 502, here where
 ///    they enter the mesh, before they reach the connection between
 ///    sidecars.
 pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
     let limits = crate::limits::headers();
     let checked = limits.check_request(&parts, true);
+    strip_hop_by_hop(&mut parts.headers);
     let mut record = Record::start(
         Arc::clone(&inbound.telemetry),
         Direction::Inbound,
@@ -174,7 +190,7 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
     set_client_cert(&mut parts.headers, &peer, own.as_deref().map(Svid::id));
     let result = async {
         checked.map_err(ProxyError::RequestHeadersTooLarge)?;
-        inbound.authorize(&parts, &peer)?;
+        inbound.check(&mut parts, &peer)?;
         prepare_upstream_request(&mut parts)?;
         let active = inbound.app.start_request();
         let resp = inbound

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::config::{Cluster, RuntimeConfig};
 use crate::error::ProxyError;
 use crate::fault::Percentage;
-use crate::http::{ProxyBody, authority, host_of, strip_hop_by_hop};
+use crate::http::{ProxyBody, authority, check_request_target, host_of, strip_hop_by_hop};
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
 use crate::route::Route;
 use crate::stats;
@@ -37,14 +37,21 @@ pub struct Outbound {
 /// 1. refuse a request whose headers are over the limit with 431 and a
 ///    reason ([`crate::limits`]): here, where the request enters the mesh,
 ///    rather than on the connection it would share with other requests;
-/// 2. load the config once: the request finishes on it even if a new one
+/// 2. hop-by-hop headers go, before the proxy reads or sets any header, so
+///    a `Connection` header can remove only what the app sent (and never
+///    `Host`);
+/// 3. load the config once: the request finishes on it even if a new one
 ///    is swapped in meanwhile;
-/// 3. find the virtual host by the Host header or `:authority` (port
-///    ignored; 404 if unknown);
-/// 4. take the first route whose matches hold (404 if none);
-/// 5. apply the route's `fault`: delay and abort, each by its percentage;
-/// 6. pick a destination by smooth weighted round robin;
-/// 7. try it, within the route's `timeout` (504 when it fires): pick an
+/// 4. make the request target unambiguous: one `Host` that agrees with an
+///    absolute-form target or `:authority`, the path normalised per the
+///    mesh's `pathNormalization` (400 otherwise; [`check_request_target`]).
+///    Routing sees that Host and path, and the upstream gets them;
+/// 5. find the virtual host by that authority (port ignored; 404 if
+///    unknown);
+/// 6. take the first route whose matches hold (404 if none);
+/// 7. apply the route's `fault`: delay and abort, each by its percentage;
+/// 8. pick a destination by smooth weighted round robin;
+/// 9. try it, within the route's `timeout` (504 when it fires): pick an
 ///    endpoint per the load balancer, leaving out ejected hosts and, on a
 ///    retry, hosts that already failed this request; send over a pooled
 ///    connection in the protocol the app used (HTTP/1.1 or h2) or, to an
@@ -53,11 +60,12 @@ pub struct Outbound {
 ///    for outlier detection; retry
 ///    while the policy, `maxRetries` and the retry budget allow, after a
 ///    jittered backoff;
-/// 8. refuse a response whose headers are over the limit with 502.
+/// 10. refuse a response whose headers are over the limit with 502.
 pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
     // Before the telemetry adds its headers: the app's request is measured.
     let checked = crate::limits::headers().check_request(&parts, false);
+    strip_hop_by_hop(&mut parts.headers);
     let mut record = Record::start(
         Arc::clone(&outbound.telemetry),
         Direction::Outbound,
@@ -85,6 +93,7 @@ async fn route_and_send(
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let config = outbound.config.load_full();
+    check_request_target(&mut parts, config.path_normalization())?;
     let authority = authority(&parts).ok_or(ProxyError::NoHost)?;
     let host = host_of(authority).to_ascii_lowercase();
     let vhost = config
@@ -337,8 +346,10 @@ fn no_body_left(endpoint: &Endpoint) -> ProxyError {
 
 /// Makes the request fit for the next hop: HTTP/1.1 requests go out in
 /// origin form with a Host header; h2 keeps its absolute URI (`:authority`).
+/// Hop-by-hop headers were stripped when the request arrived, and the
+/// target checked: the Host it keeps or sets is the authority the request
+/// was routed or authorized on.
 pub(crate) fn prepare_upstream_request(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
-    strip_hop_by_hop(&mut parts.headers);
     if parts.version != Version::HTTP_2 {
         if !parts.headers.contains_key(header::HOST) {
             let host = parts.uri.authority().ok_or(ProxyError::NoHost)?.as_str();
