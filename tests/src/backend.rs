@@ -77,9 +77,31 @@ struct Shared {
     /// The last request body received whole, for tests that check what
     /// arrived, not only how much.
     last_body: Mutex<Bytes>,
+    /// The head of the last request, as the app received it.
+    last_head: Mutex<Option<Head>>,
     connections: AtomicUsize,
     open: AtomicUsize,
     max_open: AtomicUsize,
+}
+
+/// What an app saw of a request: its target and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The request target: path and query (origin form), as received.
+    pub target: String,
+    /// Every header line, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// Every value of header `name` (lower case).
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 /// Counts one open connection while it lives.
@@ -116,6 +138,7 @@ impl Backend {
             requests: AtomicUsize::new(0),
             body_bytes: AtomicUsize::new(0),
             last_body: Mutex::new(Bytes::new()),
+            last_head: Mutex::new(None),
             connections: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             max_open: AtomicUsize::new(0),
@@ -151,6 +174,12 @@ impl Backend {
     /// server; the closing modes do not keep it).
     pub fn last_body(&self) -> Bytes {
         self.shared.last_body.lock().expect("not poisoned").clone()
+    }
+
+    /// The request target (path and query, or the absolute URI as sent)
+    /// and headers of the last request received, `None` before the first.
+    pub fn last_head(&self) -> Option<Head> {
+        self.shared.last_head.lock().expect("not poisoned").clone()
     }
 
     /// Connections accepted so far.
@@ -334,6 +363,10 @@ async fn answer(
             )
         })
         .collect();
+    *shared.last_head.lock().expect("not poisoned") = Some(Head {
+        target: req.uri().to_string(),
+        headers: headers.clone(),
+    });
     let (parts, body) = req.into_parts();
     // A body cut short counts what arrived as nothing: the client is gone.
     if let Ok(b) = body.collect().await {

@@ -16,6 +16,7 @@ pub mod mesh;
 pub mod netns;
 pub mod otlp;
 pub mod process;
+pub mod raw;
 pub mod scenario;
 pub mod secure;
 pub mod yaml;
