@@ -11,14 +11,18 @@
 //! [`identity`] is the CA's gRPC service, which signs workloads' certificates
 //! for bootstrap [`token`]s, and [`grpc`] serves discovery and identity on the
 //! plaintext and TLS ports. [`path_normalization`] parses the mesh's path
-//! normalisation flags.
+//! normalisation flags. [`inject`] adds the sidecar to Kubernetes
+//! manifests and Compose files (`remora inject`), and [`bootstrap`] writes a
+//! proxy's token and CA certificate for Compose (`remora bootstrap`).
 
+pub mod bootstrap;
 pub mod config;
 pub mod describe;
 pub mod discovery;
 pub mod events;
 pub mod grpc;
 pub mod identity;
+pub mod inject;
 pub mod mesh;
 pub mod metrics;
 pub mod monitoring;

@@ -3,7 +3,9 @@
 //! way `serve` would, without serving; `remora proxy-status` asks a running
 //! control plane which proxies run which version; `remora describe` shows
 //! which route and destination a request would take; `remora token create`
-//! prints a bootstrap token with which a proxy gets its certificate.
+//! prints a bootstrap token with which a proxy gets its certificate;
+//! `remora bootstrap` writes one into a directory with the CA certificate;
+//! `remora inject` adds the sidecar to Kubernetes manifests or a Compose file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +96,12 @@ enum Command {
               value_parser = path_normalization::parse_escaped_slashes)]
         escaped_slashes: Option<pb::EscapedSlashesAction>,
     },
+    /// Add Remora's init container and sidecar to Kubernetes manifests or a
+    /// Compose file (`-f FILE`, or `-f -` for stdin); the result goes to stdout.
+    Inject(remora_control_plane::inject::InjectArgs),
+    /// Write a service account's bootstrap token and the CA certificate into
+    /// a directory, for its proxies' `--token-file` and `--ca-cert`.
+    Bootstrap(remora_control_plane::bootstrap::BootstrapArgs),
     /// Bootstrap tokens, with which proxies get their first certificate.
     Token {
         #[command(subcommand)]
@@ -138,6 +146,8 @@ fn main() -> ExitCode {
             control_plane_admin,
         } => print_proxy_status(&control_plane_admin),
         Command::Token { command } => command.run(),
+        Command::Inject(args) => args.run(),
+        Command::Bootstrap(args) => args.run(),
         Command::Describe(args) => args.run(),
         Command::Serve {
             config_dir,

@@ -49,6 +49,8 @@ pub struct DemoApp {
     /// Pre-validated header values, so no response can fail to build.
     service_value: HeaderValue,
     version_value: HeaderValue,
+    /// The client mode's tally, served at `/report` and `/report.json`.
+    report: Option<crate::demo_client::SharedReport>,
 }
 
 impl DemoApp {
@@ -64,7 +66,14 @@ impl DemoApp {
             version: version.to_owned(),
             service_value,
             version_value,
+            report: None,
         })
+    }
+
+    /// Also serves `report` at `/report` (text) and `/report.json`.
+    pub fn with_report(mut self, report: crate::demo_client::SharedReport) -> Self {
+        self.report = Some(report);
+        self
     }
 
     /// The service name this app reports.
@@ -84,7 +93,13 @@ impl DemoApp {
         B::Error: Into<BoxError>,
     {
         let path = req.uri().path().to_owned();
-        let mut resp = if path == "/" || path == "/version" {
+        let report = self
+            .report
+            .as_ref()
+            .and_then(|r| crate::demo_client::report_response(&path, r));
+        let mut resp = if let Some(report) = report {
+            report
+        } else if path == "/" || path == "/version" {
             if req.method() == Method::GET || req.method() == Method::HEAD {
                 self.version_reply()
             } else {

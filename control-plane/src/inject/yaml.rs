@@ -1,0 +1,227 @@
+//! Small helpers over saphyr's [`Yaml`] tree: building nodes, reaching into
+//! mappings with errors that name the field, and writing documents out.
+
+use std::borrow::Cow;
+
+use saphyr::{Mapping, Scalar, Yaml, YamlEmitter};
+
+/// A problem at one field of a document: the path (`spec.template.spec`)
+/// and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FieldError {
+    /// Dotted path from the document's root, with `[i]` for list items.
+    pub(super) field: String,
+    /// What is wrong.
+    pub(super) message: String,
+}
+
+impl FieldError {
+    pub(super) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A string scalar.
+pub(super) fn string<'a>(value: impl Into<String>) -> Yaml<'a> {
+    Yaml::Value(Scalar::String(Cow::Owned(value.into())))
+}
+
+/// An integer scalar.
+pub(super) fn int<'a>(value: i64) -> Yaml<'a> {
+    Yaml::Value(Scalar::Integer(value))
+}
+
+/// A boolean scalar.
+pub(super) fn boolean<'a>(value: bool) -> Yaml<'a> {
+    Yaml::Value(Scalar::Boolean(value))
+}
+
+/// A mapping with these entries, in this order.
+pub(super) fn map<'a>(entries: impl IntoIterator<Item = (&'static str, Yaml<'a>)>) -> Yaml<'a> {
+    let mut m = Mapping::new();
+    for (k, v) in entries {
+        m.insert(string(k), v);
+    }
+    Yaml::Mapping(m)
+}
+
+/// A sequence of these items.
+pub(super) fn seq<'a>(items: impl IntoIterator<Item = Yaml<'a>>) -> Yaml<'a> {
+    Yaml::Sequence(items.into_iter().collect())
+}
+
+/// A sequence of strings.
+pub(super) fn strings<'a, S: Into<String>>(items: impl IntoIterator<Item = S>) -> Yaml<'a> {
+    seq(items.into_iter().map(string))
+}
+
+/// What kind of node this is, for error messages.
+pub(super) fn describe(node: &Yaml<'_>) -> &'static str {
+    match node {
+        Yaml::Mapping(_) => "a mapping",
+        Yaml::Sequence(_) => "a list",
+        Yaml::Value(Scalar::String(_)) => "a string",
+        Yaml::Value(Scalar::Integer(_)) => "a number",
+        Yaml::Value(Scalar::FloatingPoint(_)) => "a number",
+        Yaml::Value(Scalar::Boolean(_)) => "a boolean",
+        Yaml::Value(Scalar::Null) => "null",
+        _ => "an unsupported node",
+    }
+}
+
+/// Joins a path and a key: `spec` + `template` = `spec.template`.
+pub(super) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The value of `key` in `node` when `node` is a mapping.
+pub(super) fn get<'n, 'a>(node: &'n Yaml<'a>, key: &str) -> Option<&'n Yaml<'a>> {
+    node.as_mapping_get(key)
+}
+
+/// The string at `key`, `None` when absent or null; an error naming the
+/// field when it is there but not a string.
+pub(super) fn get_str<'n>(
+    node: &'n Yaml<'_>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'n str>, FieldError> {
+    match get(node, key) {
+        None | Some(Yaml::Value(Scalar::Null)) => Ok(None),
+        Some(Yaml::Value(Scalar::String(s))) => Ok(Some(s.as_ref())),
+        Some(other) => Err(FieldError::new(
+            join(path, key),
+            format!("expected a string, found {}", describe(other)),
+        )),
+    }
+}
+
+/// The mapping at `key` of `node`, made (empty) when absent or null; an
+/// error naming the field when it is something else.
+pub(super) fn mapping_mut<'n, 'a>(
+    node: &'n mut Yaml<'a>,
+    key: &str,
+    path: &str,
+) -> Result<&'n mut Mapping<'a>, FieldError> {
+    let Yaml::Mapping(m) = node else {
+        return Err(FieldError::new(
+            path,
+            format!("expected a mapping, found {}", describe(node)),
+        ));
+    };
+    let slot = m.entry(string(key)).or_insert(Yaml::Value(Scalar::Null));
+    if matches!(slot, Yaml::Value(Scalar::Null)) {
+        *slot = Yaml::Mapping(Mapping::new());
+    }
+    match slot {
+        Yaml::Mapping(inner) => Ok(inner),
+        other => Err(FieldError::new(
+            join(path, key),
+            format!("expected a mapping, found {}", describe(other)),
+        )),
+    }
+}
+
+/// The list at `key` of `node`, made (empty) when absent or null.
+pub(super) fn sequence_mut<'n, 'a>(
+    node: &'n mut Yaml<'a>,
+    key: &str,
+    path: &str,
+) -> Result<&'n mut Vec<Yaml<'a>>, FieldError> {
+    let Yaml::Mapping(m) = node else {
+        return Err(FieldError::new(
+            path,
+            format!("expected a mapping, found {}", describe(node)),
+        ));
+    };
+    let slot = m.entry(string(key)).or_insert(Yaml::Value(Scalar::Null));
+    if matches!(slot, Yaml::Value(Scalar::Null)) {
+        *slot = Yaml::Sequence(Vec::new());
+    }
+    match slot {
+        Yaml::Sequence(inner) => Ok(inner),
+        other => Err(FieldError::new(
+            join(path, key),
+            format!("expected a list, found {}", describe(other)),
+        )),
+    }
+}
+
+/// The node at `key`, which must be a mapping (an error naming the field if
+/// it is absent or anything else).
+pub(super) fn require_mapping<'n, 'a>(
+    node: &'n mut Yaml<'a>,
+    key: &str,
+    path: &str,
+) -> Result<&'n mut Yaml<'a>, FieldError> {
+    let field = join(path, key);
+    match node.as_mapping_get_mut(key) {
+        Some(inner @ Yaml::Mapping(_)) => Ok(inner),
+        Some(other) => {
+            let found = describe(other);
+            Err(FieldError::new(
+                field,
+                format!("expected a mapping, found {found}"),
+            ))
+        }
+        None => Err(FieldError::new(field, "is missing")),
+    }
+}
+
+/// Checks that nothing in the tree is a node the writer cannot write back
+/// as read (a tag, an unresolved alias), so that output never silently
+/// loses part of the input.
+pub(super) fn check_writable(node: &Yaml<'_>, path: &str) -> Result<(), FieldError> {
+    match node {
+        Yaml::Mapping(m) => {
+            for (k, v) in m {
+                let key = match k {
+                    Yaml::Value(Scalar::String(s)) => s.to_string(),
+                    Yaml::Value(_) => format!("{k:?}"),
+                    _ => {
+                        return Err(FieldError::new(
+                            path,
+                            "a key that is not a scalar is not supported",
+                        ));
+                    }
+                };
+                check_writable(v, &join(path, &key))?;
+            }
+            Ok(())
+        }
+        Yaml::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_writable(item, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        Yaml::Value(_) => Ok(()),
+        Yaml::Tagged(tag, _) => Err(FieldError::new(
+            path,
+            format!("the tag {tag} is not supported; write the plain value"),
+        )),
+        _ => Err(FieldError::new(path, "this node cannot be read")),
+    }
+}
+
+/// Writes the documents as one multi-document YAML stream, each starting
+/// with `---`, multi-line strings as literal blocks.
+pub(super) fn write_documents(docs: &[Yaml<'_>]) -> Result<String, saphyr::EmitError> {
+    let mut out = String::new();
+    for doc in docs {
+        let mut emitter = YamlEmitter::new(&mut out);
+        emitter.multiline(true);
+        emitter.dump(doc)?;
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
