@@ -22,7 +22,8 @@ use std::sync::{Arc, LazyLock};
 use rustls::crypto::CryptoProvider;
 
 pub use ca::{
-    CA_CERT_FILE, CA_CHAIN_FILE, CA_KEY_FILE, CLOCK_SKEW, Ca, CaError, ROOT_LIFETIME, SignedCert,
+    CA_CERT_FILE, CA_CHAIN_FILE, CA_KEY_FILE, CLOCK_SKEW, Ca, CaError, MAX_QUOTED_LEN,
+    MAX_QUOTED_SANS, ROOT_LIFETIME, SignedCert,
 };
 pub use encoding::PemError;
 pub use spiffe_id::{

@@ -155,9 +155,14 @@ fn certs(pem: &str) -> Vec<CertificateDer<'static>> {
 fn verify_chain(cert_chain_pem: &str, trust_bundle_pem: &str) {
     let chain = certs(cert_chain_pem);
     let bundle = TrustBundle::from_pem(trust_bundle_pem).expect("bundle");
-    SpiffeClientVerifier::new(SharedTrustBundle::new(bundle), ClientAuth::Required)
-        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
-        .expect("the leaf chains to the bundle");
+    let td = remora_certs::TrustDomain::new("cluster.local").expect("td");
+    SpiffeClientVerifier::new(
+        SharedTrustBundle::new(bundle),
+        ClientAuth::Required,
+        remora_certs::AllowedPeers::trust_domain(td),
+    )
+    .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+    .expect("the leaf chains to the bundle");
 }
 
 /// The leaf's subject alternative names, all of them.
@@ -610,4 +615,29 @@ async fn remora_serve_signs_for_a_token_from_remora_token_create() {
 
     serve.start_kill().expect("kill");
     let _ = serve.wait().await;
+}
+
+#[test]
+fn token_create_refuses_the_control_planes_own_identity_unless_forced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let create = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_remora"))
+            .args(["token", "create", "-n", "remora-system", "-s", "remora"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .expect("run remora token create")
+    };
+    let refused = create(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(refused.stdout.is_empty(), "no token printed: {refused:?}");
+    assert!(
+        stderr.contains("the control plane's own identity") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let forced = create(&["--force"]);
+    assert!(forced.status.success(), "{forced:?}");
+    assert!(String::from_utf8_lossy(&forced.stdout).starts_with("v1.remora-system.remora."));
 }

@@ -122,13 +122,15 @@ struct Mesh {
     outbound_config: Arc<ArcSwap<RuntimeConfig>>,
     outbound_addr: SocketAddr,
     ca: Ca,
+    /// Where `ca`'s files are; kept, unread, so that they outlive the test's handshakes.
+    _ca_dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Mesh {
     async fn start(server_sa: &str, expected_sa: &str) -> Self {
-        Self::start_with(server_sa, expected_sa, |ca| workload(ca, "frontend")).await
+        Self::start_with(server_sa, expected_sa, |ca, _| workload(ca, "frontend")).await
     }
 
     /// [`Self::start`] with `frontend`'s TLS state made by `frontend` from
@@ -136,9 +138,13 @@ impl Mesh {
     async fn start_with(
         server_sa: &str,
         expected_sa: &str,
-        frontend: impl FnOnce(&Ca) -> MeshTls,
+        frontend: impl FnOnce(&Ca, &std::path::Path) -> MeshTls,
     ) -> Self {
-        let ca = Ca::generate(TrustDomain::new("cluster.local").unwrap()).unwrap();
+        // The CA lives in a directory so that a test can load its key again (with another
+        // trust domain: see `a_client_of_another_trust_domain_is_refused_...`).
+        let ca_dir = tempfile::tempdir().unwrap();
+        let ca =
+            Ca::load_or_create(ca_dir.path(), TrustDomain::new("cluster.local").unwrap()).unwrap();
         let backend = Backend::start().await;
         let (stop, stop_rx) = watch::channel(false);
 
@@ -155,7 +161,7 @@ impl Mesh {
         let serve_in =
             listener::serve_inbound(inbound_listener, Arc::new(inbound), stop_rx.clone());
 
-        let frontend = frontend(&ca);
+        let frontend = frontend(&ca, ca_dir.path());
         let snapshot = outbound_snapshot(inbound_addr, &id(expected_sa));
         let config =
             RuntimeConfig::build(snapshot, &EndpointRegistry::default(), Some(&frontend)).unwrap();
@@ -175,6 +181,7 @@ impl Mesh {
             outbound_config,
             outbound_addr,
             ca,
+            _ca_dir: ca_dir,
             stop,
             tasks: vec![tokio::spawn(serve_in), tokio::spawn(serve_out)],
         }
@@ -402,7 +409,7 @@ async fn a_server_that_refuses_our_certificate_is_answered_502_naming_its_alert(
     // passes and the refusal comes from the server's side. In TLS 1.3 the
     // client's handshake is over before the server has read its
     // certificate: the alert arrives on the first read after it.
-    let mesh = Mesh::start_with("reviews", "reviews", |ca| {
+    let mesh = Mesh::start_with("reviews", "reviews", |ca, _| {
         let other = Ca::generate(TrustDomain::new("cluster.local").unwrap()).unwrap();
         let bundle = format!("{}{}", ca.trust_bundle_pem(), other.trust_bundle_pem());
         let tls = MeshTls::new(TrustBundle::from_pem(&bundle).unwrap());
@@ -433,6 +440,57 @@ async fn a_server_that_refuses_our_certificate_is_answered_502_naming_its_alert(
         );
     }
     assert!(mesh.backend.seen().is_empty(), "the backend was reached");
+}
+
+#[tokio::test]
+async fn a_client_of_another_trust_domain_is_refused_even_with_a_chain_to_our_ca() {
+    // The attack of issue 15 (D8): `spiffe://evil.example/ns/shop/sa/frontend`, signed with our
+    // CA's own key, sent to `reviews`, whose policy admits namespace `shop`. Before the fix the
+    // chain check passed and the policy matched the namespace.
+    let mesh = Mesh::start_with("reviews", "reviews", |_, ca_dir| {
+        let evil_td = TrustDomain::new("evil.example").unwrap();
+        let evil_ca = Ca::load_or_create(ca_dir, evil_td.clone()).unwrap();
+        let evil_id = SpiffeId::workload(&evil_td, "shop", "frontend").unwrap();
+        let tls = MeshTls::new(TrustBundle::from_pem(&evil_ca.trust_bundle_pem()).unwrap());
+        let key = WorkloadKey::generate().unwrap();
+        let signed = evil_ca
+            .sign_csr(key.csr(&evil_id).unwrap().as_bytes(), &evil_id, DAY)
+            .unwrap();
+        tls.svid()
+            .store(key.certify(&signed.cert_chain_pem()).unwrap());
+        tls
+    })
+    .await;
+    for mode in [pb::MtlsMode::Strict, pb::MtlsMode::Permissive] {
+        mesh.set_inbound(pb::InboundPolicy {
+            mtls: mode as i32,
+            allow: vec![pb::AuthorizationPolicy {
+                name: "shop/namespace-shop".to_owned(),
+                rules: vec![pb::AuthorizationRule {
+                    from: vec![pb::AuthorizationSource {
+                        namespaces: vec!["shop".to_owned()],
+                        ..Default::default()
+                    }],
+                    to: Vec::new(),
+                }],
+            }],
+            trust_domain: "cluster.local".to_owned(),
+            ..Default::default()
+        });
+        let (status, body) = get(connect(mesh.outbound_addr).await, "reviews", "/", None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{mode:?}: {body}");
+        assert!(
+            body.contains("the peer refused our certificate"),
+            "{mode:?}: {body}"
+        );
+    }
+    assert!(
+        mesh.backend.seen().is_empty(),
+        "a workload of evil.example reached the app: {:?}",
+        mesh.backend.seen()
+    );
 }
 
 #[tokio::test]

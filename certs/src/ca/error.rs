@@ -5,6 +5,31 @@ use std::path::PathBuf;
 use crate::encoding::PemError;
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 
+/// How many of a CSR's SANs an error message quotes.
+pub const MAX_QUOTED_SANS: usize = 4;
+/// How many bytes of one SAN an error message quotes.
+pub const MAX_QUOTED_LEN: usize = 256;
+
+/// `value` cut to [`MAX_QUOTED_LEN`] bytes (on a character boundary), marked with `…` if cut.
+pub(crate) fn quoted(value: &str) -> String {
+    if value.len() <= MAX_QUOTED_LEN {
+        return value.to_owned();
+    }
+    let mut end = MAX_QUOTED_LEN;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &value[..end])
+}
+
+/// `, ... and N more` when only `shown` of `total` values are quoted.
+fn more(total: usize, shown: usize) -> String {
+    match total.saturating_sub(shown) {
+        0 => String::new(),
+        rest => format!(", ... and {rest} more"),
+    }
+}
+
 /// Why the CA could not be loaded or created, or refused to sign.
 ///
 /// Messages name the file (or the input, e.g. "CA certificate") and the rule broken.
@@ -128,13 +153,21 @@ pub enum CaError {
     #[error("the CSR's signature does not verify with the public key it carries")]
     CsrSignature,
     /// The CSR asks for other URI SANs than the identity the caller was authenticated as.
+    ///
+    /// The message quotes at most [`MAX_QUOTED_SANS`] SANs of at most [`MAX_QUOTED_LEN`] bytes
+    /// each and counts the rest: a CSR is the caller's input, and one with 20,000 SANs must
+    /// not become a log line of a megabyte.
     #[error(
-        "the CSR requests URI SANs [{}] but only {allowed} may be issued to this caller",
-        requested.join(", ")
+        "the CSR requests URI SANs [{}{}] but only {allowed} may be issued to this caller",
+        requested.join(", "),
+        more(*requested_total, requested.len())
     )]
     IdentityMismatch {
-        /// The URI SANs in the CSR.
+        /// The first URI SANs in the CSR (at most [`MAX_QUOTED_SANS`], each cut to
+        /// [`MAX_QUOTED_LEN`] bytes).
         requested: Vec<String>,
+        /// How many URI SANs the CSR has in all.
+        requested_total: usize,
         /// The only identity that may be issued.
         allowed: SpiffeId,
     },
@@ -143,7 +176,7 @@ pub enum CaError {
     UnsupportedSan {
         /// The kind of SAN, e.g. "DNS".
         kind: &'static str,
-        /// Its value.
+        /// Its value, cut to [`MAX_QUOTED_LEN`] bytes.
         value: String,
     },
     /// The identity to issue is in another trust domain than the CA's.

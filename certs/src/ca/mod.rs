@@ -19,7 +19,7 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 
-pub use error::CaError;
+pub use error::{CaError, MAX_QUOTED_LEN, MAX_QUOTED_SANS};
 pub use files::{CA_CERT_FILE, CA_CHAIN_FILE, CA_KEY_FILE};
 pub use sign::SignedCert;
 

@@ -8,6 +8,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer};
 
+use super::error::{MAX_QUOTED_SANS, quoted};
 use super::{CLOCK_SKEW, Ca, CaError, generate_error, random_serial};
 use crate::encoding::{self, CERTIFICATE_REQUEST};
 use crate::spiffe_id::SpiffeId;
@@ -170,7 +171,7 @@ fn check_sans(sans: &[SanType], expected: &SpiffeId) -> Result<(), CaError> {
     for san in sans {
         let (kind, value) = match san {
             SanType::URI(uri) => {
-                uris.push(uri.as_str().to_owned());
+                uris.push(uri.as_str());
                 continue;
             }
             SanType::DnsName(name) => ("DNS", name.as_str().to_owned()),
@@ -179,11 +180,19 @@ fn check_sans(sans: &[SanType], expected: &SpiffeId) -> Result<(), CaError> {
             SanType::OtherName((oid, _)) => ("otherName", format!("{oid:?}")),
             _ => ("unknown", format!("{san:?}")),
         };
-        return Err(CaError::UnsupportedSan { kind, value });
+        return Err(CaError::UnsupportedSan {
+            kind,
+            value: quoted(&value),
+        });
     }
     if uris.len() != 1 || uris[0] != expected.as_str() {
         return Err(CaError::IdentityMismatch {
-            requested: uris,
+            requested: uris
+                .iter()
+                .take(MAX_QUOTED_SANS)
+                .map(|uri| quoted(uri))
+                .collect(),
+            requested_total: uris.len(),
             allowed: expected.clone(),
         });
     }

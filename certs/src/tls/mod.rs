@@ -94,9 +94,18 @@ impl MeshTls {
     }
 
     /// A server config presenting our current SVID and verifying client SVIDs against the
-    /// bundle; TLS 1.3 only, ALPN [`ALPN_PROTOCOLS`].
-    pub fn server_config(&self, client_auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier = SpiffeClientVerifier::new(self.bundle.clone(), client_auth);
+    /// bundle, accepting only clients whose SPIFFE ID is in `clients` (for a workload: any
+    /// workload of its trust domain, [`AllowedPeers::trust_domain`]); TLS 1.3 only, ALPN
+    /// [`ALPN_PROTOCOLS`].
+    pub fn server_config(
+        &self,
+        client_auth: ClientAuth,
+        clients: AllowedPeers,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        if clients.is_empty() {
+            return Err(TlsError::NoAllowedPeers);
+        }
+        let verifier = SpiffeClientVerifier::new(self.bundle.clone(), client_auth, clients);
         let mut config = ServerConfig::builder_with_provider(crate::crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(Arc::new(verifier))

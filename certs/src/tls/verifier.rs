@@ -101,23 +101,30 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
-/// Server side: verifies a client's X509-SVID against the trust bundle.
+/// Server side: verifies a client's X509-SVID against the trust bundle and an allowed set
+/// (for a workload's inbound listener: any workload of its own trust domain).
 ///
-/// It authenticates, it does not authorize: any workload of the bundle's trust domain gets
+/// It authenticates, it does not authorize: any workload of the allowed trust domain gets
 /// through, and the inbound path then applies AuthorizationPolicy to [`crate::peer_identity`].
+/// The trust domain is checked because a chain to the bundle does not prove it: a CA may sign
+/// (or an operator's CA may have signed) `spiffe://evil.example/...`, and a policy naming
+/// `namespaces: [default]` must not match a workload of another trust domain.
 pub struct SpiffeClientVerifier {
     bundle: SharedTrustBundle,
     client_auth: ClientAuth,
+    allowed: AllowedPeers,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl SpiffeClientVerifier {
-    /// A verifier over `bundle` (read at each handshake); `client_auth` says whether a client
-    /// without a certificate is refused or let through unauthenticated.
-    pub fn new(bundle: SharedTrustBundle, client_auth: ClientAuth) -> Self {
+    /// A verifier over `bundle` (read at each handshake) accepting clients whose SPIFFE ID is
+    /// in `allowed`; `client_auth` says whether a client without a certificate is refused or
+    /// let through unauthenticated.
+    pub fn new(bundle: SharedTrustBundle, client_auth: ClientAuth, allowed: AllowedPeers) -> Self {
         Self {
             bundle,
             client_auth,
+            allowed,
             algorithms: crate::crypto_provider().signature_verification_algorithms,
         }
     }
@@ -127,6 +134,7 @@ impl fmt::Debug for SpiffeClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpiffeClientVerifier")
             .field("client_auth", &self.client_auth)
+            .field("allowed", &self.allowed)
             .finish_non_exhaustive()
     }
 }
@@ -147,7 +155,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 
     /// Checks the chain (signatures, validity at `now`, clientAuth usage) against the current
-    /// bundle, then that the leaf carries exactly one SPIFFE ID.
+    /// bundle, then that the leaf carries exactly one SPIFFE ID, and that it is allowed.
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -158,7 +166,8 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         bundle
             .client_chain_verifier()
             .verify_client_cert(end_entity, intermediates, now)?;
-        spiffe_id_of(end_entity)?;
+        let id = spiffe_id_of(end_entity)?;
+        self.allowed.check(&id)?;
         Ok(ClientCertVerified::assertion())
     }
 

@@ -136,8 +136,14 @@ fn csr_for_another_identity_is_refused_naming_requested_and_allowed() {
     let csr = key.csr(&id("admin")).unwrap();
     let error = ca.sign_csr(csr.as_bytes(), &id("cart"), DAY).unwrap_err();
     match &error {
-        CaError::IdentityMismatch { requested, allowed } => {
+        CaError::IdentityMismatch {
+            requested,
+            requested_total,
+            allowed,
+            ..
+        } => {
             assert_eq!(requested, &vec![id("admin").to_string()]);
+            assert_eq!(*requested_total, 1);
             assert_eq!(allowed, &id("cart"));
         }
         other => panic!("unexpected error: {other}"),
@@ -179,6 +185,44 @@ fn csr_with_extra_or_missing_sans_is_refused() {
     let csr = params.serialize_request(&key).unwrap().pem().unwrap();
     let error = ca.sign_csr(csr.as_bytes(), &id("cart"), DAY).unwrap_err();
     assert!(matches!(&error, CaError::IdentityMismatch { requested, .. } if requested.len() == 2));
+}
+
+#[test]
+fn the_refusal_of_a_csr_with_thousands_of_sans_quotes_a_few_and_counts_the_rest() {
+    let ca = Ca::generate(td()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let long = format!("spiffe://cluster.local/ns/default/sa/{}", "a".repeat(1000));
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::URI(long.as_str().try_into().unwrap()));
+    for i in 0..5000 {
+        let uri = format!("spiffe://cluster.local/ns/default/sa/s{i}");
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI(uri.as_str().try_into().unwrap()));
+    }
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let error = ca.sign_csr(csr.as_bytes(), &id("cart"), DAY).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(&error, CaError::IdentityMismatch { requested, requested_total: 5001, .. }
+            if requested.len() == remora_certs::MAX_QUOTED_SANS),
+        "{message}"
+    );
+    assert!(message.contains("and 4997 more"), "{message}");
+    assert!(message.len() < 2048, "{} bytes: {message}", message.len());
+
+    let mut params = rcgen::CertificateParams::new(vec!["x".repeat(5000)]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::URI(id("cart").as_str().try_into().unwrap()));
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let message = ca
+        .sign_csr(csr.as_bytes(), &id("cart"), DAY)
+        .unwrap_err()
+        .to_string();
+    assert!(message.len() < 512, "{} bytes: {message}", message.len());
 }
 
 #[test]

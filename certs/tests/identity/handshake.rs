@@ -19,6 +19,11 @@ fn id(sa: &str) -> SpiffeId {
     SpiffeId::workload(&TrustDomain::new("cluster.local").unwrap(), "shop", sa).unwrap()
 }
 
+/// What a workload's server accepts: any workload of the mesh's trust domain.
+fn mesh_peers() -> AllowedPeers {
+    AllowedPeers::trust_domain(TrustDomain::new("cluster.local").unwrap())
+}
+
 /// A workload's TLS state with a fresh SVID for `sa` from `ca`.
 fn workload(ca: &Ca, sa: &str) -> MeshTls {
     let tls = MeshTls::new(TrustBundle::from_pem(&ca.trust_bundle_pem()).unwrap());
@@ -109,7 +114,8 @@ fn mtls_handshake_exposes_both_identities_and_carries_data() {
         frontend
             .client_config(AllowedPeers::ids([id("cart")]))
             .unwrap(),
-        cart.server_config(ClientAuth::Required).unwrap(),
+        cart.server_config(ClientAuth::Required, mesh_peers())
+            .unwrap(),
     );
     result.unwrap();
     assert!(!client.is_handshaking() && !server.is_handshaking());
@@ -142,7 +148,9 @@ fn client_refuses_a_server_outside_the_allowed_set() {
         frontend
             .client_config(AllowedPeers::ids([id("cart")]))
             .unwrap(),
-        admin.server_config(ClientAuth::Required).unwrap(),
+        admin
+            .server_config(ClientAuth::Required, mesh_peers())
+            .unwrap(),
     );
     let Err(Failed::Client(error)) = result else {
         panic!("expected the client to refuse: {result:?}");
@@ -166,7 +174,8 @@ fn peers_of_another_trust_root_are_refused_both_ways() {
         frontend
             .client_config(AllowedPeers::ids([id("cart")]))
             .unwrap(),
-        cart.server_config(ClientAuth::Required).unwrap(),
+        cart.server_config(ClientAuth::Required, mesh_peers())
+            .unwrap(),
     );
     assert!(
         matches!(
@@ -184,7 +193,8 @@ fn peers_of_another_trust_root_are_refused_both_ways() {
         frontend
             .client_config(AllowedPeers::ids([id("cart")]))
             .unwrap(),
-        cart.server_config(ClientAuth::Required).unwrap(),
+        cart.server_config(ClientAuth::Required, mesh_peers())
+            .unwrap(),
     );
     assert!(
         matches!(
@@ -206,7 +216,8 @@ fn client_without_svid_is_refused_when_required_and_anonymous_when_optional() {
 
     let (_, _, result) = connect(
         client_config.clone(),
-        cart.server_config(ClientAuth::Required).unwrap(),
+        cart.server_config(ClientAuth::Required, mesh_peers())
+            .unwrap(),
     );
     assert!(
         matches!(
@@ -218,7 +229,8 @@ fn client_without_svid_is_refused_when_required_and_anonymous_when_optional() {
 
     let (client, server, result) = connect(
         client_config,
-        cart.server_config(ClientAuth::Optional).unwrap(),
+        cart.server_config(ClientAuth::Optional, mesh_peers())
+            .unwrap(),
     );
     result.unwrap();
     assert_eq!(peer_identity(&server), None);
@@ -233,7 +245,9 @@ fn rotated_svid_is_presented_without_rebuilding_configs() {
     let client_config = frontend
         .client_config(AllowedPeers::ids([id("cart")]))
         .unwrap();
-    let server_config = cart.server_config(ClientAuth::Required).unwrap();
+    let server_config = cart
+        .server_config(ClientAuth::Required, mesh_peers())
+        .unwrap();
 
     let (client, _, result) = connect(client_config.clone(), server_config.clone());
     result.unwrap();
@@ -258,7 +272,9 @@ fn server_without_svid_fails_the_handshake() {
         frontend
             .client_config(AllowedPeers::ids([id("cart")]))
             .unwrap(),
-        empty.server_config(ClientAuth::Required).unwrap(),
+        empty
+            .server_config(ClientAuth::Required, mesh_peers())
+            .unwrap(),
     );
     assert!(matches!(result, Err(Failed::Server(_))), "{result:?}");
 }
@@ -268,4 +284,70 @@ fn client_config_with_no_allowed_peer_is_refused() {
     let ca = Ca::generate(TrustDomain::new("cluster.local").unwrap()).unwrap();
     let tls = workload(&ca, "frontend");
     assert!(tls.client_config(AllowedPeers::ids([])).is_err());
+}
+
+#[test]
+fn a_client_of_another_trust_domain_signed_by_the_same_ca_is_refused() {
+    // The attack: a certificate for spiffe://evil.example/ns/shop/sa/frontend, signed with the
+    // mesh CA's key (an operator CA shared between trust domains, or a CA loaded with the
+    // wrong --trust-domain). The chain is fine; only the trust domain gives it away.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(dir.path(), TrustDomain::new("cluster.local").unwrap()).unwrap();
+    let evil_td = TrustDomain::new("evil.example").unwrap();
+    let evil_ca = Ca::load_or_create(dir.path(), evil_td.clone()).unwrap();
+    assert_eq!(
+        evil_ca.trust_bundle_pem(),
+        ca.trust_bundle_pem(),
+        "one CA, one key"
+    );
+    let evil_id = SpiffeId::workload(&evil_td, "shop", "frontend").unwrap();
+    let evil = MeshTls::new(TrustBundle::from_pem(&ca.trust_bundle_pem()).unwrap());
+    let key = WorkloadKey::generate().unwrap();
+    let signed = evil_ca
+        .sign_csr(key.csr(&evil_id).unwrap().as_bytes(), &evil_id, DAY)
+        .unwrap();
+    evil.svid()
+        .store(key.certify(&signed.cert_chain_pem()).unwrap());
+    let cart = workload(&ca, "cart");
+
+    for client_auth in [ClientAuth::Required, ClientAuth::Optional] {
+        let (_, _, result) = connect(
+            evil.client_config(AllowedPeers::ids([id("cart")])).unwrap(),
+            cart.server_config(client_auth, mesh_peers()).unwrap(),
+        );
+        match &result {
+            Err(Failed::Server(error)) => {
+                let why = PeerIdentityError::from_rustls(error).expect("an identity error");
+                assert!(
+                    matches!(why, PeerIdentityError::NotAllowed { presented, .. } if *presented == evil_id),
+                    "{why}"
+                );
+                assert!(
+                    why.to_string().contains("trust domain cluster.local"),
+                    "{why}"
+                );
+            }
+            other => panic!("{client_auth:?}: the evil client got in: {other:?}"),
+        }
+    }
+
+    // And the other way round: a client of cluster.local that accepts its trust domain refuses
+    // the evil server.
+    let frontend = workload(&ca, "frontend");
+    let (_, _, result) = connect(
+        frontend.client_config(mesh_peers()).unwrap(),
+        evil.server_config(ClientAuth::Required, AllowedPeers::trust_domain(evil_td))
+            .unwrap(),
+    );
+    assert!(matches!(result, Err(Failed::Client(_))), "{result:?}");
+}
+
+#[test]
+fn server_config_with_no_allowed_client_is_refused() {
+    let ca = Ca::generate(TrustDomain::new("cluster.local").unwrap()).unwrap();
+    let tls = workload(&ca, "frontend");
+    assert!(
+        tls.server_config(ClientAuth::Required, AllowedPeers::ids([]))
+            .is_err()
+    );
 }

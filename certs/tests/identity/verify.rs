@@ -24,6 +24,11 @@ fn id(s: &str) -> SpiffeId {
     SpiffeId::parse(s).unwrap()
 }
 
+/// What a workload's server accepts: any workload of its trust domain.
+fn mesh_peers() -> AllowedPeers {
+    AllowedPeers::trust_domain(TrustDomain::new("cluster.local").unwrap())
+}
+
 /// Runs both verifiers on the same chain: the client-side one (allowing `allowed`) and the
 /// server-side one (mandatory client auth).
 fn verify_both(
@@ -34,7 +39,7 @@ fn verify_both(
     at: SystemTime,
 ) -> [Result<(), Error>; 2] {
     let server_verifier = SpiffeServerVerifier::new(bundle(ca), AllowedPeers::ids([id(allowed)]));
-    let client_verifier = SpiffeClientVerifier::new(bundle(ca), ClientAuth::Required);
+    let client_verifier = SpiffeClientVerifier::new(bundle(ca), ClientAuth::Required, mesh_peers());
     let name = ServerName::try_from("cart.shop.svc.cluster.local").unwrap();
     [
         server_verifier
@@ -125,6 +130,24 @@ fn allowed_set_and_trust_domain_policies() {
         message.contains("one of spiffe://cluster.local/ns/shop/sa/cart, spiffe://cluster.local/x"),
         "{message}"
     );
+}
+
+#[test]
+fn a_client_of_another_trust_domain_is_refused_by_the_server_side() {
+    let ca = TestCa::root("root");
+    let evil = ca.leaf(&["spiffe://evil.example/ns/shop/sa/cart"]);
+    let verifier = SpiffeClientVerifier::new(bundle(&ca), ClientAuth::Required, mesh_peers());
+    let refused = verifier
+        .verify_client_cert(&evil.cert, &[], unix(now()))
+        .map(drop);
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains("evil.example") && message.contains("trust domain cluster.local"),
+        "{message}"
+    );
+    verifier
+        .verify_client_cert(&ca.leaf(&[CART]).cert, &[], unix(now()))
+        .unwrap();
 }
 
 #[test]
@@ -243,7 +266,8 @@ fn swapped_trust_bundle_applies_to_the_next_verification() {
     let leaf = new.leaf(&[CART]);
     let shared = bundle(&old);
     let server_verifier = SpiffeServerVerifier::new(shared.clone(), AllowedPeers::ids([id(CART)]));
-    let client_verifier = SpiffeClientVerifier::new(shared.clone(), ClientAuth::Optional);
+    let client_verifier =
+        SpiffeClientVerifier::new(shared.clone(), ClientAuth::Optional, mesh_peers());
     let name = ServerName::try_from("10.0.0.1").unwrap();
     assert!(
         server_verifier
@@ -268,8 +292,8 @@ fn swapped_trust_bundle_applies_to_the_next_verification() {
 #[test]
 fn client_auth_flag_sets_mandatory() {
     let ca = TestCa::root("root");
-    let required = SpiffeClientVerifier::new(bundle(&ca), ClientAuth::Required);
-    let optional = SpiffeClientVerifier::new(bundle(&ca), ClientAuth::Optional);
+    let required = SpiffeClientVerifier::new(bundle(&ca), ClientAuth::Required, mesh_peers());
+    let optional = SpiffeClientVerifier::new(bundle(&ca), ClientAuth::Optional, mesh_peers());
     assert!(required.offer_client_auth() && required.client_auth_mandatory());
     assert!(optional.offer_client_auth() && !optional.client_auth_mandatory());
 }

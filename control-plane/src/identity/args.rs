@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 use remora_certs::{Ca, CaError, TrustDomain};
 use tokio::net::TcpListener;
 
-use super::{IdentityService, TlsPort, TlsPortError};
+use super::{
+    CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, IdentityService, TlsPort, TlsPortError,
+};
 use crate::config::parse_duration;
 use crate::metrics::Metrics;
 use crate::token::{TOKEN_KEY_FILE, TokenError, TokenIdentity, TokenKey, TokenKeyError};
@@ -171,6 +173,11 @@ pub enum TokenCommand {
         /// expires; a proxy holding a valid certificate renews without the token.
         #[arg(long, value_parser = parse_lifetime)]
         ttl: Option<Duration>,
+        /// Make a token for the control plane's own identity
+        /// (remora-system/remora), which proxies trust as their control plane and CA: only
+        /// for another control plane sharing the data directory.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -195,7 +202,14 @@ impl TokenCommand {
             service_account,
             data_dir,
             ttl,
+            force,
         } = self;
+        if namespace == CONTROL_PLANE_NAMESPACE
+            && service_account == CONTROL_PLANE_SERVICE_ACCOUNT
+            && !force
+        {
+            return Err(TokenCommandError::ControlPlaneIdentity);
+        }
         let mut identity = TokenIdentity::new(namespace, service_account)?;
         if let Some(ttl) = ttl {
             identity = identity.expiring_after(SystemTime::now(), *ttl);
@@ -214,6 +228,12 @@ impl TokenCommand {
 
 #[derive(Debug, thiserror::Error)]
 enum TokenCommandError {
+    #[error(
+        "{CONTROL_PLANE_NAMESPACE}/{CONTROL_PLANE_SERVICE_ACCOUNT} is the control plane's own \
+         identity: whoever holds its certificate can pose as the control plane to every proxy; \
+         give --force if this token is for another control plane"
+    )]
+    ControlPlaneIdentity,
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]

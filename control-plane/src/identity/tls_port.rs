@@ -4,8 +4,9 @@
 //!
 //! Clients verify the server as `spiffe://<td>/ns/remora-system/sa/remora` against the trust
 //! bundle (the certificate has that URI SAN and no DNS name); client certificates are optional
-//! and, when sent, verified against the bundle, so that a proxy can renew with the certificate
-//! it holds ([`super::IdentityService`]).
+//! and, when sent, verified against the bundle and the trust domain, so that a proxy can renew
+//! with the certificate it holds ([`super::IdentityService`]) and open its discovery stream as
+//! the identity it proves ([`crate::discovery`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::Stream;
 use remora_certs::{
-    Ca, CaError, ClientAuth, MeshTls, SpiffeId, SpiffeIdError, Svid, TlsError, TrustBundle,
-    WorkloadKey,
+    AllowedPeers, Ca, CaError, ClientAuth, MeshTls, SpiffeId, SpiffeIdError, Svid, TlsError,
+    TrustBundle, TrustDomain, WorkloadKey,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -37,6 +38,7 @@ const RENEWAL_RETRY: Duration = Duration::from_secs(30);
 pub struct TlsPort {
     listener: TcpListener,
     tls: MeshTls,
+    trust_domain: TrustDomain,
     renewal: AbortOnDrop,
 }
 
@@ -51,10 +53,12 @@ impl TlsPort {
         let bundle = TrustBundle::from_pem(&ca.trust_bundle_pem())?;
         let tls = MeshTls::new(bundle);
         tls.svid().store(issue_server_svid(&ca, lifetime)?);
+        let trust_domain = ca.trust_domain().clone();
         let renewal = AbortOnDrop(tokio::spawn(renew(ca, tls.clone(), lifetime)));
         Ok(Self {
             listener,
             tls,
+            trust_domain,
             renewal,
         })
     }
@@ -75,7 +79,9 @@ impl TlsPort {
     pub fn incoming(
         self,
     ) -> Result<impl Stream<Item = Result<TlsStream<TcpStream>, io::Error>>, TlsPortError> {
-        let acceptor = TlsAcceptor::from(self.tls.server_config(ClientAuth::Optional)?);
+        // A client certificate, when sent, must be a workload of our own trust domain.
+        let clients = AllowedPeers::trust_domain(self.trust_domain.clone());
+        let acceptor = TlsAcceptor::from(self.tls.server_config(ClientAuth::Optional, clients)?);
         let (tx, rx) = mpsc::channel(64);
         let renewal = self.renewal;
         let listener = self.listener;

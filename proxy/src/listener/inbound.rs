@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use remora_certs::{ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
+use remora_certs::{AllowedPeers, ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
 use rustls::ServerConfig;
 
 use super::orig_proto;
@@ -59,11 +59,15 @@ pub struct InboundTls {
 }
 
 impl InboundTls {
-    /// The server configs over `mesh`.
-    pub fn new(mesh: MeshTls) -> Result<Self, TlsError> {
+    /// The server configs over `mesh`, which must hold this proxy's SVID already: a client
+    /// certificate is accepted only from a workload of the SVID's trust domain (a chain to the
+    /// bundle does not prove the trust domain: a CA shared between trust domains signs both).
+    pub fn new(mesh: MeshTls) -> Result<Self, InboundError> {
+        let svid = mesh.svid().load().ok_or(InboundError::NoSvid)?;
+        let clients = AllowedPeers::trust_domain(svid.id().trust_domain());
         Ok(Self {
-            required: mesh.server_config(ClientAuth::Required)?,
-            optional: mesh.server_config(ClientAuth::Optional)?,
+            required: mesh.server_config(ClientAuth::Required, clients.clone())?,
+            optional: mesh.server_config(ClientAuth::Optional, clients)?,
             mesh,
         })
     }
@@ -79,6 +83,9 @@ pub enum InboundError {
     /// The TLS server configs could not be built.
     #[error("inbound TLS: {0}")]
     Tls(#[from] TlsError),
+    /// mTLS without a certificate yet: the trust domain of the peers is not known.
+    #[error("inbound TLS: the proxy has no certificate yet")]
+    NoSvid,
 }
 
 impl Inbound {
