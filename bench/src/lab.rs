@@ -298,22 +298,33 @@ impl Lab {
             config.join("upstream.yaml"),
             configs::service_entry(UPSTREAM_HOST, upstream),
         )?;
+        // The single proxy runs without an identity: the control plane must admit plaintext
+        // discovery (development mode), on versions that refuse it by default.
+        let serve_help = std::process::Command::new(&remora)
+            .args(["serve", "--help"])
+            .output()
+            .with_context(|| format!("cannot run {} serve --help", remora.display()))?;
+        let plaintext_flag = "--allow-plaintext-discovery";
+        let mut cp_args: Vec<std::ffi::OsString> = vec![
+            "serve".into(),
+            "--config-dir".into(),
+            config.clone().into(),
+            "--grpc-addr".into(),
+            "127.0.0.1:0".into(),
+            "--monitoring-addr".into(),
+            "127.0.0.1:0".into(),
+            "--grpc-tls-addr".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data.clone().into(),
+        ];
+        if String::from_utf8_lossy(&serve_help.stdout).contains(plaintext_flag) {
+            cp_args.push(plaintext_flag.into());
+        }
         let mut cp = Proc::spawn(
             "remora serve",
             &remora,
-            [
-                "serve".as_ref(),
-                "--config-dir".as_ref(),
-                config.as_os_str(),
-                "--grpc-addr".as_ref(),
-                "127.0.0.1:0".as_ref(),
-                "--monitoring-addr".as_ref(),
-                "127.0.0.1:0".as_ref(),
-                "--grpc-tls-addr".as_ref(),
-                "127.0.0.1:0".as_ref(),
-                "--data-dir".as_ref(),
-                data.as_os_str(),
-            ],
+            &cp_args,
             &opts.pin,
             self.dir.path(),
         )?;

@@ -1,8 +1,10 @@
 //! The discovery service: one bidirectional stream per proxy.
 //!
-//! The proxy's first request says who it is; the control plane registers
-//! it (so it becomes an endpoint of its service) and answers with its
-//! snapshot. From then on the stream task wakes on every change of the
+//! The proxy's first request says who it is; the control plane admits it
+//! ([`crate::admission`]: its namespace and service account are those of the
+//! TLS client certificate, its fields are checked as the proxies would check
+//! them, and a refusal is a status on this stream only), registers it (so it
+//! becomes an endpoint of its service) and answers with its snapshot. From then on the stream task wakes on every change of the
 //! config or of the registry, recomputes this proxy's snapshot and pushes
 //! it only if its version differs from the last one pushed — so a change
 //! reaches exactly the proxies whose view it changes. The proxy answers
@@ -13,11 +15,11 @@
 //! Every push, ACK and NACK is also recorded in the [`ProxyTracker`], which
 //! serves `/debug/proxies` and keeps the push metrics.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
+use remora_certs::{SpiffeId, spiffe_id_of};
 use remora_proto::pb;
 use remora_proto::pb::discovery_server::{Discovery, DiscoveryServer};
 use serde_json::json;
@@ -26,20 +28,26 @@ use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::admission::{AdmissionPolicy, Caller, admit};
 use crate::events::emit;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::status::{ProxyTracker, TrackedProxy};
 use crate::translate::{MeshSettings, snapshot_for, version_of};
 
-/// Serves discovery of `mesh` on `listener` until `shutdown` completes,
-/// tracking proxies in a table of its own.
+/// Serves discovery of `mesh` on `listener`, plaintext, until `shutdown`
+/// completes, tracking proxies in a table of its own. Plaintext admits nodes
+/// without a proven identity: development and tests only.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     mesh: Arc<Mesh>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_service(listener, DiscoveryService::new(mesh), shutdown).await
+    let service = DiscoveryService::new(mesh).with_admission(AdmissionPolicy {
+        allow_plaintext: true,
+        ..AdmissionPolicy::default()
+    });
+    serve_service(listener, service, shutdown).await
 }
 
 /// Serves `service` on `listener` until `shutdown` completes.
@@ -66,6 +74,7 @@ pub struct DiscoveryService {
     mesh: Arc<Mesh>,
     proxies: ProxyTracker,
     settings: Arc<MeshSettings>,
+    admission: Arc<AdmissionPolicy>,
 }
 
 impl DiscoveryService {
@@ -82,7 +91,15 @@ impl DiscoveryService {
             mesh,
             proxies,
             settings: Arc::new(MeshSettings::default()),
+            admission: Arc::new(AdmissionPolicy::default()),
         }
+    }
+
+    /// Admits registrations under `policy` instead of the default (proven
+    /// identities only, addresses bound to the connection).
+    pub fn with_admission(mut self, policy: AdmissionPolicy) -> Self {
+        self.admission = Arc::new(policy);
+        self
     }
 
     /// Translates with `settings` (trust domain, root namespace) instead of
@@ -103,14 +120,34 @@ impl Discovery for DiscoveryService {
         &self,
         request: Request<Streaming<pb::DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        let caller = caller_of(&request)?;
         let mut requests = request.into_inner();
         let hello = requests.message().await?.ok_or_else(|| {
             Status::invalid_argument("the stream ended before the first DiscoveryRequest")
         })?;
-        let node = hello.node.ok_or_else(|| {
+        let claimed = hello.node.ok_or_else(|| {
             Status::invalid_argument("the first DiscoveryRequest must carry `node`")
         })?;
-        check_node(&node)?;
+        let resources = Arc::clone(&self.mesh.config().borrow());
+        let node = admit(
+            &claimed,
+            &caller,
+            &resources,
+            &self.settings,
+            &self.admission,
+        )
+        .map_err(|refusal| {
+            tracing::warn!(remote = ?caller.remote, %refusal, "refused a registration");
+            emit(
+                "refused",
+                json!({
+                    "node": claimed.id, "service": claimed.service,
+                    "identity": caller.identity.as_ref().map(SpiffeId::as_str),
+                    "code": format!("{:?}", refusal.code()), "reason": refusal.to_string(),
+                }),
+            );
+            Status::from(refusal)
+        })?;
         // A proxy that already has a config waits out the warm-up.
         let hold_until = (!hello.version_info.is_empty()).then(|| self.mesh.warm_until());
         let tracked = self.proxies.track(&node, &hello.version_info);
@@ -118,7 +155,12 @@ impl Discovery for DiscoveryService {
         tokio::spawn(session(
             Arc::clone(&self.mesh),
             Arc::clone(&self.settings),
-            node,
+            Admitted {
+                claimed,
+                caller,
+                policy: Arc::clone(&self.admission),
+                node,
+            },
             tracked,
             hold_until,
             requests,
@@ -128,30 +170,38 @@ impl Discovery for DiscoveryService {
     }
 }
 
-/// Rejects a node the registry could not use, saying which field is wrong.
-fn check_node(node: &pb::Node) -> Result<(), Status> {
-    if node.id.is_empty() {
-        return Err(Status::invalid_argument("node.id is empty"));
-    }
-    if node.service.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "node {}: node.service is empty",
-            node.id
-        )));
-    }
-    if !node.inbound_address.is_empty() && node.inbound_address.parse::<SocketAddr>().is_err() {
-        return Err(Status::invalid_argument(format!(
-            "node {}: node.inbound_address `{}` is not ip:port",
-            node.id, node.inbound_address
-        )));
-    }
-    Ok(())
+/// The identity of the TLS client certificate (already verified against the
+/// bundle and the trust domain by the handshake) and the source address.
+fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
+    let identity = match request.peer_certs() {
+        Some(certs) => match certs.first() {
+            Some(leaf) => Some(spiffe_id_of(leaf).map_err(|e| {
+                Status::permission_denied(format!("the client certificate is not an SVID: {e}"))
+            })?),
+            None => None,
+        },
+        None => None,
+    };
+    Ok(Caller {
+        identity,
+        remote: request.remote_addr(),
+    })
+}
+
+/// A registration as admitted, with what is needed to check it again when
+/// the config changes (a ServiceEntry may stop allowing its identity).
+struct Admitted {
+    claimed: pb::Node,
+    caller: Caller,
+    policy: Arc<AdmissionPolicy>,
+    /// The node as registered.
+    node: pb::Node,
 }
 
 async fn session(
     mesh: Arc<Mesh>,
     settings: Arc<MeshSettings>,
-    node: pb::Node,
+    admitted: Admitted,
     tracked: TrackedProxy,
     hold_until: Option<Instant>,
     mut requests: Streaming<pb::DiscoveryRequest>,
@@ -159,6 +209,8 @@ async fn session(
 ) {
     let mut config = mesh.config();
     let mut nodes = mesh.nodes();
+    let node = admitted.node.clone();
+    let mut admitted_under = Arc::clone(&config.borrow());
     let registration = mesh.register(node.clone());
     emit(
         "connected",
@@ -174,6 +226,26 @@ async fn session(
     'session: loop {
         let snapshot = {
             let resources = Arc::clone(&config.borrow_and_update());
+            // A new config may no longer allow this identity to serve its service.
+            let config_changed = !Arc::ptr_eq(&resources, &admitted_under);
+            admitted_under = Arc::clone(&resources);
+            if config_changed
+                && let Err(refusal) = admit(
+                    &admitted.claimed,
+                    &admitted.caller,
+                    &resources,
+                    &settings,
+                    &admitted.policy,
+                )
+            {
+                tracing::warn!(node = node.id, %refusal, "registration no longer admitted");
+                emit(
+                    "refused",
+                    json!({ "node": node.id, "reason": refusal.to_string() }),
+                );
+                let _ = tx.send(Err(Status::from(refusal))).await;
+                break;
+            }
             let registered = Arc::clone(&nodes.borrow_and_update());
             snapshot_for(&node, &resources, &registered, &settings)
         };

@@ -5,7 +5,8 @@
 //! The pieces: [`config`] parses and validates files, [`watch`] follows the
 //! config directory, [`mesh`] holds the shared state, [`translate`] turns
 //! resources and registry into one proxy's snapshot, and [`discovery`]
-//! serves the stream. [`status`] tracks what each proxy was sent and
+//! serves the stream, admitting each proxy's registration with [`admission`] (its identity
+//! from the TLS client certificate, its fields as the proxies check them). [`status`] tracks what each proxy was sent and
 //! answered, [`metrics`] counts, [`monitoring`] serves both over HTTP, and
 //! [`proxy_status`] is the client behind `remora proxy-status`.
 //! [`identity`] is the CA's gRPC service, which signs workloads' certificates
@@ -15,6 +16,7 @@
 //! manifests and Compose files (`remora inject`), and [`bootstrap`] writes a
 //! proxy's token and CA certificate for Compose (`remora bootstrap`).
 
+pub mod admission;
 pub mod bootstrap;
 pub mod config;
 pub mod describe;

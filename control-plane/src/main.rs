@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use remora_control_plane::admission::AdmissionPolicy;
 use remora_control_plane::config::{self, Severity};
 use remora_control_plane::discovery::DiscoveryService;
 use remora_control_plane::events::emit;
@@ -58,9 +59,28 @@ enum Command {
         #[arg(long, env = "REMORA_WARMUP_SECS", default_value_t = 6.0)]
         warmup_secs: f64,
         /// Where `GET /metrics` (Prometheus) and `GET /debug/proxies`
-        /// (JSON proxy status) are served (plain HTTP).
-        #[arg(long, env = "REMORA_MONITORING_ADDR", default_value = "0.0.0.0:15014")]
+        /// (JSON proxy status: every workload and its address) are served
+        /// (plain HTTP, no authentication). Localhost by default; give
+        /// `0.0.0.0:15014` for a Prometheus elsewhere, behind a firewall.
+        #[arg(
+            long,
+            env = "REMORA_MONITORING_ADDR",
+            default_value = "127.0.0.1:15014"
+        )]
         monitoring_addr: SocketAddr,
+        /// Development only: let proxies without a workload certificate
+        /// (plaintext on --grpc-addr, or TLS without a client certificate)
+        /// register and get config, trusting the service, namespace and
+        /// service account they claim. Their endpoints are never reached
+        /// with mTLS, and never at all by STRICT policy. Without it, only
+        /// proxies that prove an identity on the TLS port register.
+        #[arg(long, env = "REMORA_ALLOW_PLAINTEXT_DISCOVERY")]
+        allow_plaintext_discovery: bool,
+        /// Accept a registered inbound address on another IP than the one
+        /// the proxy connects from (proxies behind NAT). By default a
+        /// workload may register only its own IP.
+        #[arg(long, env = "REMORA_TRUST_ADVERTISED_ADDRESS")]
+        trust_advertised_address: bool,
         /// The CA, its data directory and the gRPC TLS port.
         #[command(flatten)]
         identity: IdentityArgs,
@@ -154,6 +174,8 @@ fn main() -> ExitCode {
             grpc_addr,
             warmup_secs,
             monitoring_addr,
+            allow_plaintext_discovery,
+            trust_advertised_address,
             identity,
             root_namespace,
             trace_sampling,
@@ -177,6 +199,14 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
+            if allow_plaintext_discovery {
+                let message = "--allow-plaintext-discovery: proxies without a certificate \
+                               register as whatever service they claim; use it for \
+                               development only, never where untrusted workloads can reach \
+                               the gRPC port";
+                tracing::warn!("{message}");
+                emit("warning", json!({ "message": message }));
+            }
             let proxies_variable = std::env::var_os(PROXY_SAMPLING_VARIABLE).is_some();
             if let Some(message) = misplaced_sampling(trace_sampling.is_some(), proxies_variable) {
                 tracing::warn!("{message}");
@@ -205,6 +235,10 @@ fn main() -> ExitCode {
                 trace_sampling,
                 path_normalization,
                 escaped_slashes: escaped_slashes.unwrap_or(pb::EscapedSlashesAction::Default),
+                admission: AdmissionPolicy {
+                    allow_plaintext: allow_plaintext_discovery,
+                    bind_inbound_ip: !trust_advertised_address,
+                },
             };
             match runtime.block_on(serve(config_dir, addrs, warmup, identity, mesh)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -289,6 +323,7 @@ struct MeshFlags {
     trace_sampling: Option<TraceSampling>,
     path_normalization: pb::PathNormalization,
     escaped_slashes: pb::EscapedSlashesAction,
+    admission: AdmissionPolicy,
 }
 
 async fn serve(
@@ -303,6 +338,7 @@ async fn serve(
         trace_sampling,
         path_normalization,
         escaped_slashes,
+        admission,
     } = mesh_flags;
     let metrics = Metrics::new();
     let proxies = ProxyTracker::new(metrics.clone());
@@ -373,7 +409,9 @@ async fn serve(
     grpc::serve(
         grpc,
         identity.tls_port,
-        DiscoveryService::with_tracker(mesh, proxies).with_settings(settings),
+        DiscoveryService::with_tracker(mesh, proxies)
+            .with_settings(settings)
+            .with_admission(admission),
         identity.service,
         until_stopped(stopped),
     )

@@ -163,6 +163,10 @@ pub fn snapshot_for(
 
     let mut wanted_clusters: BTreeSet<(String, String)> = BTreeSet::new(); // (fqdn, subset)
     let mut virtual_hosts = Vec::new();
+    // A domain answers for one host only (proxies refuse a snapshot with a domain twice): the
+    // first host, in name order, keeps it, so a registered service whose short names collide
+    // with a ServiceEntry host spoils nobody's snapshot.
+    let mut taken_domains: BTreeSet<String> = BTreeSet::new();
     for host in &hosts {
         let routes = match services.iter().find(|(h, _)| h == host) {
             Some((_, vs)) => vs_routes(*vs, &mut wanted_clusters),
@@ -179,9 +183,13 @@ pub fn snapshot_for(
                 }]
             }
         };
+        let domains = domains(host, &node.namespace)
+            .into_iter()
+            .filter(|d| taken_domains.insert(d.to_ascii_lowercase()))
+            .collect();
         virtual_hosts.push(pb::VirtualHost {
             name: host.clone(),
-            domains: domains(host, &node.namespace),
+            domains,
             routes,
         });
     }
@@ -281,14 +289,18 @@ fn catalog(
             continue; // a client-only workload serves nothing
         }
         let namespace = namespace_of(node);
+        let tls = PeerTls::of_node(node, namespace, resources, settings);
         let host = format!("{}.{namespace}.{CLUSTER_DOMAIN}", node.service);
         let service = catalog.entry(host).or_default();
         service.namespace = Some(namespace.to_owned());
+        if tls.is_strict_without_mtls() {
+            continue; // it would receive plaintext under STRICT
+        }
         service.endpoints.insert(EndpointKey {
             address: node.inbound_address.clone(),
             labels: node.labels.clone(),
             service_account: node.service_account.clone(),
-            tls: PeerTls::of_node(node, namespace, resources, settings),
+            tls,
         });
     }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use remora_control_plane::admission::AdmissionPolicy;
 use remora_control_plane::config::parse_str;
 use remora_control_plane::discovery::{self, DiscoveryService};
 use remora_control_plane::mesh::Mesh;
@@ -264,7 +265,11 @@ async fn acks_and_nacks_show_in_the_proxy_status_and_the_metrics() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(discovery::serve_service(
         listener,
-        DiscoveryService::with_tracker(mesh, tracker.clone()),
+        // Plaintext: development mode, as `discovery::serve`.
+        DiscoveryService::with_tracker(mesh, tracker.clone()).with_admission(AdmissionPolicy {
+            allow_plaintext: true,
+            ..AdmissionPolicy::default()
+        }),
         std::future::pending(),
     ));
 

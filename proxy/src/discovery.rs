@@ -6,22 +6,26 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rand::Rng;
+use remora_certs::AllowedPeers;
 use remora_proto::pb;
 use remora_proto::pb::discovery_client::DiscoveryClient;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::rustls::ClientConfig;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint as GrpcEndpoint;
+use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
 
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::error::error_chain;
 use crate::events;
-use crate::identity::Identity;
+use crate::identity::{CaAddress, Identity, control_plane_id, tls_channel};
 use crate::telemetry::trace::{SamplingControl, SamplingRatio};
 use crate::upstream::EndpointRegistry;
 
 /// First and longest wait between reconnects (before jitter).
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long connecting (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The config the proxy serves, and whether it has one yet.
 #[derive(Debug)]
@@ -111,23 +115,112 @@ impl Default for ConfigState {
     }
 }
 
+/// Where and how the discovery stream connects.
+#[derive(Debug, Clone)]
+pub enum ControlPlane {
+    /// Plaintext gRPC to `--control-plane` (a proxy without an identity; the
+    /// control plane admits it only with `--allow-plaintext-discovery`).
+    Plaintext(String),
+    /// gRPC over mTLS to the control plane's TLS port: the server must be
+    /// `spiffe://<td>/ns/remora-system/sa/remora`, and the proxy presents its
+    /// current SVID, which is the identity the control plane registers it as.
+    /// Every reconnect handshakes again, with the certificate current then.
+    Tls {
+        /// `host:port` of the TLS port.
+        address: CaAddress,
+        /// Verifies the control plane, presents the SVID.
+        config: Arc<ClientConfig>,
+    },
+}
+
+impl std::fmt::Display for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plaintext(url) => f.write_str(url),
+            Self::Tls { address, .. } => write!(f, "{address} (mTLS)"),
+        }
+    }
+}
+
+impl ControlPlane {
+    /// mTLS to `address` with `mesh`'s SVID, verifying the control plane of
+    /// `trust_domain`.
+    pub fn tls(
+        address: CaAddress,
+        mesh: &remora_certs::MeshTls,
+        trust_domain: &remora_certs::TrustDomain,
+    ) -> Result<Self, remora_certs::TlsError> {
+        let config = mesh.client_config(AllowedPeers::ids([control_plane_id(trust_domain)]))?;
+        Ok(Self::Tls { address, config })
+    }
+
+    async fn connect(&self) -> Result<Channel, tonic::Status> {
+        let endpoint = |uri: String| {
+            GrpcEndpoint::from_shared(uri).map(|e| {
+                e.connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5))
+            })
+        };
+        let unavailable = |e: tonic::transport::Error| {
+            tonic::Status::unavailable(format!("cannot connect: {}", error_chain(&e)))
+        };
+        match self {
+            Self::Plaintext(url) => endpoint(url.clone())
+                .map_err(|e| {
+                    tonic::Status::invalid_argument(format!("bad control plane address: {e}"))
+                })?
+                .connect()
+                .await
+                .map_err(unavailable),
+            Self::Tls { address, config } => {
+                let endpoint = endpoint("http://discovery.remora.invalid".to_owned())
+                    .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                let connect = tls_channel(endpoint, address, Arc::clone(config));
+                tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                    .await
+                    .map_err(|_| {
+                        tonic::Status::unavailable(format!(
+                            "cannot connect: no TLS connection to {address} within {CONNECT_TIMEOUT:?}"
+                        ))
+                    })?
+                    .map_err(unavailable)
+            }
+        }
+    }
+}
+
 /// Runs the discovery client forever: connect, stream, and on any end of
 /// the stream wait (exponential backoff, full jitter) and connect again.
-/// The last good config keeps serving throughout.
-pub async fn run(control_plane: String, node: pb::Node, state: Arc<ConfigState>) {
+/// The last good config keeps serving throughout. A registration the control
+/// plane refuses (its status and reason) is printed as a `refused` event, and
+/// retried like any other failure: the config that refused it may change.
+pub async fn run(control_plane: ControlPlane, node: pb::Node, state: Arc<ConfigState>) {
     let mut failures = 0u32;
+    let name = control_plane.to_string();
     loop {
         match stream_once(&control_plane, &node, &state).await {
             Ok(applied_any) => {
-                tracing::warn!(control_plane, "discovery stream ended; reconnecting");
+                tracing::warn!(control_plane = name, "discovery stream ended; reconnecting");
                 if applied_any {
                     failures = 0;
                 }
             }
+            Err(status) if is_refusal(&status) => {
+                let code = format!("{:?}", status.code());
+                tracing::warn!(
+                    control_plane = name,
+                    code,
+                    reason = status.message(),
+                    "the control plane refused this proxy's registration; retrying"
+                );
+                events::emit("refused", &[("code", &code), ("reason", status.message())]);
+            }
             Err(e) => {
                 let error = error_chain(&e);
                 tracing::warn!(
-                    control_plane,
+                    control_plane = name,
                     error,
                     "discovery stream failed; reconnecting"
                 )
@@ -142,21 +235,22 @@ pub async fn run(control_plane: String, node: pb::Node, state: Arc<ConfigState>)
     }
 }
 
+/// Whether the control plane answered and said no (as opposed to not being
+/// reachable).
+fn is_refusal(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
+    )
+}
+
 /// One stream's life. Returns whether any snapshot was applied on it.
 async fn stream_once(
-    control_plane: &str,
+    control_plane: &ControlPlane,
     node: &pb::Node,
     state: &ConfigState,
 ) -> Result<bool, tonic::Status> {
-    let channel = GrpcEndpoint::from_shared(control_plane.to_owned())
-        .map_err(|e| tonic::Status::invalid_argument(format!("bad control plane address: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {}", error_chain(&e))))?;
+    let channel = control_plane.connect().await?;
     let (tx, rx) = mpsc::channel(8);
     let mut version_info = state.current.load().version().to_owned();
     let hello = pb::DiscoveryRequest {

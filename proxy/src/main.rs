@@ -344,11 +344,26 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
 
     // The certificate before anything else: the CA's refusal stops the proxy here, and the
     // mTLS state exists before the config that uses it.
-    let identity: Option<Arc<Identity>> = tokio::select! {
+    let started = tokio::select! {
         identity = start_identity(&args, &service_account) => identity?,
         _ = shutdown_signal() => return Ok(()),
     };
+    let (identity, discovery_tls) = match started {
+        Some((identity, tls)) => (Some(identity), tls),
+        None => (None, None),
+    };
     let mesh_tls: Option<remora_certs::MeshTls> = identity.as_ref().map(|i| i.mesh_tls().clone());
+    // With an identity, discovery goes over mTLS to the control plane's TLS port: the
+    // certificate, not the node's claims, is who the control plane registers.
+    let control_plane = match (&identity, discovery_tls) {
+        (Some(identity), Some(address)) => discovery::ControlPlane::tls(
+            address,
+            identity.mesh_tls(),
+            &identity.id().trust_domain(),
+        )
+        .context("cannot set up mTLS to the control plane")?,
+        _ => discovery::ControlPlane::Plaintext(args.control_plane.clone()),
+    };
 
     let node = pb::Node {
         id: format!("{}-{}.{}", args.service, std::process::id(), args.namespace),
@@ -364,7 +379,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         node = node.id,
         workers,
         inbound = node.inbound_address,
-        control_plane = args.control_plane,
+        control_plane = %control_plane,
         "starting"
     );
 
@@ -401,11 +416,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         health::handle,
         stop.clone(),
     ));
-    let discovery = tokio::spawn(discovery::run(
-        args.control_plane.clone(),
-        node,
-        Arc::clone(&state),
-    ));
+    let discovery = tokio::spawn(discovery::run(control_plane, node, Arc::clone(&state)));
 
     // Serve only with a config (and, with mTLS, the certificate obtained above):
     // connections wait in the backlog until then.
@@ -539,7 +550,7 @@ async fn drain_then_stop(
 async fn start_identity(
     args: &Args,
     service_account: &str,
-) -> anyhow::Result<Option<Arc<Identity>>> {
+) -> anyhow::Result<Option<(Arc<Identity>, Option<identity::CaAddress>)>> {
     let settings = args
         .identity
         .settings(&args.control_plane, &args.namespace, service_account)?;
@@ -559,10 +570,10 @@ async fn start_identity(
         );
         return Ok(None);
     };
-    let identity = identity::start(settings)
+    let started = identity::start(settings)
         .await
         .context("no workload certificate")?;
-    Ok(Some(identity))
+    Ok(Some(started))
 }
 
 /// The port of `--app` (`host:port`), which the control plane matches port-level policy on.

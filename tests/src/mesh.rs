@@ -17,6 +17,10 @@ use crate::process::Process;
 /// How long a process may take to print an event the test is waiting for.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The `remora serve` flag that admits proxies without an identity over
+/// plaintext: development only, and what most tests' meshes run with.
+pub const DEVELOPMENT_FLAG: &str = "--allow-plaintext-discovery";
+
 /// How often [`Proxy::wait_endpoints`] asks the admin API.
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
@@ -37,9 +41,12 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts `remora serve --config-dir dir --grpc-addr addr` and waits for
-    /// its `listening` event. `addr` is `127.0.0.1:0` for a fresh port, or a
-    /// previous instance's address to restart on the same port.
+    /// Starts `remora serve --config-dir dir --grpc-addr addr
+    /// --allow-plaintext-discovery` and waits for its `listening` event: a
+    /// development control plane, where proxies without a token register over
+    /// plaintext (most tests are about routing, not identity). `addr` is
+    /// `127.0.0.1:0` for a fresh port, or a previous instance's address to
+    /// restart on the same port.
     pub async fn start(config_dir: &Path, addr: SocketAddr) -> Self {
         Self::start_with_args(config_dir, addr, &[]).await
     }
@@ -47,6 +54,14 @@ impl ControlPlane {
     /// [`ControlPlane::start`] with `extra` appended to the command line
     /// (e.g. `["--trace-sampling", "100"]`).
     pub async fn start_with_args(config_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Self {
+        let mut args = vec![DEVELOPMENT_FLAG];
+        args.extend_from_slice(extra);
+        Self::start_secure(config_dir, addr, &args).await
+    }
+
+    /// `remora serve` as in production: only proxies that prove an identity
+    /// on the TLS port register (no [`DEVELOPMENT_FLAG`]); `extra` appended.
+    pub async fn start_secure(config_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Self {
         // The CA and token key live beside the config (a hidden directory
         // the config reader skips), so a restarted control plane finds them.
         let data_dir = config_dir.join(".data");
@@ -477,7 +492,9 @@ impl DemoApp {
     }
 }
 
-/// A control plane over its own temporary config directory.
+/// A control plane over its own temporary config directory: by default
+/// ([`Mesh::start`]) a development one that admits proxies without a token
+/// ([`DEVELOPMENT_FLAG`]); [`Mesh::start_secure`] runs it as in production.
 #[derive(Debug)]
 pub struct Mesh {
     dir: TempDir,
@@ -494,9 +511,24 @@ impl Mesh {
         Self::start_with_args(files, &[]).await
     }
 
+    /// A mesh whose control plane runs as in production: without
+    /// [`DEVELOPMENT_FLAG`], so only proxies with a token (and so a
+    /// certificate) register.
+    pub async fn start_secure(files: &[(&str, &str)]) -> Self {
+        Self::start_secure_with_args(files, &[]).await
+    }
+
     /// [`Mesh::start`] with `args` appended to the control plane's command
     /// line (e.g. `["--trace-sampling", "100"]`); a restart keeps them.
     pub async fn start_with_args(files: &[(&str, &str)], args: &[&str]) -> Self {
+        let mut all = vec![DEVELOPMENT_FLAG];
+        all.extend_from_slice(args);
+        Self::start_secure_with_args(files, &all).await
+    }
+
+    /// [`Mesh::start_secure`] with `args` appended to the control plane's
+    /// command line; a restart keeps them.
+    pub async fn start_secure_with_args(files: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("remora-e2e-")
             .tempdir()
@@ -505,7 +537,7 @@ impl Mesh {
             write_atomically(dir.path(), name, contents);
         }
         let addr = "127.0.0.1:0".parse().expect("addr");
-        let control_plane = ControlPlane::start_with_args(dir.path(), addr, args).await;
+        let control_plane = ControlPlane::start_secure(dir.path(), addr, args).await;
         Self {
             dir,
             control_plane_args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -538,7 +570,7 @@ impl Mesh {
     pub async fn restart_control_plane(&mut self) {
         let addr = self.control_plane.grpc;
         let args: Vec<&str> = self.control_plane_args.iter().map(String::as_str).collect();
-        self.control_plane = ControlPlane::start_with_args(self.dir.path(), addr, &args).await;
+        self.control_plane = ControlPlane::start_secure(self.dir.path(), addr, &args).await;
     }
 
     /// Starts a proxy for `spec` against this mesh's control plane and waits

@@ -48,7 +48,7 @@ async fn call(proxy: &Proxy, method: Method, path: &str) -> Reply {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn allow_and_deny_policies_decide_by_principal_method_and_path() {
-    let mesh = Mesh::start(&[("authz.yaml", POLICIES)]).await;
+    let mesh = Mesh::start_secure(&[("authz.yaml", POLICIES)]).await;
     let tokens = Tokens::new();
     let app = DemoApp::start("reviews", "v1").await;
     let server = secure::sidecar(&mesh, &tokens, "reviews", &app).await;

@@ -62,7 +62,7 @@ fn normal_serial(hex: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn certificates_rotate_under_load_without_a_failed_request() {
-    let mesh = Mesh::start(&[]).await;
+    let mesh = Mesh::start_secure(&[]).await;
     let tokens = Tokens::new();
     let app = DemoApp::start("reviews", "v1").await;
     let mut server = sidecar(&mesh, &tokens, &app, Some(LIFETIME)).await;
@@ -146,7 +146,7 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_control_plane_keeps_its_ca() {
-    let mut mesh = Mesh::start(&[]).await;
+    let mut mesh = Mesh::start_secure(&[]).await;
     let tokens = Tokens::new();
     let app = DemoApp::start("reviews", "v1").await;
     let server = sidecar(&mesh, &tokens, &app, None).await;

@@ -48,7 +48,7 @@ struct Pair {
 
 impl Pair {
     async fn start(files: &[(&str, &str)]) -> Self {
-        let mesh = Mesh::start(files).await;
+        let mesh = Mesh::start_secure(files).await;
         let tokens = Tokens::new();
         let app = DemoApp::start("reviews", "v1").await;
         let server = secure::sidecar(&mesh, &tokens, "reviews", &app).await;
@@ -256,7 +256,7 @@ async fn permissive_accepts_both_and_disable_accepts_plaintext_only() {
 async fn a_peer_with_another_identity_fails_the_destination_check() {
     // `payments` is declared served by service account `payments`, but the
     // workload at its address holds a certificate for `impostor`.
-    let mesh = Mesh::start(&[]).await;
+    let mesh = Mesh::start_secure(&[]).await;
     let tokens = Tokens::new();
     let app = DemoApp::start("impostor", "v1").await;
     let impostor = secure::sidecar(&mesh, &tokens, "impostor", &app).await;

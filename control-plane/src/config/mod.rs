@@ -53,5 +53,7 @@ pub use error::{Diagnostic, FileOutcome, Severity};
 pub use files::yaml_files;
 pub use parse::{parse_file, parse_str};
 pub use references::{check_references, qualify_host};
+/// Kubernetes names (RFC 1123 labels): namespaces and service names.
+pub(crate) use values::is_dns1123_label;
 /// Go-style durations (`24h`, `1h30m`, `10s`), as in the YAML; also used by CLI flags.
 pub(crate) use values::parse_duration;

@@ -184,6 +184,8 @@ pub(super) enum PeerTls {
         serves_mtls: bool,
         /// Its own PeerAuthentication says DISABLE for its app port.
         inbound_disabled: bool,
+        /// Its own PeerAuthentication says STRICT for its app port.
+        inbound_strict: bool,
         /// The identity it presents.
         spiffe_id: String,
     },
@@ -198,9 +200,11 @@ impl PeerTls {
         settings: &MeshSettings,
     ) -> Self {
         let inbound = peer_policy(namespace, &node.labels, resources, &settings.root_namespace);
+        let mode = inbound.mode_for_port(node.app_port);
         PeerTls::Proxy {
             serves_mtls: node.mtls,
-            inbound_disabled: inbound.mode_for_port(node.app_port) == pb::MtlsMode::Disable,
+            inbound_disabled: mode == pb::MtlsMode::Disable,
+            inbound_strict: mode == pb::MtlsMode::Strict,
             spiffe_id: spiffe_id(settings, namespace, &node.service_account),
         }
     }
@@ -219,6 +223,21 @@ impl PeerTls {
         } else {
             PeerTls::Plaintext
         }
+    }
+
+    /// A proxy whose own policy is STRICT but that cannot serve mTLS (no proven
+    /// identity: registered over plaintext discovery). Nobody may reach it: with
+    /// plaintext its STRICT peers would receive plaintext, so it is left out of
+    /// every cluster.
+    pub(super) fn is_strict_without_mtls(&self) -> bool {
+        matches!(
+            self,
+            PeerTls::Proxy {
+                serves_mtls: false,
+                inbound_strict: true,
+                ..
+            }
+        )
     }
 
     /// Auto mTLS, as Istio: `Endpoint.mtls` and `Endpoint.spiffe_id` (empty

@@ -693,11 +693,78 @@ spec:
 ";
 
 #[test]
+fn a_proxy_without_mtls_under_strict_is_left_out_so_it_never_receives_plaintext() {
+    let strict = "
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+";
+    let nodes: Nodes = [
+        with_mtls(node(1, "reviews", "default", "v1", "127.0.0.1:1001"), 9080),
+        node(2, "reviews", "default", "v1", "127.0.0.1:1002"),
+    ]
+    .into();
+    let s = snap(&client(), &resources(strict), &nodes);
+    assert_eq!(
+        tls_of(&s, REVIEWS),
+        [ep("127.0.0.1:1001", true, REVIEWS_ID)]
+    );
+    // PERMISSIVE: it is reached in plaintext, as before.
+    let s = snap(&client(), &[], &nodes);
+    assert_eq!(
+        tls_of(&s, REVIEWS),
+        [
+            ep("127.0.0.1:1001", true, REVIEWS_ID),
+            ep("127.0.0.1:1002", false, "")
+        ]
+    );
+}
+
+#[test]
+fn a_domain_is_given_to_one_host_only() {
+    // `reviews` registered in `default` answers to `reviews.default`; so does a ServiceEntry
+    // host written as `reviews.default`. A snapshot with the domain twice is refused by every
+    // proxy, so the first host in name order keeps it.
+    let se = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: odd, namespace: default}
+spec:
+  hosts: [reviews.default]
+  location: MESH_EXTERNAL
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+";
+    let nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:1001")].into();
+    let s = snap(&client(), &resources(se), &nodes);
+    let mut seen = std::collections::BTreeSet::new();
+    for vh in &s.virtual_hosts {
+        for d in &vh.domains {
+            assert!(seen.insert(d.clone()), "{d} twice: {:#?}", s.virtual_hosts);
+        }
+    }
+    assert!(seen.contains("reviews.default"));
+    remora_proxy::config::RuntimeConfig::build(
+        s,
+        &remora_proxy::upstream::EndpointRegistry::default(),
+        None,
+    )
+    .expect("a proxy accepts it");
+}
+
+#[test]
 fn destination_rule_tls_mode_decides_per_subset() {
     let nodes: Nodes = [
         with_mtls(node(1, "reviews", "default", "v1", "127.0.0.1:1001"), 9080),
         with_mtls(node(2, "reviews", "default", "v2", "127.0.0.1:1002"), 9080),
-        node(3, "reviews", "default", "v2", "127.0.0.1:1003"),
+        // No identity, on the app port its policy DISABLEs (STRICT would leave it out).
+        {
+            let (id, mut n) = node(3, "reviews", "default", "v2", "127.0.0.1:1003");
+            n.app_port = 9080;
+            (id, n)
+        },
     ]
     .into();
     let yaml = format!("{REVIEWS_TLS_RULE}---{V2_DISABLED}");

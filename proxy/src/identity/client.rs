@@ -171,25 +171,41 @@ impl CaClient {
                 .client_config(AllowedPeers::ids([tls.control_plane.clone()]))
                 .map_err(|e| SignError::Local(e.to_string()))?
         };
-        let connector = TlsConnector::from(config);
-        let target = self.address.to_string();
-        Endpoint::from_static("http://identity.remora.invalid")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let connector = connector.clone();
-                let target = target.clone();
-                async move {
-                    let tcp = TcpStream::connect(&target).await?;
-                    tcp.set_nodelay(true)?;
-                    // SPIFFE peers are checked by URI SAN, not by name: give the IP, which
-                    // also keeps SNI off the wire.
-                    let server = ServerName::IpAddress(tcp.peer_addr()?.ip().into());
-                    let tls = connector.connect(server, tcp).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(tls))
-                }
-            }))
-            .await
-            .map_err(|e| unreachable(error_chain(&e)))
+        tls_channel(
+            Endpoint::from_static("http://identity.remora.invalid"),
+            &self.address,
+            config,
+        )
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))
     }
+}
+
+/// A gRPC channel to the control plane's TLS port at `address`, connected now with `config`
+/// (which verifies the control plane and, if it has one, presents the workload's SVID as the
+/// handshake happens). `endpoint` carries the channel settings; its URI is not dialled.
+pub async fn tls_channel(
+    endpoint: Endpoint,
+    address: &CaAddress,
+    config: Arc<ClientConfig>,
+) -> Result<Channel, tonic::transport::Error> {
+    let connector = TlsConnector::from(config);
+    let target = address.to_string();
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            let target = target.clone();
+            async move {
+                let tcp = TcpStream::connect(&target).await?;
+                tcp.set_nodelay(true)?;
+                // SPIFFE peers are checked by URI SAN, not by name: give the IP, which also
+                // keeps SNI off the wire.
+                let server = ServerName::IpAddress(tcp.peer_addr()?.ip().into());
+                let tls = connector.connect(server, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+        .await
 }
 
 impl Signer for CaClient {

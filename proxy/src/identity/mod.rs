@@ -33,11 +33,11 @@ use tokio::time::Instant;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use args::{IdentityArgs, IdentitySettings};
-pub use client::{CaClient, RenewOverTls, SignError, Signer};
+pub use client::{CaClient, RenewOverTls, SignError, Signer, control_plane_id, tls_channel};
 pub use renew::Credentials;
 
 use crate::events;
-use crate::identity::args::CaAddress;
+pub use crate::identity::args::CaAddress;
 
 /// The workload's identity: its SPIFFE ID, the mTLS state the data path uses, and what is
 /// known about the current certificate.
@@ -249,8 +249,14 @@ impl Identity {
 /// saying where certificates come from; over plaintext, also a `warning` event, since the
 /// token then travels in clear.
 ///
-/// Returns when the proxy has its certificate, or with the CA's refusal.
-pub async fn start(settings: IdentitySettings) -> Result<Arc<Identity>, SignError> {
+/// Returns when the proxy has its certificate, or with the CA's refusal. With the identity
+/// comes the address of the control plane's TLS port, where the discovery stream goes (with
+/// the certificate, which is what the control plane registers the proxy as): the identity
+/// service's own address when it is TLS, else the TLS port its first answer named (`None` if
+/// it named none: discovery then stays on `--control-plane`).
+pub async fn start(
+    settings: IdentitySettings,
+) -> Result<(Arc<Identity>, Option<CaAddress>), SignError> {
     let IdentitySettings {
         id,
         token,
@@ -281,12 +287,13 @@ pub async fn start(settings: IdentitySettings) -> Result<Arc<Identity>, SignErro
                 .map_err(|e| SignError::Local(e.to_string()))?;
             let identity =
                 Arc::new(renew::first_certificate(&client, &credentials, Some(mesh)).await?);
+            let tls_address = client.address().clone();
             tokio::spawn(renew::renew_forever(
                 Arc::clone(&identity),
                 client,
                 credentials,
             ));
-            Ok(identity)
+            Ok((identity, Some(tls_address)))
         }
         args::CaTransport::Plaintext => {
             events::emit(
@@ -316,7 +323,7 @@ pub async fn start(settings: IdentitySettings) -> Result<Arc<Identity>, SignErro
                     plaintext,
                     credentials,
                 ));
-                return Ok(identity);
+                return Ok((identity, None));
             };
             let tls_address = CaAddress {
                 host: address.host.clone(),
@@ -333,14 +340,18 @@ pub async fn start(settings: IdentitySettings) -> Result<Arc<Identity>, SignErro
                 ],
             );
             let trust_domain = credentials.id.trust_domain();
-            let tls = CaClient::tls(tls_address, identity.mesh_tls().clone(), &trust_domain)
-                .map_err(|e| SignError::Local(e.to_string()))?;
+            let tls = CaClient::tls(
+                tls_address.clone(),
+                identity.mesh_tls().clone(),
+                &trust_domain,
+            )
+            .map_err(|e| SignError::Local(e.to_string()))?;
             tokio::spawn(renew::renew_forever(
                 Arc::clone(&identity),
                 RenewOverTls::new(tls, plaintext),
                 credentials,
             ));
-            Ok(identity)
+            Ok((identity, Some(tls_address)))
         }
     }
 }
