@@ -62,6 +62,18 @@ impl ControlPlane {
     /// `remora serve` as in production: only proxies that prove an identity
     /// on the TLS port register (no [`DEVELOPMENT_FLAG`]); `extra` appended.
     pub async fn start_secure(config_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Self {
+        let any = "127.0.0.1:0".parse().expect("addr");
+        Self::launch(config_dir, addr, any, extra).await
+    }
+
+    /// [`ControlPlane::start_secure`] with the TLS port on `tls_addr` (a
+    /// previous instance's, so that proxies find it again after a restart).
+    async fn launch(
+        config_dir: &Path,
+        addr: SocketAddr,
+        tls_addr: SocketAddr,
+        extra: &[&str],
+    ) -> Self {
         // The CA and token key live beside the config (a hidden directory
         // the config reader skips), so a restarted control plane finds them.
         let data_dir = config_dir.join(".data");
@@ -77,7 +89,7 @@ impl ControlPlane {
                 "--monitoring-addr".as_ref(),
                 "127.0.0.1:0".as_ref(),
                 "--grpc-tls-addr".as_ref(),
-                "127.0.0.1:0".as_ref(),
+                tls_addr.to_string().as_ref(),
                 "--data-dir".as_ref(),
                 data_dir.as_os_str(),
             ]
@@ -566,11 +578,13 @@ impl Mesh {
         self.control_plane.process.kill().await;
     }
 
-    /// Starts the control plane again on the port it had.
+    /// Starts the control plane again on the ports it had (plaintext and
+    /// TLS: proxies with an identity reconnect to the TLS one).
     pub async fn restart_control_plane(&mut self) {
         let addr = self.control_plane.grpc;
+        let tls = self.control_plane.grpc_tls;
         let args: Vec<&str> = self.control_plane_args.iter().map(String::as_str).collect();
-        self.control_plane = ControlPlane::start_secure(self.dir.path(), addr, &args).await;
+        self.control_plane = ControlPlane::launch(self.dir.path(), addr, tls, &args).await;
     }
 
     /// Starts a proxy for `spec` against this mesh's control plane and waits
