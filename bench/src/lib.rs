@@ -11,6 +11,7 @@
 
 pub mod chart;
 pub mod configs;
+pub mod control_plane;
 pub mod lab;
 pub mod latency;
 pub mod loadgen;

@@ -13,7 +13,7 @@ use remora_bench::lab::{Lab, LabOptions, TargetId};
 use remora_bench::process::Pinning;
 use remora_bench::report::{self, ScenarioResult};
 use remora_bench::runner::{self, Measurement, Plan};
-use remora_bench::{chart, procstat, upstream};
+use remora_bench::{chart, control_plane, procstat, upstream};
 
 /// Marks the generated part of `docs/performance.md`; text outside the
 /// markers is kept when the file is rewritten.
@@ -70,6 +70,29 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+    /// Benchmarks of the control plane alone (no proxy runs).
+    ControlPlane {
+        #[command(subcommand)]
+        bench: ControlPlaneBench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ControlPlaneBench {
+    /// Translation time and memory for configs of 1k, 10k and 50k
+    /// resources: parse, one proxy's snapshot, its version.
+    Translate {
+        /// Config sizes, in resources.
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
+        resources: Vec<usize>,
+        /// Registered proxies (endpoints besides the config's own).
+        #[arg(long, default_value_t = 100)]
+        proxies: usize,
+        /// Measure one size in this process and print its JSON (the
+        /// benchmark runs one child per size).
+        #[arg(long, hide = true)]
+        child: bool,
+    },
 }
 
 /// `2s`, `500ms`, `1.5s` or a plain number of seconds.
@@ -109,6 +132,14 @@ fn main() -> ExitCode {
         Some(Command::Upstream { listen }) => {
             runtime().and_then(|rt| rt.block_on(upstream::serve(*listen)))
         }
+        Some(Command::ControlPlane {
+            bench:
+                ControlPlaneBench::Translate {
+                    resources,
+                    proxies,
+                    child,
+                },
+        }) => translate_bench(resources, *proxies, *child),
         None => bench(&args),
     };
     match result {
@@ -118,6 +149,36 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `control-plane translate`: one child per size, then the table (stdout)
+/// and `target/bench/control-plane-translate.json`.
+fn translate_bench(sizes: &[usize], proxies: usize, child: bool) -> anyhow::Result<()> {
+    if child {
+        let size = sizes
+            .first()
+            .copied()
+            .context("--child needs --resources")?;
+        let row = control_plane::measure(size, proxies)?;
+        println!("{}", serde_json::to_string(&row)?);
+        return Ok(());
+    }
+    let self_exe = std::env::current_exe().context("cannot find this executable")?;
+    let rows = control_plane::run(&self_exe, sizes, proxies)?;
+    println!("{}", control_plane::markdown(&rows));
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let path = out_dir.join("control-plane-translate.json");
+    let json = serde_json::json!({
+        "command": "cargo run --release -p remora-bench -- control-plane translate",
+        "machine": machine_description(),
+        "rows": rows,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 /// A single-threaded runtime: the generator has one core, and so does

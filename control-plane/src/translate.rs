@@ -639,3 +639,6 @@ fn merge_outlier(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod golden_tests;

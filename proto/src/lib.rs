@@ -19,3 +19,9 @@ pub mod pb {
 /// part). Proxies refuse, and NACK, a config with a larger one; the control
 /// plane warns about it when it reads the YAML.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The largest encoded `Snapshot` a proxy accepts (the discovery client's
+/// gRPC decoding limit, which is also tonic's default). The control plane
+/// refuses to send a larger one, saying so, rather than have every proxy
+/// fail to decode it.
+pub const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
