@@ -53,6 +53,21 @@ pub struct MeshSettings {
     /// What `%2F` and `%5C` become (`--escaped-slashes`); `Default`: what
     /// `path_normalization` implies.
     pub escaped_slashes: pb::EscapedSlashesAction,
+    /// `--outbound-traffic-policy`, sent as
+    /// `Snapshot.mesh.outbound_traffic_policy` when not the default.
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+}
+
+/// Istio's `outboundTrafficPolicy.mode`: what a captured connection to a
+/// destination outside the mesh gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[clap(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboundTrafficPolicy {
+    /// Through to its original destination (Istio's default).
+    #[default]
+    AllowAny,
+    /// Refused: 502 for HTTP, closed for TCP.
+    RegistryOnly,
 }
 
 impl Default for MeshSettings {
@@ -66,6 +81,7 @@ impl Default for MeshSettings {
             trace_sampling: None,
             path_normalization: pb::PathNormalization::Base,
             escaped_slashes: pb::EscapedSlashesAction::Default,
+            outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
         }
     }
 }
@@ -78,6 +94,10 @@ impl MeshSettings {
             trace_sampling_percent: self.trace_sampling.map(TraceSampling::percent),
             path_normalization: self.path_normalization as i32,
             escaped_slashes: self.escaped_slashes as i32,
+            outbound_traffic_policy: match self.outbound_traffic_policy {
+                OutboundTrafficPolicy::AllowAny => pb::OutboundTrafficPolicy::AllowAny,
+                OutboundTrafficPolicy::RegistryOnly => pb::OutboundTrafficPolicy::RegistryOnly,
+            } as i32,
         };
         (mesh != pb::MeshSettings::default()).then_some(mesh)
     }
@@ -131,6 +151,8 @@ struct Service {
     namespace: Option<String>,
     /// Endpoints with their labels, in a deterministic order.
     endpoints: BTreeSet<EndpointKey>,
+    /// Ports declared TCP (ServiceEntry `protocol: TCP` or a `tcp-` name).
+    tcp_ports: BTreeSet<u16>,
 }
 
 /// An endpoint, ordered so snapshots are deterministic.
@@ -361,6 +383,9 @@ fn catalog(
                 });
             }
             let service = catalog.entry(fqdn.clone()).or_default();
+            if port.is_tcp() {
+                service.tcp_ports.insert(port.number);
+            }
             if service.namespace.is_none() {
                 service.namespace = fqdn
                     .strip_suffix(&format!(".{CLUSTER_DOMAIN}"))
@@ -585,6 +610,7 @@ fn cluster(
         endpoints,
         connection_pool,
         outlier_detection,
+        tcp_ports: service.tcp_ports.iter().map(|&p| u32::from(p)).collect(),
     }
 }
 

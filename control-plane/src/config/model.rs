@@ -337,10 +337,21 @@ pub struct ServicePort {
     pub number: u16,
     /// `name`.
     pub name: String,
-    /// `protocol` (upper-cased), e.g. `HTTP`, `HTTP2`, `GRPC`.
+    /// `protocol` (upper-cased), e.g. `HTTP`, `HTTP2`, `GRPC`, `TCP`.
     pub protocol: Option<String>,
     /// `targetPort`.
     pub target_port: Option<u16>,
+}
+
+impl ServicePort {
+    /// Declared opaque TCP: `protocol: TCP`, or (without a protocol) a
+    /// name `tcp` or `tcp-*`, as Istio's protocol selection reads it.
+    pub fn is_tcp(&self) -> bool {
+        match &self.protocol {
+            Some(p) => p == "TCP",
+            None => self.name == "tcp" || self.name.starts_with("tcp-"),
+        }
+    }
 }
 
 /// `location`.

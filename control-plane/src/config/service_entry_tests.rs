@@ -90,13 +90,13 @@ fn one_http_port_and_a_supported_resolution_are_required() {
             "ServiceEntry",
             "
   hosts: [db.example.com]
-  ports: [{number: 5432, name: pg, protocol: TCP}]
+  ports: [{number: 5432, name: pg, protocol: TLS}]
   resolution: NONE
 ",
         ),
         [
-            "spec.ports[0].protocol: protocol `TCP` is not supported by Remora yet; use HTTP, \
-             HTTP2 or GRPC",
+            "spec.ports[0].protocol: protocol `TLS` is not supported by Remora yet; use HTTP, \
+             HTTP2, GRPC or TCP",
             "spec.resolution: resolution `NONE` is not supported by Remora yet; use STATIC or DNS",
         ]
     );

@@ -1027,3 +1027,64 @@ fn trace_sampling_is_a_percentage_from_0_to_100() {
         assert!(err.contains("from 0 to 100"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn ports_declared_tcp_reach_the_services_clusters() {
+    let yaml = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.internal]
+  resolution: STATIC
+  ports:
+  - {number: 5432, name: pg, protocol: TCP}
+  endpoints:
+  - address: 10.0.0.9
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: cache}
+spec:
+  hosts: [cache.internal]
+  resolution: STATIC
+  ports:
+  - {number: 6379, name: tcp-redis}
+  endpoints:
+  - address: 10.0.0.8
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web}
+spec:
+  hosts: [web.internal]
+  resolution: STATIC
+  ports:
+  - {number: 80, name: tcp-looking, protocol: HTTP}
+  endpoints:
+  - address: 10.0.0.7
+";
+    let s = snap(&client(), &resources(yaml), &Nodes::new());
+    assert_eq!(cluster(&s, "|db.internal").tcp_ports, [5432]);
+    assert_eq!(cluster(&s, "|cache.internal").tcp_ports, [6379]);
+    // An explicit protocol wins over the name.
+    assert!(cluster(&s, "|web.internal").tcp_ports.is_empty());
+}
+
+#[test]
+fn registry_only_is_sent_to_every_proxy_and_allow_any_is_not_sent() {
+    let nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:1001")].into();
+    assert_eq!(snap(&client(), &[], &nodes).mesh, None);
+    let settings = MeshSettings {
+        outbound_traffic_policy: OutboundTrafficPolicy::RegistryOnly,
+        ..MeshSettings::default()
+    };
+    for n in [client(), nodes[&1].clone()] {
+        let mesh = snapshot_for(&n, &[], &nodes, &settings).mesh.expect("sent");
+        assert_eq!(
+            mesh.outbound_traffic_policy,
+            pb::OutboundTrafficPolicy::RegistryOnly as i32
+        );
+        assert_eq!(mesh.trace_sampling_percent, None);
+    }
+}
