@@ -62,6 +62,11 @@ pub struct RequestAttributes<'a> {
     pub host: &'a str,
     /// The app port the request is for.
     pub port: u16,
+    /// An opaque TCP connection, not a request: HTTP-only fields
+    /// (methods, paths, hosts) cannot match it; an ALLOW rule that has
+    /// them is skipped and a DENY rule ignores them (Istio's rule, which
+    /// errs on the side of denying).
+    pub tcp: bool,
 }
 
 impl<'a> RequestAttributes<'a> {
@@ -99,12 +104,12 @@ impl Authorizer {
 
     /// Decides on one request, DENY policies first.
     pub fn check(&self, req: &RequestAttributes<'_>) -> Result<(), Denied> {
-        if let Some(policy) = self.deny.iter().find(|p| p.matches(req)) {
+        if let Some(policy) = self.deny.iter().find(|p| p.matches(req, true)) {
             return Err(Denied::ByPolicy {
                 policy: policy.name.clone(),
             });
         }
-        if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(req)) {
+        if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(req, false)) {
             Ok(())
         } else {
             Err(Denied::NoAllowMatched)
@@ -133,8 +138,8 @@ impl Policy {
         })
     }
 
-    fn matches(&self, req: &RequestAttributes<'_>) -> bool {
-        self.rules.iter().any(|r| r.matches(req))
+    fn matches(&self, req: &RequestAttributes<'_>, deny: bool) -> bool {
+        self.rules.iter().any(|r| r.matches(req, deny))
     }
 }
 
@@ -163,9 +168,9 @@ impl Rule {
         Ok(Self { from, to })
     }
 
-    fn matches(&self, req: &RequestAttributes<'_>) -> bool {
+    fn matches(&self, req: &RequestAttributes<'_>, deny: bool) -> bool {
         (self.from.is_empty() || self.from.iter().any(|s| s.matches(req)))
-            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(req)))
+            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(req, deny)))
     }
 }
 
@@ -208,7 +213,15 @@ impl Operation {
         })
     }
 
-    fn matches(&self, req: &RequestAttributes<'_>) -> bool {
+    fn matches(&self, req: &RequestAttributes<'_>, deny: bool) -> bool {
+        let ports = (self.ports.is_empty() || self.ports.contains(&req.port))
+            && !self.not_ports.contains(&req.port);
+        if req.tcp {
+            let http_only = [&self.methods, &self.paths, &self.hosts]
+                .iter()
+                .any(|f| !f.is_empty());
+            return ports && (deny || !http_only);
+        }
         self.methods.matches(Some(req.method))
             && self.paths.matches(Some(req.path))
             && self.hosts.matches(Some(req.host))
@@ -241,6 +254,11 @@ impl Field {
             any_of: compile(values),
             none_of: compile(not_values),
         }
+    }
+
+    /// Whether the rule names this field at all.
+    fn is_empty(&self) -> bool {
+        self.any_of.is_empty() && self.none_of.is_empty()
     }
 
     /// An absent value matches no value (so only the `not` side can hold).

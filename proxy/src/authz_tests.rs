@@ -297,3 +297,32 @@ fn a_port_that_is_not_a_number_is_refused_with_its_place() {
         "inbound AuthorizationPolicy shop/bad rules[1].to[0].ports: `http` is not a port (1-65535)"
     );
 }
+
+#[test]
+fn on_tcp_http_only_fields_skip_allow_rules_and_are_ignored_by_deny_rules() {
+    let frontend = id("shop", "frontend");
+    let tcp = RequestAttributes {
+        port: 6379,
+        tcp: true,
+        ..Default::default()
+    }
+    .with_peer(Some(&frontend));
+    let rule = |methods: &[&str], ports: &[&str]| pb::AuthorizationRule {
+        from: vec![principals(&["cluster.local/ns/shop/sa/frontend"])],
+        to: vec![pb::AuthorizationOperation {
+            methods: strings(methods),
+            ports: strings(ports),
+            ..Default::default()
+        }],
+    };
+    // ALLOW: principal and port match; a rule naming a method never does.
+    assert!(allowed(&allow_only(vec![rule(&[], &["6379"])]), &tcp));
+    assert!(!allowed(&allow_only(vec![rule(&[], &["5432"])]), &tcp));
+    assert!(!allowed(&allow_only(vec![rule(&["GET"], &["6379"])]), &tcp));
+    // DENY: the method is ignored, so the rule denies on principal and port.
+    let deny =
+        Authorizer::build(&[policy("shop/deny", vec![rule(&["GET"], &["6379"])])], &[]).unwrap();
+    assert!(!allowed(&deny, &tcp));
+    let other_port = RequestAttributes { port: 5432, ..tcp };
+    assert!(allowed(&deny, &other_port));
+}

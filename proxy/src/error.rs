@@ -21,6 +21,17 @@ pub enum ProxyError {
         /// The host as requested.
         host: String,
     },
+    /// A captured request for a destination outside the mesh, refused by
+    /// `outboundTrafficPolicy: REGISTRY_ONLY`.
+    #[error(
+        "outbound traffic policy REGISTRY_ONLY: `{host}` ({destination}) is not a service of the mesh"
+    )]
+    OutsideMesh {
+        /// The host as requested.
+        host: String,
+        /// The original destination, `ip:port`.
+        destination: std::net::SocketAddr,
+    },
     /// The virtual host exists but none of its routes match.
     #[error("no route matched for {service}")]
     NoRouteMatched {
@@ -82,7 +93,8 @@ impl ProxyError {
     /// or a failed mTLS handshake is 502, a timeout is 504, a bad request
     /// body, an ambiguous Host or a path that cannot be normalised is 400,
     /// an AuthorizationPolicy denial is 403, request headers over the limit
-    /// are 431 and response headers over it 502.
+    /// are 431 and response headers over it 502, a destination outside the
+    /// mesh under `REGISTRY_ONLY` is 502 (Istio's BlackHoleCluster).
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoHost => StatusCode::BAD_REQUEST,
@@ -94,9 +106,8 @@ impl ProxyError {
                 | UpstreamError::Overflow { .. }
                 | UpstreamError::Stale { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream(UpstreamError::Request { .. } | UpstreamError::Tls { .. }) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Upstream(UpstreamError::Request { .. } | UpstreamError::Tls { .. })
+            | Self::OutsideMesh { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::RequestBody(_) | Self::BadPath(_) | Self::BadHost(_) => StatusCode::BAD_REQUEST,
             Self::Denied(_) => StatusCode::FORBIDDEN,
@@ -108,7 +119,10 @@ impl ProxyError {
     /// The Envoy-style response flag for the access log.
     pub fn flag(&self) -> &'static str {
         match self {
-            Self::NoHost | Self::UnknownHost { .. } | Self::NoRouteMatched { .. } => "NR",
+            Self::NoHost
+            | Self::UnknownHost { .. }
+            | Self::NoRouteMatched { .. }
+            | Self::OutsideMesh { .. } => "NR",
             Self::NoEndpoint { .. } => "UH",
             Self::Upstream(
                 UpstreamError::Connect { .. }

@@ -21,7 +21,7 @@ use remora_proxy::error::error_chain;
 use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::lifecycle::{Lifecycle, parse_duration};
 use remora_proxy::limits::{self, HeaderLimits};
-use remora_proxy::listener::{self, inbound::Inbound, outbound::Outbound};
+use remora_proxy::listener::{self, CaptureSettings, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
 use remora_proxy::telemetry::trace::{SamplingControl, SamplingRatio, TraceConfig, Tracer};
@@ -173,6 +173,16 @@ struct Args {
         value_parser = parse_duration
     )]
     drain_duration: Duration,
+    /// Captured connections: how long one may stay silent before it is
+    /// forwarded as opaque TCP (a server-first protocol, whose greeting
+    /// waits this long), e.g. `100ms`, `1s`.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    protocol_detection_timeout: Duration,
+    /// Captured connections to these ports (comma-separated) are opaque
+    /// TCP without detection, both ways (Linkerd's opaque ports); ports a
+    /// ServiceEntry declares TCP need not be listed.
+    #[arg(long, value_delimiter = ',')]
+    opaque_ports: Vec<u16>,
     #[command(flatten)]
     identity: IdentityArgs,
 }
@@ -320,6 +330,17 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     let stats_listener = bind(args.stats_addr, "stats").await?;
     let health_listener = bind(args.health_addr, "health").await?;
 
+    // The proxy's own ports: a tunnel or a captured connection never
+    // reaches them.
+    let mut own_ports = vec![
+        outbound.local_addr()?.port(),
+        admin_listener.local_addr()?.port(),
+        stats_listener.local_addr()?.port(),
+        health_listener.local_addr()?.port(),
+    ];
+    if let Some(l) = &inbound {
+        own_ports.push(l.local_addr()?.port());
+    }
     let mut listening = vec![("outbound", outbound.local_addr()?.to_string())];
     if let Some(l) = &outbound_v6 {
         listening.push(("outbound_ipv6", l.local_addr()?.to_string()));
@@ -464,29 +485,33 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         min_per_sec: args.retry_budget_min_per_sec,
         ttl: Duration::from_secs(args.retry_budget_window_secs),
     };
+    let capture = CaptureSettings {
+        silence: args.protocol_detection_timeout,
+        opaque_ports: args.opaque_ports.iter().copied().collect(),
+    };
     let out = Arc::new(Outbound {
         config: Arc::clone(&state.current),
         retries: Retries::new(budget, args.retry_buffer_bytes),
         telemetry: Arc::clone(&telemetry),
+        capture: capture.clone(),
     });
     if let Some(l) = outbound_v6 {
-        tasks.push(tokio::spawn(listener::serve(
+        tasks.push(tokio::spawn(listener::serve_outbound(
             l,
             Arc::clone(&out),
-            listener::outbound::handle,
             stop.clone(),
         )));
     }
-    tasks.push(tokio::spawn(listener::serve(
+    tasks.push(tokio::spawn(listener::serve_outbound(
         outbound,
         out,
-        listener::outbound::handle,
         stop.clone(),
     )));
     // The inbound side stops first, when the drain begins.
     let (drain_tx, drain) = watch::channel(false);
     if let Some(l) = inbound {
-        let inb = Inbound::new(&args.app, Arc::clone(&state.current), telemetry, mesh_tls)?;
+        let inb = Inbound::new(&args.app, Arc::clone(&state.current), telemetry, mesh_tls)?
+            .with_capture(capture, own_ports);
         metrics::watch_app(Arc::clone(&inb.app));
         tasks.push(tokio::spawn(listener::serve_inbound(
             l,

@@ -5,6 +5,7 @@
 //! A snapshot that fails here is NACKed and the previous config keeps
 //! serving; nothing on the request path re-checks what was validated here.
 
+mod capture;
 mod cluster;
 mod inbound;
 
@@ -18,6 +19,7 @@ use crate::http::path::{EscapedSlashes, PathNormalization};
 use crate::route::{Route, VirtualHost};
 use crate::upstream::EndpointRegistry;
 
+pub use capture::{CaptureIndex, KnownDestination, OutboundPolicy};
 pub use cluster::Cluster;
 pub use inbound::{InboundPolicy, MtlsMode};
 
@@ -145,6 +147,7 @@ pub struct RuntimeConfig {
     clusters: Vec<Arc<Cluster>>,
     inbound: InboundPolicy,
     paths: PathNormalization,
+    capture: CaptureIndex,
     snapshot: pb::Snapshot,
 }
 
@@ -157,6 +160,7 @@ impl RuntimeConfig {
             clusters: Vec::new(),
             inbound: InboundPolicy::default(),
             paths: PathNormalization::default(),
+            capture: CaptureIndex::default(),
             snapshot: pb::Snapshot::default(),
         }
     }
@@ -181,6 +185,7 @@ impl RuntimeConfig {
                 });
             }
         }
+        let capture = CaptureIndex::build(&snapshot, &clusters)?;
         let mut hosts: HashMap<String, Arc<VirtualHost>> = HashMap::new();
         for vh in &snapshot.virtual_hosts {
             let routes = vh
@@ -209,6 +214,7 @@ impl RuntimeConfig {
             clusters,
             inbound,
             paths,
+            capture,
             snapshot,
         })
     }
@@ -222,6 +228,12 @@ impl RuntimeConfig {
     /// How the inbound listener authenticates and authorizes peers.
     pub fn inbound(&self) -> &InboundPolicy {
         &self.inbound
+    }
+
+    /// What captured connections need: the outbound traffic policy and
+    /// the services by IP.
+    pub fn capture(&self) -> &CaptureIndex {
+        &self.capture
     }
 
     /// The snapshot version this config was built from (empty before the first).

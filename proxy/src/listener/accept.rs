@@ -32,7 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::inbound::{self, Inbound};
+use super::inbound::{self, AppPort, Inbound};
+use super::{capture, orig_dst, tunnel};
 use super::{http_builder, next_connection};
 use crate::config::MtlsMode;
 use crate::peer::Peer;
@@ -111,9 +112,26 @@ pub async fn serve_inbound(
         let inbound = Arc::clone(&inbound);
         let builders = Arc::clone(&builders);
         tokio::spawn(async move {
-            match secure(stream, &inbound).await {
-                Some(Accepted::Plain(stream)) => {
-                    serve_http(&builders.auto, stream, Peer::plaintext(), inbound, watcher).await;
+            // Captured (redirected from the app's port): that port, else `--app`'s.
+            let captured = orig_dst::captured(&stream).map(|dst| dst.0.port());
+            if captured.is_some_and(|port| inbound.is_own_port(port)) {
+                return; // never forward to the proxy's own listeners
+            }
+            let port = captured.unwrap_or(inbound.app_port);
+            match secure(stream, &inbound, port, captured.is_some()).await {
+                Some(Accepted::Plain(stream)) => match captured {
+                    Some(port) => {
+                        capture::inbound_plaintext(stream, port, &builders.auto, inbound, watcher)
+                            .await;
+                    }
+                    None => {
+                        let peer = Peer::plaintext();
+                        serve_http(&builders.auto, stream, peer, inbound, watcher, None).await;
+                    }
+                },
+                Some(Accepted::Silent(stream)) => {
+                    let client = super::detect::Prefixed::new(bytes::Bytes::new(), stream);
+                    capture::inbound_tcp(client, port, &inbound).await;
                 }
                 Some(Accepted::Tls(stream)) => {
                     let conn = stream.get_ref().1;
@@ -122,7 +140,7 @@ pub async fn serve_inbound(
                         tls: true,
                     };
                     let builder = builders.for_alpn(conn.alpn_protocol());
-                    serve_http(builder, stream, peer, inbound, watcher).await;
+                    serve_http(builder, stream, peer, inbound, watcher, captured).await;
                 }
                 None => {}
             }
@@ -134,13 +152,23 @@ pub async fn serve_inbound(
 
 enum Accepted {
     Plain(TcpStream),
+    /// A captured plaintext client that said nothing within the detection
+    /// bound (PERMISSIVE): a server-first protocol, forwarded as TCP.
+    Silent(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// The connection after its handshake, per the current mode; `None` when
-/// it was refused or failed (already logged and counted).
-async fn secure(stream: TcpStream, inbound: &Inbound) -> Option<Accepted> {
-    let mode = inbound.config.load().inbound().mode_for(inbound.app_port);
+/// The connection after its handshake, per the current mode for `port`;
+/// `None` when it was refused or failed (already logged and counted). A
+/// `captured` connection waits for its first byte only as long as
+/// protocol detection would.
+async fn secure(
+    stream: TcpStream,
+    inbound: &Inbound,
+    port: u16,
+    captured: bool,
+) -> Option<Accepted> {
+    let mode = inbound.config.load().inbound().mode_for(port);
     let Some(tls) = &inbound.tls else {
         if mode == MtlsMode::Strict {
             inbound.warn_strict_without_identity();
@@ -149,6 +177,17 @@ async fn secure(stream: TcpStream, inbound: &Inbound) -> Option<Accepted> {
     };
     match handshake_for(mode, true) {
         Handshake::Plaintext => Some(Accepted::Plain(stream)),
+        Handshake::Detect if captured => {
+            let first = tokio::time::timeout(inbound.capture.silence, stream.readable()).await;
+            if first.is_err() {
+                return Some(Accepted::Silent(stream));
+            }
+            if starts_with_tls(&stream).await? {
+                tls_accept(stream, &tls.optional).await
+            } else {
+                Some(Accepted::Plain(stream))
+            }
+        }
         Handshake::Detect => {
             if starts_with_tls(&stream).await? {
                 tls_accept(stream, &tls.optional).await
@@ -205,20 +244,31 @@ async fn tls_accept(stream: TcpStream, config: &Arc<ServerConfig>) -> Option<Acc
     None
 }
 
-/// Serves HTTP on one connection, putting `peer` into each request.
-async fn serve_http<I>(
+/// Serves HTTP on one connection, putting `peer` (and the app `port` of
+/// a captured connection) into each request. A `CONNECT` is a TCP tunnel
+/// ([`tunnel::accept`]).
+pub(super) async fn serve_http<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     peer: Peer,
     inbound: Arc<Inbound>,
     watcher: Watcher,
+    port: Option<u16>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(peer.clone());
-        // Boxed, as in `listener::serve`: the future is a few KiB.
-        let fut = Box::pin(inbound::handle(Arc::clone(&inbound), req));
+        let fut = if req.method() == http::Method::CONNECT {
+            Box::pin(tunnel::accept(Arc::clone(&inbound), req, peer.clone()))
+                as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
+        } else {
+            req.extensions_mut().insert(peer.clone());
+            if let Some(port) = port {
+                req.extensions_mut().insert(AppPort(port));
+            }
+            // Boxed, as in `listener::serve`: the future is a few KiB.
+            Box::pin(inbound::handle(Arc::clone(&inbound), req))
+        };
         async move { Ok::<_, Infallible>(fut.await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);

@@ -1,8 +1,9 @@
 //! The inbound path: a peer proxy's request, authorized and forwarded to
 //! the app on localhost in the protocol the app was called in.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -13,6 +14,7 @@ use hyper::body::Incoming;
 use remora_certs::{AllowedPeers, ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
 use rustls::ServerConfig;
 
+use super::capture::CaptureSettings;
 use super::orig_proto;
 use super::outbound::{into_downstream_response, prepare_upstream_request};
 use crate::authz::{Denied, RequestAttributes};
@@ -44,8 +46,20 @@ pub struct Inbound {
     pub config: Arc<ArcSwap<RuntimeConfig>>,
     /// `None` without an identity: plaintext only.
     pub tls: Option<InboundTls>,
+    /// How captured connections are told apart.
+    pub capture: CaptureSettings,
+    /// The proxy's own listening ports, which a tunnel may not reach.
+    own_ports: Vec<u16>,
+    /// The app on other ports than `app_port` (captured connections and
+    /// tunnels name theirs), made on first use.
+    other_ports: Mutex<HashMap<u16, Arc<Endpoint>>>,
     warned_strict: AtomicBool,
 }
+
+/// The app port a captured inbound connection was meant for, in each of
+/// its requests' extensions (absent: `--app`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppPort(pub u16);
 
 /// The inbound listener's TLS: one server config per client-auth policy,
 /// built once; they read the current SVID and bundle at each handshake.
@@ -108,8 +122,55 @@ impl Inbound {
             telemetry,
             config,
             tls: mesh_tls.map(InboundTls::new).transpose()?,
+            capture: CaptureSettings::default(),
+            own_ports: Vec::new(),
+            other_ports: Mutex::new(HashMap::new()),
             warned_strict: AtomicBool::new(false),
         })
+    }
+
+    /// With `capture` settings, and the proxy's own ports (never reached
+    /// through a tunnel).
+    pub fn with_capture(mut self, capture: CaptureSettings, own_ports: Vec<u16>) -> Self {
+        self.capture = capture;
+        self.own_ports = own_ports;
+        self
+    }
+
+    /// Whether `port` is one of the proxy's own listeners.
+    pub(super) fn is_own_port(&self, port: u16) -> bool {
+        self.own_ports.contains(&port)
+    }
+
+    /// The app at `127.0.0.1:<port>` (`--app` itself for its port).
+    pub(super) fn app_at(&self, port: u16) -> Arc<Endpoint> {
+        if port == self.app_port {
+            return Arc::clone(&self.app);
+        }
+        let mut apps = self.other_ports.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            apps.entry(port)
+                .or_insert_with(|| Arc::new(Endpoint::app(format!("127.0.0.1:{port}")))),
+        )
+    }
+
+    /// AuthorizationPolicy for a TCP connection to `port` from `peer`:
+    /// `principals`, `namespaces` and `ports` apply, HTTP-only fields
+    /// cannot match (Istio's rule: an ALLOW rule with them is skipped, a
+    /// DENY rule ignores them).
+    pub(super) fn authorize_tcp(&self, port: u16, peer: &Peer) -> Result<(), Denied> {
+        let config = self.config.load();
+        let authz = config.inbound().authz();
+        if authz.is_empty() {
+            return Ok(());
+        }
+        let attrs = RequestAttributes {
+            port,
+            tcp: true,
+            ..Default::default()
+        }
+        .with_peer(peer.identity.as_ref());
+        authz.check(&attrs)
     }
 
     /// Logs, once per process, that STRICT cannot be honoured.
@@ -132,10 +193,10 @@ impl Inbound {
     /// Makes the request target unambiguous (one Host, the path
     /// normalised per the mesh), then authorizes the request as it now is:
     /// what AuthorizationPolicy checks is what the app gets.
-    fn check(&self, parts: &mut Parts, peer: &Peer) -> Result<(), ProxyError> {
+    fn check(&self, parts: &mut Parts, peer: &Peer, port: u16) -> Result<(), ProxyError> {
         let config = self.config.load();
         check_request_target(parts, config.path_normalization())?;
-        Ok(authorize(&config, parts, peer, self.app_port)?)
+        Ok(authorize(&config, parts, peer, port)?)
     }
 }
 
@@ -175,10 +236,14 @@ fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> R
 /// 6. AuthorizationPolicy on that Host and path: 403 and never forwarded
 ///    when denied;
 /// 7. forward that same request to the app over a pooled connection (503
-///    if it is down);
+///    if it is down): to `--app`, or for a captured connection to
+///    `127.0.0.1:<original port>` ([`AppPort`]);
 /// 8. response headers over the limit are refused with 502, here where
 ///    they enter the mesh, before they reach the connection between
 ///    sidecars.
+///
+/// A `CONNECT` from an mTLS peer is a TCP tunnel instead
+/// ([`super::tunnel::accept`]), served before this function.
 pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
     let limits = crate::limits::headers();
@@ -189,7 +254,12 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
         Direction::Inbound,
         &mut parts,
     );
-    record.set_upstream(inbound.app.address());
+    let port = parts
+        .extensions
+        .get::<AppPort>()
+        .map_or(inbound.app_port, |p| p.0);
+    let app = inbound.app_at(port);
+    record.set_upstream(app.address());
     let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
     orig_proto::decode(&mut parts);
     // Our SVID is read only for mTLS peers, and its ID borrowed, not copied.
@@ -197,11 +267,10 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
     set_client_cert(&mut parts.headers, &peer, own.as_deref().map(Svid::id));
     let result = async {
         checked.map_err(ProxyError::RequestHeadersTooLarge)?;
-        inbound.check(&mut parts, &peer)?;
+        inbound.check(&mut parts, &peer, port)?;
         prepare_upstream_request(&mut parts)?;
-        let active = inbound.app.start_request();
-        let resp = inbound
-            .app
+        let active = app.start_request();
+        let resp = app
             .send(
                 Request::from_parts(parts, Either::Left(body)),
                 active,

@@ -3,11 +3,17 @@
 //! adds TLS per PeerAuthentication ([`serve_inbound`]).
 
 mod accept;
+pub mod capture;
+pub mod detect;
 pub mod inbound;
+pub mod orig_dst;
 pub mod orig_proto;
 pub mod outbound;
+pub mod tcp;
+pub mod tunnel;
 
 pub use accept::{HANDSHAKE_TIMEOUT, Handshake, handshake_for, serve_inbound};
+pub use capture::{CaptureSettings, serve_outbound};
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -10,7 +10,9 @@ use http::{Request, Response, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::config::{Cluster, RuntimeConfig};
+use super::capture::{CaptureSettings, Captured};
+use super::tcp::{BLACKHOLE, PASSTHROUGH};
+use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
 use crate::fault::Percentage;
 use crate::http::{ProxyBody, authority, check_request_target, host_of, strip_hop_by_hop};
@@ -30,6 +32,8 @@ pub struct Outbound {
     pub retries: Retries,
     /// Access log (and, with them, the other observers).
     pub telemetry: Arc<Telemetry>,
+    /// How captured connections are told apart and forwarded.
+    pub capture: CaptureSettings,
 }
 
 /// Handles one request. The whole outbound path, outermost first:
@@ -46,8 +50,11 @@ pub struct Outbound {
 ///    absolute-form target or `:authority`, the path normalised per the
 ///    mesh's `pathNormalization` (400 otherwise; [`check_request_target`]).
 ///    Routing sees that Host and path, and the upstream gets them;
-/// 5. find the virtual host by that authority (port ignored; 404 if
-///    unknown);
+/// 5. find the virtual host by that authority (port ignored); on a
+///    captured connection, else by the original destination's IP when it
+///    is a mesh endpoint, else the destination is outside the mesh:
+///    forwarded to it untouched (`ALLOW_ANY`) or refused with 502
+///    (`REGISTRY_ONLY`); 404 if unknown on the explicit path;
 /// 6. take the first route whose matches hold (404 if none);
 /// 7. apply the route's `fault`: delay and abort, each by its percentage;
 /// 8. pick a destination by smooth weighted round robin;
@@ -96,9 +103,32 @@ async fn route_and_send(
     check_request_target(&mut parts, config.path_normalization())?;
     let authority = authority(&parts).ok_or(ProxyError::NoHost)?;
     let host = host_of(authority).to_ascii_lowercase();
-    let vhost = config
-        .virtual_host(&host)
-        .ok_or_else(|| ProxyError::UnknownHost { host: host.clone() })?;
+    let vhost = match config.virtual_host(&host) {
+        Some(vhost) => vhost,
+        None => {
+            let Some(captured) = parts.extensions.get::<Arc<Captured>>().cloned() else {
+                return Err(ProxyError::UnknownHost { host });
+            };
+            let capture = config.capture();
+            let by_ip = capture
+                .at(captured.dst.ip())
+                .and_then(|known| config.virtual_host(known.cluster.service()));
+            match (by_ip, capture.policy()) {
+                (Some(vhost), _) => vhost,
+                (None, OutboundPolicy::RegistryOnly) => {
+                    record.set_outside_mesh(BLACKHOLE);
+                    return Err(ProxyError::OutsideMesh {
+                        host,
+                        destination: captured.dst,
+                    });
+                }
+                (None, OutboundPolicy::AllowAny) => {
+                    drop(config);
+                    return passthrough(&captured, parts, body, record).await;
+                }
+            }
+        }
+    };
     let route = vhost
         .route(&parts)
         .ok_or_else(|| ProxyError::NoRouteMatched {
@@ -152,6 +182,30 @@ async fn route_and_send(
     crate::limits::headers()
         .check_response(resp.headers(), record.mtls())
         .map_err(ProxyError::ResponseHeadersTooLarge)?;
+    Ok(into_downstream_response(resp))
+}
+
+/// A captured request for a destination outside the mesh, sent to it as
+/// it came (Istio's `PassthroughCluster`): no route, retry or mTLS.
+async fn passthrough(
+    captured: &Captured,
+    mut parts: Parts,
+    body: Incoming,
+    record: &mut Record,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    record.set_outside_mesh(PASSTHROUGH);
+    let endpoint = captured.passthrough();
+    record.set_upstream(endpoint.address());
+    prepare_upstream_request(&mut parts)?;
+    let req = Request::from_parts(parts, Either::Left(body));
+    let resp = endpoint
+        .send(
+            req,
+            endpoint.start_request(),
+            &crate::upstream::PoolSettings::default(),
+            Transport::Plaintext,
+        )
+        .await?;
     Ok(into_downstream_response(resp))
 }
 

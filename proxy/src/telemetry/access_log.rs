@@ -48,8 +48,11 @@ pub struct Entry {
     /// `UF` (connect failure), `UT` (timeout), `URX` (retries exhausted),
     /// `FI` (fault abort), `DC` (client went away); `-` when none.
     pub response_flags: String,
-    /// Response body bytes sent to the client.
+    /// Response body bytes sent to the client (TCP: every byte).
     pub bytes_sent: u64,
+    /// TCP: bytes received from the client (0 for HTTP requests).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes_received: u64,
     /// From arrival to the end of the response, in milliseconds.
     pub duration_ms: u64,
     /// The endpoint that answered (the last try), if any.
@@ -92,6 +95,10 @@ impl Entry {
             ),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Formats a wall-clock time as RFC 3339 UTC with milliseconds.
@@ -198,6 +205,7 @@ mod tests {
             response_code: 503,
             response_flags: "UO".into(),
             bytes_sent: 57,
+            bytes_received: 0,
             duration_ms: 3,
             upstream_host: Some("127.0.0.1:9080".into()),
             upstream_cluster: Some("v1|reviews.default.svc.cluster.local".into()),

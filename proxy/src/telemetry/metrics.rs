@@ -6,6 +6,8 @@
 //! |---|---|---|
 //! | `remora_requests_total` | counter | [`RequestLabels`] |
 //! | `remora_request_duration_milliseconds` | histogram | [`RequestLabels`] |
+//! | `remora_tcp_connections_opened_total`, `remora_tcp_connections_closed_total` | counter | [`TcpLabels`] |
+//! | `remora_tcp_sent_bytes_total` (to the client), `remora_tcp_received_bytes_total` (from it) | counter | [`TcpLabels`] |
 //! | `remora_retry_attempts_total`, `remora_retry_budget_exhausted_total`, ... | counter | none (see [`crate::stats`]) |
 //! | `remora_outlier_ejected_hosts` | gauge | `destination_service`, `destination_subset` |
 //! | `remora_upstream_connections_active` | gauge | `direction` |
@@ -88,6 +90,27 @@ pub struct RequestLabels {
     pub response_flags: Arc<str>,
 }
 
+/// The labels of the `remora_tcp_*` metrics (Istio's `istio_tcp_*`): those
+/// of [`RequestLabels`] but the status, which TCP has not.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// As in [`RequestLabels`].
+    pub source_service: Arc<str>,
+    /// As in [`RequestLabels`]; `PassthroughCluster` for a destination
+    /// outside the mesh, `BlackHoleCluster` for one refused by
+    /// `REGISTRY_ONLY` (Istio's names).
+    pub destination_service: Arc<str>,
+    /// As in [`RequestLabels`].
+    pub destination_subset: Arc<str>,
+    /// Outbound: carried over mTLS to the peer; inbound: the peer
+    /// connected with mTLS.
+    pub mtls: bool,
+    /// Envoy-style flags (`UF`, `UH`, `NR`, ...), `-` for none.
+    pub response_flags: Arc<str>,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabel {
     direction: &'static str,
@@ -102,6 +125,10 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: DurationFamily,
     connections_opened: Family<DirectionLabel, Counter>,
+    tcp_opened: Family<TcpLabels, Counter>,
+    tcp_closed: Family<TcpLabels, Counter>,
+    tcp_sent: Family<TcpLabels, Counter>,
+    tcp_received: Family<TcpLabels, Counter>,
     cert_expiry: Gauge,
     config_applied: Gauge<f64, AtomicU64>,
     interned: RwLock<HashSet<Arc<str>>>,
@@ -170,6 +197,31 @@ impl Metrics {
             "Upstream connections opened (outbound: to endpoints; inbound: to the app)",
             connections_opened.clone(),
         );
+        let tcp = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<TcpLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let tcp_opened = tcp(
+            &mut registry,
+            "tcp_connections_opened",
+            "Opaque TCP connections the proxy started forwarding",
+        );
+        let tcp_closed = tcp(
+            &mut registry,
+            "tcp_connections_closed",
+            "Opaque TCP connections the proxy finished forwarding",
+        );
+        let tcp_sent = tcp(
+            &mut registry,
+            "tcp_sent_bytes",
+            "Bytes of opaque TCP connections sent to the client (counted when they close)",
+        );
+        let tcp_received = tcp(
+            &mut registry,
+            "tcp_received_bytes",
+            "Bytes of opaque TCP connections received from the client (counted when they close)",
+        );
         let cert_expiry = Gauge::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -188,6 +240,10 @@ impl Metrics {
             requests,
             duration,
             connections_opened,
+            tcp_opened,
+            tcp_closed,
+            tcp_sent,
+            tcp_received,
             cert_expiry,
             config_applied,
             interned: RwLock::new(HashSet::new()),
@@ -206,6 +262,19 @@ impl Metrics {
             series.requests.inc();
             series.duration.observe(duration_ms);
         });
+    }
+
+    /// Counts an opaque TCP connection that starts being forwarded.
+    pub fn tcp_opened(&self, labels: &TcpLabels) {
+        self.tcp_opened.get_or_create(labels).inc();
+    }
+
+    /// Counts an opaque TCP connection that ended, with its bytes: `sent`
+    /// to the client, `received` from it.
+    pub fn tcp_closed(&self, labels: &TcpLabels, sent: u64, received: u64) {
+        self.tcp_closed.get_or_create(labels).inc();
+        self.tcp_sent.get_or_create(labels).inc_by(sent);
+        self.tcp_received.get_or_create(labels).inc_by(received);
     }
 
     /// `value` as a shared label value. No allocation once a value was

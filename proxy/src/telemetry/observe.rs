@@ -64,6 +64,21 @@ impl Workload {
         }
     }
 
+    /// The service name, as the source of outbound metrics.
+    pub fn service_label(&self) -> Arc<str> {
+        Arc::clone(&self.service)
+    }
+
+    /// The service's FQDN, as the destination of inbound metrics.
+    pub fn fqdn_label(&self) -> Arc<str> {
+        Arc::clone(&self.fqdn)
+    }
+
+    /// The `version` label, as the subset of inbound metrics.
+    pub fn version_label(&self) -> Arc<str> {
+        Arc::clone(&self.version)
+    }
+
     /// A workload the proxy was not told about.
     pub fn unknown() -> Self {
         let unknown = metrics::unknown();
@@ -170,6 +185,7 @@ impl Record {
                 response_code: 0,
                 response_flags: String::new(),
                 bytes_sent: 0,
+                bytes_received: 0,
                 duration_ms: 0,
                 upstream_host: None,
                 upstream_cluster: None,
@@ -224,6 +240,18 @@ impl Record {
             .set_destination(cluster.service(), cluster.subset());
         self.destination = Some(Arc::clone(cluster.service_label()));
         self.subset = Some(Arc::clone(cluster.subset_label()));
+    }
+
+    /// A destination that is no cluster of the config (`PassthroughCluster`
+    /// or `BlackHoleCluster`, Istio's names): the name stands for the
+    /// service in the metrics, so that a host outside the mesh never
+    /// becomes a label value.
+    pub fn set_outside_mesh(&mut self, name: &'static str) {
+        if let Some(entry) = &mut self.log {
+            entry.upstream_cluster = Some(name.to_owned());
+        }
+        self.destination = Some(metrics::global().intern(name));
+        self.subset = Some(metrics::unknown());
     }
 
     /// Whether the upstream connection of the latest try was mTLS
@@ -332,6 +360,15 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// A response that is no request's: a CONNECT tunnel's answer, whose
+    /// connection is recorded as TCP instead.
+    pub fn unrecorded(inner: ProxyBody) -> Self {
+        Self {
+            inner,
+            record: None,
+        }
+    }
+
     fn finish(&mut self, client_gone: bool) {
         if let Some(record) = self.record.take() {
             record.finish(client_gone);

@@ -1,0 +1,296 @@
+//! The outbound listener with transparent capture: every connection is
+//! asked for its original destination ([`orig_dst`]); one made to the
+//! listener itself is served as the explicit HTTP proxy it always was,
+//! and a captured one goes through protocol detection:
+//!
+//! - HTTP is served and routed as usual, by `Host`, or else by the
+//!   original IP when it is a mesh endpoint; a destination outside the
+//!   mesh gets `outboundTrafficPolicy` (through untouched, or 502);
+//! - anything else is forwarded as opaque TCP ([`outbound_tcp`]): to a
+//!   mesh endpoint with an identity through an mTLS tunnel ([`tunnel`]),
+//!   to any other destination directly (or refused by `REGISTRY_ONLY`).
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::detect::{self, Prefixed, Protocol};
+use super::inbound::Inbound;
+use super::orig_dst::{self, OriginalDst};
+use super::outbound::{self, Outbound};
+use super::tcp::{self, BLACKHOLE, PASSTHROUGH, TcpRecord};
+use super::{http_builder, next_connection, tunnel};
+use crate::config::OutboundPolicy;
+use crate::peer::Peer;
+use crate::telemetry::Direction;
+use crate::upstream::{Endpoint, Transport};
+
+/// How both listeners treat captured connections (proxy flags).
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    /// How long a captured connection may stay silent before it is
+    /// forwarded as TCP (`--protocol-detection-timeout`).
+    pub silence: Duration,
+    /// Ports forwarded as TCP without detection (`--opaque-ports`), on top
+    /// of those the mesh declares TCP.
+    pub opaque_ports: HashSet<u16>,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        Self {
+            silence: detect::DEFAULT_SILENCE,
+            opaque_ports: HashSet::new(),
+        }
+    }
+}
+
+/// A captured HTTP connection, in each of its requests' extensions.
+#[derive(Debug)]
+pub struct Captured {
+    /// Where the app was connecting to.
+    pub dst: SocketAddr,
+    /// The original destination as an upstream, made on first use, so
+    /// that the requests of one keep-alive connection share its pool.
+    passthrough: OnceLock<Arc<Endpoint>>,
+}
+
+impl Captured {
+    /// The original destination as an endpoint.
+    pub fn passthrough(&self) -> &Arc<Endpoint> {
+        self.passthrough
+            .get_or_init(|| Arc::new(Endpoint::new(self.dst.to_string())))
+    }
+}
+
+/// Serves the outbound listener until `shutdown` turns true, then drains
+/// its HTTP connections as [`super::serve`] does (the caller bounds the
+/// wait). Opaque TCP connections are not drained: they end with the
+/// process.
+pub async fn serve_outbound(
+    listener: TcpListener,
+    outbound: Arc<Outbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = http_builder();
+    let graceful = GracefulShutdown::new();
+    // Compared with the original destination instead of asking each
+    // socket, unless the listener is bound to every address.
+    let bound = listener.local_addr().ok();
+    while let Some(stream) = next_connection(&listener, &mut shutdown).await {
+        let outbound = Arc::clone(&outbound);
+        match orig_dst::captured_at(&stream, bound) {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), http_service(outbound, None))
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(dst) => {
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                tokio::spawn(captured(stream, dst, outbound, builder, watcher));
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// The hyper service of the outbound path; a captured connection's
+/// requests carry its [`Captured`].
+fn http_service(
+    outbound: Arc<Outbound>,
+    captured: Option<Arc<Captured>>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::telemetry::Observed>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::telemetry::Observed>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |mut req| {
+        if let Some(c) = &captured {
+            req.extensions_mut().insert(Arc::clone(c));
+        }
+        // Boxed, as in `listener::serve`: the future is a few KiB.
+        let fut = Box::pin(outbound::handle(Arc::clone(&outbound), req));
+        async move { Ok::<_, Infallible>(fut.await) }
+    })
+}
+
+/// One captured connection: detect, then HTTP or TCP.
+async fn captured(
+    mut stream: TcpStream,
+    dst: OriginalDst,
+    outbound: Arc<Outbound>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) {
+    let dst = dst.0;
+    let declared_tcp = outbound.capture.opaque_ports.contains(&dst.port())
+        || outbound.config.load().capture().is_declared_tcp(dst);
+    let (protocol, prefix) = if declared_tcp {
+        (Protocol::Tcp, bytes::Bytes::new())
+    } else {
+        match detect::detect(&mut stream, outbound.capture.silence).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, %dst, "captured connection failed before detection");
+                return;
+            }
+        }
+    };
+    let io = Prefixed::new(prefix, stream);
+    match protocol {
+        Protocol::Tcp => outbound_tcp(io, dst, &outbound).await,
+        Protocol::Http1 | Protocol::Http2 => {
+            let captured = Arc::new(Captured {
+                dst,
+                passthrough: OnceLock::new(),
+            });
+            let conn = builder.serve_connection(
+                TokioIo::new(io),
+                http_service(Arc::clone(&outbound), Some(captured)),
+            );
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, %dst, "captured connection ended with an error");
+            }
+        }
+    }
+}
+
+/// Forwards a captured connection as opaque TCP: through an mTLS tunnel
+/// to a mesh endpoint with an identity, directly to any other endpoint
+/// and (under `ALLOW_ANY`) to a destination outside the mesh.
+pub async fn outbound_tcp<C>(client: C, dst: SocketAddr, outbound: &Outbound)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut record = TcpRecord::start(
+        Arc::clone(&outbound.telemetry),
+        Direction::Outbound,
+        dst.to_string(),
+    );
+    let (known, policy) = {
+        let config = outbound.config.load();
+        let capture = config.capture();
+        (capture.at(dst.ip()).cloned(), capture.policy())
+    };
+    let Some(known) = known else {
+        if policy == OutboundPolicy::RegistryOnly {
+            tracing::debug!(%dst, "TCP refused: REGISTRY_ONLY and not a service of the mesh");
+            record.set_outside_mesh(BLACKHOLE);
+            record.flag("NR");
+            record.finish(0, 0);
+            return;
+        }
+        record.set_outside_mesh(PASSTHROUGH);
+        return direct(client, dst, record).await;
+    };
+    record.set_cluster(&known.cluster);
+    let transport = known.cluster.transport(&known.endpoint);
+    if !matches!(transport, Transport::Mtls(_)) {
+        return direct(client, dst, record).await;
+    }
+    record.set_upstream(known.endpoint.address().to_owned(), true);
+    match tunnel::open(&known.endpoint, known.cluster.pool(), transport, dst).await {
+        Ok(upstream) => tcp::forward(client, upstream, record).await,
+        Err(e) => {
+            tracing::debug!(error = %e, %dst, "TCP tunnel failed");
+            record.flag("UF");
+            record.finish(0, 0);
+        }
+    }
+}
+
+/// Plain TCP to the original destination.
+async fn direct<C>(client: C, dst: SocketAddr, mut record: TcpRecord)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    record.set_upstream(dst.to_string(), false);
+    let connect = TcpStream::connect(dst);
+    match tokio::time::timeout(super::HANDSHAKE_TIMEOUT, connect).await {
+        Ok(Ok(upstream)) => {
+            let _ = upstream.set_nodelay(true);
+            tcp::forward(client, upstream, record).await;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %dst, "TCP connect failed");
+            record.flag("UF");
+            record.finish(0, 0);
+        }
+        Err(_) => {
+            tracing::debug!(%dst, "TCP connect timed out");
+            record.flag("UF");
+            record.finish(0, 0);
+        }
+    }
+}
+
+/// Inbound: a captured plaintext connection for the app's `port` (the
+/// mode allowed plaintext): HTTP is served as usual, to
+/// `127.0.0.1:<port>`; anything else is forwarded there as TCP.
+pub(super) async fn inbound_plaintext(
+    mut stream: TcpStream,
+    port: u16,
+    builder: &auto::Builder<TokioExecutor>,
+    inbound: Arc<Inbound>,
+    watcher: Watcher,
+) {
+    let (protocol, prefix) = if inbound.capture.opaque_ports.contains(&port) {
+        (Protocol::Tcp, bytes::Bytes::new())
+    } else {
+        match detect::detect(&mut stream, inbound.capture.silence).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, port, "captured connection failed before detection");
+                return;
+            }
+        }
+    };
+    let io = Prefixed::new(prefix, stream);
+    match protocol {
+        Protocol::Tcp => inbound_tcp(io, port, &inbound).await,
+        Protocol::Http1 | Protocol::Http2 => {
+            let peer = Peer::plaintext();
+            super::accept::serve_http(builder, io, peer, inbound, watcher, Some(port)).await;
+        }
+    }
+}
+
+/// Inbound: a plaintext TCP connection for the app's `port`, authorized
+/// (as a peer without identity) and forwarded to `127.0.0.1:<port>`.
+pub(super) async fn inbound_tcp<C>(client: C, port: u16, inbound: &Inbound)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let app = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut record = TcpRecord::start(
+        Arc::clone(&inbound.telemetry),
+        Direction::Inbound,
+        app.to_string(),
+    );
+    if let Err(denied) = inbound.authorize_tcp(port, &Peer::plaintext()) {
+        tracing::debug!(port, %denied, "inbound TCP refused");
+        record.flag("RBAC");
+        record.finish(0, 0);
+        return;
+    }
+    direct(client, app, record).await;
+}
