@@ -32,7 +32,13 @@ pub fn captured_at(stream: &TcpStream, listener: Option<SocketAddr>) -> Option<O
         Some(addr) if !addr.ip().is_unspecified() => addr,
         _ => stream.local_addr().ok()?,
     };
-    let original = sys::original_dst(stream, local.is_ipv6())?;
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: their
+    // conntrack entry is IPv4's, asked for with the IPv4 option.
+    let ipv6 = match local {
+        SocketAddr::V4(_) => false,
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_none(),
+    };
+    let original = sys::original_dst(stream, ipv6)?;
     redirected(local, original).then_some(OriginalDst(original))
 }
 
