@@ -376,6 +376,11 @@ struct PodControlPlane {
 
 impl PodControlPlane {
     async fn start(net: &Network, files: &[(&str, String)]) -> Self {
+        Self::start_with(net, files, &[]).await
+    }
+
+    /// [`Self::start`] with more `remora serve` flags.
+    async fn start_with(net: &Network, files: &[(&str, String)], flags: &[&str]) -> Self {
         let pod = net.pod("istiod");
         let config = tempfile::tempdir().expect("temp dir");
         for (name, contents) in files {
@@ -398,7 +403,9 @@ impl PodControlPlane {
                 "127.0.0.1:15014".as_ref(),
                 "--data-dir".as_ref(),
                 data_dir.as_os_str(),
-            ],
+            ]
+            .into_iter()
+            .chain(flags.iter().map(std::ffi::OsStr::new)),
         );
         process
             .wait_event("listening", Duration::from_secs(60))
@@ -896,4 +903,350 @@ mod lifecycle {
             proxy.process.stderr_tail()
         );
     }
+}
+
+// ------------------------------------------------------------ opaque TCP
+//
+// Captured connections that are not HTTP: a real Redis reached with its own
+// client through both sidecars (mTLS between them), server-first banners
+// within the detection bound, PeerAuthentication STRICT and an
+// AuthorizationPolicy on `ports` applied to TCP, and destinations outside
+// the mesh under ALLOW_ANY and REGISTRY_ONLY.
+
+/// STRICT mesh-wide: plaintext (HTTP or TCP) from outside the mesh is refused.
+const MESH_STRICT: &str = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+";
+
+/// Denies port 2526 of every workload in `default`: the same peer may use
+/// the workload's other ports.
+const DENY_PORT_2526: &str = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-2526, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {ports: [\"2526\"]}}]
+";
+
+/// How long the tests wait for a TCP exchange (far above the detection
+/// bound; a stall like linkerd2-proxy's 10 s shows as a failure).
+const TCP_WAIT: Duration = Duration::from_secs(5);
+
+/// A server-first protocol on `listener`: every client gets `banner` at
+/// once, before saying anything; what it sends then is echoed.
+fn banner_server(listener: TcpListener, banner: &'static [u8]) {
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if stream.write_all(banner).await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = stream.split();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(30), tokio::io::copy(&mut r, &mut w))
+                        .await;
+            });
+        }
+    });
+}
+
+/// Connects from `pod` (as its app: captured) to `addr`, says nothing, and
+/// reads the first bytes that come (none if the connection is closed);
+/// returns them and the time from `connect` to their arrival.
+async fn first_bytes(pod: &Pod, addr: SocketAddr) -> (Vec<u8>, Duration) {
+    let started = std::time::Instant::now();
+    let mut stream = pod
+        .connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("[{}] connect {addr}: {e}", pod.name));
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(TCP_WAIT, stream.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("[{}] nothing from {addr} within {TCP_WAIT:?}", pod.name))
+        .unwrap_or(0);
+    buf.truncate(n);
+    (buf, started.elapsed())
+}
+
+/// `sh -c script` in `pod` as root: stdout, trimmed; panics on failure.
+async fn sh(pod: &Pod, script: &str) -> String {
+    pod.run_ok("sh", ["-c", script]).await.trim().to_owned()
+}
+
+/// The sum of the series of `name` in Prometheus text `metrics` whose
+/// labels include every one of `labels` (`key="value"`).
+fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The sidecar's metrics in `pod` (its stats port on loopback).
+async fn sidecar_metrics(pod: &Pod) -> String {
+    pod.run_ok(
+        "curl",
+        [
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:15090/stats/prometheus",
+        ],
+    )
+    .await
+}
+
+/// Waits until the sidecar in `pod` has one endpoint in each of `clusters`.
+async fn wait_for_endpoints(pod: &Pod, clusters: &[String]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let dump = pod
+            .run_ok(
+                "curl",
+                [
+                    "-sS",
+                    "--max-time",
+                    "5",
+                    "http://127.0.0.1:15000/config_dump",
+                ],
+            )
+            .await;
+        let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump JSON");
+        if clusters.iter().all(|c| endpoints_in(&dump, c).len() == 1) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "[{}] the sidecar never had the endpoints of {clusters:?}: {dump}",
+            pod.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_redis_and_a_banner_go_through_capture_as_tcp_over_mtls_and_policy_applies() {
+    if netns::skip("a_real_redis_and_a_banner_go_through_capture_as_tcp_over_mtls") {
+        return;
+    }
+    let net = Network::create();
+    let cp = PodControlPlane::start(
+        &net,
+        &[
+            ("strict.yaml", MESH_STRICT.to_owned()),
+            ("deny-2526.yaml", DENY_PORT_2526.to_owned()),
+        ],
+    )
+    .await;
+
+    // The redis pod: Debian's redis-server on loopback only (so that only
+    // its sidecar can reach it), two banner servers, capture, the sidecar.
+    let redis = net.pod("redis");
+    init(&redis, &[]).await;
+    let _redis_server = redis.spawn(
+        "redis-server",
+        User::Root,
+        std::path::Path::new("redis-server"),
+        [
+            "--port",
+            "6379",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while redis
+        .run(User::Root, "redis-cli", ["-h", "127.0.0.1", "PING"])
+        .await
+        .stdout
+        != b"PONG\n"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (port, banner) in [
+        (2525, &b"220 redis pod banner\r\n"[..]),
+        (2526, b"220 denied banner\r\n"),
+    ] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        banner_server(redis.bind(addr).await.expect("bind banner"), banner);
+    }
+    let _redis_proxy = sidecar(&redis, &cp, "redis", &["--app", "127.0.0.1:6379"]).await;
+
+    // Outside the mesh: a banner and an HTTP server, no sidecar.
+    let outside = net.pod("outside");
+    banner_server(
+        outside
+            .bind("[::]:2525".parse().expect("addr"))
+            .await
+            .expect("bind"),
+        b"220 outside banner\r\n",
+    );
+    serve(&outside, "[::]:8080", "outside 8080").await;
+
+    // The client: an app whose `redis` is the redis pod's address.
+    let client = net.pod("client");
+    client.set_hosts(&[
+        ("redis", redis.ipv4.into()),
+        ("outside", outside.ipv4.into()),
+    ]);
+    init(&client, &[]).await;
+    let _client_proxy = sidecar(&client, &cp, "client", &["--no-inbound"]).await;
+    wait_for_endpoints(&client, &[cluster_name("redis", "default", "")]).await;
+
+    // Redis with its own client, through both sidecars.
+    assert_eq!(sh(&client, "redis-cli -h redis -p 6379 PING").await, "PONG");
+    let value_len = 64 * 1024;
+    assert_eq!(
+        sh(
+            &client,
+            &format!("head -c {value_len} /dev/zero | tr '\\0' x | redis-cli -h redis -x SET big")
+        )
+        .await,
+        "OK"
+    );
+    assert_eq!(
+        sh(&client, "redis-cli -h redis STRLEN big").await,
+        value_len.to_string()
+    );
+    let got = sh(&client, "redis-cli -h redis GET big | tr -d '\\n' | wc -c").await;
+    assert_eq!(got, value_len.to_string());
+
+    // The hop between the sidecars was mTLS: the client sidecar counted the
+    // bytes as TCP to the redis service with mtls="true", and none without.
+    let to_redis = [
+        "direction=\"outbound\"",
+        "destination_service=\"redis.default.svc.cluster.local\"",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (received, sent, metrics) = loop {
+        let metrics = sidecar_metrics(&client).await;
+        let mtls = [to_redis[0], to_redis[1], "mtls=\"true\""];
+        let received = metric_sum(&metrics, "remora_tcp_received_bytes_total", &mtls);
+        let sent = metric_sum(&metrics, "remora_tcp_sent_bytes_total", &mtls);
+        if received >= value_len && sent >= value_len {
+            break (received, sent, metrics);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client sidecar did not count the Redis bytes over mTLS:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let plaintext = [to_redis[0], to_redis[1], "mtls=\"false\""];
+    assert_eq!(
+        metric_sum(&metrics, "remora_tcp_connections_opened_total", &plaintext),
+        0,
+        "{metrics}"
+    );
+    eprintln!(
+        "Redis through capture over mTLS: {received} bytes from the app, {sent} bytes to it \
+         (client sidecar, remora_tcp_*_bytes_total)"
+    );
+
+    // Server-first banners within the detection bound: through the tunnel
+    // to the redis pod, and straight out to a pod outside the mesh.
+    let (banner, mesh_delay) = first_bytes(&client, SocketAddr::from((redis.ipv4, 2525))).await;
+    assert_eq!(banner, b"220 redis pod banner\r\n");
+    let (banner, outside_delay) =
+        first_bytes(&client, SocketAddr::from((outside.ipv4, 2525))).await;
+    assert_eq!(banner, b"220 outside banner\r\n");
+    eprintln!(
+        "server-first banner delay: {mesh_delay:?} through the mTLS tunnel, \
+         {outside_delay:?} to a pod outside the mesh (detection bound 100 ms)"
+    );
+
+    // HTTP to a host outside the mesh passes under ALLOW_ANY.
+    assert_eq!(
+        curl(&client, User::Root, "http://outside:8080/").await,
+        Ok("outside 8080".to_owned())
+    );
+
+    // AuthorizationPolicy `ports` applies to TCP: 2526 is denied, from the
+    // same peer that reached 2525 and 6379.
+    let (denied, _) = first_bytes(&client, SocketAddr::from((redis.ipv4, 2526))).await;
+    assert_eq!(
+        denied, b"",
+        "a DENY on port 2526 let a TCP connection through"
+    );
+
+    // STRICT refuses plaintext TCP: a client outside the mesh reaches the
+    // redis pod's port 6379 only as far as its sidecar.
+    let mut plain = outside
+        .connect(SocketAddr::from((redis.ipv4, 6379)))
+        .await
+        .expect("connect");
+    let _ = plain.write_all(b"*1\r\n$4\r\nPING\r\n").await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut reply)).await;
+    assert!(
+        !String::from_utf8_lossy(&reply).contains("PONG"),
+        "STRICT let plaintext TCP reach Redis: {reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_only_refuses_a_destination_outside_the_mesh_with_502_and_closes_tcp() {
+    if netns::skip("registry_only_refuses_a_destination_outside_the_mesh") {
+        return;
+    }
+    let net = Network::create();
+    let cp =
+        PodControlPlane::start_with(&net, &[], &["--outbound-traffic-policy", "REGISTRY_ONLY"])
+            .await;
+    let outside = net.pod("outside");
+    serve(&outside, "[::]:8080", "outside 8080").await;
+    banner_server(
+        outside
+            .bind("[::]:2525".parse().expect("addr"))
+            .await
+            .expect("bind"),
+        b"220 outside banner\r\n",
+    );
+    let client = net.pod("client");
+    client.set_hosts(&[("outside", outside.ipv4.into())]);
+    init(&client, &[]).await;
+    let _proxy = sidecar(&client, &cp, "client", &["--no-inbound"]).await;
+
+    // HTTP: 502 with the reason, and the server never sees the request.
+    let out = client
+        .run(
+            User::Root,
+            "curl",
+            [
+                "-sS",
+                "--max-time",
+                CURL_TIMEOUT_SECS,
+                "-w",
+                "\n%{http_code}",
+                "http://outside:8080/",
+            ],
+        )
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.ends_with("\n502"), "{text}");
+    assert!(
+        text.contains("REGISTRY_ONLY") && text.contains(&format!("{}:8080", outside.ipv4)),
+        "{text}"
+    );
+    // TCP: closed without a byte.
+    let (banner, _) = first_bytes(&client, SocketAddr::from((outside.ipv4, 2525))).await;
+    assert_eq!(banner, b"", "REGISTRY_ONLY let TCP out of the mesh");
+    // The proxy's own uid is not captured: the destination itself is up.
+    assert_eq!(
+        curl(&client, User::Uid(netns::PROXY_UID), "http://outside:8080/").await,
+        Ok("outside 8080".to_owned())
+    );
 }
