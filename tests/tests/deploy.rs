@@ -393,6 +393,9 @@ mod images {
             "/var/lib/remora",
             &cp_image,
             "serve",
+            // The proxy below has no token: it registers over plaintext,
+            // which `serve` refuses unless told this is development.
+            "--allow-plaintext-discovery",
         ]);
         docker_ok(&[
             "run",
