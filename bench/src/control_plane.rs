@@ -35,12 +35,20 @@ use crate::procstat;
 /// Namespaces of the generated mesh.
 const NAMESPACES: usize = 10;
 
-/// How long one size may spend repeating its translation (it always runs
-/// at least once).
-const REPEAT_BUDGET: Duration = Duration::from_secs(10);
+/// CPU time a repeated measurement aims for.
+const CPU_BUDGET: Duration = Duration::from_millis(500);
 
-/// Most translations per size; the figure is their median.
-const MAX_REPEATS: usize = 5;
+/// Wall time a repeated measurement may take (it always runs once).
+const WALL_BUDGET: Duration = Duration::from_secs(20);
+
+/// Most repeats of one measurement.
+const MAX_REPEATS: u32 = 200;
+
+/// The system's jemalloc, preloaded into the child that measures memory.
+const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+
+/// Set in the memory child: the allocator it runs with.
+const ALLOCATOR_VARIABLE: &str = "REMORA_BENCH_ALLOCATOR";
 
 /// One size's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,14 +63,14 @@ pub struct TranslateRow {
     pub parse_cpu_ms: f64,
     /// Resident set growth while parsing, MiB.
     pub parse_peak_mib: f64,
-    /// Median CPU time to translate one proxy's snapshot.
+    /// CPU time to translate one proxy's snapshot (mean of repeats).
     pub translate_cpu_ms: f64,
-    /// Median CPU time to encode and hash it (its version).
+    /// CPU time to encode and hash it, its version (mean of repeats).
     pub version_cpu_ms: f64,
-    /// Resident set growth during the first translation and version, MiB.
+    /// Resident set growth during one translation, MiB.
     pub translate_peak_mib: f64,
-    /// Translations measured.
-    pub repeats: usize,
+    /// The allocator the memory figures were taken with.
+    pub memory_allocator: String,
     /// The encoded snapshot.
     pub snapshot_bytes: usize,
     /// Clusters, endpoints (over all clusters) and virtual hosts in it.
@@ -123,6 +131,35 @@ pub fn mesh_yaml(resources: usize) -> String {
         );
     }
     y
+}
+
+/// Writes [`mesh_yaml`] of `resources` into `files` files `mesh-N.yaml` of
+/// `dir`, split between documents into about equal sizes.
+pub fn write_mesh_yaml(resources: usize, files: usize, dir: &Path) -> anyhow::Result<()> {
+    let yaml = mesh_yaml(resources);
+    let documents = yaml.split("---\n").filter(|d| !d.is_empty());
+    let per_file = yaml.len() / files.max(1) + 1;
+    let (mut n, mut text) = (0, String::new());
+    let flush = |n: usize, text: &mut String| -> anyhow::Result<()> {
+        let path = dir.join(format!("mesh-{n}.yaml"));
+        std::fs::write(&path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {} ({} bytes)", path.display(), text.len());
+        text.clear();
+        Ok(())
+    };
+    for document in documents {
+        text.push_str("---\n");
+        text.push_str(document);
+        if text.len() >= per_file {
+            flush(n, &mut text)?;
+            n += 1;
+        }
+    }
+    if !text.is_empty() {
+        flush(n, &mut text)?;
+    }
+    Ok(())
 }
 
 /// `proxies` registered sidecars: the `v3` of the first services, spread
@@ -186,9 +223,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+/// The mean CPU time of `f` in ms: repeated until the repeats add up to
+/// [`CPU_BUDGET`] of CPU time (the scheduler updates a thread's run time at
+/// its ticks, so one call of a few milliseconds cannot be timed alone), at
+/// most [`MAX_REPEATS`] times or [`WALL_BUDGET`].
+fn cpu_per_call(mut f: impl FnMut()) -> f64 {
+    let (started, cpu) = (Instant::now(), thread_cpu());
+    let mut calls = 0u32;
+    loop {
+        f();
+        calls += 1;
+        let spent = thread_cpu().saturating_sub(cpu);
+        if spent >= CPU_BUDGET || calls >= MAX_REPEATS || started.elapsed() >= WALL_BUDGET {
+            return ms(spent) / f64::from(calls);
+        }
+    }
 }
 
 /// Measures one size in this process.
@@ -214,37 +263,20 @@ pub fn measure(resources: usize, proxies: usize) -> anyhow::Result<TranslateRow>
         ..Default::default()
     });
     let settings = MeshSettings::default();
-    let translate_once = || {
-        let cpu = thread_cpu();
-        let snapshot = translate::snapshot_for(&viewer, &parsed, &nodes, &settings);
-        let translated = thread_cpu();
-        let version = translate::version_of(&snapshot);
-        let versioned = thread_cpu();
-        (
-            snapshot,
-            version,
-            translated.saturating_sub(cpu),
-            versioned.saturating_sub(translated),
-        )
-    };
-    let ((snapshot, _, t, v), _, translate_peak) = measured(translate_once)?;
-    let (mut translate_ms, mut version_ms) = (vec![ms(t)], vec![ms(v)]);
-    let started = Instant::now();
-    while translate_ms.len() < MAX_REPEATS && started.elapsed() < REPEAT_BUDGET {
-        let (_, _, t, v) = translate_once();
-        translate_ms.push(ms(t));
-        version_ms.push(ms(v));
-    }
+    let translate = || translate::snapshot_for(&viewer, &parsed, &nodes, &settings);
+    let (snapshot, _, translate_peak) = measured(translate)?;
+    let translate_cpu_ms = cpu_per_call(|| drop(translate()));
+    let version_cpu_ms = cpu_per_call(|| drop(translate::version_of(&snapshot)));
     Ok(TranslateRow {
         resources,
         proxies,
         yaml_bytes: yaml.len(),
         parse_cpu_ms: ms(parse_cpu),
         parse_peak_mib: parse_peak,
-        repeats: translate_ms.len(),
-        translate_cpu_ms: median(translate_ms),
-        version_cpu_ms: median(version_ms),
+        translate_cpu_ms,
+        version_cpu_ms,
         translate_peak_mib: translate_peak,
+        memory_allocator: std::env::var(ALLOCATOR_VARIABLE).unwrap_or_else(|_| "glibc".into()),
         snapshot_bytes: prost::Message::encoded_len(&snapshot),
         clusters: snapshot.clusters.len(),
         endpoints: snapshot.clusters.iter().map(|c| c.endpoints.len()).sum(),
@@ -255,25 +287,59 @@ pub fn measure(resources: usize, proxies: usize) -> anyhow::Result<TranslateRow>
 /// Measures every size, each in a child process running `self_exe
 /// control-plane translate --child --resources N --proxies P`.
 pub fn run(self_exe: &Path, sizes: &[usize], proxies: usize) -> anyhow::Result<Vec<TranslateRow>> {
+    let jemalloc = Path::new(JEMALLOC).exists();
+    if !jemalloc {
+        eprintln!(
+            "note: {JEMALLOC} is missing (apt-get install libjemalloc2); memory is measured \
+             with glibc, whose free lists hide translation's growth behind parsing's"
+        );
+    }
     let mut rows = Vec::new();
     for &n in sizes {
         eprintln!("translating {n} resources with {proxies} proxies registered…");
-        let out = std::process::Command::new(self_exe)
-            .args(["control-plane", "translate", "--child", "--resources"])
-            .arg(n.to_string())
-            .arg("--proxies")
-            .arg(proxies.to_string())
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run {}", self_exe.display()))?;
-        if !out.status.success() {
-            bail!("the measurement of {n} resources failed ({})", out.status);
+        let mut row = child(self_exe, n, proxies, None)?;
+        if jemalloc {
+            let memory = child(self_exe, n, proxies, Some(JEMALLOC))?;
+            row.parse_peak_mib = memory.parse_peak_mib;
+            row.translate_peak_mib = memory.translate_peak_mib;
+            row.memory_allocator = memory.memory_allocator;
         }
-        let row: TranslateRow = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("the child for {n} resources printed no result"))?;
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// One measurement in a child process. With `preload`, memory figures come
+/// from jemalloc returning freed pages at once (`dirty_decay_ms:0`), so
+/// that the resident set follows the live heap: glibc keeps the pages
+/// parsing freed and translation reuses them, which hides its growth.
+fn child(
+    self_exe: &Path,
+    n: usize,
+    proxies: usize,
+    preload: Option<&str>,
+) -> anyhow::Result<TranslateRow> {
+    let mut command = std::process::Command::new(self_exe);
+    command
+        .args(["control-plane", "translate", "--child", "--resources"])
+        .arg(n.to_string())
+        .arg("--proxies")
+        .arg(proxies.to_string())
+        .stderr(std::process::Stdio::inherit());
+    if let Some(lib) = preload {
+        command
+            .env("LD_PRELOAD", lib)
+            .env("MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+            .env(ALLOCATOR_VARIABLE, "jemalloc, freed pages returned at once");
+    }
+    let out = command
+        .output()
+        .with_context(|| format!("cannot run {}", self_exe.display()))?;
+    if !out.status.success() {
+        bail!("the measurement of {n} resources failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("the child for {n} resources printed no result"))
 }
 
 /// The Markdown table of `rows`.
@@ -293,7 +359,7 @@ pub fn markdown(rows: &[TranslateRow]) -> String {
         };
         let _ = writeln!(
             t,
-            "| {} | {:.1} MiB | {:.0} ms | {:.0} MiB | {:.1} ms | {:.1} ms | {:.0} MiB | {:.2} MiB{over} | {} / {} |",
+            "| {} | {:.1} MiB | {:.0} ms | {:.0} MiB | {:.2} ms | {:.2} ms | {:.1} MiB | {:.2} MiB{over} | {} / {} |",
             r.resources,
             mib(r.yaml_bytes),
             r.parse_cpu_ms,

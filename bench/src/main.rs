@@ -93,6 +93,19 @@ enum ControlPlaneBench {
         #[arg(long, hide = true)]
         child: bool,
     },
+    /// Writes the benchmark's generated mesh as YAML files, to try a
+    /// large config on `remora serve` or `remora validate`.
+    MeshYaml {
+        /// Resources in the mesh.
+        #[arg(long)]
+        resources: usize,
+        /// Files to split it over (whole documents, about equal sizes).
+        #[arg(long, default_value_t = 1)]
+        files: usize,
+        /// The directory to write `mesh-N.yaml` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `2s`, `500ms`, `1.5s` or a plain number of seconds.
@@ -140,6 +153,14 @@ fn main() -> ExitCode {
                     child,
                 },
         }) => translate_bench(resources, *proxies, *child),
+        Some(Command::ControlPlane {
+            bench:
+                ControlPlaneBench::MeshYaml {
+                    resources,
+                    files,
+                    out,
+                },
+        }) => control_plane::write_mesh_yaml(*resources, *files, out),
         None => bench(&args),
     };
     match result {

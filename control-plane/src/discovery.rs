@@ -12,16 +12,21 @@
 //! reason, while it keeps its last good config). When the stream ends, the
 //! workload is deregistered.
 //!
-//! Every push, ACK and NACK is also recorded in the [`ProxyTracker`], which
-//! serves `/debug/proxies` and keeps the push metrics.
+//! Translation runs off the async workers ([`prepare`]). A snapshot larger
+//! than a proxy accepts ([`MAX_SNAPSHOT_BYTES`]) is not sent: the refusal is
+//! logged once per version, and the proxy keeps the config it has.
+//!
+//! Every push, ACK, NACK and refusal is also recorded in the
+//! [`ProxyTracker`], which serves `/debug/proxies` and keeps the push
+//! metrics.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
 use remora_certs::{SpiffeId, spiffe_id_of};
-use remora_proto::pb;
 use remora_proto::pb::discovery_server::{Discovery, DiscoveryServer};
+use remora_proto::{MAX_SNAPSHOT_BYTES, pb};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -33,7 +38,7 @@ use crate::events::emit;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::status::{ProxyTracker, TrackedProxy};
-use crate::translate::{MeshSettings, snapshot_for, version_of};
+use crate::translate::{MeshSettings, TooLarge, prepare};
 
 /// Serves discovery of `mesh` on `listener`, plaintext, until `shutdown`
 /// completes, tracking proxies in a table of its own. Plaintext admits nodes
@@ -222,49 +227,68 @@ async fn session(
     tracing::info!(node = node.id, "proxy connected");
 
     let mut last_sent: Option<String> = None;
+    let mut last_refused: Option<String> = None;
     let mut nonce: u64 = 0;
     'session: loop {
-        let snapshot = {
-            let resources = Arc::clone(&config.borrow_and_update());
-            // A new config may no longer allow this identity to serve its service.
-            let config_changed = !Arc::ptr_eq(&resources, &admitted_under);
-            admitted_under = Arc::clone(&resources);
-            if config_changed
-                && let Err(refusal) = admit(
-                    &admitted.claimed,
-                    &admitted.caller,
-                    &resources,
-                    &settings,
-                    &admitted.policy,
-                )
-            {
-                tracing::warn!(node = node.id, %refusal, "registration no longer admitted");
-                emit(
-                    "refused",
-                    json!({ "node": node.id, "reason": refusal.to_string() }),
-                );
-                let _ = tx.send(Err(Status::from(refusal))).await;
+        let resources = Arc::clone(&config.borrow_and_update());
+        // A new config may no longer allow this identity to serve its service.
+        let config_changed = !Arc::ptr_eq(&resources, &admitted_under);
+        admitted_under = Arc::clone(&resources);
+        if config_changed
+            && let Err(refusal) = admit(
+                &admitted.claimed,
+                &admitted.caller,
+                &resources,
+                &settings,
+                &admitted.policy,
+            )
+        {
+            tracing::warn!(node = node.id, %refusal, "registration no longer admitted");
+            emit(
+                "refused",
+                json!({ "node": node.id, "reason": refusal.to_string() }),
+            );
+            let _ = tx.send(Err(Status::from(refusal))).await;
+            break;
+        }
+        let registered = Arc::clone(&nodes.borrow_and_update());
+        // Off the async workers: see `translate::prepare`.
+        let prepared = match prepare(&node, resources, registered, Arc::clone(&settings)).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                tracing::warn!(node = node.id, error = %e, "ending the discovery stream");
                 break;
             }
-            let registered = Arc::clone(&nodes.borrow_and_update());
-            snapshot_for(&node, &resources, &registered, &settings)
         };
-        let version = version_of(&snapshot);
+        let version = prepared.version.clone();
         let held = hold_until.filter(|t| Instant::now() < *t);
-        if held.is_none() && last_sent.as_deref() != Some(version.as_str()) {
-            nonce += 1;
-            let snapshot = pb::Snapshot {
-                version: version.clone(),
-                nonce: nonce.to_string(),
-                ..snapshot
-            };
-            tracing::debug!(node = node.id, version, "pushing snapshot");
-            let sent_at = Instant::now();
-            if tx.send(Ok(snapshot)).await.is_err() {
-                break;
+        if last_sent.as_deref() == Some(version.as_str()) {
+            // Back to what the proxy runs: nothing to send, nothing refused.
+            if last_refused.take().is_some() {
+                tracked.refusal_withdrawn();
             }
-            tracked.sent(&version, sent_at);
-            last_sent = Some(version);
+        } else if held.is_none() {
+            if let Some(refusal) = prepared.refusal(&node, MAX_SNAPSHOT_BYTES) {
+                if last_refused.as_deref() != Some(version.as_str()) {
+                    refuse(&tracked, &refusal);
+                    last_refused = Some(version);
+                }
+            } else {
+                nonce += 1;
+                let snapshot = pb::Snapshot {
+                    version: version.clone(),
+                    nonce: nonce.to_string(),
+                    ..prepared.snapshot
+                };
+                tracing::debug!(node = node.id, version, "pushing snapshot");
+                let sent_at = Instant::now();
+                if tx.send(Ok(snapshot)).await.is_err() {
+                    break;
+                }
+                tracked.sent(&version, sent_at);
+                last_sent = Some(version);
+                last_refused = None;
+            }
         }
 
         // Wait for a change; meanwhile take the proxy's ACKs and NACKs.
@@ -297,6 +321,19 @@ async fn session(
     drop(tracked);
     emit("disconnected", json!({ "node": node.id }));
     tracing::info!(node = node.id, "proxy disconnected");
+}
+
+/// Says, once per version, why a proxy's snapshot is not sent.
+fn refuse(tracked: &TrackedProxy, refusal: &TooLarge) {
+    tracing::error!(node = refusal.node, "{refusal}");
+    tracked.refused(&refusal.to_string());
+    emit(
+        "snapshot_refused",
+        json!({
+            "node": refusal.node, "version": refusal.version,
+            "bytes": refusal.bytes, "limit": refusal.limit,
+        }),
+    );
 }
 
 /// Records an ACK or NACK. Replies to an older nonce are stale: a newer

@@ -7,6 +7,7 @@
 //! | `remora_pushes_total{result="ack"\|"nack"}` | counter | answered snapshots, by answer |
 //! | `remora_push_latency_seconds` | histogram | from sending a snapshot to its ACK |
 //! | `remora_nacks_total` | counter | snapshots a proxy rejected |
+//! | `remora_snapshots_refused_total` | counter | snapshots not sent because they exceed what a proxy accepts (once per proxy and version) |
 //! | `remora_config_errors_total` | counter | config rejections, one per `rejected` event (a file's unchanged content is reported once) |
 //! | `remora_config_files_rejected` | gauge | files whose current content is rejected |
 //! | `remora_certificates_signed_total` | counter | workload certificates signed |
@@ -51,6 +52,7 @@ pub struct Metrics {
     pushes: Family<PushLabels, Counter>,
     push_latency: Histogram,
     nacks: Counter,
+    snapshots_refused: Counter,
     config_errors: Counter,
     files_rejected: Gauge,
     certificates_signed: Counter,
@@ -73,6 +75,7 @@ impl Metrics {
         // stuck.
         let push_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let nacks = Counter::default();
+        let snapshots_refused = Counter::default();
         let config_errors = Counter::default();
         let files_rejected = Gauge::default();
         let certificates_signed = Counter::default();
@@ -102,6 +105,11 @@ impl Metrics {
         );
         registry.register("nacks", "Snapshots a proxy rejected (NACK)", nacks.clone());
         registry.register(
+            "snapshots_refused",
+            "Snapshots not sent because they exceed the size a proxy accepts",
+            snapshots_refused.clone(),
+        );
+        registry.register(
             "config_errors",
             "Config rejections: a file (or the directory) reported rejected",
             config_errors.clone(),
@@ -127,6 +135,7 @@ impl Metrics {
             pushes,
             push_latency,
             nacks,
+            snapshots_refused,
             config_errors,
             files_rejected,
             certificates_signed,
@@ -174,6 +183,11 @@ impl Metrics {
         self.nacks.inc();
     }
 
+    /// A snapshot was not sent: it exceeds what a proxy accepts.
+    pub(crate) fn snapshot_refused(&self) {
+        self.snapshots_refused.inc();
+    }
+
     /// A config file (or the directory) was rejected.
     pub(crate) fn config_rejected(&self) {
         self.config_errors.inc();
@@ -216,6 +230,7 @@ mod tests {
             "remora_pushes_total{result=\"nack\"}",
             "remora_push_latency_seconds_count",
             "remora_nacks_total",
+            "remora_snapshots_refused_total",
             "remora_config_errors_total",
             "remora_config_files_rejected",
             "remora_certificates_signed_total",
@@ -233,6 +248,7 @@ mod tests {
         m.proxy_disconnected();
         m.push_acked(Duration::from_millis(3));
         m.push_nacked();
+        m.snapshot_refused();
         m.config_rejected();
         m.set_files_rejected(2);
         m.certificate_signed();
@@ -247,6 +263,7 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(value(&text, "remora_nacks_total"), Some(1.0));
+        assert_eq!(value(&text, "remora_snapshots_refused_total"), Some(1.0));
         assert_eq!(value(&text, "remora_push_latency_seconds_count"), Some(1.0));
         assert_eq!(
             value(&text, "remora_push_latency_seconds_bucket{le=\"0.004\"}"),

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! VERSION is the version the proxy runs (what it last ACKed, or kept when
-//! it NACKed); a NACKED proxy's error follows on an indented line.
+//! it NACKed); a NACKED proxy's error follows on an indented line, and so
+//! does the reason a REFUSED proxy's latest snapshot was not sent.
 
 use std::time::Duration;
 
@@ -171,8 +172,13 @@ pub fn render(proxies: &[ProxyStatus]) -> String {
     let mut out = line(HEADER);
     for (p, row) in proxies.iter().zip(&rows) {
         out.push_str(&line(row.each_ref().map(String::as_str)));
-        if p.status == SyncStatus::Nacked {
-            let error = p.last_nack_error.as_deref().unwrap_or("(no reason given)");
+        let error = match p.status {
+            SyncStatus::Nacked => p.last_nack_error.as_deref(),
+            SyncStatus::Refused => p.push_error.as_deref(),
+            SyncStatus::Synced | SyncStatus::Stale => None,
+        };
+        if matches!(p.status, SyncStatus::Nacked | SyncStatus::Refused) {
+            let error = error.unwrap_or("(no reason given)");
             for (i, text) in error.lines().enumerate() {
                 let lead = if i == 0 { "error: " } else { "       " };
                 out.push_str(&format!("    {lead}{text}\n"));
@@ -199,6 +205,7 @@ mod tests {
             version_acked: Some("aaaa".into()),
             status,
             last_nack_error: None,
+            push_error: None,
             seconds_since_last_push: Some(3),
         }
     }
@@ -207,23 +214,28 @@ mod tests {
     fn renders_a_header_and_one_aligned_line_per_proxy() {
         let mut nacked = proxy("reviews-42.default", "reviews", SyncStatus::Nacked);
         nacked.last_nack_error = Some("vh/r0: invalid regex\nsecond line".into());
+        let mut refused = proxy("ratings-3.default", "ratings", SyncStatus::Refused);
+        refused.push_error = Some("the snapshot is too large".into());
         let mut fresh = proxy("details-7.default", "details", SyncStatus::Stale);
         fresh.version_acked = None;
         fresh.seconds_since_last_push = None;
         let text = render(&[
             proxy("productpage-1.default", "productpage", SyncStatus::Synced),
             nacked,
+            refused,
             fresh,
         ]);
         assert_eq!(
             text,
             "\
-NAME                   SERVICE              VERSION  STATUS  LAST PUSH
-productpage-1.default  productpage.default  aaaa     SYNCED  3s ago
-reviews-42.default     reviews.default      aaaa     NACKED  3s ago
+NAME                   SERVICE              VERSION  STATUS   LAST PUSH
+productpage-1.default  productpage.default  aaaa     SYNCED   3s ago
+reviews-42.default     reviews.default      aaaa     NACKED   3s ago
     error: vh/r0: invalid regex
            second line
-details-7.default      details.default      -        STALE   never
+ratings-3.default      ratings.default      aaaa     REFUSED  3s ago
+    error: the snapshot is too large
+details-7.default      details.default      -        STALE    never
 "
         );
     }

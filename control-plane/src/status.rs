@@ -30,6 +30,9 @@ pub enum SyncStatus {
     Stale,
     /// It rejected the latest snapshot and keeps running an older one.
     Nacked,
+    /// The control plane did not send its latest snapshot, which exceeds
+    /// what a proxy accepts; it keeps running an older one (or none).
+    Refused,
 }
 
 impl SyncStatus {
@@ -39,6 +42,7 @@ impl SyncStatus {
             SyncStatus::Synced => "SYNCED",
             SyncStatus::Stale => "STALE",
             SyncStatus::Nacked => "NACKED",
+            SyncStatus::Refused => "REFUSED",
         }
     }
 }
@@ -64,6 +68,9 @@ pub struct ProxyStatus {
     pub status: SyncStatus,
     /// The reason of the last answer, if it was a NACK.
     pub last_nack_error: Option<String>,
+    /// Why the latest snapshot was not sent, while it is not (`REFUSED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_error: Option<String>,
     /// Whole seconds since the latest snapshot was sent (`None` before the
     /// first).
     pub seconds_since_last_push: Option<u64>,
@@ -85,10 +92,14 @@ struct ProxyState {
     version_acked: Option<String>,
     answer: Answer,
     last_nack_error: Option<String>,
+    push_error: Option<String>,
 }
 
 impl ProxyState {
     fn status(&self) -> SyncStatus {
+        if self.push_error.is_some() {
+            return SyncStatus::Refused;
+        }
         match (self.version_sent.is_some(), self.answer) {
             (true, Answer::Acked) => SyncStatus::Synced,
             (true, Answer::Nacked) => SyncStatus::Nacked,
@@ -107,6 +118,7 @@ impl ProxyState {
             version_acked: self.version_acked.clone(),
             status: self.status(),
             last_nack_error: self.last_nack_error.clone(),
+            push_error: self.push_error.clone(),
             seconds_since_last_push: self
                 .sent_at
                 .map(|t| now.saturating_duration_since(t).as_secs()),
@@ -152,6 +164,7 @@ impl ProxyTracker {
                 version_acked: (!version_info.is_empty()).then(|| version_info.to_owned()),
                 answer: Answer::Pending,
                 last_nack_error: None,
+                push_error: None,
             },
         );
         drop(table);
@@ -196,7 +209,23 @@ impl TrackedProxy {
             p.version_sent = Some(version.to_owned());
             p.sent_at = Some(at);
             p.answer = Answer::Pending;
+            p.push_error = None;
         });
+    }
+
+    /// The latest snapshot was not sent, for `error` (too large); the proxy
+    /// keeps what it runs.
+    pub fn refused(&self, error: &str) {
+        self.tracker.update(self.key, |p| {
+            p.push_error = Some(error.to_owned());
+        });
+        self.tracker.metrics.snapshot_refused();
+    }
+
+    /// The refused snapshot is no longer the latest: the config is back to
+    /// what the proxy runs.
+    pub fn refusal_withdrawn(&self) {
+        self.tracker.update(self.key, |p| p.push_error = None);
     }
 
     /// The proxy ACKed the latest snapshot at `at`: it runs `version`.
@@ -323,6 +352,38 @@ mod tests {
         );
         assert_eq!(metric(&metrics, "remora_nacks_total"), 1.0);
         assert_eq!(metric(&metrics, "remora_push_latency_seconds_count"), 2.0);
+    }
+
+    #[test]
+    fn a_refused_snapshot_shows_until_a_snapshot_is_sent_again() {
+        let metrics = Metrics::new();
+        let tracker = ProxyTracker::new(metrics.clone());
+        let proxy = tracker.track(&node("reviews-1.default", "reviews"), "");
+        let now = Instant::now();
+        proxy.sent("A", now);
+        proxy.acked("A", now);
+
+        proxy.refused("the snapshot is too large");
+        let refused = only(&tracker, now);
+        assert_eq!(refused.status, SyncStatus::Refused);
+        assert_eq!(refused.version_acked.as_deref(), Some("A"), "keeps A");
+        assert_eq!(
+            refused.push_error.as_deref(),
+            Some("the snapshot is too large")
+        );
+        assert_eq!(metric(&metrics, "remora_snapshots_refused_total"), 1.0);
+
+        proxy.sent("B", now);
+        let sent = only(&tracker, now);
+        assert_eq!(sent.status, SyncStatus::Stale);
+        assert_eq!(sent.push_error, None);
+
+        proxy.acked("B", now);
+        proxy.refused("too large again");
+        proxy.refusal_withdrawn();
+        let back = only(&tracker, now);
+        assert_eq!(back.status, SyncStatus::Synced);
+        assert_eq!(back.push_error, None);
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //! Naming follows Envoy/Istio: a cluster is `<subset>|<fqdn>`, the default
 //! cluster of a service (every endpoint) is `|<fqdn>`.
 //!
-//! Security (the inbound policy and auto mTLS) lives in [`security`].
+//! Security (the inbound policy and auto mTLS) lives in [`security`];
+//! running translation off the async workers, and the size limit of what
+//! is sent, in [`prepared`].
 
+mod prepared;
 mod security;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use prost::Message;
 use remora_certs::TrustDomain;
@@ -23,7 +26,8 @@ use crate::config::model::{
     Resource, Retries, Spec, StringMatch, VirtualService,
 };
 use crate::config::{DEFAULT_ROOT_NAMESPACE, qualify_host};
-use security::PeerTls;
+pub use prepared::{Interrupted, Prepared, TooLarge, prepare};
+use security::{PeerTls, SecurityIndex};
 
 /// Suffix of the fully qualified name of an in-mesh service.
 const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -167,33 +171,34 @@ struct EndpointKey {
 
 /// Builds the snapshot for `node` (its `version` and `nonce` are left
 /// empty; see [`version_of`]).
+///
+/// Linear in the size of the config and the registry: the resources are
+/// indexed by host and namespace once ([`Index`]), and every lookup after
+/// that is a hash map's.
 pub fn snapshot_for(
     node: &pb::Node,
     resources: &[Resource],
     nodes: &Nodes,
     settings: &MeshSettings,
 ) -> pb::Snapshot {
-    let catalog = catalog(resources, nodes, settings);
-    let rules = destination_rules(resources);
-    let services = virtual_services(resources);
+    let index = Index::new(resources, settings);
+    let catalog = catalog(&index, nodes, settings);
 
     // Every host a proxy can be asked for: catalog services and VS hosts.
-    let mut hosts: BTreeSet<String> = catalog.keys().cloned().collect();
-    for (host, _) in &services {
-        hosts.insert(host.clone());
-    }
+    let mut hosts: BTreeSet<&str> = catalog.keys().map(String::as_str).collect();
+    hosts.extend(index.services.keys().map(String::as_str));
 
     let mut wanted_clusters: BTreeSet<(String, String)> = BTreeSet::new(); // (fqdn, subset)
-    let mut virtual_hosts = Vec::new();
+    let mut virtual_hosts = Vec::with_capacity(hosts.len());
     // A domain answers for one host only (proxies refuse a snapshot with a domain twice): the
     // first host, in name order, keeps it, so a registered service whose short names collide
     // with a ServiceEntry host spoils nobody's snapshot.
     let mut taken_domains: BTreeSet<String> = BTreeSet::new();
-    for host in &hosts {
-        let routes = match services.iter().find(|(h, _)| h == host) {
-            Some((_, vs)) => vs_routes(*vs, &mut wanted_clusters),
+    for host in hosts {
+        let routes = match index.services.get(host) {
+            Some(vs) => vs_routes(*vs, &mut wanted_clusters),
             None => {
-                wanted_clusters.insert((host.clone(), String::new()));
+                wanted_clusters.insert((host.to_owned(), String::new()));
                 vec![pb::Route {
                     name: "default".into(),
                     matches: Vec::new(),
@@ -210,7 +215,7 @@ pub fn snapshot_for(
             .filter(|d| taken_domains.insert(d.to_ascii_lowercase()))
             .collect();
         virtual_hosts.push(pb::VirtualHost {
-            name: host.clone(),
+            name: host.to_owned(),
             domains,
             routes,
         });
@@ -220,7 +225,7 @@ pub fn snapshot_for(
     for host in catalog.keys() {
         wanted_clusters.insert((host.clone(), String::new()));
     }
-    for (host, dr) in &rules {
+    for (host, dr) in &index.rules {
         for subset in &dr.subsets {
             wanted_clusters.insert((host.clone(), subset.name.clone()));
         }
@@ -231,7 +236,7 @@ pub fn snapshot_for(
         .iter()
         .map(|(host, subset)| {
             let service = catalog.get(host).unwrap_or(&empty);
-            let rule = rules.iter().find(|(h, _)| h == host).map(|(_, r)| *r);
+            let rule = index.rules.get(host).copied();
             cluster(host, subset, service, rule)
         })
         .collect();
@@ -244,10 +249,70 @@ pub fn snapshot_for(
         inbound: Some(security::inbound_policy(
             namespace_of(node),
             &node.labels,
-            resources,
+            &index.security,
             settings,
         )),
         mesh: settings.to_proto(),
+    }
+}
+
+/// The resources of a config, indexed once per translation: every lookup
+/// by host or namespace is then a hash map's, so that translation is
+/// linear in the config's size rather than quadratic (a `find` per host
+/// over every resource took seconds at 10k resources).
+#[derive(Debug)]
+struct Index<'a> {
+    /// DestinationRules by qualified host, first definition wins (a second
+    /// one is a validation error, reported by `check_references`).
+    rules: HashMap<String, &'a DestinationRule>,
+    /// VirtualServices by qualified host, first definition wins.
+    services: HashMap<String, VsRef<'a>>,
+    /// ServiceEntries with their namespaces, in resource order.
+    service_entries: Vec<(&'a str, &'a model::ServiceEntry)>,
+    /// WorkloadEntries by namespace, in resource order.
+    workload_entries: HashMap<&'a str, Vec<&'a model::WorkloadEntry>>,
+    /// PeerAuthentications and AuthorizationPolicies by namespace.
+    security: SecurityIndex<'a>,
+}
+
+impl<'a> Index<'a> {
+    fn new(resources: &'a [Resource], settings: &'a MeshSettings) -> Self {
+        let mut index = Index {
+            rules: HashMap::new(),
+            services: HashMap::new(),
+            service_entries: Vec::new(),
+            workload_entries: HashMap::new(),
+            security: SecurityIndex::new(resources, &settings.root_namespace),
+        };
+        for r in resources {
+            let namespace = r.meta.namespace.as_str();
+            match &r.spec {
+                Spec::DestinationRule(dr) => {
+                    let host = qualify_host(&dr.host, namespace);
+                    index.rules.entry(host).or_insert(dr);
+                }
+                Spec::VirtualService(vs) => {
+                    for host in &vs.hosts {
+                        let host = qualify_host(host, namespace);
+                        index.services.entry(host).or_insert(VsRef {
+                            vs,
+                            namespace,
+                            name: &r.meta.name,
+                        });
+                    }
+                }
+                Spec::ServiceEntry(se) => index.service_entries.push((namespace, se)),
+                Spec::WorkloadEntry(we) => {
+                    index
+                        .workload_entries
+                        .entry(namespace)
+                        .or_default()
+                        .push(we);
+                }
+                Spec::PeerAuthentication(_) | Spec::AuthorizationPolicy(_) => {}
+            }
+        }
+        index
     }
 }
 
@@ -300,18 +365,14 @@ fn domains(host: &str, namespace: &str) -> Vec<String> {
 }
 
 /// Services by fully qualified host name.
-fn catalog(
-    resources: &[Resource],
-    nodes: &Nodes,
-    settings: &MeshSettings,
-) -> BTreeMap<String, Service> {
+fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMap<String, Service> {
     let mut catalog: BTreeMap<String, Service> = BTreeMap::new();
     for node in nodes.values() {
         if node.inbound_address.is_empty() || node.service.is_empty() {
             continue; // a client-only workload serves nothing
         }
         let namespace = namespace_of(node);
-        let tls = PeerTls::of_node(node, namespace, resources, settings);
+        let tls = PeerTls::of_node(node, namespace, &index.security, settings);
         let host = format!("{}.{namespace}.{CLUSTER_DOMAIN}", node.service);
         let service = catalog.entry(host).or_default();
         service.namespace = Some(namespace.to_owned());
@@ -326,11 +387,8 @@ fn catalog(
         });
     }
 
-    for r in resources {
-        let Spec::ServiceEntry(se) = &r.spec else {
-            continue;
-        };
-        let ns = &r.meta.namespace;
+    let in_mesh_suffix = format!(".{CLUSTER_DOMAIN}");
+    for &(ns, se) in &index.service_entries {
         let Some(port) = se.ports.first() else {
             continue; // validation guarantees exactly one
         };
@@ -358,12 +416,10 @@ fn catalog(
             add(we, ns);
         }
         if let Some(selector) = &se.workload_selector {
-            for other in resources {
-                if let Spec::WorkloadEntry(we) = &other.spec
-                    && &other.meta.namespace == ns
-                    && selector.iter().all(|(k, v)| we.labels.get(k) == Some(v))
-                {
-                    add(we, &other.meta.namespace);
+            // WorkloadEntries of the entry's own namespace only.
+            for we in index.workload_entries.get(ns).into_iter().flatten() {
+                if selector.iter().all(|(k, v)| we.labels.get(k) == Some(v)) {
+                    add(we, ns);
                 }
             }
         }
@@ -382,15 +438,16 @@ fn catalog(
                     tls: PeerTls::Plaintext,
                 });
             }
-            let service = catalog.entry(fqdn.clone()).or_default();
+            let namespace = fqdn
+                .strip_suffix(&in_mesh_suffix)
+                .and_then(|rest| rest.split_once('.'))
+                .map(|(_, ns)| ns.to_owned());
+            let service = catalog.entry(fqdn).or_default();
             if port.is_tcp() {
                 service.tcp_ports.insert(port.number);
             }
             if service.namespace.is_none() {
-                service.namespace = fqdn
-                    .strip_suffix(&format!(".{CLUSTER_DOMAIN}"))
-                    .and_then(|rest| rest.split_once('.'))
-                    .map(|(_, ns)| ns.to_owned());
+                service.namespace = namespace;
             }
             service.endpoints.extend(host_endpoints);
         }
@@ -404,44 +461,6 @@ fn join_host_port(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
-}
-
-/// DestinationRules by qualified host, first definition wins (a second one
-/// is a validation error, reported by `check_references`).
-fn destination_rules(resources: &[Resource]) -> Vec<(String, &DestinationRule)> {
-    let mut out: Vec<(String, &DestinationRule)> = Vec::new();
-    for r in resources {
-        if let Spec::DestinationRule(dr) = &r.spec {
-            let host = qualify_host(&dr.host, &r.meta.namespace);
-            if !out.iter().any(|(h, _)| *h == host) {
-                out.push((host, dr));
-            }
-        }
-    }
-    out
-}
-
-/// VirtualServices by qualified host, first definition wins.
-fn virtual_services(resources: &[Resource]) -> Vec<(String, VsRef<'_>)> {
-    let mut out: Vec<(String, VsRef<'_>)> = Vec::new();
-    for r in resources {
-        if let Spec::VirtualService(vs) = &r.spec {
-            for host in &vs.hosts {
-                let host = qualify_host(host, &r.meta.namespace);
-                if !out.iter().any(|(h, _)| *h == host) {
-                    out.push((
-                        host,
-                        VsRef {
-                            vs,
-                            namespace: &r.meta.namespace,
-                            name: &r.meta.name,
-                        },
-                    ));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// A VirtualService with the namespace its short names are relative to.

@@ -259,7 +259,10 @@ async fn stream_once(
         ..Default::default()
     };
     let _ = tx.send(hello).await;
+    // The control plane never sends more (it refuses such a snapshot and
+    // says so): both sides read the limit from the proto crate.
     let mut responses = DiscoveryClient::new(channel)
+        .max_decoding_message_size(remora_proto::MAX_SNAPSHOT_BYTES)
         .stream(ReceiverStream::new(rx))
         .await?
         .into_inner();

@@ -10,7 +10,7 @@
 //! the oldest; Remora has no creation times and wants the same answer on
 //! every run).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use remora_proto::pb;
 
@@ -40,46 +40,118 @@ impl PeerPolicy {
     }
 }
 
+/// The security resources of a config, grouped by namespace once per
+/// translation, so that resolving one workload's policies reads only its
+/// namespace's and the root namespace's instead of every resource.
+#[derive(Debug)]
+pub(super) struct SecurityIndex<'a> {
+    root_namespace: &'a str,
+    /// PeerAuthentications by namespace, ordered by name (resource order
+    /// among equal names).
+    peer: HashMap<&'a str, Vec<(&'a str, &'a PeerAuthentication)>>,
+    /// AuthorizationPolicies by namespace, in resource order, with their
+    /// names.
+    authz: HashMap<&'a str, Vec<(&'a str, &'a AuthorizationPolicy)>>,
+}
+
+impl<'a> SecurityIndex<'a> {
+    /// Indexes the PeerAuthentications and AuthorizationPolicies of
+    /// `resources`; `root_namespace` holds the mesh-wide ones.
+    pub(super) fn new(resources: &'a [Resource], root_namespace: &'a str) -> Self {
+        let mut peer: HashMap<&str, Vec<(&str, &PeerAuthentication)>> = HashMap::new();
+        let mut authz: HashMap<&str, Vec<(&str, &AuthorizationPolicy)>> = HashMap::new();
+        for r in resources {
+            let (namespace, name) = (r.meta.namespace.as_str(), r.meta.name.as_str());
+            match &r.spec {
+                Spec::PeerAuthentication(pa) => peer.entry(namespace).or_default().push((name, pa)),
+                Spec::AuthorizationPolicy(ap) => {
+                    authz.entry(namespace).or_default().push((name, ap));
+                }
+                _ => {}
+            }
+        }
+        for policies in peer.values_mut() {
+            policies.sort_by(|a, b| a.0.cmp(b.0)); // stable
+        }
+        SecurityIndex {
+            root_namespace,
+            peer,
+            authz,
+        }
+    }
+
+    /// The first PeerAuthentication by name in `namespace` that `pick`
+    /// accepts.
+    fn first_peer(
+        &self,
+        namespace: &str,
+        pick: impl Fn(&PeerAuthentication) -> bool,
+    ) -> Option<&'a PeerAuthentication> {
+        let policies = self.peer.get(namespace)?;
+        policies.iter().map(|(_, pa)| *pa).find(|pa| pick(pa))
+    }
+
+    /// Resolves the PeerAuthentications that apply to a workload in
+    /// `namespace` with `labels`.
+    pub(super) fn peer_policy(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> PeerPolicy {
+        let mesh = self.first_peer(self.root_namespace, |pa| pa.selector.is_none());
+        let namespace_wide = self.first_peer(namespace, |pa| pa.selector.is_none());
+        let workload = self.first_peer(namespace, |pa| pa.selector.is_some() && pa.selects(labels));
+
+        let mesh_mode = inherit(mesh.map(|pa| pa.mode), pb::MtlsMode::Permissive);
+        let namespace_mode = inherit(namespace_wide.map(|pa| pa.mode), mesh_mode);
+        let mode = inherit(workload.map(|pa| pa.mode), namespace_mode);
+        let port_mtls = workload
+            .map(|pa| {
+                pa.port_level_mtls
+                    .iter()
+                    .map(|(port, m)| (u32::from(*port), inherit(Some(*m), mode)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        PeerPolicy { mode, port_mtls }
+    }
+
+    /// The AuthorizationPolicies of the root namespace and of `namespace`
+    /// that select `labels`, ordered by `namespace/name`.
+    fn authorization_policies(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<(String, &'a AuthorizationPolicy)> {
+        let scopes = if namespace == self.root_namespace {
+            vec![namespace]
+        } else {
+            vec![self.root_namespace, namespace]
+        };
+        let mut policies: Vec<(String, &AuthorizationPolicy)> = scopes
+            .into_iter()
+            .filter_map(|ns| Some((ns, self.authz.get(ns)?)))
+            .flat_map(|(ns, list)| {
+                list.iter()
+                    .filter(|(_, ap)| ap.selects(labels))
+                    .map(move |(name, ap)| (format!("{ns}/{name}"), *ap))
+            })
+            .collect();
+        policies.sort_by(|a, b| a.0.cmp(&b.0)); // stable
+        policies
+    }
+}
+
 /// Resolves the PeerAuthentications that apply to a workload in
-/// `namespace` with `labels`.
+/// `namespace` with `labels` (the index built for one question).
+#[cfg(test)]
 pub(super) fn peer_policy(
     namespace: &str,
     labels: &BTreeMap<String, String>,
     resources: &[Resource],
     root_namespace: &str,
 ) -> PeerPolicy {
-    let mut policies: Vec<(&str, &str, &PeerAuthentication)> = resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::PeerAuthentication(pa) => {
-                Some((r.meta.namespace.as_str(), r.meta.name.as_str(), pa))
-            }
-            _ => None,
-        })
-        .collect();
-    policies.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let first = |ns: &str, pick: &dyn Fn(&PeerAuthentication) -> bool| {
-        policies
-            .iter()
-            .find(|(n, _, pa)| *n == ns && pick(pa))
-            .map(|(_, _, pa)| *pa)
-    };
-    let mesh = first(root_namespace, &|pa| pa.selector.is_none());
-    let namespace_wide = first(namespace, &|pa| pa.selector.is_none());
-    let workload = first(namespace, &|pa| pa.selector.is_some() && pa.selects(labels));
-
-    let mesh_mode = inherit(mesh.map(|pa| pa.mode), pb::MtlsMode::Permissive);
-    let namespace_mode = inherit(namespace_wide.map(|pa| pa.mode), mesh_mode);
-    let mode = inherit(workload.map(|pa| pa.mode), namespace_mode);
-    let port_mtls = workload
-        .map(|pa| {
-            pa.port_level_mtls
-                .iter()
-                .map(|(port, m)| (u32::from(*port), inherit(Some(*m), mode)))
-                .collect()
-        })
-        .unwrap_or_default();
-    PeerPolicy { mode, port_mtls }
+    SecurityIndex::new(resources, root_namespace).peer_policy(namespace, labels)
 }
 
 /// `mode`, or `parent` when it is absent or UNSET.
@@ -97,26 +169,12 @@ fn inherit(mode: Option<PeerMode>, parent: pb::MtlsMode) -> pb::MtlsMode {
 pub(super) fn inbound_policy(
     namespace: &str,
     labels: &BTreeMap<String, String>,
-    resources: &[Resource],
+    index: &SecurityIndex<'_>,
     settings: &MeshSettings,
 ) -> pb::InboundPolicy {
-    let peer = peer_policy(namespace, labels, resources, &settings.root_namespace);
-    let mut policies: Vec<(String, &AuthorizationPolicy)> = resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::AuthorizationPolicy(ap)
-                if (r.meta.namespace == settings.root_namespace
-                    || r.meta.namespace == namespace)
-                    && ap.selects(labels) =>
-            {
-                Some((format!("{}/{}", r.meta.namespace, r.meta.name), ap))
-            }
-            _ => None,
-        })
-        .collect();
-    policies.sort_by(|a, b| a.0.cmp(&b.0));
+    let peer = index.peer_policy(namespace, labels);
     let (mut deny, mut allow) = (Vec::new(), Vec::new());
-    for (name, ap) in policies {
+    for (name, ap) in index.authorization_policies(namespace, labels) {
         let policy = pb::AuthorizationPolicy {
             name,
             rules: ap.rules.iter().map(rule).collect(),
@@ -196,10 +254,10 @@ impl PeerTls {
     pub(super) fn of_node(
         node: &pb::Node,
         namespace: &str,
-        resources: &[Resource],
+        index: &SecurityIndex<'_>,
         settings: &MeshSettings,
     ) -> Self {
-        let inbound = peer_policy(namespace, &node.labels, resources, &settings.root_namespace);
+        let inbound = index.peer_policy(namespace, &node.labels);
         let mode = inbound.mode_for_port(node.app_port);
         PeerTls::Proxy {
             serves_mtls: node.mtls,

@@ -12,6 +12,17 @@ fn resources(yaml: &str) -> Vec<Resource> {
     outcome.resources
 }
 
+/// [`super::inbound_policy`] over an index of `resources`.
+fn inbound_policy(
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    resources: &[Resource],
+    settings: &MeshSettings,
+) -> pb::InboundPolicy {
+    let index = SecurityIndex::new(resources, &settings.root_namespace);
+    super::inbound_policy(namespace, labels, &index, settings)
+}
+
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
