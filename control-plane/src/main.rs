@@ -25,7 +25,7 @@ use remora_control_plane::monitoring::{self, Monitoring};
 use remora_control_plane::path_normalization;
 use remora_control_plane::status::ProxyTracker;
 use remora_control_plane::translate::{MeshSettings, OutboundTrafficPolicy, TraceSampling};
-use remora_control_plane::watch::{self, ConfigDir};
+use remora_control_plane::watch::{ConfigDir, Watcher};
 use remora_control_plane::{describe, proxy_status};
 use remora_control_plane::{error_chain, grpc};
 use remora_proto::pb;
@@ -358,7 +358,8 @@ async fn serve(
     let metrics = Metrics::new();
     let proxies = ProxyTracker::new(metrics.clone());
     let mesh = Arc::new(Mesh::with_warmup(warmup));
-    if let Some(dir) = config_dir {
+    // Stops polling when `serve` returns.
+    let _watcher = if let Some(dir) = config_dir {
         anyhow::ensure!(
             dir.is_dir(),
             "--config-dir {} is not a directory",
@@ -371,8 +372,10 @@ async fn serve(
         if let Some(resources) = dir.poll() {
             mesh.set_config(resources);
         }
-        tokio::spawn(watch::run(dir, Arc::clone(&mesh)));
-    }
+        Some(Watcher::spawn(dir, Arc::clone(&mesh)).context("cannot start the config watcher")?)
+    } else {
+        None
+    };
 
     let grpc = TcpListener::bind(addrs.grpc)
         .await

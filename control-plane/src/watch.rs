@@ -5,6 +5,10 @@
 //! sidecar deployment uses, and a few small files cost nothing to re-read.
 //! A file is re-parsed only when its bytes change.
 //!
+//! A file over [`config::MAX_CONFIG_FILE_BYTES`] is rejected without being
+//! read (its size is checked first), so a huge file cannot take the
+//! control plane's memory.
+//!
 //! Each file is accepted or rejected as a whole: a file with an error keeps
 //! its last accepted version in force (or nothing, if it never had one),
 //! and the error is reported once per distinct content. After any change the
@@ -17,15 +21,15 @@
 //! every published config has a version, a hash of the accepted contents,
 //! in the `loaded` event and in `remora_config_info`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::config::model::Resource;
-use crate::config::{self, Diagnostic, Severity};
+use crate::config::{self, Diagnostic, FileRead, Severity};
 use crate::events::emit;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
@@ -61,6 +65,8 @@ pub struct ConfigDir {
     metrics: Metrics,
     /// The mesh root namespace, for the cross-file check.
     root_namespace: String,
+    /// Files larger than this are rejected unread.
+    max_file_bytes: u64,
 }
 
 impl ConfigDir {
@@ -81,6 +87,7 @@ impl ConfigDir {
             inconsistent: BTreeSet::new(),
             metrics,
             root_namespace: config::DEFAULT_ROOT_NAMESPACE.to_owned(),
+            max_file_bytes: config::MAX_CONFIG_FILE_BYTES,
         }
     }
 
@@ -88,6 +95,13 @@ impl ConfigDir {
     /// rather than Istio's `istio-system`.
     pub fn with_root_namespace(mut self, root_namespace: impl Into<String>) -> Self {
         self.root_namespace = root_namespace.into();
+        self
+    }
+
+    /// Rejects files larger than `bytes` unread, instead of
+    /// [`config::MAX_CONFIG_FILE_BYTES`] (tests use a small limit).
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
         self
     }
 
@@ -148,7 +162,8 @@ impl ConfigDir {
 
         let mut changed = false;
         let before = self.files.len();
-        self.files.retain(|p, _| paths.contains(p));
+        let listed: HashSet<&PathBuf> = paths.iter().collect();
+        self.files.retain(|p, _| listed.contains(p));
         if self.files.len() != before {
             changed = true;
         }
@@ -202,8 +217,13 @@ impl ConfigDir {
 
     /// Reads one file; returns whether its accepted resources changed.
     fn read(&mut self, path: &Path) -> bool {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        let limit = self.max_file_bytes;
+        let text = match config::read_config_file(path, limit) {
+            Ok(FileRead::Bytes(bytes)) => bytes,
+            Ok(FileRead::TooLarge { size }) => {
+                self.reject_unread(path, config::too_large(path, size, limit));
+                return false;
+            }
             // Gone between listing and reading: the next poll sees it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
             Err(e) => {
@@ -258,6 +278,37 @@ impl ConfigDir {
     }
 }
 
+impl ConfigDir {
+    /// Rejects `path` without having read it (`error` says why), once per
+    /// distinct error; its last accepted version stays in force.
+    fn reject_unread(&mut self, path: &Path, error: Diagnostic) {
+        let text = error.to_string();
+        let marker = fnv1a(text.as_bytes());
+        let state = self.files.entry(path.to_owned()).or_insert(FileState {
+            seen: 0,
+            accepted: Vec::new(),
+            accepted_hash: 0,
+            rejected: false,
+        });
+        if state.rejected && state.seen == marker {
+            return; // said already
+        }
+        state.seen = marker;
+        state.rejected = true;
+        eprintln!(
+            "{text}\n{}: rejected; {}",
+            path.display(),
+            if state.accepted.is_empty() {
+                "nothing from it is in force"
+            } else {
+                "its last good version stays in force"
+            }
+        );
+        emit("rejected", json!({ "file": path, "errors": [text] }));
+        self.metrics.config_rejected();
+    }
+}
+
 fn report_warnings(diagnostics: &[Diagnostic]) {
     for d in diagnostics
         .iter()
@@ -267,21 +318,51 @@ fn report_warnings(diagnostics: &[Diagnostic]) {
     }
 }
 
-/// Polls `dir` forever, publishing every consistent change to `mesh`.
-pub async fn run(mut dir: ConfigDir, mesh: Arc<Mesh>) {
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // Reading files blocks; keep it off the async workers.
-        let (back, update) = tokio::task::spawn_blocking(move || {
-            let update = dir.poll();
-            (dir, update)
+/// The thread that polls the config directory; dropping it stops the
+/// thread (after the poll in progress, if any).
+///
+/// A thread of its own rather than a task that hands each poll to the
+/// blocking pool: reading and parsing are blocking work anyway, they never
+/// wait for an async worker, and there is no join handle to fail when the
+/// runtime shuts down mid-poll (`remora serve` once panicked on SIGTERM
+/// with `JoinError::Cancelled` there).
+#[derive(Debug)]
+pub struct Watcher {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Polls `dir` every [`POLL_INTERVAL`] on a new thread, publishing every
+    /// consistent change to `mesh`.
+    pub fn spawn(dir: ConfigDir, mesh: Arc<Mesh>) -> std::io::Result<Watcher> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("config-watcher".into())
+            .spawn(move || run(dir, &mesh, &stopped))?;
+        Ok(Watcher {
+            stop: Some(stop),
+            thread: Some(thread),
         })
-        .await
-        .expect("config poll panicked");
-        dir = back;
-        if let Some(resources) = update {
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the config watcher panicked");
+        }
+    }
+}
+
+/// Polls until `stopped` disconnects, sleeping [`POLL_INTERVAL`] between
+/// the end of one poll and the start of the next.
+fn run(mut dir: ConfigDir, mesh: &Mesh, stopped: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(POLL_INTERVAL) {
+        if let Some(resources) = dir.poll() {
             mesh.set_config(resources);
         }
     }
@@ -430,6 +511,84 @@ spec:
         assert_eq!(
             series(&metrics, "remora_config_info"),
             [format!("remora_config_info{{version=\"{v90}\"}} 1")]
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_rejected_unread_and_its_last_good_version_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let good = VS.replace("WEIGHT", "90");
+        let limit = good.len() as u64 + 10;
+        let mut dir =
+            ConfigDir::with_metrics(tmp.path(), metrics.clone()).with_max_file_bytes(limit);
+        write(tmp.path(), "vs.yaml", &good);
+        assert_eq!(weights(&dir.poll().unwrap()), [90, 10]);
+
+        // Valid YAML, but 11 bytes too many: not even parsed.
+        write(
+            tmp.path(),
+            "vs.yaml",
+            &format!("{}#{}\n", VS.replace("WEIGHT", "50"), "x".repeat(9)),
+        );
+        assert_eq!(dir.poll(), None);
+        assert_eq!(dir.poll(), None, "reported once");
+        assert_eq!(dir.rejected_files(), 1);
+        assert_eq!(
+            series(&metrics, "remora_config_errors_total"),
+            ["remora_config_errors_total 1"]
+        );
+        let kept: Vec<Resource> = dir
+            .files
+            .values()
+            .flat_map(|f| f.accepted.clone())
+            .collect();
+        assert_eq!(weights(&kept), [90, 10]);
+
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "50"));
+        assert_eq!(weights(&dir.poll().unwrap()), [50, 10]);
+        assert_eq!(dir.rejected_files(), 0);
+    }
+
+    #[test]
+    fn a_directory_of_many_files_is_followed_file_by_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dir = ConfigDir::new(tmp.path());
+        for i in 0..300 {
+            let vs = VS
+                .replace("name: reviews", &format!("name: r{i}"))
+                .replace("hosts: [reviews]", &format!("hosts: [r{i}]"))
+                .replace("WEIGHT", "90");
+            write(tmp.path(), &format!("{i:03}.yaml"), &vs);
+        }
+        assert_eq!(dir.poll().map(|r| r.len()), Some(300));
+        assert_eq!(dir.poll(), None);
+        for i in (0..300).step_by(2) {
+            std::fs::remove_file(tmp.path().join(format!("{i:03}.yaml"))).unwrap();
+        }
+        assert_eq!(dir.poll().map(|r| r.len()), Some(150));
+        assert_eq!(dir.files.len(), 150);
+    }
+
+    #[test]
+    fn the_watcher_publishes_changes_and_its_thread_ends_when_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mesh = Arc::new(Mesh::new());
+        let mut config = mesh.config();
+        // No runtime: the watcher is a plain thread.
+        let watcher = Watcher::spawn(ConfigDir::new(tmp.path()), Arc::clone(&mesh)).unwrap();
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "90"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while config.borrow_and_update().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "nothing published");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(weights(&config.borrow()), [90, 10]);
+        drop(watcher);
+        assert_eq!(
+            Arc::strong_count(&mesh),
+            1,
+            "the thread ended and let go of the mesh"
         );
     }
 

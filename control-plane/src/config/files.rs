@@ -1,8 +1,64 @@
-//! Which files a list of command-line paths stands for.
+//! Which files a list of command-line paths stands for, and reading one
+//! within the size limit of a config file.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use super::error::Diagnostic;
+
+/// The largest config file `remora serve` and `remora validate` read:
+/// 4 MiB. A larger one is rejected without being read or parsed, naming the
+/// file, its size and the limit; its last good version stays in force.
+///
+/// Parsing holds a file's YAML tree in memory at several times its size,
+/// and a config this large gives snapshots over what a proxy accepts
+/// (`remora_proto::MAX_SNAPSHOT_BYTES`) anyway; a mesh that needs more
+/// splits its config into several files. Kubernetes keeps each object
+/// under 1.5 MiB (etcd's request limit) for the same reasons.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
+
+/// What reading a config file gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRead {
+    /// The whole file.
+    Bytes(Vec<u8>),
+    /// The file holds `size` bytes, over the limit: it was not read.
+    TooLarge {
+        /// Its size (at least the limit plus one).
+        size: u64,
+    },
+}
+
+/// Reads `path` whole if it holds at most `limit` bytes. The size is
+/// checked before reading, and again while reading (a file that grows in
+/// between is cut off at `limit + 1` bytes and reported too large).
+pub fn read_config_file(path: &Path, limit: u64) -> std::io::Result<FileRead> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Ok(FileRead::TooLarge { size });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    let read = bytes.len() as u64;
+    if read > limit {
+        return Ok(FileRead::TooLarge { size: read });
+    }
+    Ok(FileRead::Bytes(bytes))
+}
+
+/// The error for a file of `size` bytes over `limit`.
+pub fn too_large(path: &Path, size: u64, limit: u64) -> Diagnostic {
+    Diagnostic::file_error(
+        path,
+        format!(
+            "the file is {size} bytes, over the limit of {limit} bytes ({:.0} MiB) for one config \
+             file; it was not read (split the config into several files)",
+            limit as f64 / f64::from(1 << 20)
+        ),
+    )
+}
 
 /// Expands `paths` into the YAML files to read, in order.
 ///
@@ -11,12 +67,12 @@ use super::error::Diagnostic;
 /// its name. A path given twice is read once. A missing path or an
 /// unreadable directory is an error.
 pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
-    let mut out: Vec<PathBuf> = Vec::new();
+    let mut out = Unique::default();
     for path in paths {
         let metadata = std::fs::metadata(path)
             .map_err(|e| Diagnostic::file_error(path, format!("cannot read: {e}")))?;
         if !metadata.is_dir() {
-            push_unique(&mut out, path.clone());
+            out.push(path.clone());
             continue;
         }
         let entries = std::fs::read_dir(path)
@@ -37,15 +93,25 @@ pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
         }
         found.sort();
         for file in found {
-            push_unique(&mut out, file);
+            out.push(file);
         }
     }
-    Ok(out)
+    Ok(out.paths)
 }
 
-fn push_unique(out: &mut Vec<PathBuf>, path: PathBuf) {
-    if !out.contains(&path) {
-        out.push(path);
+/// Paths in the order first pushed, each once (a set beside the list: a
+/// directory of many files is expanded in linear time).
+#[derive(Debug, Default)]
+struct Unique {
+    paths: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Unique {
+    fn push(&mut self, path: PathBuf) {
+        if self.seen.insert(path.clone()) {
+            self.paths.push(path);
+        }
     }
 }
 
@@ -93,6 +159,29 @@ mod tests {
         let files =
             yaml_files(&[notes.clone(), a.clone(), dir.path().to_path_buf()]).expect("files");
         assert_eq!(files, [notes, a]);
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_not_read_and_the_error_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.yaml");
+        std::fs::write(&path, vec![b'#'; 1001]).expect("write");
+        assert_eq!(
+            read_config_file(&path, 1000).expect("read"),
+            FileRead::TooLarge { size: 1001 }
+        );
+        assert_eq!(
+            read_config_file(&path, 1001).expect("read"),
+            FileRead::Bytes(vec![b'#'; 1001])
+        );
+        let text = too_large(&path, 1001, 1000).to_string();
+        assert!(
+            text.starts_with(&format!(
+                "{}: error: the file is 1001 bytes",
+                path.display()
+            )) && text.contains("limit of 1000 bytes"),
+            "{text}"
+        );
     }
 
     #[test]

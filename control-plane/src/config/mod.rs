@@ -50,7 +50,7 @@ pub fn namespace_arg(name: &str) -> Result<String, String> {
 }
 
 pub use error::{Diagnostic, FileOutcome, Severity};
-pub use files::yaml_files;
+pub use files::{FileRead, MAX_CONFIG_FILE_BYTES, read_config_file, too_large, yaml_files};
 pub use parse::{parse_file, parse_str};
 pub use references::{check_references, qualify_host};
 /// Kubernetes names (RFC 1123 labels): namespaces and service names.

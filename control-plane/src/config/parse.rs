@@ -114,8 +114,11 @@ fn too_deep(text: &str) -> Option<Marker> {
 
 /// Reads and parses one file. An unreadable or non-UTF-8 file gives one error.
 pub fn parse_file(path: &Path) -> FileOutcome {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let bytes = match super::read_config_file(path, super::MAX_CONFIG_FILE_BYTES) {
+        Ok(super::FileRead::Bytes(bytes)) => bytes,
+        Ok(super::FileRead::TooLarge { size }) => {
+            return failed(super::too_large(path, size, super::MAX_CONFIG_FILE_BYTES));
+        }
         Err(e) => {
             return failed(Diagnostic::file_error(
                 path,
