@@ -1,6 +1,7 @@
 //! A file with an error is rejected with a precise message (file, line,
 //! resource, field path), the last good config keeps serving, `remora
-//! validate` says the same, and a fixed file resumes updates.
+//! validate` says the same, and a fixed file resumes updates. A file over
+//! the size limit is refused unread, the same way.
 
 use std::process::Command;
 
@@ -163,4 +164,20 @@ async fn bad_file_is_rejected_with_its_message_and_last_good_config_keeps_servin
         (50, 50),
         "the fixed file applies"
     );
+
+    // 4. A file over the size limit (4 MiB): refused unread, named, with
+    // its size; validate says the same.
+    let padding = "# padding\n".repeat((4 << 20) / 10 + 1);
+    let huge = format!("{}{padding}", yaml::reviews_canary(10, 90));
+    let (file, errors) = write_rejected(&mut canary, &huge).await;
+    assert_eq!(
+        errors,
+        [format!(
+            "{file}: error: the file is {} bytes, over the limit of 4194304 bytes (4 MiB) for \
+             one config file; it was not read (split the config into several files)",
+            huge.len()
+        )]
+    );
+    assert_validate_agrees(&file, &errors);
+    assert_eq!(split(&mut client, 100).await, (50, 50), "the split holds");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use remora_e2e::load::failures;
 use remora_e2e::scenario::{AppKind, Canary, VS_FILE};
-use remora_e2e::{EVENT_TIMEOUT, Load, yaml};
+use remora_e2e::{EVENT_TIMEOUT, Load, Mesh, yaml};
 
 /// Reconnect backoff is at most 5 s plus jitter; allow three times that.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -115,4 +115,53 @@ async fn proxies_survive_control_plane_kill_and_reconnect_after_restart() {
         "50/50 after the change: {v2}/{}",
         after_change.len()
     );
+}
+
+/// About 1 MiB of valid ServiceEntries: a debug build takes a second or
+/// more to parse them.
+fn large_config() -> String {
+    let mut y = String::new();
+    for i in 0..5_000 {
+        y.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {{name: se-{i}}}\nspec:\n  \
+             hosts: [se-{i}.example.com]\n  location: MESH_EXTERNAL\n  resolution: DNS\n  \
+             ports:\n  - {{number: 443, name: https}}\n"
+        ));
+    }
+    y
+}
+
+/// SIGTERM while the control plane reads a large config: it exits 0,
+/// without a panic (it once panicked there, on the poll task's
+/// `JoinError::Cancelled` as the runtime shut down; the poll now runs on a
+/// thread of its own, which the shutdown waits for).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_a_large_config_is_read_exits_cleanly() {
+    let mut mesh = Mesh::start(&[]).await;
+    let big = large_config();
+    assert!(big.len() > 1 << 19 && big.len() < 4 << 20, "{}", big.len());
+    let mark = mesh.control_plane.process.mark();
+    mesh.write_file("big.yaml", &big);
+    // Not a wait for an outcome: the signal should land while the poll
+    // (every 250 ms) parses the file, which takes longer than this.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = mesh
+        .control_plane
+        .process
+        .terminate(EVENT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no exit within {EVENT_TIMEOUT:?} of SIGTERM"));
+    let stderr = mesh.control_plane.process.stderr_tail();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let events: Vec<_> = mesh
+        .control_plane
+        .process
+        .events_since(mark)
+        .into_iter()
+        .filter(|e| e.name() == "rejected")
+        .map(|e| e.value)
+        .collect();
+    assert!(events.is_empty(), "{events:?}");
 }

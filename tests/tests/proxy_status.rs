@@ -283,3 +283,134 @@ async fn proxy_status_exits_1_naming_the_url_when_the_control_plane_is_down() {
     );
     assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
 }
+
+/// A ServiceEntry of `endpoints` addresses (never dialled: the snapshot
+/// that would carry them is not sent) and a DestinationRule whose
+/// `subsets` subsets each select all of them. Every endpoint appears in
+/// `1 + subsets` clusters, so the snapshot grows by about 30 bytes per
+/// endpoint and cluster while the YAML grows by 40 per endpoint: far over
+/// a proxy's 4 MiB from a file well under the control plane's limit.
+fn bloated(endpoints: usize, subsets: usize) -> String {
+    let mut y = String::from(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bloat}\n\
+         spec:\n  hosts: [bloat.example.com]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  \
+         ports:\n  - {number: 80, name: http}\n  endpoints:\n",
+    );
+    for i in 0..endpoints {
+        y.push_str(&format!(
+            "  - {{address: 10.{}.{}.{}, labels: {{app: bloat}}}}\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    y.push_str(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+         metadata: {name: bloat}\nspec:\n  host: bloat.example.com\n  subsets:\n",
+    );
+    for s in 0..subsets {
+        y.push_str(&format!("  - {{name: s{s}, labels: {{app: bloat}}}}\n"));
+    }
+    y
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_too_large_for_proxies_is_refused_and_they_keep_serving_their_config() {
+    let app = Backend::start("v1").await;
+    let mut mesh = Mesh::start(&[("reviews.yaml", GOOD)]).await;
+    let monitoring = mesh.control_plane.monitoring;
+    let admin = format!("http://{monitoring}");
+    let sidecar = mesh
+        .proxy(&ProxySpec::sidecar("reviews", "v1", app.addr))
+        .await;
+    let mut client = mesh.proxy(&ProxySpec::client("productpage")).await;
+    let sidecar_id = node_id(&sidecar, "reviews");
+    let client_id = node_id(&client, "productpage");
+    let want = [
+        (sidecar_id.as_str(), &sidecar),
+        (client_id.as_str(), &client),
+    ];
+    let synced = wait_listed(&admin, &want, "SYNCED").await;
+    let mut http = client.client(Protocol::Http1);
+    let reply = http.get("reviews", "/", &[]).await.expect("request");
+    assert_eq!((reply.status.as_u16(), reply.body.trim()), (200, "v1"));
+
+    // 10,000 endpoints in 16 clusters: about 5 MiB encoded, from 0.5 MiB
+    // of YAML.
+    let cp_mark = mesh.control_plane.process.mark();
+    let proxy_mark = client.process.mark();
+    let bloat = bloated(10_000, 15);
+    assert!(bloat.len() < 1 << 20, "{} bytes of YAML", bloat.len());
+    mesh.write_file("bloat.yaml", &bloat);
+    let mut refused = BTreeMap::new();
+    for id in [&sidecar_id, &client_id] {
+        let event = mesh
+            .control_plane
+            .process
+            .wait_for(cp_mark, EVENT_TIMEOUT, "`snapshot_refused` event", |e| {
+                e.name() == "snapshot_refused" && e.str("node") == id.as_str()
+            })
+            .await;
+        let bytes = event.value["bytes"].as_u64().expect("bytes");
+        assert!(bytes > 4 << 20, "{}", event.value);
+        assert_eq!(event.value["limit"].as_u64(), Some(4 << 20));
+        refused.insert(id.clone(), event.str("version").to_owned());
+    }
+
+    // Listed REFUSED with the reason, each on the version it had.
+    let rows = wait_listed(&admin, &want, "REFUSED").await;
+    for (id, row) in &rows {
+        assert_eq!(row.version, synced[id].version, "{id} keeps its version");
+        let error = row.error.as_deref().unwrap_or_else(|| panic!("{row:?}"));
+        assert!(
+            error.contains(&refused[id])
+                && error.contains("bytes encoded, over the 4194304 bytes a proxy accepts")
+                && error.contains("160001 endpoints"),
+            "{id}: {error}"
+        );
+    }
+    let metrics = get(monitoring, "/metrics").await;
+    assert!(
+        metric(&metrics, "remora_snapshots_refused_total") >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "remora_connected_proxies"), 2.0);
+
+    // The proxy heard nothing: no failed stream, no new config; it serves
+    // as before.
+    let reply = http.get("reviews", "/", &[]).await.expect("request");
+    assert_eq!((reply.status.as_u16(), reply.body.trim()), (200, "v1"));
+    let heard: Vec<_> = client
+        .process
+        .events_since(proxy_mark)
+        .into_iter()
+        .filter(|e| ["ready", "applied", "rejected"].contains(&e.name()))
+        .map(|e| e.value)
+        .collect();
+    assert!(heard.is_empty(), "{heard:?}");
+    assert!(
+        !client
+            .process
+            .stderr_tail()
+            .contains("discovery stream failed"),
+        "{}",
+        client.process.stderr_tail()
+    );
+
+    // Without the bloat the proxies are back in sync on the stream they
+    // had, and the next change reaches them.
+    std::fs::remove_file(mesh.file_path("bloat.yaml")).expect("remove bloat.yaml");
+    let rows = wait_listed(&admin, &want, "SYNCED").await;
+    assert!(rows.values().all(|r| r.error.is_none()), "{rows:?}");
+    let mark = client.process.mark();
+    mesh.write_file(
+        "reviews.yaml",
+        &GOOD.replace("- route:", "- name: again\n    route:"),
+    );
+    client
+        .process
+        .wait_for(mark, EVENT_TIMEOUT, "`applied` event", |e| {
+            e.name() == "applied"
+        })
+        .await;
+}
