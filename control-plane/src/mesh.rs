@@ -1,6 +1,6 @@
 //! The control plane's shared state: the current config and the workloads
-//! connected right now. Both are published through `watch` channels so that
-//! every discovery stream wakes up on a change and recomputes its snapshot.
+//! connected right now. Both are published through `watch` channels, which
+//! the [`crate::publish::Publisher`] follows to rebuild the snapshots.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +91,13 @@ impl Mesh {
 pub struct Registration {
     mesh: Arc<Mesh>,
     id: u64,
+}
+
+impl Registration {
+    /// The workload's key in the registry ([`Mesh::nodes`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 impl Drop for Registration {

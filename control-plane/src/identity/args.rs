@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use remora_certs::{Ca, CaError, TrustDomain};
-use tokio::net::TcpListener;
 
 use super::{
     CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, IdentityService, TlsPort, TlsPortError,
@@ -84,9 +83,8 @@ impl IdentityArgs {
         let ca = Arc::new(load_ca(&self.data_dir, &self.trust_domain).await?);
         let tokens = TokenKey::load_or_create(&self.data_dir)?;
         let addr = self.tls_addr(grpc_addr);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener =
+            crate::grpc::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
         let port = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?
