@@ -643,7 +643,12 @@ async fn a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls() {
 
 /// Counts, per distinct answer, the bodies of `n` plain curls of `url` from
 /// `pod` as its app (captured), each on a connection of its own.
-async fn answers(pod: &Pod, url: &str, n: usize, extra: &[&str]) -> std::collections::BTreeMap<String, usize> {
+async fn answers(
+    pod: &Pod,
+    url: &str,
+    n: usize,
+    extra: &[&str],
+) -> std::collections::BTreeMap<String, usize> {
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..n {
         let mut args = vec!["-sS", "-g", "--max-time", CURL_TIMEOUT_SECS];
@@ -653,7 +658,10 @@ async fn answers(pod: &Pod, url: &str, n: usize, extra: &[&str]) -> std::collect
         let body = if out.status.success() {
             String::from_utf8_lossy(&out.stdout).into_owned()
         } else {
-            format!("curl failed: {}", String::from_utf8_lossy(&out.stderr).trim())
+            format!(
+                "curl failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
         };
         *seen.entry(body).or_default() += 1;
     }
@@ -709,20 +717,12 @@ async fn inbound_http_over_mtls_reaches_the_app_on_the_port_its_caller_called() 
     // A pod outside the mesh: plaintext, no identity.
     let permissive = net.pod("plain");
     let mesh_config = cp._config.path().join("strict.yaml");
-    std::fs::write(
-        &mesh_config,
-        MESH_STRICT.replace("STRICT", "PERMISSIVE"),
-    )
-    .expect("rewrite the PeerAuthentication");
+    std::fs::write(&mesh_config, MESH_STRICT.replace("STRICT", "PERMISSIVE"))
+        .expect("rewrite the PeerAuthentication");
     let url = format!("http://{}:15006/", server.ipv4);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let got = curl(
-            &permissive,
-            User::Root,
-            &url,
-        )
-        .await;
+        let got = curl(&permissive, User::Root, &url).await;
         if got.is_ok() {
             break;
         }
@@ -736,7 +736,16 @@ async fn inbound_http_over_mtls_reaches_the_app_on_the_port_its_caller_called() 
         .run(
             User::Root,
             "curl",
-            ["-sS", "--max-time", CURL_TIMEOUT_SECS, "-H", "remora-dst-port: 9090", "-H", "host: reviews", &url],
+            [
+                "-sS",
+                "--max-time",
+                CURL_TIMEOUT_SECS,
+                "-H",
+                "remora-dst-port: 9090",
+                "-H",
+                "host: reviews",
+                &url,
+            ],
         )
         .await;
     assert_eq!(
@@ -1351,7 +1360,13 @@ async fn tcp_connections_carry_on_through_the_drain_and_close_at_its_end_over_ip
     }
     let net = Network::create();
     let cp = PodControlPlane::start(&net, &[]).await;
-    let drain = ["--drain-duration", "4s", "--access-log", "json", "--access-log-path"];
+    let drain = [
+        "--drain-duration",
+        "4s",
+        "--access-log",
+        "json",
+        "--access-log-path",
+    ];
 
     // A server-first (banner, then echo) app behind a sidecar...
     let server = net.pod("smtp");
@@ -1417,11 +1432,18 @@ async fn tcp_connections_carry_on_through_the_drain_and_close_at_its_end_over_ip
         "destination_service=\"PassthroughCluster\"",
     ];
     assert_eq!(
-        metric_sum(&metrics, "remora_tcp_connections_opened_total", &passthrough),
+        metric_sum(
+            &metrics,
+            "remora_tcp_connections_opened_total",
+            &passthrough
+        ),
         2,
         "{metrics}"
     );
-    let outside_hosts = [("outside", outside.ipv4.into()), ("outside6", outside.ipv6.into())];
+    let outside_hosts = [
+        ("outside", outside.ipv4.into()),
+        ("outside6", outside.ipv6.into()),
+    ];
     client.set_hosts(&outside_hosts);
     serve(&outside, "[::]:8080", "outside 8080").await;
     assert_eq!(
@@ -1439,14 +1461,19 @@ async fn tcp_connections_carry_on_through_the_drain_and_close_at_its_end_over_ip
     // The server's sidecar drains: its tunnel carries on, a new connection
     // is refused, and when the drain ends the tunnel is closed.
     assert!(server_proxy.terminate(Duration::ZERO).await.is_none());
-    server_proxy.wait_event("draining", Duration::from_secs(30)).await;
+    server_proxy
+        .wait_event("draining", Duration::from_secs(30))
+        .await;
     assert!(echoes(&mut tunnelled, b"during the server's drain\n").await);
     let (refused, _) = first_bytes(&client, in_mesh).await;
     assert_eq!(refused, b"", "a draining sidecar took a new TCP connection");
     assert!(echoes(&mut tunnelled, b"still there\n").await);
     let status = server_proxy.wait_exit(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
-    assert!(ends(&mut tunnelled).await, "the tunnel outlived the server's drain");
+    assert!(
+        ends(&mut tunnelled).await,
+        "the tunnel outlived the server's drain"
+    );
     let inbound: Vec<_> = tcp_lines(&server_log)
         .into_iter()
         .filter(|l| l["direction"] == "inbound" && l["bytes_received"].as_u64() > Some(0))
@@ -1460,18 +1487,25 @@ async fn tcp_connections_carry_on_through_the_drain_and_close_at_its_end_over_ip
     // The client's sidecar drains: its open connections, both families,
     // carry on until the end, and are then closed and logged.
     assert!(client_proxy.terminate(Duration::ZERO).await.is_none());
-    client_proxy.wait_event("draining", Duration::from_secs(30)).await;
+    client_proxy
+        .wait_event("draining", Duration::from_secs(30))
+        .await;
     for stream in [&mut plain_v4, &mut plain_v6] {
         assert!(echoes(stream, b"during the client's drain\n").await);
     }
     let status = client_proxy.wait_exit(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     for stream in [&mut plain_v4, &mut plain_v6] {
-        assert!(ends(stream).await, "a connection outlived the client's drain");
+        assert!(
+            ends(stream).await,
+            "a connection outlived the client's drain"
+        );
     }
     let drained: Vec<_> = tcp_lines(&client_log)
         .into_iter()
-        .filter(|l| l["upstream_cluster"] == "PassthroughCluster" && l["bytes_sent"].as_u64() > Some(0))
+        .filter(|l| {
+            l["upstream_cluster"] == "PassthroughCluster" && l["bytes_sent"].as_u64() > Some(0)
+        })
         .collect();
     println!("TCP drain: client access log, PassthroughCluster: {drained:?}");
     assert_eq!(drained.len(), 2, "both were closed and logged: {drained:?}");

@@ -144,7 +144,8 @@ mod kubernetes {
         assert!(out.contains("name: exporter") && out.contains("name: postgres"));
         assert!(out.contains("--exclude-inbound-ports=9187"), "{out}");
         assert!(
-            out.contains("cpu: 50m") && out.contains("memory: 256Mi"),
+            // Quoted: a string that starts like a number always is.
+            out.contains("cpu: \"50m\"") && out.contains("memory: \"256Mi\""),
             "{out}"
         );
     }
@@ -547,6 +548,7 @@ mod compose {
             .sum::<f64>() as u64
     }
 
+    impl Project {
         /// The address of `service`'s container on the project's network.
         fn address(&self, service: &str) -> String {
             let id = text(&run(&mut self.command(&["ps", "-q", service])).stdout);
@@ -612,16 +614,27 @@ mod compose {
         );
         let config = text(&out.stdout);
         for service in ["jaeger", "prometheus", "remora", "reviews-v1-proxy"] {
-            assert!(config.contains(&format!("  {service}:")), "{service}:\n{config}");
+            assert!(
+                config.contains(&format!("  {service}:")),
+                "{service}:\n{config}"
+            );
         }
-        let prometheus = std::fs::read_to_string(dir.join("prometheus.yml")).expect("prometheus.yml");
-        for target in ["reviews-v1:15090", "reviews-v2:15090", "productpage:15090", "remora:15014"] {
+        let prometheus =
+            std::fs::read_to_string(dir.join("prometheus.yml")).expect("prometheus.yml");
+        for target in [
+            "reviews-v1:15090",
+            "reviews-v2:15090",
+            "productpage:15090",
+            "remora:15014",
+        ] {
             assert!(prometheus.contains(target), "{target}");
         }
         // The control plane's monitoring port is on the network, not on
         // the host.
         assert!(
-            config.contains("0.0.0.0:15014") && !config.contains("published: \"15014\"") && !config.contains("published: 15014"),
+            config.contains("0.0.0.0:15014")
+                && !config.contains("published: \"15014\"")
+                && !config.contains("published: 15014"),
             "{config}"
         );
     }

@@ -508,7 +508,13 @@ fn a_compose_file_without_a_control_plane_gets_one() {
         strs(at(services, "remora/command")),
         ["serve", "--monitoring-addr", "0.0.0.0:15014"]
     );
-    assert!(services.as_mapping_get("remora").unwrap().as_mapping_get("ports").is_none());
+    assert!(
+        services
+            .as_mapping_get("remora")
+            .unwrap()
+            .as_mapping_get("ports")
+            .is_none()
+    );
     assert!(
         at(&out[0], "volumes")
             .as_mapping_get("remora-data")
@@ -584,7 +590,10 @@ spec:
         for (i, v) in AMBIGUOUS.iter().enumerate() {
             let label = at(doc, &format!("spec/template/metadata/labels/l{i}"));
             assert_eq!(label.as_str(), Some(*v), "label l{i}");
-            let env = at(doc, &format!("spec/template/spec/containers/0/env/{i}/value"));
+            let env = at(
+                doc,
+                &format!("spec/template/spec/containers/0/env/{i}/value"),
+            );
             assert_eq!(env.as_str(), Some(*v), "env V{i}");
         }
     }

@@ -262,13 +262,10 @@ fn quote_ambiguous(node: &mut Yaml<'_>) {
 /// need no escaping between double quotes qualify (the emitter quotes and
 /// escapes the others itself).
 fn ambiguous_in_yaml_1_1(s: &str) -> bool {
-    let plain_safe = s
-        .chars()
-        .all(|c| !c.is_control() && c != '"' && c != '\\');
-    let starts_like_a_number = match s.as_bytes() {
-        [b'0'..=b'9', ..] => true,
-        [b'+' | b'-' | b'.', b'0'..=b'9', ..] => true,
-        _ => false,
-    };
+    let plain_safe = s.chars().all(|c| !c.is_control() && c != '"' && c != '\\');
+    let starts_like_a_number = matches!(
+        s.as_bytes(),
+        [b'0'..=b'9', ..] | [b'+' | b'-' | b'.', b'0'..=b'9', ..]
+    );
     plain_safe && (starts_like_a_number || matches!(s, "y" | "Y" | "n" | "N"))
 }

@@ -15,8 +15,8 @@ use remora_certs::{AllowedPeers, ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
 use rustls::ServerConfig;
 
 use super::capture::CaptureSettings;
-use super::{dst_port, orig_proto};
 use super::outbound::{into_downstream_response, prepare_upstream_request};
+use super::{dst_port, orig_proto};
 use crate::authz::{Denied, RequestAttributes};
 use crate::config::RuntimeConfig;
 use crate::error::ProxyError;
@@ -259,14 +259,12 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
     let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
     // A captured connection's port, else the one a peer sidecar carried
     // (from its app's original destination), else `--app`'s.
-    let carried = dst_port::take(&mut parts.headers, &peer).and_then(|carried| {
-        match carried {
-            Some(port) if inbound.is_own_port(port) => Err(dst_port::BadDstPort {
-                value: port.to_string(),
-                reason: "one of the proxy's own ports",
-            }),
-            other => Ok(other),
-        }
+    let carried = dst_port::take(&mut parts.headers, &peer).and_then(|carried| match carried {
+        Some(port) if inbound.is_own_port(port) => Err(dst_port::BadDstPort {
+            value: port.to_string(),
+            reason: "one of the proxy's own ports",
+        }),
+        other => Ok(other),
     });
     let port = match (parts.extensions.get::<AppPort>(), &carried) {
         (Some(p), _) => p.0,
