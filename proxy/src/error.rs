@@ -103,6 +103,7 @@ impl ProxyError {
             Self::Upstream(
                 UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::AppUnreached { .. }
                 | UpstreamError::Overflow { .. }
                 | UpstreamError::Stale { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
@@ -127,6 +128,7 @@ impl ProxyError {
             Self::Upstream(
                 UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::AppUnreached { .. }
                 | UpstreamError::Tls { .. },
             ) => "UF",
             Self::Upstream(UpstreamError::Overflow { .. }) => "UO",

@@ -198,6 +198,7 @@ fn poisoned(id: &str, change: impl FnOnce(&mut pb::Node)) -> pb::Node {
         inbound_address: "127.0.0.1:9".to_owned(),
         mtls: true,
         app_port: 9080,
+        app_health: None,
     };
     change(&mut node);
     node
