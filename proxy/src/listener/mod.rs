@@ -5,6 +5,7 @@
 mod accept;
 pub mod capture;
 pub mod detect;
+pub mod dst_port;
 pub mod inbound;
 pub mod orig_dst;
 pub mod orig_proto;
