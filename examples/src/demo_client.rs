@@ -33,7 +33,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between warm-up calls that did not show a new version.
 const WARMUP_PAUSE: Duration = Duration::from_millis(100);
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+/// The plain HTTP client both the Compose client and `remora-canary` call with.
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// What the client was asked to do.
 #[derive(Debug, Clone)]
@@ -125,7 +126,9 @@ impl Report {
     }
 }
 
-fn write_tally(out: &mut String, tally: &Tally, with_failures: bool) {
+/// Writes a tally as the README shows it: one line per version (with its
+/// share when `with_failures`), then the failures.
+pub fn write_tally(out: &mut String, tally: &Tally, with_failures: bool) {
     let total = tally.by_version.values().sum::<u32>() + tally.failed;
     let width = total.to_string().len().max(4);
     for (version, count) in &tally.by_version {
@@ -160,8 +163,21 @@ pub async fn run(plan: Plan, report: SharedReport) -> anyhow::Result<()> {
         Some(url) => Some(mtls_requests(&client, url).await?),
         None => None,
     };
-    let canary = send(&client, &plan.url, plan.requests, None).await;
-    let jason = send(&client, &plan.url, plan.jason, Some("jason")).await;
+    let call = Call {
+        url: &plan.url,
+        host: None,
+        end_user: None,
+    };
+    let canary = send(&client, call, plan.requests).await;
+    let jason = send(
+        &client,
+        Call {
+            end_user: Some("jason"),
+            ..call
+        },
+        plan.jason,
+    )
+    .await;
     let after = match &plan.metrics {
         Some(url) => Some(mtls_requests(&client, url).await?),
         None => None,
@@ -186,7 +202,12 @@ async fn warm_up(client: &HttpClient, plan: &Plan, report: &SharedReport) -> any
     let mut seen = BTreeMap::<String, u32>::new();
     let mut last_failure = None;
     loop {
-        match get_version(client, &plan.url, None).await {
+        let call = Call {
+            url: &plan.url,
+            host: None,
+            end_user: None,
+        };
+        match get_version(client, call).await {
             Ok(version) => {
                 update(report, |r| {
                     r.warmup_calls += 1;
@@ -219,11 +240,24 @@ async fn warm_up(client: &HttpClient, plan: &Plan, report: &SharedReport) -> any
     }
 }
 
-/// Sends `n` sequential GETs of `url`.
-async fn send(client: &HttpClient, url: &str, n: u32, end_user: Option<&str>) -> Tally {
+/// One kind of call: a GET of `url`, with `Host: host` when given (the
+/// sidecar's outbound port is called with the service's name as Host), and
+/// `end-user: <user>` when given.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The URL called.
+    pub url: &'a str,
+    /// A `Host` header other than the URL's.
+    pub host: Option<&'a str>,
+    /// The `end-user` header.
+    pub end_user: Option<&'a str>,
+}
+
+/// Sends `n` sequential calls.
+pub async fn send(client: &HttpClient, call: Call<'_>, n: u32) -> Tally {
     let mut tally = Tally::default();
     for _ in 0..n {
-        match get_version(client, url, end_user).await {
+        match get_version(client, call).await {
             Ok(version) => *tally.by_version.entry(version).or_default() += 1,
             Err(e) => {
                 tally.failed += 1;
@@ -235,13 +269,12 @@ async fn send(client: &HttpClient, url: &str, n: u32, end_user: Option<&str>) ->
 }
 
 /// One call; the answering version, or why there was none.
-async fn get_version(
-    client: &HttpClient,
-    url: &str,
-    end_user: Option<&str>,
-) -> Result<String, String> {
-    let mut req = Request::get(url);
-    if let Some(user) = end_user {
+async fn get_version(client: &HttpClient, call: Call<'_>) -> Result<String, String> {
+    let mut req = Request::get(call.url);
+    if let Some(host) = call.host {
+        req = req.header(header::HOST, host);
+    }
+    if let Some(user) = call.end_user {
         req = req.header("end-user", user);
     }
     let req = req.body(Empty::new()).map_err(|e| e.to_string())?;

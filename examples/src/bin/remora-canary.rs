@@ -13,14 +13,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
 use clap::Parser;
-use http::{Request, StatusCode, header};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use remora_examples::child::{Child, find_binary, stop_all};
+use remora_examples::demo_client::{Call, HttpClient, Tally, mtls_count, send, write_tally};
 use serde_json::Value;
 use tokio::process::Command;
 use tokio::time::Instant;
@@ -53,16 +52,6 @@ struct Args {
     /// Echo the children's stderr (their logs), prefixed with their names.
     #[arg(long)]
     show_logs: bool,
-}
-
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-/// Which version answered how many requests, and what went wrong.
-#[derive(Debug, Default)]
-struct Tally {
-    by_version: BTreeMap<String, u32>,
-    failed: u32,
-    first_failure: Option<String>,
 }
 
 #[tokio::main]
@@ -256,8 +245,22 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
         return Err(err);
     }
 
-    let canary = send(&client, &outbound, args.requests, None).await;
-    let jason = send(&client, &outbound, JASON_REQUESTS, Some("jason")).await;
+    let url = format!("http://{outbound}/version");
+    let call = Call {
+        url: &url,
+        host: Some(SERVICE),
+        end_user: None,
+    };
+    let canary = send(&client, call, args.requests).await;
+    let jason = send(
+        &client,
+        Call {
+            end_user: Some("jason"),
+            ..call
+        },
+        JASON_REQUESTS,
+    )
+    .await;
     println!();
     print_tally(
         &format!(
@@ -280,7 +283,11 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
     if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
         println!("traces: every request sampled, exported to $OTEL_EXPORTER_OTLP_ENDPOINT");
     }
-    Ok(canary.failed == 0 && jason.failed == 0 && mtls == args.requests + JASON_REQUESTS)
+    Ok(
+        canary.failed == 0
+            && jason.failed == 0
+            && mtls == u64::from(args.requests + JASON_REQUESTS),
+    )
 }
 
 /// What each proxy needs to get its certificate.
@@ -347,7 +354,7 @@ fn traces(cmd: &mut Command) {
 }
 
 /// Outbound requests the client sidecar sent over mTLS, from its metrics.
-async fn mtls_requests(client: &HttpClient, stats: &str) -> anyhow::Result<u32> {
+async fn mtls_requests(client: &HttpClient, stats: &str) -> anyhow::Result<u64> {
     let url = format!("http://{stats}/stats/prometheus");
     let resp = client
         .get(url.parse().context("metrics URL")?)
@@ -361,19 +368,6 @@ async fn mtls_requests(client: &HttpClient, stats: &str) -> anyhow::Result<u32> 
         .to_bytes();
     let text = String::from_utf8_lossy(&body);
     Ok(mtls_count(&text))
-}
-
-/// Sums `remora_requests_total` samples with `direction="outbound"` and
-/// `mtls="true"` in Prometheus text.
-fn mtls_count(text: &str) -> u32 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with("remora_requests_total{")
-                && l.contains("direction=\"outbound\"")
-                && l.contains("mtls=\"true\"")
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>() as u32
 }
 
 /// Polls the client sidecar's `/config_dump` every 50 ms until, for each
@@ -452,68 +446,10 @@ async fn get_json(client: &HttpClient, url: &str) -> anyhow::Result<Value> {
     serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
 }
 
-/// Sends `n` sequential `GET /version` for `reviews` through `outbound`.
-async fn send(client: &HttpClient, outbound: &str, n: u32, end_user: Option<&str>) -> Tally {
-    let mut tally = Tally::default();
-    for _ in 0..n {
-        match get_version(client, outbound, end_user).await {
-            Ok(version) => *tally.by_version.entry(version).or_default() += 1,
-            Err(e) => {
-                tally.failed += 1;
-                tally.first_failure.get_or_insert(e);
-            }
-        }
-    }
-    tally
-}
-
-/// One request; the answering version, or why there was none.
-async fn get_version(
-    client: &HttpClient,
-    outbound: &str,
-    end_user: Option<&str>,
-) -> Result<String, String> {
-    let mut req = Request::get(format!("http://{outbound}/version")).header(header::HOST, SERVICE);
-    if let Some(user) = end_user {
-        req = req.header("end-user", user);
-    }
-    let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
-        .await
-        .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
-        .map_err(|e| format!("{e:#}"))?;
-    let status = resp.status();
-    let body = tokio::time::timeout(REQUEST_TIMEOUT, resp.into_body().collect())
-        .await
-        .map_err(|_| format!("body not complete within {REQUEST_TIMEOUT:?}"))?
-        .map_err(|e| format!("reading the body: {e}"))?
-        .to_bytes();
-    let body = String::from_utf8_lossy(&body).trim().to_owned();
-    if status == StatusCode::OK {
-        Ok(body)
-    } else {
-        Err(format!("{status}: {body}"))
-    }
-}
-
 fn print_tally(title: &str, tally: &Tally, with_failures: bool) {
-    println!("{title}");
-    let total = tally.by_version.values().sum::<u32>() + tally.failed;
-    let width = total.to_string().len().max(4);
-    for (version, count) in &tally.by_version {
-        if with_failures {
-            let pct = f64::from(*count) * 100.0 / f64::from(total.max(1));
-            println!("  {version:<4} {count:>width$}  ({pct:.1}%)");
-        } else {
-            println!("  {version:<4} {count:>width$}");
-        }
-    }
-    if with_failures || tally.failed > 0 {
-        println!("  failed {}", tally.failed);
-    }
-    if let Some(first) = &tally.first_failure {
-        println!("  first failure: {first}");
-    }
+    let mut text = String::new();
+    write_tally(&mut text, tally, with_failures);
+    println!("{title}\n{}", text.trim_end());
 }
 
 #[cfg(test)]
@@ -539,18 +475,6 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!(seen["v1"], vec!["127.0.0.1:1".to_owned()]);
         assert!(seen["v2"].is_empty());
-    }
-
-    #[test]
-    fn mtls_count_sums_outbound_mtls_samples_only() {
-        let text = r#"# HELP remora_requests_total Requests.
-remora_requests_total{direction="outbound",destination_subset="v1",response_code="200",mtls="true"} 900
-remora_requests_total{direction="outbound",destination_subset="v2",response_code="200",mtls="true"} 200
-remora_requests_total{direction="outbound",destination_subset="v2",response_code="503",mtls="false"} 7
-remora_requests_total{direction="inbound",destination_subset="v1",response_code="200",mtls="true"} 5
-remora_requests_total_created{direction="outbound",mtls="true"} 1.7e9
-"#;
-        assert_eq!(mtls_count(text), 1100);
     }
 
     #[test]
