@@ -213,6 +213,9 @@ impl Drop for Slot {
     }
 }
 
+/// Reads one counter of a listener.
+type ReadCounter = fn(&ListenerStats) -> u64;
+
 /// Exports the listeners' counters (registered in
 /// [`crate::telemetry::metrics`]).
 #[derive(Debug)]
@@ -220,7 +223,7 @@ pub struct DownstreamCounters;
 
 impl Collector for DownstreamCounters {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let counters: [(&str, &str, fn(&ListenerStats) -> u64); 2] = [
+        let counters: [(&str, &str, ReadCounter); 2] = [
             ("downstream_cx", "Connections accepted, by listener", |s| {
                 s.total.load(Ordering::Relaxed)
             }),
