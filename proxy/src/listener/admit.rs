@@ -134,6 +134,7 @@ fn evict_oldest(queue: &mut VecDeque<Weak<Activity>>) -> bool {
         if let Some(activity) = weak.upgrade()
             && activity.phase() == Phase::Detecting
         {
+            activity.evicted.store(true, Ordering::Relaxed);
             activity.evict.notify_one();
             return true;
         }

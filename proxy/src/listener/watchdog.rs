@@ -118,6 +118,8 @@ pub struct Activity {
     phase: AtomicU8,
     /// Wakes the watchdog: an eviction while detecting, or a new phase.
     pub(super) evict: Notify,
+    /// Told to close for a newer connection ([`super::admit`]).
+    pub(super) evicted: std::sync::atomic::AtomicBool,
     pub(super) limit: Arc<ConnectionLimit>,
     /// Counted against the listener's plaintext share.
     pub(super) plaintext: std::sync::atomic::AtomicBool,
@@ -133,6 +135,7 @@ impl Activity {
             idle_mark: AtomicU64::new(0),
             phase: AtomicU8::new(Phase::Detecting as u8),
             evict: Notify::new(),
+            evicted: std::sync::atomic::AtomicBool::new(false),
             limit,
             plaintext: std::sync::atomic::AtomicBool::new(false),
         }
@@ -290,7 +293,9 @@ pub async fn watch(activity: &Activity, t: &Timeouts) -> Ended {
                 None => std::future::pending().await,
             } } => {}
             () = evicted => {
-                if activity.phase() == Phase::Detecting {
+                if activity.phase() == Phase::Detecting
+                    && activity.evicted.load(Ordering::Relaxed)
+                {
                     return Ended::Evicted;
                 }
                 continue;
@@ -437,9 +442,11 @@ mod tests {
     async fn a_detecting_connection_is_evicted_on_notice_and_an_established_one_is_not() {
         let t = short();
         let conn = activity(Phase::Detecting);
+        conn.evicted.store(true, Ordering::Relaxed);
         conn.evict.notify_one();
         assert_eq!(ended(&conn, &t).await.0, Ended::Evicted);
         let conn = activity(Phase::Http2);
+        conn.evicted.store(true, Ordering::Relaxed);
         conn.evict.notify_one();
         assert_eq!(ended(&conn, &t).await.0, Ended::Idle);
     }
