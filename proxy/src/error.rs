@@ -85,6 +85,9 @@ pub enum ProxyError {
     /// from its target's authority.
     #[error(transparent)]
     BadHost(#[from] crate::http::host::HostError),
+    /// The peer sidecar's app port is not one ([`crate::listener::dst_port`]).
+    #[error(transparent)]
+    BadDstPort(#[from] crate::listener::dst_port::BadDstPort),
 }
 
 impl ProxyError {
@@ -109,7 +112,9 @@ impl ProxyError {
             Self::Upstream(UpstreamError::Request { .. } | UpstreamError::Tls { .. })
             | Self::OutsideMesh { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::RequestBody(_) | Self::BadPath(_) | Self::BadHost(_) => StatusCode::BAD_REQUEST,
+            Self::RequestBody(_) | Self::BadPath(_) | Self::BadHost(_) | Self::BadDstPort(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::RequestHeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::ResponseHeadersTooLarge(_) => StatusCode::BAD_GATEWAY,
@@ -136,7 +141,8 @@ impl ProxyError {
             Self::RequestBody(_)
             | Self::RequestHeadersTooLarge(_)
             | Self::BadPath(_)
-            | Self::BadHost(_) => "DPE",
+            | Self::BadHost(_)
+            | Self::BadDstPort(_) => "DPE",
             Self::Denied(_) => "RBAC",
             Self::ResponseHeadersTooLarge(_) => "UPE",
         }

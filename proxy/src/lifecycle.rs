@@ -9,9 +9,13 @@
 //!   requests in flight, HTTP/1.1 ones answering with `Connection: close`
 //!   and HTTP/2 ones getting a GOAWAY;
 //! - the outbound listener keeps serving, new connections included: the
-//!   app, stopped at the same time, may still be making its last calls.
+//!   app, stopped at the same time, may still be making its last calls;
+//! - opaque TCP connections (plain, or tunnelled over mTLS) carry on: TCP
+//!   has no request boundary to stop at.
 //!
-//! When the drain ends the proxy exits, whatever is still open.
+//! When the drain ends the proxy closes what is still open (TCP
+//! connections with a FIN each way, each one recorded in the metrics and
+//! the access log) and exits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

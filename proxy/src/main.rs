@@ -51,6 +51,13 @@ struct Args {
     /// A workload label `key=value` (repeat for more); subsets select on these.
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// This proxy's name, unique in the mesh; it registers as
+    /// `<pod name>.<namespace>`. Kubernetes: the pod's name (`remora inject`
+    /// sets it from the downward API). Default: in a container (the proxy
+    /// is its pid 1) `<service>-<hostname>`, the hostname being what Docker
+    /// and Compose make the container's ID; elsewhere `<service>-<pid>`.
+    #[arg(long, env = "REMORA_POD_NAME", value_parser = parse_pod_name)]
+    pod_name: Option<String>,
     /// The workload's service account (default: the service name).
     #[arg(long, env = "REMORA_SERVICE_ACCOUNT")]
     service_account: Option<String>,
@@ -269,6 +276,44 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--pod-name`: a DNS label or subdomain, as Kubernetes' pod names are.
+fn parse_pod_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with(['-', '.']);
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a pod name (lower-case letters, digits, '-' and '.', at most 253)"
+        ))
+    }
+}
+
+/// The name this proxy registers under: `--pod-name`, else in a container
+/// (pid 1, where the pid names nothing) `<service>-<hostname>`, else
+/// `<service>-<pid>`.
+fn pod_name(args: &Args) -> String {
+    if let Some(name) = &args.pod_name {
+        return name.clone();
+    }
+    let pid = std::process::id();
+    let host = (pid == 1)
+        .then(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .flatten();
+    default_pod_name(&args.service, pid, host.as_deref())
+}
+
+fn default_pod_name(service: &str, pid: u32, hostname: Option<&str>) -> String {
+    match hostname.map(str::trim).filter(|h| !h.is_empty()) {
+        Some(host) => format!("{service}-{host}"),
+        None => format!("{service}-{pid}"),
+    }
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -421,9 +466,12 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
 
     // The certificate before anything else: the CA's refusal stops the proxy here, and the
     // mTLS state exists before the config that uses it.
+    // One signal listener for the whole life of the process: a SIGTERM
+    // that comes between two waits is kept, not lost.
+    let mut signals = ShutdownSignals::new()?;
     let started = tokio::select! {
         identity = start_identity(&args, &service_account) => identity?,
-        _ = shutdown_signal() => return Ok(()),
+        _ = signals.recv() => return Ok(()),
     };
     let (identity, discovery_tls) = match started {
         Some((identity, tls)) => (Some(identity), tls),
@@ -443,7 +491,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     };
 
     let node = pb::Node {
-        id: format!("{}-{}.{}", args.service, std::process::id(), args.namespace),
+        id: format!("{}.{}", pod_name(&args), args.namespace),
         service: args.service.clone(),
         namespace: args.namespace.clone(),
         labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
@@ -499,11 +547,15 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     let discovery = tokio::spawn(discovery::run(control_plane, node, Arc::clone(&state)));
 
     // Serve only with a config (and, with mTLS, the certificate obtained above):
-    // connections wait in the backlog until then.
+    // connections wait in the backlog until then. Biased: once the config is
+    // there the proxy serves, and a quit that came meanwhile (the `ready`
+    // event is out before this task runs again) is kept for the drain below;
+    // a random pick would end the proxy here, without its drain.
     let mut ready = state.ready.subscribe();
     tokio::select! {
+        biased;
         _ = async { let _ = ready.wait_for(|r| *r).await; } => {}
-        _ = shutdown_signal() => return Ok(()),
+        _ = signals.recv() => return Ok(()),
         () = lifecycle.quit_requested() => return Ok(()),
     }
 
@@ -580,7 +632,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     }
 
     let cause = tokio::select! {
-        _ = shutdown_signal() => "signal",
+        _ = signals.recv() => "signal",
         () = lifecycle.quit_requested() => "/quitquitquit",
     };
     drain_then_stop(
@@ -620,12 +672,14 @@ async fn drain_then_stop(
     tokio::time::sleep_until(deadline).await;
     let _ = stop.send(true);
     // What is still open at the deadline is cut: the drain is over. The
-    // listeners' tasks get a moment to close their sockets in order.
+    // listeners' tasks get a moment to close their sockets in order, and
+    // opaque TCP connections are closed (a FIN each way) and recorded.
     let _ = tokio::time::timeout(
         Duration::from_millis(100),
         futures_util::future::join_all(tasks),
     )
     .await;
+    listener::tcp::end_all(Duration::from_secs(1)).await;
     events::emit("drained", &[("cause", cause)]);
 }
 
@@ -719,20 +773,58 @@ fn advertised(
     Ok(SocketAddr::new(probe.local_addr()?.ip(), bound.port()))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
+/// SIGTERM and SIGINT, listened for from the start: a signal that comes
+/// while nothing awaits it is kept until the next [`ShutdownSignals::recv`].
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// Resolves at the next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pod_name_comes_from_the_flag_the_hostname_in_a_container_or_the_pid() {
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["remora-proxy", "--service", "reviews"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).expect("args")
+        };
+        assert_eq!(
+            pod_name(&args(&["--pod-name", "reviews-v1-7d4b9-x2x"])),
+            "reviews-v1-7d4b9-x2x"
+        );
+        assert_eq!(
+            default_pod_name("reviews", 1, Some("3f2a9c01bd7e\n")),
+            "reviews-3f2a9c01bd7e"
+        );
+        assert_eq!(default_pod_name("reviews", 4242, None), "reviews-4242");
+        assert_eq!(default_pod_name("reviews", 1, Some("")), "reviews-1");
+        for bad in ["", "Reviews", "a b", "-x", "x.", "x/y"] {
+            assert!(
+                Args::try_parse_from(["remora-proxy", "--service", "s", "--pod-name", bad])
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -144,7 +144,8 @@ mod kubernetes {
         assert!(out.contains("name: exporter") && out.contains("name: postgres"));
         assert!(out.contains("--exclude-inbound-ports=9187"), "{out}");
         assert!(
-            out.contains("cpu: 50m") && out.contains("memory: 256Mi"),
+            // Quoted: a string that starts like a number always is.
+            out.contains("cpu: \"50m\"") && out.contains("memory: \"256Mi\""),
             "{out}"
         );
     }
@@ -466,15 +467,32 @@ mod images {
 mod compose {
     use super::*;
 
-    /// `docker-compose -p <project> -f examples/compose/docker-compose.yml`.
+    /// Compose 1: docker-compose 1.29 from the PATH.
+    fn compose_v1() -> PathBuf {
+        PathBuf::from("docker-compose")
+    }
+
+    /// Compose v2 (the Go binary, which runs standalone as well as a docker
+    /// plugin): `REMORA_COMPOSE_V2`, else `target/compose-v2/docker-compose`
+    /// (where `.ci/run` puts Debian's package's binary); `None` when absent.
+    fn compose_v2() -> Option<PathBuf> {
+        let path = std::env::var_os("REMORA_COMPOSE_V2").map_or_else(
+            || workspace_root().join("target/compose-v2/docker-compose"),
+            PathBuf::from,
+        );
+        path.is_file().then_some(path)
+    }
+
+    /// `<compose> -p <project> -f examples/compose/docker-compose.yml`.
     struct Project {
+        program: PathBuf,
         name: String,
         file: PathBuf,
     }
 
     impl Project {
         fn command(&self, args: &[&str]) -> Command {
-            let mut c = Command::new("docker-compose");
+            let mut c = Command::new(&self.program);
             c.arg("-p")
                 .arg(&self.name)
                 .arg("-f")
@@ -530,13 +548,129 @@ mod compose {
             .sum::<f64>() as u64
     }
 
+    impl Project {
+        /// The address of `service`'s container on the project's network.
+        fn address(&self, service: &str) -> String {
+            let id = text(&run(&mut self.command(&["ps", "-q", service])).stdout);
+            let id = id.trim();
+            assert!(!id.is_empty(), "no container for {service}");
+            docker_ok(&[
+                "inspect",
+                "--format",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                id,
+            ])
+            .split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("{service} has no address"))
+            .to_owned()
+        }
+    }
+
+    /// GET `url` with curl from this host (on the Compose network's bridge,
+    /// as a Prometheus container would be on the network): status and body.
+    fn curl(url: &str) -> (String, String) {
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ]));
+        let all = text(&out.stdout);
+        let (body, code) = all.rsplit_once('\n').unwrap_or(("", &all));
+        (code.to_owned(), format!("{body}{}", text(&out.stderr)))
+    }
+
+    /// The profile `observability` is a valid Compose file for both
+    /// Composes, and its Prometheus scrapes what the file runs.
+    #[test]
+    fn the_observability_profile_is_valid_and_scrapes_every_sidecar_and_the_control_plane() {
+        let mut programs = vec![compose_v1()];
+        match compose_v2() {
+            Some(v2) => programs.push(v2),
+            None => eprintln!(
+                "SKIPPED the Compose v2 check: no target/compose-v2/docker-compose \
+                 (.ci/run fetches it) and no REMORA_COMPOSE_V2"
+            ),
+        }
+        for program in programs {
+            observability_config(&program);
+        }
+    }
+
+    fn observability_config(program: &Path) {
+        let dir = workspace_root().join("examples/compose");
+        let out = run(Command::new(program)
+            .arg("-f")
+            .arg(dir.join("docker-compose.yml"))
+            .args(["--profile", "observability", "config"]));
+        assert!(
+            out.status.success(),
+            "{} --profile observability config:\n{}",
+            program.display(),
+            text(&out.stderr)
+        );
+        let config = text(&out.stdout);
+        for service in ["jaeger", "prometheus", "remora", "reviews-v1-proxy"] {
+            assert!(
+                config.contains(&format!("  {service}:")),
+                "{service}:\n{config}"
+            );
+        }
+        let prometheus =
+            std::fs::read_to_string(dir.join("prometheus.yml")).expect("prometheus.yml");
+        for target in [
+            "reviews-v1:15090",
+            "reviews-v2:15090",
+            "productpage:15090",
+            "remora:15014",
+        ] {
+            assert!(prometheus.contains(target), "{target}");
+        }
+        // The control plane's monitoring port is on the network, not on
+        // the host.
+        assert!(
+            config.contains("0.0.0.0:15014")
+                && !config.contains("published: \"15014\"")
+                && !config.contains("published: 15014"),
+            "{config}"
+        );
+    }
+
     #[test]
     fn the_compose_canary_splits_90_10_over_mtls_through_capture() {
         if !docker_available("the Compose test") {
             return;
         }
+        canary(compose_v1());
+    }
+
+    #[test]
+    fn the_compose_canary_runs_with_compose_v2() {
+        if !docker_available("the Compose v2 test") {
+            return;
+        }
+        let Some(v2) = compose_v2() else {
+            eprintln!(
+                "SKIPPED the Compose v2 test: no target/compose-v2/docker-compose \
+                 (.ci/run fetches Debian's docker-compose 2.x package) and no REMORA_COMPOSE_V2"
+            );
+            return;
+        };
+        canary(v2);
+    }
+
+    /// The canary of examples/compose run by `program`: up, the split, mTLS,
+    /// capture, scraping, names; down with its volumes whatever happens.
+    fn canary(program: PathBuf) {
         build_images();
+        let started_test = Instant::now();
+        let version = text(&run(Command::new(&program).arg("version")).stdout);
+        eprintln!("Compose: {} ({})", program.display(), version.trim());
         let project = Project {
+            program,
             name: unique("remora-e2e-compose"),
             file: workspace_root().join("examples/compose/docker-compose.yml"),
         };
@@ -600,14 +734,52 @@ mod compose {
             "the reviews sidecars served {inbound} requests over mTLS (1100 measured, {warmup} warm-up calls)"
         );
 
+        // What Prometheus scrapes answers on the Compose network: each
+        // sidecar's 15090 and the control plane's 15014.
+        let mut scraped = Vec::new();
+        for (service, port, path) in [
+            ("remora", 15014, "/metrics"),
+            ("reviews-v1-proxy", 15090, "/stats/prometheus"),
+            ("reviews-v2-proxy", 15090, "/stats/prometheus"),
+            ("productpage-proxy", 15090, "/stats/prometheus"),
+        ] {
+            let url = format!("http://{}:{port}{path}", project.address(service));
+            let (code, body) = curl(&url);
+            assert_eq!(code, "200", "{service}: {url}: {body}");
+            scraped.push(format!("{service}:{port}"));
+        }
+        eprintln!("scrapeable on the Compose network: {scraped:?}");
+
+        // Each sidecar registered under a name of its own (its container's).
+        let url = format!("http://{}:15014/debug/proxies", project.address("remora"));
+        let (code, body) = curl(&url);
+        assert_eq!(code, "200", "{body}");
+        let proxies: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let mut names: Vec<String> = proxies
+            .as_array()
+            .or_else(|| proxies["proxies"].as_array())
+            .unwrap_or_else(|| panic!("no list of proxies: {body}"))
+            .iter()
+            .map(|p| p["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        names.sort();
+        eprintln!("registered proxies: {names:?}");
+        let count = names.len();
+        names.dedup();
+        assert_eq!((count, names.len()), (3, 3), "{body}");
+
         if let Some(first) = report["first_answer_unix_ms"].as_u64() {
             let up_ms = started
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             eprintln!(
-                "from `docker-compose up` to the first answered request: {:.1} s",
+                "from `up` to the first answered request: {:.1} s",
                 first.saturating_sub(up_ms) as f64 / 1000.0
             );
         }
+        eprintln!(
+            "the Compose test took {:.1} s (images built before it)",
+            started_test.elapsed().as_secs_f64()
+        );
     }
 }

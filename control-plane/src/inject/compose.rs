@@ -383,7 +383,12 @@ fn control_plane_healthcheck<'a>() -> Yaml<'a> {
 fn control_plane_service<'a>(settings: &Settings) -> Yaml<'a> {
     map([
         ("image", string(settings.control_plane_image.as_str())),
-        ("command", strings(["serve"])),
+        // The monitoring port on the Compose network (not published on the
+        // host): Prometheus scrapes it there.
+        (
+            "command",
+            strings(["serve", "--monitoring-addr", "0.0.0.0:15014"]),
+        ),
         ("read_only", Yaml::Value(Scalar::Boolean(true))),
         ("volumes", strings([format!("remora-data:{DATA_DIR}")])),
         ("healthcheck", control_plane_healthcheck()),

@@ -502,6 +502,19 @@ fn a_compose_file_without_a_control_plane_gets_one() {
         strs(at(services, "remora/volumes")),
         ["remora-data:/var/lib/remora"]
     );
+    // Its monitoring port listens on the Compose network, for Prometheus,
+    // and is not published on the host.
+    assert_eq!(
+        strs(at(services, "remora/command")),
+        ["serve", "--monitoring-addr", "0.0.0.0:15014"]
+    );
+    assert!(
+        services
+            .as_mapping_get("remora")
+            .unwrap()
+            .as_mapping_get("ports")
+            .is_none()
+    );
     assert!(
         at(&out[0], "volumes")
             .as_mapping_get("remora-data")
@@ -514,4 +527,89 @@ fn a_compose_control_plane_without_a_data_volume_is_an_error() {
     let e = fail("services:\n  remora:\n    image: remora:1\n  web:\n    image: web:1\n");
     assert_eq!(e.field.as_deref(), Some("services.remora.volumes"));
     assert!(e.message.contains("/var/lib/remora"), "{}", e.message);
+}
+
+/// Strings a YAML 1.1 reader (Kubernetes' sigs.k8s.io/yaml, Compose v1's
+/// PyYAML) would take for dates, booleans or numbers if written plain.
+const AMBIGUOUS: [&str; 16] = [
+    "2024-01-01",
+    "2001-12-14",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "y",
+    "N",
+    "1e3",
+    "0x1F",
+    "010",
+    "0b101",
+    "1_000",
+    "12:30",
+    ".5",
+    "~",
+];
+
+#[test]
+fn strings_that_yaml_1_1_would_read_as_other_types_stay_quoted_strings() {
+    let env: String = AMBIGUOUS
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("        - {{name: V{i}, value: \"{v}\"}}\n"))
+        .collect();
+    let labels: String = AMBIGUOUS
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("        l{i}: \"{v}\"\n"))
+        .collect();
+    let input = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata:
+      labels:
+        app: web
+{labels}    spec:
+      containers:
+      - name: web
+        image: web:1
+        env:
+{env}"
+    );
+    for output in [run(&input).output, run(&run(&input).output).output] {
+        for v in AMBIGUOUS {
+            assert!(
+                output.contains(&format!("\"{v}\"")) || output.contains(&format!("'{v}'")),
+                "{v} is not quoted:\n{output}"
+            );
+        }
+        let doc = &docs(&output)[0];
+        for (i, v) in AMBIGUOUS.iter().enumerate() {
+            let label = at(doc, &format!("spec/template/metadata/labels/l{i}"));
+            assert_eq!(label.as_str(), Some(*v), "label l{i}");
+            let env = at(
+                doc,
+                &format!("spec/template/spec/containers/0/env/{i}/value"),
+            );
+            assert_eq!(env.as_str(), Some(*v), "env V{i}");
+        }
+    }
+}
+
+#[test]
+fn a_compose_value_that_looks_like_a_date_stays_a_quoted_string() {
+    let input = "services:
+  web:
+    image: web:1
+    environment:
+      RELEASED: \"2024-01-01\"
+      ENABLED: \"y\"
+";
+    let output = run(input).output;
+    for v in ["\"2024-01-01\"", "\"y\""] {
+        assert!(output.contains(v), "{v} is not quoted:\n{output}");
+    }
 }

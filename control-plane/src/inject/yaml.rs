@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use saphyr::{Mapping, Scalar, Yaml, YamlEmitter};
+use saphyr::{Mapping, Scalar, ScalarStyle, Yaml, YamlEmitter};
 
 /// A problem at one field of a document: the path (`spec.template.spec`)
 /// and what is wrong there.
@@ -212,16 +212,60 @@ pub(super) fn check_writable(node: &Yaml<'_>, path: &str) -> Result<(), FieldErr
 }
 
 /// Writes the documents as one multi-document YAML stream, each starting
-/// with `---`, multi-line strings as literal blocks.
+/// with `---`, multi-line strings as literal blocks, and every string that
+/// a YAML 1.1 reader could take for something else quoted
+/// ([`quote_ambiguous`]).
 pub(super) fn write_documents(docs: &[Yaml<'_>]) -> Result<String, saphyr::EmitError> {
     let mut out = String::new();
     for doc in docs {
+        let mut doc = doc.clone();
+        quote_ambiguous(&mut doc);
         let mut emitter = YamlEmitter::new(&mut out);
         emitter.multiline(true);
-        emitter.dump(doc)?;
+        emitter.dump(&doc)?;
         if !out.ends_with('\n') {
             out.push('\n');
         }
     }
     Ok(out)
+}
+
+/// Marks for double quotes every string scalar (keys too) that the emitter
+/// would write plain but that a YAML 1.1 reader (Kubernetes' and Compose
+/// v1's YAML libraries) resolves to another type: dates (`2024-01-01`),
+/// binary and underscored numbers (`0b101`, `1_000`) and `y`/`n`. The
+/// emitter already quotes YAML 1.2's booleans, nulls and numbers and 1.1's
+/// `yes`/`on`/`off`. Rather than list 1.1's every form, any string that
+/// starts like a number is quoted: a quoted string is a string to every
+/// reader.
+fn quote_ambiguous(node: &mut Yaml<'_>) {
+    match node {
+        Yaml::Mapping(m) => {
+            let entries = std::mem::take(m);
+            for (mut k, mut v) in entries {
+                quote_ambiguous(&mut k);
+                quote_ambiguous(&mut v);
+                m.insert(k, v);
+            }
+        }
+        Yaml::Sequence(items) => items.iter_mut().for_each(quote_ambiguous),
+        Yaml::Value(Scalar::String(s)) if ambiguous_in_yaml_1_1(s) => {
+            let text = std::mem::take(s);
+            *node = Yaml::Representation(text, ScalarStyle::DoubleQuoted, None);
+        }
+        _ => {}
+    }
+}
+
+/// Whether `s`, written plain, could be read as a non-string by a YAML 1.1
+/// reader although the emitter would write it plain; only strings that
+/// need no escaping between double quotes qualify (the emitter quotes and
+/// escapes the others itself).
+fn ambiguous_in_yaml_1_1(s: &str) -> bool {
+    let plain_safe = s.chars().all(|c| !c.is_control() && c != '"' && c != '\\');
+    let starts_like_a_number = matches!(
+        s.as_bytes(),
+        [b'0'..=b'9', ..] | [b'+' | b'-' | b'.', b'0'..=b'9', ..]
+    );
+    plain_safe && (starts_like_a_number || matches!(s, "y" | "Y" | "n" | "N"))
 }

@@ -76,8 +76,8 @@ impl Captured {
 
 /// Serves the outbound listener until `shutdown` turns true, then drains
 /// its HTTP connections as [`super::serve`] does (the caller bounds the
-/// wait). Opaque TCP connections are not drained: they end with the
-/// process.
+/// wait). Opaque TCP connections carry on until the drain is over
+/// ([`tcp::end_all`]).
 pub async fn serve_outbound(
     listener: TcpListener,
     outbound: Arc<Outbound>,

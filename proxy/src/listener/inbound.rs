@@ -15,8 +15,8 @@ use remora_certs::{AllowedPeers, ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
 use rustls::ServerConfig;
 
 use super::capture::CaptureSettings;
-use super::orig_proto;
 use super::outbound::{into_downstream_response, prepare_upstream_request};
+use super::{dst_port, orig_proto};
 use crate::authz::{Denied, RequestAttributes};
 use crate::config::RuntimeConfig;
 use crate::error::ProxyError;
@@ -236,8 +236,10 @@ fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> R
 /// 6. AuthorizationPolicy on that Host and path: 403 and never forwarded
 ///    when denied;
 /// 7. forward that same request to the app over a pooled connection (503
-///    if it is down): to `--app`, or for a captured connection to
-///    `127.0.0.1:<original port>` ([`AppPort`]);
+///    if it is down): for a captured connection to `127.0.0.1:<original
+///    port>` ([`AppPort`]), for a peer sidecar's request to the port its
+///    app called ([`dst_port`], believed from an mTLS peer only, 400 if
+///    malformed), else to `--app`;
 /// 8. response headers over the limit are refused with 502, here where
 ///    they enter the mesh, before they reach the connection between
 ///    sidecars.
@@ -254,19 +256,30 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
         Direction::Inbound,
         &mut parts,
     );
-    let port = parts
-        .extensions
-        .get::<AppPort>()
-        .map_or(inbound.app_port, |p| p.0);
+    let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
+    // A captured connection's port, else the one a peer sidecar carried
+    // (from its app's original destination), else `--app`'s.
+    let carried = dst_port::take(&mut parts.headers, &peer).and_then(|carried| match carried {
+        Some(port) if inbound.is_own_port(port) => Err(dst_port::BadDstPort {
+            value: port.to_string(),
+            reason: "one of the proxy's own ports",
+        }),
+        other => Ok(other),
+    });
+    let port = match (parts.extensions.get::<AppPort>(), &carried) {
+        (Some(p), _) => p.0,
+        (None, Ok(Some(p))) => *p,
+        (None, _) => inbound.app_port,
+    };
     let app = inbound.app_at(port);
     record.set_upstream(app.address());
-    let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
     orig_proto::decode(&mut parts);
     // Our SVID is read only for mTLS peers, and its ID borrowed, not copied.
     let own = peer.identity.as_ref().and_then(|_| inbound.own_svid());
     set_client_cert(&mut parts.headers, &peer, own.as_deref().map(Svid::id));
     let result = async {
         checked.map_err(ProxyError::RequestHeadersTooLarge)?;
+        carried?;
         inbound.check(&mut parts, &peer, port)?;
         prepare_upstream_request(&mut parts)?;
         let active = app.start_request();

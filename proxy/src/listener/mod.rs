@@ -6,6 +6,7 @@ mod accept;
 pub mod admit;
 pub mod capture;
 pub mod detect;
+pub mod dst_port;
 pub mod inbound;
 pub mod orig_dst;
 pub mod orig_proto;

@@ -11,6 +11,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::capture::{CaptureSettings, Captured};
+use super::dst_port;
 use super::tcp::{BLACKHOLE, PASSTHROUGH};
 use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
@@ -101,6 +102,12 @@ async fn route_and_send(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let config = outbound.config.load_full();
     check_request_target(&mut parts, config.path_normalization())?;
+    // Only this sidecar says which app port a request is for.
+    dst_port::strip(&mut parts.headers);
+    let captured_port = parts
+        .extensions
+        .get::<Arc<Captured>>()
+        .map(|c| c.dst.port());
     let authority = authority(&parts).ok_or(ProxyError::NoHost)?;
     let host = host_of(authority).to_ascii_lowercase();
     let vhost = match config.virtual_host(&host) {
@@ -158,6 +165,7 @@ async fn route_and_send(
         cluster,
         policy: route.retry(),
         budget: &budget,
+        dst_port: captured_port,
     };
     let sent = tries.run(parts, body, outbound.retries.buffer_bytes, record);
     let resp = match route.timeout() {
@@ -215,6 +223,8 @@ struct Tries<'a> {
     cluster: &'a Arc<Cluster>,
     policy: &'a RetryPolicy,
     budget: &'a RetryBudget,
+    /// A captured request's original port, told to a peer sidecar.
+    dst_port: Option<u16>,
 }
 
 /// How one try ended, when it did not end with a response.
@@ -268,6 +278,9 @@ impl Tries<'_> {
             record.set_mtls(mtls);
             if mtls {
                 super::orig_proto::encode(&mut parts)?;
+                if let Some(port) = self.dst_port {
+                    dst_port::mark(&mut parts.headers, port);
+                }
             }
             let Some(req_body) = body.for_attempt() else {
                 return Err(no_body_left(&endpoint));

@@ -3,14 +3,21 @@
 //! counted (`remora_tcp_connections_opened_total` when forwarding starts,
 //! `..._closed_total` with its bytes when it ends) and gets one access log
 //! line when it ends.
+//!
+//! Opaque TCP has no request boundary to drain at: a connection open when
+//! the drain begins keeps carrying bytes until the drain ends
+//! ([`crate::lifecycle`]), and then [`end_all`] closes it in order (a FIN
+//! each way) and records it, before the process exits.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
 
 use crate::config::Cluster;
 use crate::telemetry::access_log::{Entry, rfc3339};
@@ -165,8 +172,29 @@ impl TcpRecord {
     }
 }
 
+/// Turns true when the drain is over: every forwarded connection ends.
+static DRAIN_OVER: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::channel(false).0);
+
+/// Connections being forwarded now.
+static FORWARDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Ends every TCP connection being forwarded (the drain is over) and waits,
+/// at most `within`, until each has closed its sockets and been recorded.
+pub async fn end_all(within: Duration) {
+    DRAIN_OVER.send_replace(true);
+    let deadline = tokio::time::Instant::now() + within;
+    while FORWARDING.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long ending a connection at the drain's end may take to send its
+/// FINs.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Forwards bytes between `client` and `upstream` until both directions
 /// have ended (each side's end of stream is passed on as a half-close),
+/// or until the drain is over ([`end_all`]: both sides are shut down),
 /// then finishes `record` with the byte counts. An error on either side
 /// ends both.
 pub async fn forward<C, U>(client: C, upstream: U, mut record: TcpRecord)
@@ -175,12 +203,46 @@ where
     U: AsyncRead + AsyncWrite + Unpin,
 {
     record.open();
+    let _counted = Forwarding::new();
     let mut client = Counted::new(client);
     let mut upstream = Counted::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "TCP connection ended with an error");
+    let mut over = DRAIN_OVER.subscribe();
+    let drained = {
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::select! {
+            result = copy => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "TCP connection ended with an error");
+                }
+                false
+            }
+            _ = over.wait_for(|over| *over) => true,
+        }
+    };
+    if drained {
+        tracing::debug!("TCP connection closed: the drain is over");
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = tokio::join!(client.shutdown(), upstream.shutdown());
+        })
+        .await;
     }
     record.finish(upstream.read, client.read);
+}
+
+/// One connection in [`FORWARDING`], for as long as it lives.
+struct Forwarding;
+
+impl Forwarding {
+    fn new() -> Self {
+        FORWARDING.fetch_add(1, Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        FORWARDING.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Counts the bytes read through it.

@@ -1,0 +1,136 @@
+//! The app port a captured HTTP request was meant for, carried between two
+//! sidecars: the client's sidecar reads it from the connection's original
+//! destination and sends it in [`DST_PORT`] on the mTLS hop (the TCP
+//! tunnel carries it in its `CONNECT` authority); the server's sidecar
+//! forwards the request to `127.0.0.1:<that port>`, since an app may listen
+//! on several ports.
+//!
+//! No app can choose it: the outbound side removes the header from every
+//! request before routing and sets it only on the mTLS hop; the inbound side
+//! removes it from every request and believes it only from a peer that
+//! proved a mesh identity (a plaintext client gets `--app`, as before).
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+
+use crate::peer::Peer;
+
+/// The header, between sidecars only.
+pub const DST_PORT: HeaderName = HeaderName::from_static("remora-dst-port");
+
+/// Outbound: sets the port for the peer sidecar.
+pub fn mark(headers: &mut HeaderMap, port: u16) {
+    headers.insert(DST_PORT, HeaderValue::from(port));
+}
+
+/// Removes every [`DST_PORT`] header (what an app sent, on the way out).
+pub fn strip(headers: &mut HeaderMap) {
+    headers.remove(DST_PORT);
+}
+
+/// Why a carried port is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{DST_PORT} `{value}` from the peer sidecar: {reason}")]
+pub struct BadDstPort {
+    /// What was sent (cut short).
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// Inbound: removes the header and returns its port when `peer` is a mesh
+/// workload with an identity; `None` when it was absent, or sent by a peer
+/// without one (ignored: not a sidecar's word). A sidecar's value that is
+/// not one port from 1 to 65535 is an error.
+pub fn take(headers: &mut HeaderMap, peer: &Peer) -> Result<Option<u16>, BadDstPort> {
+    let mut values = match headers.entry(DST_PORT) {
+        http::header::Entry::Occupied(e) => e.remove_entry_mult().1,
+        http::header::Entry::Vacant(_) => return Ok(None),
+    };
+    if peer.identity.is_none() {
+        return Ok(None);
+    }
+    let first = values.next().expect("an occupied entry has a value");
+    let bad = |reason| BadDstPort {
+        value: String::from_utf8_lossy(first.as_bytes())
+            .chars()
+            .take(32)
+            .collect(),
+        reason,
+    };
+    if values.next().is_some() {
+        return Err(bad("sent more than once"));
+    }
+    match first.to_str().ok().and_then(|s| s.parse::<u16>().ok()) {
+        Some(0) => Err(bad("port 0")),
+        Some(port) => Ok(Some(port)),
+        None => Err(bad("not a port number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use remora_certs::{SpiffeId, TrustDomain};
+
+    use super::*;
+
+    fn sidecar() -> Peer {
+        let td = TrustDomain::new("cluster.local").unwrap();
+        Peer {
+            identity: Some(SpiffeId::workload(&td, "default", "productpage").unwrap()),
+            tls: true,
+        }
+    }
+
+    #[test]
+    fn a_sidecar_s_port_is_taken_and_removed() {
+        let mut headers = HeaderMap::new();
+        mark(&mut headers, 9090);
+        assert_eq!(take(&mut headers, &sidecar()), Ok(Some(9090)));
+        assert!(headers.get(DST_PORT).is_none());
+    }
+
+    #[test]
+    fn a_port_from_a_client_without_identity_is_removed_and_ignored() {
+        for peer in [
+            Peer::plaintext(),
+            Peer {
+                identity: None,
+                tls: true,
+            },
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.append(DST_PORT, HeaderValue::from_static("22"));
+            headers.append(DST_PORT, HeaderValue::from_static("x"));
+            assert_eq!(take(&mut headers, &peer), Ok(None));
+            assert!(headers.get(DST_PORT).is_none());
+        }
+    }
+
+    #[test]
+    fn a_bad_port_from_a_sidecar_is_refused_with_the_reason() {
+        for (values, reason) in [
+            (&["0"][..], "port 0"),
+            (&["65536"][..], "not a port number"),
+            (&["80x"][..], "not a port number"),
+            (&["80", "81"][..], "sent more than once"),
+        ] {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(DST_PORT, HeaderValue::from_static(v));
+            }
+            let err = take(&mut headers, &sidecar()).unwrap_err();
+            assert_eq!(err.reason, reason, "{values:?}");
+            assert!(headers.get(DST_PORT).is_none());
+        }
+    }
+
+    #[test]
+    fn strip_removes_every_copy() {
+        let mut headers = HeaderMap::new();
+        headers.append(DST_PORT, HeaderValue::from_static("1"));
+        headers.append(DST_PORT, HeaderValue::from_static("2"));
+        strip(&mut headers);
+        assert!(headers.get(DST_PORT).is_none());
+    }
+}
