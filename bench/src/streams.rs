@@ -268,6 +268,7 @@ fn node(index: usize, services: usize) -> pb::Node {
         inbound_address: address,
         mtls: false,
         app_port: 8080,
+        ..Default::default()
     }
 }
 
@@ -364,7 +365,7 @@ async fn proxy_stream(
                         node: None,
                         version_info: received.head.version,
                         response_nonce: received.head.nonce,
-                        error_detail: String::new(),
+                        ..Default::default()
                     };
                     if tx.send(ack).await.is_err() {
                         return Ok(false);

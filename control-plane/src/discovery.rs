@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use remora_certs::{SpiffeId, spiffe_id_of};
+use remora_certs::{SpiffeId, not_after_of, spiffe_id_of};
 use remora_proto::encoded::EncodedSnapshot;
 use remora_proto::encoded_server::discovery_server::{Discovery, DiscoveryServer};
 use remora_proto::{MAX_SNAPSHOT_BYTES, pb};
@@ -39,7 +39,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::{AdmissionPolicy, Caller, admit};
 use crate::events::emit;
-use crate::mesh::Mesh;
+use crate::mesh::{MAX_HEALTH_REASON_BYTES, Mesh, Registration, bounded};
 use crate::metrics::Metrics;
 use crate::publish::{Debounce, Publisher, ViewReceiver};
 use crate::status::{ProxyTracker, TrackedProxy};
@@ -174,6 +174,7 @@ impl Discovery for DiscoveryService {
         request: Request<Streaming<pb::DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let caller = caller_of(&request)?;
+        let expires = certificate_expiry(&request);
         let mut requests = request.into_inner();
         let hello = requests.message().await?.ok_or_else(|| {
             Status::invalid_argument("the stream ended before the first DiscoveryRequest")
@@ -215,6 +216,7 @@ impl Discovery for DiscoveryService {
                 caller,
                 policy: Arc::clone(&self.admission),
                 node,
+                expires,
             },
             tracked,
             hold_until,
@@ -243,6 +245,13 @@ fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
     })
 }
 
+/// When the TLS client certificate that authenticated the stream expires;
+/// `None` without one.
+fn certificate_expiry<T>(request: &Request<T>) -> Option<std::time::SystemTime> {
+    let certs = request.peer_certs()?;
+    not_after_of(certs.first()?).ok()
+}
+
 /// A registration as admitted, with what is needed to check it again when
 /// the config changes (a ServiceEntry may stop allowing its identity).
 struct Admitted {
@@ -251,6 +260,9 @@ struct Admitted {
     policy: Arc<AdmissionPolicy>,
     /// The node as registered.
     node: pb::Node,
+    /// When the client certificate that proved the identity expires: the
+    /// stream ends then, and the proxy reconnects with its renewed one.
+    expires: Option<std::time::SystemTime>,
 }
 
 #[allow(clippy::too_many_arguments)] // one stream's whole context, passed once
@@ -284,6 +296,13 @@ async fn session(
     let mut nonce: u64 = 0;
     // The push slot this stream holds until its proxy answers the last push.
     let mut in_flight: Option<(OwnedSemaphorePermit, Instant)> = None;
+    // The identity holds only as long as the certificate that proved it.
+    let expiry = admitted.expires.map(|at| {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        (Instant::now() + left, at)
+    });
     'session: loop {
         let held = hold_until.filter(|t| Instant::now() < *t);
         // A proxy's first snapshot is one built with it registered: its
@@ -371,6 +390,9 @@ async fn session(
                         if reply.response_nonce == nonce.to_string() {
                             in_flight = None; // answered: its push slot is free
                         }
+                        if let Some(health) = &reply.app_health {
+                            app_health_reported(&node, &registration, health);
+                        }
                         answer(&node, &tracked, &reply, nonce);
                     }
                     Ok(None) => break 'session,
@@ -387,6 +409,17 @@ async fn session(
                 () = sleep_until(held.unwrap_or_else(Instant::now)), if held.is_some() => {
                     continue 'session;
                 }
+                () = sleep_until(expiry.map_or_else(Instant::now, |e| e.0)), if expiry.is_some() => {
+                    let at = expiry.map_or(0, |e| unix_secs(e.1));
+                    let reason = format!(
+                        "the client certificate that authenticated this stream expired at {at} \
+                         (Unix time); reconnect with the renewed certificate"
+                    );
+                    tracing::info!(node = node.id, "{reason}");
+                    emit("expired", json!({ "node": node.id, "reason": reason }));
+                    let _ = tx.send(Err(Status::unauthenticated(reason))).await;
+                    break 'session;
+                }
             }
         }
     }
@@ -395,6 +428,33 @@ async fn session(
     drop(tracked);
     emit("disconnected", json!({ "node": node.id }));
     tracing::info!(node = node.id, "proxy disconnected");
+}
+
+/// Takes a proxy's report on its app: a change of readiness reaches the
+/// registry (its endpoint leaves or rejoins every snapshot) and the log.
+fn app_health_reported(node: &pb::Node, registration: &Registration, health: &pb::AppHealth) {
+    if !registration.set_app_health(health) {
+        return;
+    }
+    let reason = bounded(&health.reason, MAX_HEALTH_REASON_BYTES);
+    if health.ready {
+        tracing::info!(node = node.id, "app ready: endpoint back in snapshots");
+    } else {
+        tracing::warn!(
+            node = node.id,
+            reason,
+            "app not ready: endpoint out of snapshots"
+        );
+    }
+    emit(
+        "app_health",
+        json!({ "node": node.id, "ready": health.ready, "reason": reason }),
+    );
+}
+
+fn unix_secs(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Says, once per version, why a proxy's snapshot is not sent.

@@ -159,6 +159,9 @@ struct Service {
     endpoints: BTreeSet<EndpointKey>,
     /// Ports declared TCP (ServiceEntry `protocol: TCP` or a `tcp-` name).
     tcp_ports: BTreeSet<u16>,
+    /// Every declared port (ServiceEntry `ports[].number`); empty for a
+    /// service only registered by sidecars.
+    ports: BTreeSet<u16>,
 }
 
 /// An endpoint, ordered so snapshots are deterministic.
@@ -206,8 +209,9 @@ pub fn snapshot_for(
 /// namespace gives the short names), so this is built once for all.
 #[derive(Debug)]
 struct Outbound {
-    /// Every host a proxy can be asked for, in name order, with its routes.
-    hosts: Vec<(String, Vec<pb::Route>)>,
+    /// Every host a proxy can be asked for, in name order, with its routes
+    /// and the ports its service declares.
+    hosts: Vec<(String, Vec<pb::Route>, Vec<u32>)>,
     /// Every cluster, in name order.
     clusters: Vec<pb::Cluster>,
 }
@@ -236,7 +240,11 @@ impl Outbound {
                     }]
                 }
             };
-            hosts.push((host.to_owned(), routes));
+            let ports = catalog
+                .get(host)
+                .map(|s| s.ports.iter().copied().map(u32::from).collect())
+                .unwrap_or_default();
+            hosts.push((host.to_owned(), routes, ports));
         }
 
         // Every service gets its default cluster and one per subset of its rule.
@@ -269,13 +277,14 @@ impl Outbound {
         let mut taken_domains: BTreeSet<String> = BTreeSet::new();
         self.hosts
             .iter()
-            .map(|(host, routes)| pb::VirtualHost {
+            .map(|(host, routes, ports)| pb::VirtualHost {
                 name: host.clone(),
                 domains: domains(host, namespace)
                     .into_iter()
                     .filter(|d| taken_domains.insert(d.to_ascii_lowercase()))
                     .collect(),
                 routes: routes.clone(),
+                ports: ports.clone(),
             })
             .collect()
     }
@@ -409,6 +418,9 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
         if tls.is_strict_without_mtls() {
             continue; // it would receive plaintext under STRICT
         }
+        if node.app_health.as_ref().is_some_and(|h| !h.ready) {
+            continue; // its proxy reports the app down: the service stays, the endpoint goes
+        }
         service.endpoints.insert(EndpointKey {
             address: node.inbound_address.clone(),
             labels: node.labels.clone(),
@@ -473,6 +485,7 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
                 .and_then(|rest| rest.split_once('.'))
                 .map(|(_, ns)| ns.to_owned());
             let service = catalog.entry(fqdn).or_default();
+            service.ports.insert(port.number);
             if port.is_tcp() {
                 service.tcp_ports.insert(port.number);
             }

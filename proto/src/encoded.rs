@@ -97,7 +97,7 @@ mod tests {
             virtual_hosts: vec![pb::VirtualHost {
                 name: "reviews".into(),
                 domains: vec!["reviews".into()],
-                routes: Vec::new(),
+                ..Default::default()
             }],
             clusters: vec![pb::Cluster {
                 name: "|reviews".into(),
