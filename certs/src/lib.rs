@@ -33,7 +33,7 @@ pub use spiffe_id::{
 pub use tls::{
     ALPN_PROTOCOLS, AllowedPeers, ClientAuth, MeshTls, PeerIdentityError, SharedSvid,
     SharedTrustBundle, SpiffeClientVerifier, SpiffeServerVerifier, Svid, TlsError, TrustBundle,
-    WorkloadKey, peer_identity, spiffe_id_of,
+    WorkloadKey, not_after_of, peer_identity, spiffe_id_of,
 };
 
 /// The rustls crypto provider used for everything in this crate: `ring`.

@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use remora_certs::{SpiffeId, spiffe_id_of};
+use remora_certs::{SpiffeId, not_after_of, spiffe_id_of};
 use remora_proto::pb::discovery_server::{Discovery, DiscoveryServer};
 use remora_proto::{MAX_SNAPSHOT_BYTES, pb};
 use serde_json::json;
@@ -126,6 +126,7 @@ impl Discovery for DiscoveryService {
         request: Request<Streaming<pb::DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let caller = caller_of(&request)?;
+        let expires = certificate_expiry(&request);
         let mut requests = request.into_inner();
         let hello = requests.message().await?.ok_or_else(|| {
             Status::invalid_argument("the stream ended before the first DiscoveryRequest")
@@ -165,6 +166,7 @@ impl Discovery for DiscoveryService {
                 caller,
                 policy: Arc::clone(&self.admission),
                 node,
+                expires,
             },
             tracked,
             hold_until,
@@ -193,6 +195,13 @@ fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
     })
 }
 
+/// When the TLS client certificate that authenticated the stream expires;
+/// `None` without one.
+fn certificate_expiry<T>(request: &Request<T>) -> Option<std::time::SystemTime> {
+    let certs = request.peer_certs()?;
+    not_after_of(certs.first()?).ok()
+}
+
 /// A registration as admitted, with what is needed to check it again when
 /// the config changes (a ServiceEntry may stop allowing its identity).
 struct Admitted {
@@ -201,6 +210,9 @@ struct Admitted {
     policy: Arc<AdmissionPolicy>,
     /// The node as registered.
     node: pb::Node,
+    /// When the client certificate that proved the identity expires: the
+    /// stream ends then, and the proxy reconnects with its renewed one.
+    expires: Option<std::time::SystemTime>,
 }
 
 async fn session(
@@ -229,6 +241,13 @@ async fn session(
     let mut last_sent: Option<String> = None;
     let mut last_refused: Option<String> = None;
     let mut nonce: u64 = 0;
+    // The identity holds only as long as the certificate that proved it.
+    let expiry = admitted.expires.map(|at| {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        (Instant::now() + left, at)
+    });
     'session: loop {
         let resources = Arc::clone(&config.borrow_and_update());
         // A new config may no longer allow this identity to serve its service.
@@ -314,6 +333,17 @@ async fn session(
                 () = sleep_until(held.unwrap_or_else(Instant::now)), if held.is_some() => {
                     continue 'session;
                 }
+                () = sleep_until(expiry.map_or_else(Instant::now, |e| e.0)), if expiry.is_some() => {
+                    let at = expiry.map_or(0, |e| unix_secs(e.1));
+                    let reason = format!(
+                        "the client certificate that authenticated this stream expired at {at} \
+                         (Unix time); reconnect with the renewed certificate"
+                    );
+                    tracing::info!(node = node.id, "{reason}");
+                    emit("expired", json!({ "node": node.id, "reason": reason }));
+                    let _ = tx.send(Err(Status::unauthenticated(reason))).await;
+                    break 'session;
+                }
             }
         }
     }
@@ -321,6 +351,11 @@ async fn session(
     drop(tracked);
     emit("disconnected", json!({ "node": node.id }));
     tracing::info!(node = node.id, "proxy disconnected");
+}
+
+fn unix_secs(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Says, once per version, why a proxy's snapshot is not sent.

@@ -484,6 +484,22 @@ mod tests {
     }
 
     #[test]
+    fn the_monitoring_port_with_debug_proxies_listens_on_loopback_by_default() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["remora", "serve"]).expect("parse");
+        let super::Command::Serve {
+            monitoring_addr, ..
+        } = cli.command
+        else {
+            panic!("not serve");
+        };
+        if std::env::var_os("REMORA_MONITORING_ADDR").is_none() {
+            assert!(monitoring_addr.ip().is_loopback(), "{monitoring_addr}");
+            assert_eq!(monitoring_addr.port(), 15014);
+        }
+    }
+
+    #[test]
     fn mesh_trace_sampling_does_not_share_the_proxys_variable() {
         let cli = super::Cli::command();
         let serve = cli.find_subcommand("serve").expect("serve");

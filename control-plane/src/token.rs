@@ -6,6 +6,7 @@
 //! ```text
 //! v1.<namespace>.<service-account>.<mac>                  never expires
 //! v1.<namespace>.<service-account>.<expiry>.<mac>         with --ttl: expiry in Unix seconds
+//! v1.<namespace>.<service-account>.<expiry>.<id>.<mac>    with --ttl and --single-use
 //! ```
 //!
 //! where `<mac>` is HMAC-SHA256, base64url without padding, over everything before the last
@@ -21,12 +22,18 @@
 //!   (v1 has no per-token revocation). Tokens without `--ttl` never expire; give proxies that
 //!   can be re-provisioned a `--ttl`. Once a proxy holds a valid certificate it renews on the TLS
 //!   port with that certificate, so an expired bootstrap token does not stop renewals.
+//! - **Reuse.** A token is a bearer credential: every proxy that presents it, as often as it
+//!   likes until it expires, gets a certificate. A single-use token (`--single-use`, which
+//!   needs `--ttl`) carries a random ID; the CA remembers the IDs it has signed for in the data
+//!   directory ([`UsedTokens`]) until the token would have expired anyway, and refuses a second
+//!   use. That is the only state tokens have.
 //! - **No `.` in the namespace or service account.** SPIFFE path segments may contain dots, but
 //!   here `.` separates the fields (Kubernetes namespaces never contain one). Both must be
 //!   non-empty and made of `A-Z a-z 0-9 - _`.
 //! - Verification compares MACs in constant time (`ring::hmac::verify`).
 
 mod key_file;
+mod used;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -37,6 +44,7 @@ use remora_certs::{SpiffeId, SpiffeIdError, TrustDomain};
 use ring::hmac;
 
 pub use key_file::{TOKEN_KEY_FILE, TokenKeyError};
+pub use used::{MAX_USED_TOKENS, USED_TOKENS_FILE, UsedTokenError, UsedTokens};
 
 /// The version tag every token starts with.
 const VERSION: &str = "v1";
@@ -44,6 +52,8 @@ const VERSION: &str = "v1";
 pub const KEY_LEN: usize = 32;
 /// Longest namespace or service account accepted, in bytes (a DNS-1123 subdomain's limit).
 const MAX_SEGMENT_LEN: usize = 253;
+/// Random bytes in a single-use token's ID.
+const SINGLE_USE_ID_LEN: usize = 16;
 
 /// The identity a token vouches for, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,8 @@ pub struct TokenIdentity {
     service_account: String,
     /// Expiry, whole seconds since the Unix epoch; `None` = never.
     expires_unix: Option<u64>,
+    /// The ID of a single-use token (always with an expiry).
+    single_use: Option<String>,
 }
 
 impl TokenIdentity {
@@ -64,7 +76,26 @@ impl TokenIdentity {
             namespace: namespace.to_owned(),
             service_account: service_account.to_owned(),
             expires_unix: None,
+            single_use: None,
         })
+    }
+
+    /// The same identity as a single-use token with a fresh random ID. It must expire
+    /// ([`Self::expiring_after`] first): the CA remembers a used ID only until then.
+    pub fn single_use(mut self) -> Result<Self, TokenError> {
+        if self.expires_unix.is_none() {
+            return Err(TokenError::SingleUseNeedsExpiry);
+        }
+        let mut id = [0u8; SINGLE_USE_ID_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| TokenError::Random)?;
+        self.single_use = Some(URL_SAFE_NO_PAD.encode(id));
+        Ok(self)
+    }
+
+    /// The ID of a single-use token; `None` for a token that may be used again.
+    pub fn single_use_id(&self) -> Option<&str> {
+        self.single_use.as_deref()
     }
 
     /// The same identity, valid for `ttl` from `now` (rounded up to whole seconds).
@@ -91,6 +122,11 @@ impl TokenIdentity {
             .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
     }
 
+    /// The expiry in whole seconds since the Unix epoch; `None` when it never expires.
+    pub fn expires_unix(&self) -> Option<u64> {
+        self.expires_unix
+    }
+
     /// The SPIFFE ID the CA may issue for this token:
     /// `spiffe://<trust_domain>/ns/<namespace>/sa/<service-account>`.
     pub fn spiffe_id(&self, trust_domain: &TrustDomain) -> Result<SpiffeId, SpiffeIdError> {
@@ -99,9 +135,15 @@ impl TokenIdentity {
 
     /// The text the MAC covers: the token without `.<mac>`.
     fn signed_text(&self) -> String {
-        match self.expires_unix {
-            None => format!("{VERSION}.{}.{}", self.namespace, self.service_account),
-            Some(at) => format!("{VERSION}.{}.{}.{at}", self.namespace, self.service_account),
+        match (self.expires_unix, &self.single_use) {
+            (None, _) => format!("{VERSION}.{}.{}", self.namespace, self.service_account),
+            (Some(at), None) => {
+                format!("{VERSION}.{}.{}.{at}", self.namespace, self.service_account)
+            }
+            (Some(at), Some(id)) => format!(
+                "{VERSION}.{}.{}.{at}.{id}",
+                self.namespace, self.service_account
+            ),
         }
     }
 }
@@ -200,6 +242,15 @@ pub enum TokenError {
          plane with another token key (`{TOKEN_KEY_FILE}` in its data directory)"
     )]
     BadSignature,
+    /// `--single-use` without `--ttl`.
+    #[error(
+        "a single-use token needs --ttl: the CA remembers a used token until it expires, and \
+         must be able to forget it"
+    )]
+    SingleUseNeedsExpiry,
+    /// The system random number generator failed.
+    #[error("cannot make a single-use token: the system random number generator failed")]
+    Random,
     /// A genuine token past its expiry.
     #[error("the bootstrap token for {identity} expired at {expired_unix} (Unix time)")]
     Expired {
@@ -231,9 +282,9 @@ fn parse(token: &str) -> Result<(&str, Vec<u8>, TokenIdentity), TokenError> {
         )));
     }
     let fields = token.split('.').count();
-    if !(4..=5).contains(&fields) {
+    if !(4..=6).contains(&fields) {
         return Err(malformed(format!(
-            "it has {fields} '.'-separated fields, not 4 (or 5 with an expiry)"
+            "it has {fields} '.'-separated fields, not 4 (5 with an expiry, 6 single-use)"
         )));
     }
     let (text, mac) = token.rsplit_once('.').unwrap_or_default();
@@ -271,6 +322,15 @@ fn parse_fields(text: &str) -> Result<TokenIdentity, TokenError> {
                         reason: format!("the expiry {expiry:?} is not a number of seconds"),
                     })?,
             );
+    }
+    if let Some(id) = fields.next() {
+        let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        if !(16..=64).contains(&id.len()) || !id.bytes().all(base64url) {
+            return Err(TokenError::Malformed {
+                reason: format!("the single-use ID {id:?} is not 16 to 64 base64url characters"),
+            });
+        }
+        identity.single_use = Some(id.to_owned());
     }
     Ok(identity)
 }
@@ -429,7 +489,7 @@ mod tests {
             ),
             ("hello", "it starts with \"hello\", not \"v1\""),
             ("v1.default.AAAA", "it has 3 '.'-separated fields"),
-            ("v1.a.b.c.d.e", "it has 6 '.'-separated fields"),
+            ("v1.a.b.c.d.e.f", "it has 7 '.'-separated fields"),
             ("v1.default.reviews.!!!", "the MAC is not base64url"),
             ("v1.default.reviews.AAAA", "the MAC is 3 bytes, not 32"),
         ];
@@ -473,6 +533,36 @@ mod tests {
         let long = "a".repeat(254);
         assert!(TokenIdentity::new(&long, "sa").is_err());
         assert!(TokenIdentity::new("Team_A-1", "Svc_2-b").is_ok());
+    }
+
+    #[test]
+    fn a_single_use_token_carries_its_id_under_the_mac_and_needs_an_expiry() {
+        let now = SystemTime::now();
+        assert_eq!(
+            identity("default", "reviews").single_use(),
+            Err(TokenError::SingleUseNeedsExpiry)
+        );
+        let id = identity("default", "reviews")
+            .expiring_after(now, Duration::from_secs(60))
+            .single_use()
+            .expect("single use");
+        let token = key().issue(&id);
+        assert_eq!(token.split('.').count(), 6, "{token}");
+        let verified = key().verify(&token, now).expect("valid");
+        assert_eq!(verified.single_use_id(), id.single_use_id());
+        assert_eq!(verified.single_use_id().map(str::len), Some(22));
+        // Without the ID it is another token, whose MAC does not match.
+        let mut fields: Vec<&str> = token.split('.').collect();
+        fields.remove(4);
+        assert_eq!(
+            key().verify(&fields.join("."), now),
+            Err(TokenError::BadSignature)
+        );
+        let other = identity("default", "reviews")
+            .expiring_after(now, Duration::from_secs(60))
+            .single_use()
+            .expect("single use");
+        assert_ne!(other.single_use_id(), id.single_use_id());
     }
 
     #[test]

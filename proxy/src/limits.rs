@@ -19,8 +19,14 @@
 //! request on it: h2 sends GOAWAY for a header block over four times the
 //! advertised size. The second sidecar checks again with
 //! [`HOP_ALLOWANCE`] on top, for the headers the first one added.
+//!
+//! The same goes for time and numbers: [`Timeouts`] bound how long a
+//! downstream connection may stay in each state, and [`ConnectionLimits`]
+//! how many connections a listener holds (both enforced by
+//! [`crate::listener`]).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use http::HeaderMap;
 use http::request;
@@ -204,6 +210,139 @@ pub fn headers() -> &'static HeaderLimits {
     HEADERS.get_or_init(HeaderLimits::default)
 }
 
+/// How long a downstream connection may stay in each state, with Envoy's
+/// names and defaults. [`Duration::ZERO`] turns a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From accept until the protocol is known (TLS handshake, HTTP/1 or
+    /// HTTP/2, or opaque TCP): Envoy's `listener_filters_timeout`, 15 s.
+    pub listener_filters: Duration,
+    /// From the first byte of an HTTP/1 request head to its end: Envoy's
+    /// `request_headers_timeout`, which Envoy leaves off; 10 s here.
+    pub request_headers: Duration,
+    /// Requests in flight and no byte either way: Envoy's
+    /// `stream_idle_timeout`, 5 min.
+    pub stream_idle: Duration,
+    /// No request in flight and no byte either way: Envoy's HTTP
+    /// connection manager `idle_timeout`, 1 h.
+    pub idle: Duration,
+    /// An opaque TCP connection with no byte either way: Envoy's tcp_proxy
+    /// `idle_timeout`, 1 h.
+    pub tcp_idle: Duration,
+}
+
+/// Envoy's `listener_filters_timeout`.
+pub const DEFAULT_LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
+/// Finite where Envoy's is off: a request head is a few KiB that a client
+/// sends at once; 10 s allows a slow link and ends a slowloris.
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Envoy's `stream_idle_timeout`.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Envoy's `idle_timeout`, of the HTTP connection manager and tcp_proxy.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            listener_filters: DEFAULT_LISTENER_FILTERS_TIMEOUT,
+            request_headers: DEFAULT_REQUEST_HEADERS_TIMEOUT,
+            stream_idle: DEFAULT_STREAM_IDLE_TIMEOUT,
+            idle: DEFAULT_IDLE_TIMEOUT,
+            tcp_idle: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// How many connections each listener holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections per listener (Envoy's listener `max_connections`).
+    pub max: usize,
+    /// Percent of `max` on the inbound listener that only mTLS peers with
+    /// an identity may use: plaintext connections hold at most the rest.
+    pub mtls_reserve_percent: u8,
+}
+
+/// The default `--mtls-reserve-percent`.
+pub const DEFAULT_MTLS_RESERVE_PERCENT: u8 = 25;
+/// The most connections a listener holds by default, whatever the
+/// open-file limit.
+pub const DEFAULT_MAX_CONNECTIONS_CAP: usize = 16_384;
+
+impl ConnectionLimits {
+    /// The default for a process that may open `open_files` files: a
+    /// quarter each for the two listeners that face clients, leaving the
+    /// rest for their upstream connections, at most
+    /// [`DEFAULT_MAX_CONNECTIONS_CAP`] and at least 16.
+    pub fn for_open_files(open_files: u64) -> Self {
+        let quarter = usize::try_from(open_files / 4).unwrap_or(usize::MAX);
+        Self {
+            max: quarter.clamp(16, DEFAULT_MAX_CONNECTIONS_CAP),
+            mtls_reserve_percent: DEFAULT_MTLS_RESERVE_PERCENT,
+        }
+    }
+
+    /// How many connections without a proven identity a listener holds:
+    /// all of `max`, less the mTLS reserve when `reserve` applies.
+    pub fn plaintext_max(&self, reserve: bool) -> usize {
+        if !reserve {
+            return self.max;
+        }
+        let reserved = self.max * usize::from(self.mtls_reserve_percent.min(100)) / 100;
+        self.max - reserved
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self::for_open_files(4096)
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit, as Go's
+/// runtime does at start (a sidecar's sockets are its files), and returns
+/// the limit then in force.
+pub fn raise_open_files() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(current) = limit.current else {
+        return u64::MAX; // unlimited
+    };
+    if limit.maximum.is_none_or(|max| max > current) {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return limit.maximum.unwrap_or(u64::MAX);
+        }
+    }
+    current
+}
+
+static TIMEOUTS: OnceLock<Timeouts> = OnceLock::new();
+static CONNECTIONS: OnceLock<ConnectionLimits> = OnceLock::new();
+
+/// Sets the downstream timeouts for this process; the first call wins.
+pub fn set_timeouts(timeouts: Timeouts) {
+    let _ = TIMEOUTS.set(timeouts);
+}
+
+/// The downstream timeouts in force: as set, else the defaults.
+pub fn timeouts() -> &'static Timeouts {
+    TIMEOUTS.get_or_init(Timeouts::default)
+}
+
+/// Sets the connection limits for this process; the first call wins.
+pub fn set_connections(limits: ConnectionLimits) {
+    let _ = CONNECTIONS.set(limits);
+}
+
+/// The connection limits in force: as set, else the defaults.
+pub fn connections() -> &'static ConnectionLimits {
+    CONNECTIONS.get_or_init(ConnectionLimits::default)
+}
+
 #[cfg(test)]
 mod tests {
     use http::{HeaderValue, Request};
@@ -264,5 +403,18 @@ mod tests {
         assert!(limits.h2_list_size(limits.request_bytes) as usize > passed);
         assert!(HeaderLimits::h1_buf_size(limits.request_bytes) > limits.request_bytes);
         assert_eq!(limits.h1_max_headers(), None);
+    }
+
+    #[test]
+    fn the_connection_limit_follows_the_open_file_limit_and_keeps_a_reserve() {
+        assert_eq!(ConnectionLimits::for_open_files(1024).max, 256);
+        assert_eq!(ConnectionLimits::for_open_files(1 << 20).max, 16_384);
+        assert_eq!(ConnectionLimits::for_open_files(8).max, 16);
+        let limits = ConnectionLimits {
+            max: 100,
+            mtls_reserve_percent: 25,
+        };
+        assert_eq!(limits.plaintext_max(true), 75);
+        assert_eq!(limits.plaintext_max(false), 100);
     }
 }

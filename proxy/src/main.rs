@@ -20,7 +20,7 @@ use remora_proxy::discovery::{self, ConfigState};
 use remora_proxy::error::error_chain;
 use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::lifecycle::{Lifecycle, parse_duration};
-use remora_proxy::limits::{self, HeaderLimits};
+use remora_proxy::limits::{self, ConnectionLimits, HeaderLimits, Timeouts};
 use remora_proxy::listener::{self, CaptureSettings, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
@@ -190,6 +190,43 @@ struct Args {
     /// ServiceEntry declares TCP need not be listed.
     #[arg(long, value_delimiter = ',')]
     opaque_ports: Vec<u16>,
+    /// From accept until the protocol is known (TLS handshake, HTTP
+    /// version, opaque TCP), as Envoy's `listener_filters_timeout`; a
+    /// client that sends a byte or a partial preface and stops is closed.
+    /// `0s` turns it off.
+    #[arg(long, env = "REMORA_LISTENER_FILTERS_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    listener_filters_timeout: Duration,
+    /// From the first byte of an HTTP/1 request head to its end, as
+    /// Envoy's `request_headers_timeout` (off in Envoy; finite here, since
+    /// a head is sent at once and a slowloris is not).
+    #[arg(long, env = "REMORA_REQUEST_HEADERS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    request_headers_timeout: Duration,
+    /// Requests in flight on a connection and no byte either way, as
+    /// Envoy's `stream_idle_timeout`.
+    #[arg(long, env = "REMORA_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    stream_idle_timeout: Duration,
+    /// An HTTP connection with no request in flight and no byte either
+    /// way, as Envoy's `idle_timeout`.
+    #[arg(long, env = "REMORA_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// An opaque TCP connection with no byte either way, as Envoy's
+    /// tcp_proxy `idle_timeout`.
+    #[arg(long, env = "REMORA_TCP_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    tcp_idle_timeout: Duration,
+    /// Connections each listener holds, as Envoy's listener
+    /// `max_connections`. Default: a quarter of the open-file limit (which
+    /// the proxy raises to its hard limit at start), at most 16384.
+    #[arg(long, env = "REMORA_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: Option<u64>,
+    /// Percent of `--max-connections` on the inbound listener kept for
+    /// mTLS peers with an identity: connections without one hold the rest.
+    #[arg(
+        long,
+        env = "REMORA_MTLS_RESERVE_PERCENT",
+        default_value_t = remora_proxy::limits::DEFAULT_MTLS_RESERVE_PERCENT,
+        value_parser = clap::value_parser!(u8).range(0..=90)
+    )]
+    mtls_reserve_percent: u8,
     #[command(flatten)]
     identity: IdentityArgs,
 }
@@ -348,6 +385,25 @@ fn start(args: Args) -> anyhow::Result<()> {
         args.max_response_headers_kb,
         args.max_headers_count as usize,
     ));
+    limits::set_timeouts(Timeouts {
+        listener_filters: args.listener_filters_timeout,
+        request_headers: args.request_headers_timeout,
+        stream_idle: args.stream_idle_timeout,
+        idle: args.idle_timeout,
+        tcp_idle: args.tcp_idle_timeout,
+    });
+    let open_files = limits::raise_open_files();
+    let mut connections = ConnectionLimits::for_open_files(open_files);
+    if let Some(max) = args.max_connections {
+        connections.max = max as usize;
+    }
+    connections.mtls_reserve_percent = args.mtls_reserve_percent;
+    tracing::info!(
+        open_files,
+        max_connections = connections.max,
+        "connection limits"
+    );
+    limits::set_connections(connections);
     let workers = args.worker_threads();
     let mut runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -461,6 +517,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     let lifecycle = Arc::new(Lifecycle::new(args.admin.ip().is_loopback()));
     tokio::spawn(listener::serve(
+        "admin",
         admin_listener,
         Arc::new(admin::Admin {
             config: Arc::clone(&state),
@@ -471,12 +528,14 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     ));
     metrics::watch_config(Arc::clone(&state));
     tokio::spawn(listener::serve(
+        "stats",
         stats_listener,
         Arc::new(()),
         metrics::handle_scrape,
         stop.clone(),
     ));
     tokio::spawn(listener::serve(
+        "health",
         health_listener,
         Arc::new(health::Health {
             config: Arc::clone(&state),

@@ -175,7 +175,13 @@ impl Mesh {
         });
         let outbound_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let outbound_addr = outbound_listener.local_addr().unwrap();
-        let serve_out = listener::serve(outbound_listener, out, outbound::handle, stop_rx);
+        let serve_out = listener::serve(
+            "outbound",
+            outbound_listener,
+            out,
+            outbound::handle,
+            stop_rx,
+        );
         Self {
             backend,
             inbound_addr,

@@ -26,7 +26,7 @@ use rustls::{ClientConfig, ServerConfig};
 
 pub use bundle::{SharedTrustBundle, TrustBundle};
 pub use error::TlsError;
-pub use peer::{AllowedPeers, PeerIdentityError, peer_identity, spiffe_id_of};
+pub use peer::{AllowedPeers, PeerIdentityError, not_after_of, peer_identity, spiffe_id_of};
 pub use svid::{SharedSvid, Svid, WorkloadKey};
 pub use verifier::{SpiffeClientVerifier, SpiffeServerVerifier};
 

@@ -143,6 +143,15 @@ fn join(ids: &BTreeSet<SpiffeId>) -> String {
     ids.join(", ")
 }
 
+/// When a certificate stops being valid (its `notAfter`).
+pub fn not_after_of(cert: &CertificateDer<'_>) -> Result<std::time::SystemTime, PeerIdentityError> {
+    let x509 =
+        encoding::parse_x509(cert).map_err(|reason| PeerIdentityError::Malformed { reason })?;
+    let secs = x509.validity().not_after.timestamp();
+    let secs = u64::try_from(secs).unwrap_or(0);
+    Ok(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// Reads the SPIFFE ID of an X509-SVID leaf: its one URI SAN, a SPIFFE ID with a path.
 ///
 /// Checks the certificate's content only; whether it chains to a trusted root is the

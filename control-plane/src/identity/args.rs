@@ -15,7 +15,9 @@ use super::{
 };
 use crate::config::parse_duration;
 use crate::metrics::Metrics;
-use crate::token::{TOKEN_KEY_FILE, TokenError, TokenIdentity, TokenKey, TokenKeyError};
+use crate::token::{
+    TOKEN_KEY_FILE, TokenError, TokenIdentity, TokenKey, TokenKeyError, UsedTokenError, UsedTokens,
+};
 
 /// Where the CA and the token key live unless `--data-dir` says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./remora-data";
@@ -83,6 +85,10 @@ impl IdentityArgs {
     ) -> Result<IdentitySetup, StartError> {
         let ca = Arc::new(load_ca(&self.data_dir, &self.trust_domain).await?);
         let tokens = TokenKey::load_or_create(&self.data_dir)?;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let used = UsedTokens::load(&self.data_dir, now)?;
         let addr = self.tls_addr(grpc_addr);
         let listener = TcpListener::bind(addr)
             .await
@@ -99,7 +105,8 @@ impl IdentityArgs {
             "certificate authority ready"
         );
         Ok(IdentitySetup {
-            service: IdentityService::new(ca, tokens, self.cert_lifetime, port, metrics),
+            service: IdentityService::new(ca, tokens, self.cert_lifetime, port, metrics)
+                .with_used_tokens(used),
             tls_port,
         })
     }
@@ -140,6 +147,9 @@ pub enum StartError {
     /// The token key could not be loaded or created.
     #[error(transparent)]
     TokenKey(#[from] TokenKeyError),
+    /// The record of used single-use tokens could not be read.
+    #[error(transparent)]
+    UsedTokens(#[from] UsedTokenError),
     /// The TLS port could not be bound.
     #[error("cannot listen for gRPC over TLS on {addr}: {source}")]
     Bind {
@@ -173,6 +183,11 @@ pub enum TokenCommand {
         /// expires; a proxy holding a valid certificate renews without the token.
         #[arg(long, value_parser = parse_lifetime)]
         ttl: Option<Duration>,
+        /// The CA signs one certificate for this token and refuses it after (it remembers the
+        /// token in its data directory until the token expires). Needs --ttl. Without it a
+        /// token can be used by any number of proxies until it expires.
+        #[arg(long, requires = "ttl")]
+        single_use: bool,
         /// Make a token for the control plane's own identity
         /// (remora-system/remora), which proxies trust as their control plane and CA: only
         /// for another control plane sharing the data directory.
@@ -202,6 +217,7 @@ impl TokenCommand {
             service_account,
             data_dir,
             ttl,
+            single_use,
             force,
         } = self;
         if namespace == CONTROL_PLANE_NAMESPACE
@@ -213,6 +229,9 @@ impl TokenCommand {
         let mut identity = TokenIdentity::new(namespace, service_account)?;
         if let Some(ttl) = ttl {
             identity = identity.expiring_after(SystemTime::now(), *ttl);
+        }
+        if *single_use {
+            identity = identity.single_use()?;
         }
         let key = TokenKey::load_or_create(data_dir)?;
         if key.was_created() {

@@ -7,7 +7,9 @@
 //!
 //! 1. by the request's bootstrap token ([`crate::token`]): the identity the token names. A token
 //!    that is present but malformed, forged, altered or expired is refused, whatever else the
-//!    caller presents;
+//!    caller presents. A single-use token is refused the second time
+//!    ([`crate::token::UsedTokens`]), unless the caller also presents, on the TLS port, a
+//!    certificate for the same identity: that is a renewal, which the certificate suffices for;
 //! 2. with an empty token, on the TLS port, by the client certificate of the handshake (already
 //!    verified against the trust bundle): renewal with a certificate that is still valid;
 //! 3. otherwise not at all: `UNAUTHENTICATED`.
@@ -37,7 +39,7 @@ pub use tls_port::{TlsPort, TlsPortError};
 
 use crate::events::emit;
 use crate::metrics::Metrics;
-use crate::token::{TokenError, TokenKey};
+use crate::token::{TokenError, TokenKey, UsedTokenError, UsedTokens};
 
 /// Default (and maximum) lifetime of a workload certificate: 24 hours.
 pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -60,6 +62,16 @@ struct Inner {
     /// The TLS port's number, sent with every certificate.
     tls_port: u16,
     metrics: Metrics,
+    /// The single-use tokens used so far; `None`: single-use tokens are refused.
+    used: Option<UsedTokens>,
+}
+
+/// Who the caller proved to be, and how.
+struct Caller {
+    id: SpiffeId,
+    via: &'static str,
+    /// A single-use token to mark used once the certificate is signed: its ID and expiry.
+    single_use: Option<(String, u64)>,
 }
 
 impl IdentityService {
@@ -81,8 +93,18 @@ impl IdentityService {
                 max_lifetime,
                 tls_port,
                 metrics,
+                used: None,
             }),
         }
+    }
+
+    /// The same service, remembering single-use tokens in `used`. Call it before the service
+    /// is cloned (it is a no-op on a shared one).
+    pub fn with_used_tokens(mut self, used: UsedTokens) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.used = Some(used);
+        }
+        self
     }
 
     /// The CA this service signs with.
@@ -97,13 +119,31 @@ impl IdentityService {
         request: &SignRequest,
         peer: Option<&SpiffeId>,
     ) -> Result<SignResponse, SignError> {
-        let (allowed, via) = self.authenticate(&request.token, peer)?;
+        let Caller {
+            id: allowed,
+            via,
+            single_use,
+        } = self.authenticate(&request.token, peer)?;
         let lifetime = self.lifetime(request.requested_lifetime_seconds);
         let signed = self
             .inner
             .ca
             .sign_csr(request.csr_pem.as_bytes(), &allowed, lifetime)
             .map_err(SignError::Refused)?;
+        // Marked used only for a certificate actually issued: a refused CSR does not burn the
+        // token. Of two racing requests with one token, the second is refused here.
+        if let Some((token_id, expires)) = single_use {
+            let used = self
+                .inner
+                .used
+                .as_ref()
+                .ok_or(SignError::SingleUseUnsupported)?;
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            used.claim(&token_id, expires, now)
+                .map_err(SignError::UsedToken)?;
+        }
         // The hook for `remora_certificates_signed_total`.
         self.inner.metrics.certificate_signed();
         let not_after_unix = signed
@@ -130,11 +170,7 @@ impl IdentityService {
 
     /// The identity the caller may have, and how it was established ("token" or
     /// "certificate").
-    fn authenticate(
-        &self,
-        token: &str,
-        peer: Option<&SpiffeId>,
-    ) -> Result<(SpiffeId, &'static str), SignError> {
+    fn authenticate(&self, token: &str, peer: Option<&SpiffeId>) -> Result<Caller, SignError> {
         if !token.trim().is_empty() {
             let identity = self
                 .inner
@@ -144,10 +180,29 @@ impl IdentityService {
             let id = identity
                 .spiffe_id(self.inner.ca.trust_domain())
                 .map_err(SignError::TokenIdentity)?;
-            return Ok((id, "token"));
+            let single_use = match (identity.single_use_id(), identity.expires_unix()) {
+                // A renewal that also sends the token: the certificate is enough.
+                (Some(_), _) if peer == Some(&id) => None,
+                (Some(token_id), Some(expires)) => Some((token_id.to_owned(), expires)),
+                _ => None,
+            };
+            let via = match (&single_use, identity.single_use_id()) {
+                (Some(_), _) => "single-use token",
+                (None, Some(_)) => "certificate",
+                (None, None) => "token",
+            };
+            return Ok(Caller {
+                id,
+                via,
+                single_use,
+            });
         }
         match peer {
-            Some(id) => Ok((id.clone(), "certificate")),
+            Some(id) => Ok(Caller {
+                id: id.clone(),
+                via: "certificate",
+                single_use: None,
+            }),
             None => Err(SignError::NoCredentials),
         }
     }
@@ -204,6 +259,12 @@ pub enum SignError {
     /// The CA refused the CSR: another identity, a bad signature, or not a CSR.
     #[error("certificate refused: {0}")]
     Refused(CaError),
+    /// A single-use token used before, or the record of used ones failed.
+    #[error("{0}")]
+    UsedToken(UsedTokenError),
+    /// A single-use token, and this CA keeps no record of used ones.
+    #[error("this CA does not accept single-use tokens (it keeps no record of used ones)")]
+    SingleUseUnsupported,
 }
 
 impl SignError {
@@ -214,6 +275,10 @@ impl SignError {
             Self::Token(e) if e.is_malformed() => Code::InvalidArgument,
             Self::Token(_) | Self::PeerCertificate(_) => Code::PermissionDenied,
             Self::TokenIdentity(_) => Code::InvalidArgument,
+            Self::UsedToken(UsedTokenError::AlreadyUsed { .. }) => Code::PermissionDenied,
+            Self::UsedToken(UsedTokenError::Full) => Code::ResourceExhausted,
+            Self::UsedToken(_) => Code::Internal,
+            Self::SingleUseUnsupported => Code::FailedPrecondition,
             Self::Refused(e) => match e {
                 CaError::IdentityMismatch { .. }
                 | CaError::UnsupportedSan { .. }
@@ -259,6 +324,41 @@ mod tests {
             token,
             requested_lifetime_seconds: secs,
         }
+    }
+
+    #[test]
+    fn a_single_use_token_signs_once_and_a_renewal_with_its_certificate_still_works() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (service, tokens) = service(DEFAULT_CERT_LIFETIME);
+        let used = UsedTokens::load(dir.path(), 0).expect("used tokens");
+        let service = service.with_used_tokens(used);
+        let id = SpiffeId::parse("spiffe://cluster.local/ns/default/sa/reviews").expect("id");
+        let token = tokens.issue(
+            &TokenIdentity::new("default", "reviews")
+                .expect("id")
+                .expiring_after(SystemTime::now(), Duration::from_secs(600))
+                .single_use()
+                .expect("single use"),
+        );
+        let csr = || WorkloadKey::generate().expect("key").csr(&id).expect("csr");
+        // A refused CSR does not use the token up.
+        assert!(
+            service
+                .sign_request(&request("junk".to_owned(), token.clone(), 0), None)
+                .is_err()
+        );
+        service
+            .sign_request(&request(csr(), token.clone(), 0), None)
+            .expect("first use");
+        let err = service
+            .sign_request(&request(csr(), token.clone(), 0), None)
+            .expect_err("second use");
+        assert_eq!(err.code(), Code::PermissionDenied);
+        assert!(err.to_string().contains("was already used"), "{err}");
+        // The renewal of the proxy that used it: token and certificate.
+        service
+            .sign_request(&request(csr(), token, 0), Some(&id))
+            .expect("renewal");
     }
 
     #[test]

@@ -32,9 +32,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::admit::ConnectionLimit;
 use super::inbound::{self, AppPort, Inbound};
+use super::watchdog::{Activity, Phase, Watched};
+use super::{Builders, next_connection, sniff_http};
 use super::{capture, orig_dst, tunnel};
-use super::{http_builder, next_connection};
 use crate::config::MtlsMode;
 use crate::peer::Peer;
 use crate::telemetry::Direction;
@@ -68,31 +70,16 @@ pub fn handshake_for(mode: MtlsMode, has_identity: bool) -> Handshake {
     }
 }
 
-/// HTTP servers per negotiated protocol.
-struct Builders {
-    auto: auto::Builder<TokioExecutor>,
-    h1: auto::Builder<TokioExecutor>,
-    h2: auto::Builder<TokioExecutor>,
-}
-
-impl Builders {
-    fn new() -> Self {
-        let auto = http_builder();
-        Self {
-            h1: auto.clone().http1_only(),
-            h2: auto.clone().http2_only(),
-            auto,
-        }
-    }
-
-    /// ALPN decides when it was negotiated; plaintext (or a TLS client that
-    /// offered no ALPN) is sniffed for the HTTP/2 preface.
-    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
-        match alpn {
-            Some(b"h2") => &self.h2,
-            Some(b"http/1.1") => &self.h1,
-            _ => &self.auto,
-        }
+/// The server for a negotiated ALPN protocol; `None` when none was
+/// negotiated (the version is then sniffed).
+fn for_alpn<'b>(
+    builders: &'b Builders,
+    alpn: Option<&[u8]>,
+) -> Option<(Phase, &'b auto::Builder<TokioExecutor>)> {
+    match alpn {
+        Some(b"h2") => Some((Phase::Http2, &builders.h2)),
+        Some(b"http/1.1") => Some((Phase::Http1, &builders.h1)),
+        _ => None,
     }
 }
 
@@ -106,14 +93,21 @@ pub async fn serve_inbound(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builders = Arc::new(Builders::new());
+    // The mTLS reserve only means something when peers can prove an identity.
+    let limit = ConnectionLimit::new("inbound", inbound.tls.is_some());
     let graceful = GracefulShutdown::new();
     while let Some(stream) = next_connection(&listener, &mut shutdown).await {
+        let Some(slot) = limit.admit() else {
+            continue;
+        };
         let watcher = graceful.watcher();
         let inbound = Arc::clone(&inbound);
         let builders = Arc::clone(&builders);
-        tokio::spawn(async move {
-            // Captured (redirected from the app's port): that port, else `--app`'s.
-            let captured = orig_dst::captured(&stream).map(|dst| dst.0.port());
+        // Captured (redirected from the app's port): that port, else `--app`'s.
+        let captured = orig_dst::captured(&stream).map(|dst| dst.0.port());
+        let stream = slot.watch(stream);
+        let activity = Arc::clone(slot.activity());
+        tokio::spawn(slot.guard(async move {
             if captured.is_some_and(|port| inbound.is_own_port(port)) {
                 return; // never forward to the proxy's own listeners
             }
@@ -121,15 +115,25 @@ pub async fn serve_inbound(
             match secure(stream, &inbound, port, captured.is_some()).await {
                 Some(Accepted::Plain(stream)) => match captured {
                     Some(port) => {
-                        capture::inbound_plaintext(stream, port, &builders.auto, inbound, watcher)
-                            .await;
+                        capture::inbound_plaintext(
+                            stream, port, &builders, inbound, watcher, activity,
+                        )
+                        .await;
                     }
                     None => {
+                        let Some((io, builder)) =
+                            sniff_http(stream, &activity, &builders, false).await
+                        else {
+                            return;
+                        };
                         let peer = Peer::plaintext();
-                        serve_http(&builders.auto, stream, peer, inbound, watcher, None).await;
+                        serve_http(builder, io, peer, inbound, watcher, None, activity).await;
                     }
                 },
                 Some(Accepted::Silent(stream)) => {
+                    if !activity.established(Phase::Tcp, false) {
+                        return;
+                    }
                     let client = super::detect::Prefixed::new(bytes::Bytes::new(), stream);
                     capture::inbound_tcp(client, port, &inbound).await;
                 }
@@ -139,35 +143,50 @@ pub async fn serve_inbound(
                         identity: peer_identity(conn),
                         tls: true,
                     };
-                    let builder = builders.for_alpn(conn.alpn_protocol());
-                    serve_http(builder, stream, peer, inbound, watcher, captured).await;
+                    let authenticated = peer.identity.is_some();
+                    match for_alpn(&builders, conn.alpn_protocol()) {
+                        Some((phase, builder)) => {
+                            if !activity.established(phase, authenticated) {
+                                return;
+                            }
+                            serve_http(builder, stream, peer, inbound, watcher, captured, activity)
+                                .await;
+                        }
+                        None => {
+                            let Some((io, builder)) =
+                                sniff_http(stream, &activity, &builders, authenticated).await
+                            else {
+                                return;
+                            };
+                            serve_http(builder, io, peer, inbound, watcher, captured, activity)
+                                .await;
+                        }
+                    }
                 }
                 None => {}
             }
-        });
+        }));
     }
     drop(listener);
     graceful.shutdown().await;
 }
 
+/// The listener's connections, counted for their watchdog.
+type Conn = Watched<TcpStream>;
+
 enum Accepted {
-    Plain(TcpStream),
+    Plain(Conn),
     /// A captured plaintext client that said nothing within the detection
     /// bound (PERMISSIVE): a server-first protocol, forwarded as TCP.
-    Silent(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Silent(Conn),
+    Tls(Box<tokio_rustls::server::TlsStream<Conn>>),
 }
 
 /// The connection after its handshake, per the current mode for `port`;
 /// `None` when it was refused or failed (already logged and counted). A
 /// `captured` connection waits for its first byte only as long as
 /// protocol detection would.
-async fn secure(
-    stream: TcpStream,
-    inbound: &Inbound,
-    port: u16,
-    captured: bool,
-) -> Option<Accepted> {
+async fn secure(stream: Conn, inbound: &Inbound, port: u16, captured: bool) -> Option<Accepted> {
     let mode = inbound.config.load().inbound().mode_for(port);
     let Some(tls) = &inbound.tls else {
         if mode == MtlsMode::Strict {
@@ -178,7 +197,8 @@ async fn secure(
     match handshake_for(mode, true) {
         Handshake::Plaintext => Some(Accepted::Plain(stream)),
         Handshake::Detect if captured => {
-            let first = tokio::time::timeout(inbound.capture.silence, stream.readable()).await;
+            let first =
+                tokio::time::timeout(inbound.capture.silence, stream.get_ref().readable()).await;
             if first.is_err() {
                 return Some(Accepted::Silent(stream));
             }
@@ -200,7 +220,7 @@ async fn secure(
                 tls_accept(stream, &tls.required).await
             } else {
                 tracing::debug!(
-                    peer = ?stream.peer_addr().ok(),
+                    peer = ?stream.get_ref().peer_addr().ok(),
                     "plaintext connection refused: PeerAuthentication is STRICT"
                 );
                 tls_handshake_failed(Direction::Inbound);
@@ -212,7 +232,8 @@ async fn secure(
 
 /// Whether the connection's first byte starts a TLS handshake; the byte
 /// stays in the socket. `None` when the client closes or stays silent.
-async fn starts_with_tls(stream: &TcpStream) -> Option<bool> {
+async fn starts_with_tls(stream: &Conn) -> Option<bool> {
+    let stream = stream.get_ref();
     let mut first = [0u8; 1];
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
         Ok(Ok(0)) => None,
@@ -231,8 +252,8 @@ async fn starts_with_tls(stream: &TcpStream) -> Option<bool> {
     }
 }
 
-async fn tls_accept(stream: TcpStream, config: &Arc<ServerConfig>) -> Option<Accepted> {
-    let peer = stream.peer_addr().ok();
+async fn tls_accept(stream: Conn, config: &Arc<ServerConfig>) -> Option<Accepted> {
+    let peer = stream.get_ref().peer_addr().ok();
     let accept = TlsAcceptor::from(Arc::clone(config)).accept(stream);
     let error = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(stream)) => return Some(Accepted::Tls(Box::new(stream))),
@@ -246,7 +267,8 @@ async fn tls_accept(stream: TcpStream, config: &Arc<ServerConfig>) -> Option<Acc
 
 /// Serves HTTP on one connection, putting `peer` (and the app `port` of
 /// a captured connection) into each request. A `CONNECT` is a TCP tunnel
-/// ([`tunnel::accept`]).
+/// ([`tunnel::accept`]). Each request is in flight for the watchdog
+/// ([`Activity::stream`]) while its handler runs.
 pub(super) async fn serve_http<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
@@ -254,10 +276,12 @@ pub(super) async fn serve_http<I>(
     inbound: Arc<Inbound>,
     watcher: Watcher,
     port: Option<u16>,
+    activity: Arc<Activity>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |mut req: Request<Incoming>| {
+        let stream = activity.stream();
         let fut = if req.method() == http::Method::CONNECT {
             Box::pin(tunnel::accept(Arc::clone(&inbound), req, peer.clone()))
                 as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
@@ -269,7 +293,11 @@ pub(super) async fn serve_http<I>(
             // Boxed, as in `listener::serve`: the future is a few KiB.
             Box::pin(inbound::handle(Arc::clone(&inbound), req))
         };
-        async move { Ok::<_, Infallible>(fut.await) }
+        async move {
+            let resp = fut.await;
+            drop(stream);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {

@@ -17,19 +17,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::admit::ConnectionLimit;
 use super::detect::{self, Prefixed, Protocol};
 use super::inbound::Inbound;
 use super::orig_dst::{self, OriginalDst};
 use super::outbound::{self, Outbound};
 use super::tcp::{self, BLACKHOLE, PASSTHROUGH, TcpRecord};
-use super::{http_builder, next_connection, tunnel};
+use super::watchdog::{Activity, Phase, Watched};
+use super::{Builders, next_connection, sniff_http, tunnel};
 use crate::config::OutboundPolicy;
 use crate::peer::Peer;
 use crate::telemetry::Direction;
@@ -82,31 +83,40 @@ pub async fn serve_outbound(
     outbound: Arc<Outbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = http_builder();
+    let builders = Arc::new(Builders::new());
+    let limit = ConnectionLimit::new("outbound", false);
     let graceful = GracefulShutdown::new();
     // Compared with the original destination instead of asking each
     // socket, unless the listener is bound to every address.
     let bound = listener.local_addr().ok();
     while let Some(stream) = next_connection(&listener, &mut shutdown).await {
+        let Some(slot) = limit.admit() else {
+            continue;
+        };
         let outbound = Arc::clone(&outbound);
-        match orig_dst::captured_at(&stream, bound) {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), http_service(outbound, None))
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+        let builders = Arc::clone(&builders);
+        let watcher = graceful.watcher();
+        let dst = orig_dst::captured_at(&stream, bound);
+        let stream = slot.watch(stream);
+        let activity = Arc::clone(slot.activity());
+        tokio::spawn(slot.guard(async move {
+            match dst {
+                None => {
+                    let Some((io, builder)) = sniff_http(stream, &activity, &builders, false).await
+                    else {
+                        return;
+                    };
+                    let service = http_service(outbound, None, activity);
+                    if let Err(e) = watcher
+                        .watch(builder.serve_connection(TokioIo::new(io), service))
+                        .await
+                    {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
-                });
+                }
+                Some(dst) => captured(stream, dst, outbound, &builders, watcher, activity).await,
             }
-            Some(dst) => {
-                let watcher = graceful.watcher();
-                let builder = builder.clone();
-                tokio::spawn(captured(stream, dst, outbound, builder, watcher));
-            }
-        }
+        }));
     }
     drop(listener);
     graceful.shutdown().await;
@@ -117,6 +127,7 @@ pub async fn serve_outbound(
 fn http_service(
     outbound: Arc<Outbound>,
     captured: Option<Arc<Captured>>,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::telemetry::Observed>,
@@ -124,22 +135,28 @@ fn http_service(
     Future = impl Future<Output = Result<http::Response<crate::telemetry::Observed>, Infallible>> + Send,
 > + Clone {
     service_fn(move |mut req| {
+        let stream = activity.stream();
         if let Some(c) = &captured {
             req.extensions_mut().insert(Arc::clone(c));
         }
         // Boxed, as in `listener::serve`: the future is a few KiB.
         let fut = Box::pin(outbound::handle(Arc::clone(&outbound), req));
-        async move { Ok::<_, Infallible>(fut.await) }
+        async move {
+            let resp = fut.await;
+            drop(stream);
+            Ok::<_, Infallible>(resp)
+        }
     })
 }
 
 /// One captured connection: detect, then HTTP or TCP.
 async fn captured(
-    mut stream: TcpStream,
+    mut stream: Watched<TcpStream>,
     dst: OriginalDst,
     outbound: Arc<Outbound>,
-    builder: auto::Builder<TokioExecutor>,
+    builders: &Builders,
     watcher: Watcher,
+    activity: Arc<Activity>,
 ) {
     let dst = dst.0;
     let declared_tcp = outbound.capture.opaque_ports.contains(&dst.port())
@@ -155,6 +172,9 @@ async fn captured(
             }
         }
     };
+    if !activity.established(phase_of(protocol), false) {
+        return;
+    }
     let io = Prefixed::new(prefix, stream);
     match protocol {
         Protocol::Tcp => outbound_tcp(io, dst, &outbound).await,
@@ -163,14 +183,23 @@ async fn captured(
                 dst,
                 passthrough: OnceLock::new(),
             });
-            let conn = builder.serve_connection(
+            let conn = builders.for_protocol(protocol).serve_connection(
                 TokioIo::new(io),
-                http_service(Arc::clone(&outbound), Some(captured)),
+                http_service(Arc::clone(&outbound), Some(captured), activity),
             );
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, %dst, "captured connection ended with an error");
             }
         }
+    }
+}
+
+/// The watchdog's phase for a detected protocol.
+fn phase_of(protocol: Protocol) -> Phase {
+    match protocol {
+        Protocol::Http1 => Phase::Http1,
+        Protocol::Http2 => Phase::Http2,
+        Protocol::Tcp => Phase::Tcp,
     }
 }
 
@@ -247,11 +276,12 @@ where
 /// mode allowed plaintext): HTTP is served as usual, to
 /// `127.0.0.1:<port>`; anything else is forwarded there as TCP.
 pub(super) async fn inbound_plaintext(
-    mut stream: TcpStream,
+    mut stream: Watched<TcpStream>,
     port: u16,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     inbound: Arc<Inbound>,
     watcher: Watcher,
+    activity: Arc<Activity>,
 ) {
     let (protocol, prefix) = if inbound.capture.opaque_ports.contains(&port) {
         (Protocol::Tcp, bytes::Bytes::new())
@@ -264,12 +294,17 @@ pub(super) async fn inbound_plaintext(
             }
         }
     };
+    if !activity.established(phase_of(protocol), false) {
+        return;
+    }
     let io = Prefixed::new(prefix, stream);
     match protocol {
         Protocol::Tcp => inbound_tcp(io, port, &inbound).await,
         Protocol::Http1 | Protocol::Http2 => {
             let peer = Peer::plaintext();
-            super::accept::serve_http(builder, io, peer, inbound, watcher, Some(port)).await;
+            let builder = builders.for_protocol(protocol);
+            super::accept::serve_http(builder, io, peer, inbound, watcher, Some(port), activity)
+                .await;
         }
     }
 }

@@ -98,6 +98,31 @@ where
     }
 }
 
+/// Reads until the bytes are the HTTP/2 preface or cannot be, as hyper's
+/// own sniffing does, but with the bytes kept and the time bounded by the
+/// caller's watchdog: which HTTP version the client speaks
+/// ([`Protocol::Http1`] or [`Protocol::Http2`]) and the bytes read (at
+/// most the preface's 24). `None` when the client closes first.
+pub async fn http_version<T>(io: &mut T) -> io::Result<Option<(Protocol, Bytes)>>
+where
+    T: AsyncRead + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(H2_PREFACE.len());
+    loop {
+        let n = buf.len();
+        if buf[..] != H2_PREFACE[..n] {
+            return Ok(Some((Protocol::Http1, buf.freeze())));
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Some((Protocol::Http2, buf.freeze())));
+        }
+        let mut limited = (&mut *io).take((H2_PREFACE.len() - n) as u64);
+        if limited.read_buf(&mut buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
 /// The verdict on the bytes so far, or `None` when more are needed.
 pub fn classify(buf: &[u8]) -> Option<Protocol> {
     let n = buf.len().min(H2_PREFACE.len());
@@ -253,6 +278,26 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_http_version_is_known_at_the_first_byte_unlike_the_preface() {
+        for (bytes, expected) in [
+            (&b"GET / HTTP/1.1\r\n"[..], Protocol::Http1),
+            (H2_PREFACE, Protocol::Http2),
+            (b"PRI * HTTP/1.1\r\n", Protocol::Http1),
+        ] {
+            let (mut client, mut server) = tokio::io::duplex(1024);
+            client.write_all(bytes).await.unwrap();
+            let (protocol, prefix) = http_version(&mut server).await.unwrap().unwrap();
+            assert_eq!(protocol, expected);
+            assert!(bytes.starts_with(&prefix));
+        }
+        // A partial preface waits for more; then the client gives up.
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(b"PRI * HT").await.unwrap();
+        drop(client);
+        assert!(http_version(&mut server).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! adds TLS per PeerAuthentication ([`serve_inbound`]).
 
 mod accept;
+pub mod admit;
 pub mod capture;
 pub mod detect;
 pub mod dst_port;
@@ -12,6 +13,7 @@ pub mod orig_proto;
 pub mod outbound;
 pub mod tcp;
 pub mod tunnel;
+pub mod watchdog;
 
 pub use accept::{HANDSHAKE_TIMEOUT, Handshake, handshake_for, serve_inbound};
 pub use capture::{CaptureSettings, serve_outbound};
@@ -34,14 +36,21 @@ use bytes::Bytes;
 use http_body::Body;
 
 use crate::limits::HeaderLimits;
+use admit::ConnectionLimit;
+use detect::{Prefixed, Protocol};
+use watchdog::{Activity, Phase};
 
 /// Serves `handler` on every connection accepted from `listener` until
 /// `shutdown` turns true, then closes the listener (new connections are
 /// refused) and drains the open ones: idle ones close, HTTP/1.1 ones close
 /// after the response in flight (`Connection: close`), HTTP/2 ones get a
 /// GOAWAY. Resolves once all are closed; the caller bounds the wait
-/// (`--drain-duration`, [`crate::lifecycle`]).
+/// (`--drain-duration`, [`crate::lifecycle`]). `name` is the listener's
+/// in the `remora_downstream_cx_*` metrics (`admin`, `stats`, `health`);
+/// its connections are limited and timed as every listener's
+/// ([`admit`], [`watchdog`]).
 pub async fn serve<S, F, B>(
+    name: &'static str,
     listener: TcpListener,
     state: Arc<S>,
     handler: fn(Arc<S>, Request<Incoming>) -> F,
@@ -52,28 +61,102 @@ pub async fn serve<S, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = http_builder();
+    let builders = Arc::new(Builders::new());
+    let limit = ConnectionLimit::new(name, false);
     let graceful = GracefulShutdown::new();
     while let Some(stream) = next_connection(&listener, &mut shutdown).await {
+        let Some(slot) = limit.admit() else {
+            continue;
+        };
         let state = Arc::clone(&state);
-        let service = service_fn(move |req| {
-            // Boxed once here rather than moved whole into hyper's slot:
-            // the request path's future is a few KiB.
-            let fut = Box::pin(handler(Arc::clone(&state), req));
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+        let builders = Arc::clone(&builders);
+        let watcher = graceful.watcher();
+        let io = slot.watch(stream);
+        let activity = Arc::clone(slot.activity());
+        tokio::spawn(slot.guard(async move {
+            let Some((io, builder)) = sniff_http(io, &activity, &builders, false).await else {
+                return;
+            };
+            let service = service_fn(move |req| {
+                let stream = activity.stream();
+                // Boxed once here rather than moved whole into hyper's slot:
+                // the request path's future is a few KiB.
+                let fut = Box::pin(handler(Arc::clone(&state), req));
+                async move {
+                    let resp = fut.await;
+                    drop(stream);
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-        });
+        }));
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// HTTP servers per protocol: one that sniffs (for what ALPN or
+/// detection did not decide) and one per version.
+pub(crate) struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    pub(crate) fn new() -> Self {
+        let auto = http_builder();
+        Self {
+            h1: auto.clone().http1_only(),
+            h2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+
+    /// The server for a detected protocol (opaque TCP is not served here).
+    pub(crate) fn for_protocol(&self, protocol: Protocol) -> &auto::Builder<TokioExecutor> {
+        match protocol {
+            Protocol::Http1 => &self.h1,
+            Protocol::Http2 => &self.h2,
+            Protocol::Tcp => &self.auto,
+        }
+    }
+}
+
+/// Reads which HTTP version a connection speaks ([`detect::http_version`],
+/// bounded by the connection's watchdog: a client that stops inside the
+/// HTTP/2 preface is closed at `listener_filters_timeout`), marks the
+/// connection established, and returns it with the server for that
+/// version. `None` when the client closed, or the listener has no room
+/// for it ([`Activity::established`]).
+pub(crate) async fn sniff_http<'b, I>(
+    mut io: I,
+    activity: &Activity,
+    builders: &'b Builders,
+    authenticated: bool,
+) -> Option<(Prefixed<I>, &'b auto::Builder<TokioExecutor>)>
+where
+    I: tokio::io::AsyncRead + Unpin,
+{
+    let (protocol, prefix) = match detect::http_version(&mut io).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection failed before its first request");
+            return None;
+        }
+    };
+    let phase = match protocol {
+        Protocol::Http2 => Phase::Http2,
+        _ => Phase::Http1,
+    };
+    if !activity.established(phase, authenticated) {
+        return None;
+    }
+    Some((Prefixed::new(prefix, io), builders.for_protocol(protocol)))
 }
 
 /// The HTTP server every listener uses: HTTP/1.1 with keep-alive and
@@ -89,7 +172,11 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
     let limits = crate::limits::headers();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let mut h1 = builder.http1();
+    // hyper's own header timer (30 s) also runs on an idle keep-alive
+    // connection; the watchdog's `request_headers` starts at a head's
+    // first byte instead, as Envoy's does.
     h1.timer(TokioTimer::new())
+        .header_read_timeout(None)
         .keep_alive(true)
         .max_buf_size(HeaderLimits::h1_buf_size(limits.request_bytes));
     if let Some(max) = limits.h1_max_headers() {

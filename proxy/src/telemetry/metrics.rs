@@ -191,6 +191,7 @@ impl Metrics {
             duration.clone(),
         );
         registry.register_collector(Box::new(crate::stats::StaticCounters));
+        registry.register_collector(Box::new(crate::listener::admit::DownstreamCounters));
         let connections_opened = Family::<DirectionLabel, Counter>::default();
         registry.register(
             "upstream_connections_opened",

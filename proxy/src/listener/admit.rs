@@ -1,0 +1,329 @@
+//! How many connections a listener holds, and what happens when it is
+//! full (Envoy's listener `max_connections`,
+//! [`crate::limits::ConnectionLimits`]).
+//!
+//! A flood must degrade service, not refuse the peers that matter, nor
+//! starve the process of file descriptors. So each listener holds at most
+//! `max` connections, and:
+//!
+//! - when it is full, a new connection takes the place of the oldest one
+//!   still *detecting* (accepted, protocol not known yet): a silent or
+//!   stalling client loses its slot to the next one, while a real client
+//!   leaves detection within milliseconds and keeps its own; when every
+//!   slot is a connection past detection, the new one is closed at once;
+//! - on the inbound listener, connections without a proven identity
+//!   (plaintext, TLS without a client certificate) hold at most
+//!   `max - reserve`: the reserve is for mTLS peers, so that idle
+//!   plaintext connections cannot lock them out.
+//!
+//! Each listener's connections are counted as
+//! `remora_downstream_cx_total`, `_active`, `_overflow_total` (refused,
+//! evicted or over the plaintext share) and `_timeout_total` per timeout,
+//! with a `listener` label.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::watchdog::{self, Activity, Ended, Phase, Watched};
+
+/// The listeners whose connections are counted, by `listener` label.
+const LISTENERS: [&str; 5] = ["inbound", "outbound", "admin", "stats", "health"];
+
+/// One listener's counters.
+#[derive(Debug)]
+struct ListenerStats {
+    total: AtomicU64,
+    active: AtomicUsize,
+    overflow: AtomicU64,
+    timeouts: [AtomicU64; 5],
+}
+
+impl ListenerStats {
+    const fn new() -> Self {
+        Self {
+            total: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            overflow: AtomicU64::new(0),
+            timeouts: [const { AtomicU64::new(0) }; 5],
+        }
+    }
+}
+
+static STATS: [ListenerStats; 5] = [const { ListenerStats::new() }; 5];
+
+fn stats(name: &str) -> &'static ListenerStats {
+    let i = LISTENERS.iter().position(|l| *l == name).unwrap_or(0);
+    &STATS[i]
+}
+
+/// The connections of one listener.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    name: &'static str,
+    stats: &'static ListenerStats,
+    max: usize,
+    plaintext_max: usize,
+    open: AtomicUsize,
+    plaintext: AtomicUsize,
+    /// Connections in the order they were accepted, for eviction: those
+    /// past detection or closed are skipped, and pruned as the queue grows.
+    detecting: Mutex<VecDeque<Weak<Activity>>>,
+}
+
+impl ConnectionLimit {
+    /// The limit of listener `name` (one of `inbound`, `outbound`,
+    /// `admin`, `stats`, `health`) per [`crate::limits::connections`];
+    /// `mtls_reserve`: keep the reserve for mTLS peers (the inbound
+    /// listener with an identity).
+    pub fn new(name: &'static str, mtls_reserve: bool) -> Arc<Self> {
+        Self::with_limits(name, crate::limits::connections(), mtls_reserve)
+    }
+
+    /// As [`Self::new`], with `limits` rather than the process's.
+    pub fn with_limits(
+        name: &'static str,
+        limits: &crate::limits::ConnectionLimits,
+        mtls_reserve: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            stats: stats(name),
+            max: limits.max,
+            plaintext_max: limits.plaintext_max(mtls_reserve),
+            open: AtomicUsize::new(0),
+            plaintext: AtomicUsize::new(0),
+            detecting: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Admits a new connection, evicting the oldest one still detecting
+    /// when the listener is full; `None` (counted as overflow) when every
+    /// slot is past detection.
+    pub fn admit(self: &Arc<Self>) -> Option<Slot> {
+        self.stats.total.fetch_add(1, Ordering::Relaxed);
+        let mut queue = self.detecting.lock().unwrap_or_else(|e| e.into_inner());
+        if self.open.load(Ordering::Relaxed) >= self.max {
+            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+            if !evict_oldest(&mut queue) {
+                tracing::debug!(listener = self.name, max = self.max, "listener full");
+                return None;
+            }
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::new(Arc::clone(self)));
+        if queue.len() >= 2 * self.max + 16 {
+            queue.retain(|a| a.upgrade().is_some_and(|a| a.phase() == Phase::Detecting));
+        }
+        queue.push_back(Arc::downgrade(&activity));
+        Some(Slot { activity })
+    }
+}
+
+/// Tells the oldest connection still detecting to close; false if none.
+fn evict_oldest(queue: &mut VecDeque<Weak<Activity>>) -> bool {
+    while let Some(weak) = queue.pop_front() {
+        if let Some(activity) = weak.upgrade()
+            && activity.phase() == Phase::Detecting
+        {
+            activity.evicted.store(true, Ordering::Relaxed);
+            activity.evict.notify_one();
+            return true;
+        }
+    }
+    false
+}
+
+/// An admitted connection's place in its listener, until it closes.
+#[derive(Debug)]
+pub struct Slot {
+    activity: Arc<Activity>,
+}
+
+impl Slot {
+    /// The connection's activity, for its requests' [`Activity::stream`].
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// `io`, counted for the watchdog.
+    pub fn watch<T>(&self, io: T) -> Watched<T> {
+        Watched::new(io, Arc::clone(&self.activity))
+    }
+
+    /// Runs `conn` (everything the connection does, detection included)
+    /// beside its watchdog, which ends it when it overstays a timeout or is
+    /// evicted; then frees the slot.
+    pub async fn guard<F: Future<Output = ()>>(self, conn: F) {
+        let timeouts = crate::limits::timeouts();
+        let stats = self.activity.limit.stats;
+        tokio::select! {
+            () = conn => {}
+            ended = watchdog::watch(&self.activity, timeouts) => {
+                tracing::debug!(listener = self.activity.limit.name, ?ended, "connection closed");
+                if let Some(i) = ended.index() {
+                    stats.timeouts[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Activity {
+    /// Detection is over: the connection speaks `phase`. `authenticated`:
+    /// an mTLS peer with an identity. False (counted as overflow) when the
+    /// connection must close: it has no identity and the listener's share
+    /// for such connections is full.
+    pub fn established(&self, phase: Phase, authenticated: bool) -> bool {
+        let limit = &self.limit;
+        if !authenticated {
+            let held = limit.plaintext.fetch_add(1, Ordering::Relaxed);
+            self.plaintext.store(true, Ordering::Relaxed);
+            if held >= limit.plaintext_max {
+                limit.stats.overflow.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    listener = limit.name,
+                    max = limit.plaintext_max,
+                    "connection without identity refused: the share of the listener \
+                     for connections without identity is full"
+                );
+                return false;
+            }
+        }
+        self.set_phase(phase);
+        true
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let limit = &self.activity.limit;
+        limit.open.fetch_sub(1, Ordering::Relaxed);
+        limit.stats.active.fetch_sub(1, Ordering::Relaxed);
+        if self.activity.plaintext.swap(false, Ordering::Relaxed) {
+            limit.plaintext.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads one counter of a listener.
+type ReadCounter = fn(&ListenerStats) -> u64;
+
+/// Exports the listeners' counters (registered in
+/// [`crate::telemetry::metrics`]).
+#[derive(Debug)]
+pub struct DownstreamCounters;
+
+impl Collector for DownstreamCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counters: [(&str, &str, ReadCounter); 2] = [
+            ("downstream_cx", "Connections accepted, by listener", |s| {
+                s.total.load(Ordering::Relaxed)
+            }),
+            (
+                "downstream_cx_overflow",
+                "Connections closed because the listener was full: refused, evicted while \
+                 detecting, or over the share for connections without identity",
+                |s| s.overflow.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (listener, s) in LISTENERS.iter().zip(&STATS) {
+                ConstCounter::new(read(s))
+                    .encode(family.encode_family(&[("listener", *listener)])?)?;
+            }
+        }
+        let mut active = encoder.encode_descriptor(
+            "downstream_cx_active",
+            "Connections open, by listener",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (listener, s) in LISTENERS.iter().zip(&STATS) {
+            ConstGauge::new(s.active.load(Ordering::Relaxed) as i64)
+                .encode(active.encode_family(&[("listener", *listener)])?)?;
+        }
+        let mut timeouts = encoder.encode_descriptor(
+            "downstream_cx_timeout",
+            "Connections closed by a timeout, by listener and timeout",
+            None,
+            MetricType::Counter,
+        )?;
+        for (listener, s) in LISTENERS.iter().zip(&STATS) {
+            for (timeout, n) in Ended::TIMEOUTS.iter().zip(&s.timeouts) {
+                ConstCounter::new(n.load(Ordering::Relaxed)).encode(
+                    timeouts.encode_family(&[("listener", *listener), ("timeout", *timeout)])?,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::ConnectionLimits;
+    use futures_util::FutureExt;
+
+    fn limit() -> Arc<ConnectionLimit> {
+        let limits = ConnectionLimits {
+            max: 4,
+            mtls_reserve_percent: 50,
+        };
+        ConnectionLimit::with_limits("health", &limits, true)
+    }
+
+    #[test]
+    fn a_full_listener_evicts_the_oldest_detecting_connection_and_then_refuses() {
+        let limit = limit();
+        let slots: Vec<Slot> = (0..4).map(|_| limit.admit().expect("room")).collect();
+        // Full: the fifth takes the place of the oldest still detecting.
+        let fifth = limit.admit().expect("evicts one");
+        assert!(
+            slots[0]
+                .activity()
+                .evict
+                .notified()
+                .now_or_never()
+                .is_some(),
+            "the oldest was told to close"
+        );
+        drop(slots);
+        drop(fifth);
+        assert_eq!(limit.open.load(Ordering::Relaxed), 0);
+        // Every slot past detection: a newcomer is refused.
+        let held: Vec<Slot> = (0..4)
+            .map(|_| {
+                let slot = limit.admit().expect("room");
+                assert!(slot.activity().established(Phase::Http2, true));
+                slot
+            })
+            .collect();
+        assert!(limit.admit().is_none());
+        drop(held);
+    }
+
+    #[test]
+    fn connections_without_identity_hold_only_their_share() {
+        let limit = limit();
+        let plain: Vec<Slot> = (0..3).map(|_| limit.admit().expect("room")).collect();
+        assert!(plain[0].activity().established(Phase::Http1, false));
+        assert!(plain[1].activity().established(Phase::Http1, false));
+        // Two of four are for mTLS peers.
+        assert!(!plain[2].activity().established(Phase::Http1, false));
+        let mtls = limit.admit().expect("room");
+        assert!(mtls.activity().established(Phase::Http2, true));
+        drop(plain);
+        assert_eq!(limit.plaintext.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,467 @@
+//! One watchdog per downstream connection: it closes a connection that
+//! stays too long in one state ([`crate::limits::Timeouts`]), as Envoy's
+//! timers do, without costing the request path a timer.
+//!
+//! The connection's socket is wrapped in [`Watched`], which counts the
+//! bytes read and written (one relaxed atomic add per read or write that
+//! moved bytes); each request holds a [`Stream`] while its handler runs
+//! (two atomic adds). The watchdog runs beside the connection, in the same
+//! task ([`super::admit::Slot::guard`]), and wakes on its own coarse
+//! schedule (a quarter of the shortest bound that applies) to compare
+//! the counters with what it saw last: a bound fires between its value
+//! and one and a quarter times it after the last sign of life. Nothing is
+//! reset per byte or per request.
+//!
+//! What it enforces, per phase ([`Phase`]):
+//!
+//! - `Detecting` (from accept until the listener knows the protocol: TLS
+//!   handshake, HTTP version, opaque TCP): `listener_filters` from accept;
+//! - HTTP: `stream_idle` while requests are in flight and no byte moves
+//!   either way; `idle` while none is in flight and no byte moves; over
+//!   HTTP/1, `request_headers` from the first byte of a request head until
+//!   hyper hands the request over;
+//! - TCP: `tcp_idle` while no byte moves either way.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::admit::ConnectionLimit;
+use crate::limits::Timeouts;
+
+/// What a connection is doing, as far as its timeouts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Accepted; the protocol is not known yet.
+    Detecting = 0,
+    /// Serving HTTP/1.
+    Http1 = 1,
+    /// Serving HTTP/2.
+    Http2 = 2,
+    /// Forwarding opaque TCP.
+    Tcp = 3,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Http1,
+            2 => Self::Http2,
+            3 => Self::Tcp,
+            _ => Self::Detecting,
+        }
+    }
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The protocol was not known within `listener_filters_timeout`.
+    ListenerFilters,
+    /// An HTTP/1 request head did not arrive whole within
+    /// `request_headers_timeout`.
+    RequestHeaders,
+    /// Requests in flight, nothing moved within `stream_idle_timeout`.
+    StreamIdle,
+    /// No request, nothing moved within `idle_timeout`.
+    Idle,
+    /// Opaque TCP, nothing moved within `tcp_idle_timeout`.
+    TcpIdle,
+    /// Still detecting when the listener was full: closed for a newer one.
+    Evicted,
+}
+
+impl Ended {
+    /// The timeouts, in the order of [`Self::index`]: the `timeout` label
+    /// of `remora_downstream_cx_timeout_total`.
+    pub const TIMEOUTS: [&'static str; 5] = [
+        "listener_filters",
+        "request_headers",
+        "stream_idle",
+        "idle",
+        "tcp_idle",
+    ];
+
+    /// The position in [`Self::TIMEOUTS`]; `None` for an eviction.
+    pub fn index(self) -> Option<usize> {
+        match self {
+            Self::ListenerFilters => Some(0),
+            Self::RequestHeaders => Some(1),
+            Self::StreamIdle => Some(2),
+            Self::Idle => Some(3),
+            Self::TcpIdle => Some(4),
+            Self::Evicted => None,
+        }
+    }
+}
+
+/// What the watchdog reads about one connection.
+#[derive(Debug)]
+pub struct Activity {
+    read: AtomicU64,
+    written: AtomicU64,
+    /// Requests whose handler is running.
+    streams: AtomicU32,
+    /// Requests handed over so far.
+    started: AtomicU64,
+    /// `read` when the last request in flight ended: more bytes than this
+    /// with no request in flight are the head of the next one.
+    idle_mark: AtomicU64,
+    phase: AtomicU8,
+    /// Wakes the watchdog: an eviction while detecting, or a new phase.
+    pub(super) evict: Notify,
+    /// Told to close for a newer connection ([`super::admit`]).
+    pub(super) evicted: std::sync::atomic::AtomicBool,
+    pub(super) limit: Arc<ConnectionLimit>,
+    /// Counted against the listener's plaintext share.
+    pub(super) plaintext: std::sync::atomic::AtomicBool,
+}
+
+impl Activity {
+    pub(super) fn new(limit: Arc<ConnectionLimit>) -> Self {
+        Self {
+            read: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            streams: AtomicU32::new(0),
+            started: AtomicU64::new(0),
+            idle_mark: AtomicU64::new(0),
+            phase: AtomicU8::new(Phase::Detecting as u8),
+            evict: Notify::new(),
+            evicted: std::sync::atomic::AtomicBool::new(false),
+            limit,
+            plaintext: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Relaxed))
+    }
+
+    /// Moves to `phase`, and wakes the watchdog so that it follows the
+    /// new phase's bounds rather than sleeping out the old one's.
+    pub(super) fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+        self.evict.notify_one();
+    }
+
+    /// A request handed to the handler; in flight until the guard drops.
+    pub fn stream(self: &Arc<Self>) -> Stream {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        Stream(Arc::clone(self))
+    }
+
+    fn moved(&self) -> u64 {
+        self.read.load(Ordering::Relaxed) + self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// A request in flight on a connection (see [`Activity::stream`]).
+#[derive(Debug)]
+pub struct Stream(Arc<Activity>);
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        if activity.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let read = activity.read.load(Ordering::Relaxed);
+            activity.idle_mark.store(read, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection whose reads and writes are counted for its watchdog.
+#[derive(Debug)]
+pub struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> Watched<T> {
+    pub(super) fn new(inner: T, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+
+    /// The connection underneath.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.activity.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.activity.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.activity.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// `d`, or `None` when it is zero (the bound is off).
+fn on(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// How long the watchdog sleeps in `phase`: a quarter of the shortest
+/// bound that applies, so each fires at most a quarter late.
+fn tick(phase: Phase, t: &Timeouts) -> Option<Duration> {
+    let bounds: &[Duration] = match phase {
+        Phase::Detecting => return on(t.listener_filters),
+        Phase::Http1 => &[t.request_headers, t.stream_idle, t.idle],
+        Phase::Http2 => &[t.stream_idle, t.idle],
+        Phase::Tcp => &[t.tcp_idle],
+    };
+    let shortest = bounds.iter().copied().filter_map(on).min()?;
+    Some((shortest / 4).max(Duration::from_millis(10)))
+}
+
+/// Resolves when `activity`'s connection has overstayed one of `t`, or
+/// was evicted while detecting; runs as long as the connection otherwise.
+pub async fn watch(activity: &Activity, t: &Timeouts) -> Ended {
+    let accepted = Instant::now();
+    let mut moved = (activity.moved(), accepted);
+    // An HTTP/1 request head in progress: since when, and how many
+    // requests had started then.
+    let mut head: Option<(Instant, u64)> = None;
+    loop {
+        let phase = activity.phase();
+        let sleep = match (phase, tick(phase, t)) {
+            (Phase::Detecting, Some(bound)) => Some(accepted + bound),
+            (_, Some(every)) => Some(Instant::now() + every),
+            (_, None) => None,
+        };
+        let evicted = async {
+            activity.evict.notified().await;
+        };
+        tokio::select! {
+            () = async { match sleep {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            } } => {}
+            () = evicted => {
+                if activity.phase() == Phase::Detecting
+                    && activity.evicted.load(Ordering::Relaxed)
+                {
+                    return Ended::Evicted;
+                }
+                continue;
+            }
+        }
+        let now = Instant::now();
+        let phase = activity.phase();
+        let total = activity.moved();
+        if total != moved.0 {
+            moved = (total, now);
+        }
+        let still = now - moved.1;
+        let over = |bound: Duration| !bound.is_zero() && still >= bound;
+        match phase {
+            Phase::Detecting => {
+                if on(t.listener_filters).is_some_and(|b| now - accepted >= b) {
+                    return Ended::ListenerFilters;
+                }
+            }
+            Phase::Tcp => {
+                if over(t.tcp_idle) {
+                    return Ended::TcpIdle;
+                }
+            }
+            Phase::Http1 | Phase::Http2 => {
+                let streams = activity.streams.load(Ordering::Relaxed);
+                if streams > 0 && over(t.stream_idle) {
+                    return Ended::StreamIdle;
+                }
+                if streams == 0 && over(t.idle) {
+                    return Ended::Idle;
+                }
+                if phase == Phase::Http1 && !t.request_headers.is_zero() {
+                    let started = activity.started.load(Ordering::Relaxed);
+                    let partial = streams == 0
+                        && activity.read.load(Ordering::Relaxed)
+                            > activity.idle_mark.load(Ordering::Relaxed);
+                    head = match head {
+                        Some((since, n)) if partial && n == started => {
+                            if now - since >= t.request_headers {
+                                return Ended::RequestHeaders;
+                            }
+                            Some((since, n))
+                        }
+                        _ if partial => Some((now, started)),
+                        _ => None,
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn short() -> Timeouts {
+        Timeouts {
+            listener_filters: Duration::from_secs(15),
+            request_headers: Duration::from_secs(10),
+            stream_idle: Duration::from_secs(300),
+            idle: Duration::from_secs(3600),
+            tcp_idle: Duration::from_secs(3600),
+        }
+    }
+
+    fn activity(phase: Phase) -> Arc<Activity> {
+        let activity = Arc::new(Activity::new(ConnectionLimit::new("outbound", false)));
+        activity.set_phase(phase);
+        activity
+    }
+
+    /// How long `watch` took to end, in paused time, and why.
+    async fn ended(activity: &Activity, t: &Timeouts) -> (Ended, Duration) {
+        let start = Instant::now();
+        let ended = watch(activity, t).await;
+        (ended, start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_phase_ends_at_its_own_bound_and_within_a_quarter_of_it() {
+        let t = short();
+        let within = |d: Duration, bound: u64| {
+            d >= Duration::from_secs(bound) && d <= Duration::from_secs(bound + bound / 4 + 1)
+        };
+        let (why, took) = ended(&activity(Phase::Detecting), &t).await;
+        assert_eq!(why, Ended::ListenerFilters);
+        assert!(within(took, 15), "{took:?}");
+        let (why, took) = ended(&activity(Phase::Tcp), &t).await;
+        assert_eq!(why, Ended::TcpIdle);
+        assert!(within(took, 3600), "{took:?}");
+        let (why, took) = ended(&activity(Phase::Http2), &t).await;
+        assert_eq!(why, Ended::Idle);
+        assert!(within(took, 3600), "{took:?}");
+        // A request in flight with nothing moving: the stream idle timeout.
+        let busy = activity(Phase::Http2);
+        let _stream = busy.stream();
+        let (why, took) = ended(&busy, &t).await;
+        assert_eq!(why, Ended::StreamIdle);
+        assert!(within(took, 300), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_head_in_progress_ends_at_the_request_headers_bound() {
+        let t = short();
+        let conn = activity(Phase::Http1);
+        conn.read.fetch_add(3, Ordering::Relaxed); // `GET`, then nothing
+        let (why, took) = ended(&conn, &t).await;
+        assert_eq!(why, Ended::RequestHeaders);
+        assert!(took <= Duration::from_secs(15), "{took:?}");
+        // A finished request is no head in progress: idle, not headers.
+        let conn = activity(Phase::Http1);
+        conn.read.fetch_add(40, Ordering::Relaxed);
+        drop(conn.stream());
+        let (why, _) = ended(&conn, &t).await;
+        assert_eq!(why, Ended::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_moving_keep_a_connection_and_a_zero_bound_is_off() {
+        let t = short();
+        let conn = activity(Phase::Tcp);
+        let watching = watch(&conn, &t);
+        tokio::pin!(watching);
+        for _ in 0..10 {
+            tokio::select! {
+                ended = &mut watching => panic!("closed while bytes moved: {ended:?}"),
+                () = tokio::time::sleep(Duration::from_secs(1800)) => {
+                    conn.written.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let off = Timeouts {
+            tcp_idle: Duration::ZERO,
+            ..t
+        };
+        let idle = activity(Phase::Tcp);
+        let result = tokio::time::timeout(Duration::from_secs(100_000), watch(&idle, &off)).await;
+        assert!(result.is_err(), "{result:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_detecting_connection_is_evicted_on_notice_and_an_established_one_is_not() {
+        let t = short();
+        let conn = activity(Phase::Detecting);
+        conn.evicted.store(true, Ordering::Relaxed);
+        conn.evict.notify_one();
+        assert_eq!(ended(&conn, &t).await.0, Ended::Evicted);
+        let conn = activity(Phase::Http2);
+        conn.evicted.store(true, Ordering::Relaxed);
+        conn.evict.notify_one();
+        assert_eq!(ended(&conn, &t).await.0, Ended::Idle);
+    }
+
+    #[test]
+    fn the_watchdog_wakes_at_a_quarter_of_the_shortest_bound() {
+        let t = Timeouts::default();
+        assert_eq!(tick(Phase::Detecting, &t), Some(Duration::from_secs(15)));
+        assert_eq!(tick(Phase::Http1, &t), Some(Duration::from_millis(2500)));
+        assert_eq!(tick(Phase::Http2, &t), Some(Duration::from_secs(75)));
+        assert_eq!(tick(Phase::Tcp, &t), Some(Duration::from_secs(900)));
+        let off = Timeouts {
+            tcp_idle: Duration::ZERO,
+            ..t
+        };
+        assert_eq!(tick(Phase::Tcp, &off), None);
+    }
+}
