@@ -19,6 +19,7 @@ fn node(service: &str, inbound: &str) -> pb::Node {
         inbound_address: inbound.to_owned(),
         mtls: true,
         app_port: 9080,
+        app_health: None,
     }
 }
 

@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::{AdmissionPolicy, Caller, admit};
 use crate::events::emit;
-use crate::mesh::Mesh;
+use crate::mesh::{MAX_HEALTH_REASON_BYTES, Mesh, Registration, bounded};
 use crate::metrics::Metrics;
 use crate::status::{ProxyTracker, TrackedProxy};
 use crate::translate::{MeshSettings, TooLarge, prepare};
@@ -322,7 +322,12 @@ async fn session(
                     continue 'session;
                 }
                 message = requests.message() => match message {
-                    Ok(Some(reply)) => answer(&node, &tracked, &reply, nonce),
+                    Ok(Some(reply)) => {
+                        if let Some(health) = &reply.app_health {
+                            app_health_reported(&node, &registration, health);
+                        }
+                        answer(&node, &tracked, &reply, nonce);
+                    }
                     Ok(None) => break 'session,
                     Err(status) => {
                         tracing::info!(node = node.id, error = %status, "discovery stream failed");
@@ -351,6 +356,28 @@ async fn session(
     drop(tracked);
     emit("disconnected", json!({ "node": node.id }));
     tracing::info!(node = node.id, "proxy disconnected");
+}
+
+/// Takes a proxy's report on its app: a change of readiness reaches the
+/// registry (its endpoint leaves or rejoins every snapshot) and the log.
+fn app_health_reported(node: &pb::Node, registration: &Registration, health: &pb::AppHealth) {
+    if !registration.set_app_health(health) {
+        return;
+    }
+    let reason = bounded(&health.reason, MAX_HEALTH_REASON_BYTES);
+    if health.ready {
+        tracing::info!(node = node.id, "app ready: endpoint back in snapshots");
+    } else {
+        tracing::warn!(
+            node = node.id,
+            reason,
+            "app not ready: endpoint out of snapshots"
+        );
+    }
+    emit(
+        "app_health",
+        json!({ "node": node.id, "ready": health.ready, "reason": reason }),
+    );
 }
 
 fn unix_secs(at: std::time::SystemTime) -> u64 {

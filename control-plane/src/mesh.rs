@@ -74,7 +74,10 @@ impl Mesh {
 
     /// Registers a workload; it stays registered until the guard drops
     /// (when its discovery stream ends).
-    pub fn register(self: &Arc<Self>, node: pb::Node) -> Registration {
+    pub fn register(self: &Arc<Self>, mut node: pb::Node) -> Registration {
+        if let Some(health) = &mut node.app_health {
+            health.reason = bounded(&health.reason, MAX_HEALTH_REASON_BYTES);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.nodes.send_modify(|nodes| {
             Arc::make_mut(nodes).insert(id, node);
@@ -91,6 +94,39 @@ impl Mesh {
 pub struct Registration {
     mesh: Arc<Mesh>,
     id: u64,
+}
+
+/// The most of a proxy's app-health reason the registry keeps.
+pub const MAX_HEALTH_REASON_BYTES: usize = 256;
+
+impl Registration {
+    /// Records what the proxy reported about its app's health: a proxy
+    /// whose app is not ready stays registered, but translation leaves its
+    /// endpoint out of every snapshot. Returns whether the readiness
+    /// changed (every stream then recomputes its snapshot).
+    pub fn set_app_health(&self, health: &pb::AppHealth) -> bool {
+        let reported = pb::AppHealth {
+            ready: health.ready,
+            reason: bounded(&health.reason, MAX_HEALTH_REASON_BYTES),
+        };
+        self.mesh.nodes.send_if_modified(|nodes| {
+            let Some(node) = Arc::make_mut(nodes).get_mut(&self.id) else {
+                return false;
+            };
+            let was_ready = node.app_health.as_ref().is_none_or(|h| h.ready);
+            node.app_health = Some(reported);
+            was_ready != health.ready
+        })
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 impl Drop for Registration {

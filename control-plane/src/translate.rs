@@ -157,6 +157,9 @@ struct Service {
     endpoints: BTreeSet<EndpointKey>,
     /// Ports declared TCP (ServiceEntry `protocol: TCP` or a `tcp-` name).
     tcp_ports: BTreeSet<u16>,
+    /// Every declared port (ServiceEntry `ports[].number`); empty for a
+    /// service only registered by sidecars.
+    ports: BTreeSet<u16>,
 }
 
 /// An endpoint, ordered so snapshots are deterministic.
@@ -218,6 +221,10 @@ pub fn snapshot_for(
             name: host.to_owned(),
             domains,
             routes,
+            ports: catalog
+                .get(host)
+                .map(|s| s.ports.iter().copied().map(u32::from).collect())
+                .unwrap_or_default(),
         });
     }
 
@@ -379,6 +386,9 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
         if tls.is_strict_without_mtls() {
             continue; // it would receive plaintext under STRICT
         }
+        if node.app_health.as_ref().is_some_and(|h| !h.ready) {
+            continue; // its proxy reports the app down: the service stays, the endpoint goes
+        }
         service.endpoints.insert(EndpointKey {
             address: node.inbound_address.clone(),
             labels: node.labels.clone(),
@@ -443,6 +453,7 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
                 .and_then(|rest| rest.split_once('.'))
                 .map(|(_, ns)| ns.to_owned());
             let service = catalog.entry(fqdn).or_default();
+            service.ports.insert(port.number);
             if port.is_tcp() {
                 service.tcp_ports.insert(port.number);
             }

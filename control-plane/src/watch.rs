@@ -215,7 +215,8 @@ impl ConfigDir {
         Some(resources)
     }
 
-    /// Reads one file; returns whether its accepted resources changed.
+    /// Reads one file; returns whether its accepted resources changed, or
+    /// it was rejected and is now accepted again.
     fn read(&mut self, path: &Path) -> bool {
         let limit = self.max_file_bytes;
         let text = match config::read_config_file(path, limit) {
@@ -244,6 +245,7 @@ impl ConfigDir {
             rejected: false,
         });
         state.seen = hash;
+        let was_rejected = state.rejected;
         state.rejected = outcome.has_errors();
         if outcome.has_errors() {
             let errors: Vec<String> = outcome
@@ -270,7 +272,10 @@ impl ConfigDir {
         }
         report_warnings(&outcome.diagnostics);
         if state.accepted == outcome.resources {
-            return false;
+            // A rejected file restored to its last good content: nothing
+            // new is in force, but the set is loaded again (a `loaded`
+            // event), so that a watcher sees the file recovered.
+            return was_rejected;
         }
         state.accepted = outcome.resources;
         state.accepted_hash = hash;
@@ -434,6 +439,27 @@ spec:
 
         std::fs::remove_file(tmp.path().join("vs.yaml")).unwrap();
         assert_eq!(dir.poll(), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_rejected_file_restored_to_its_last_good_content_is_loaded_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dir = ConfigDir::new(tmp.path());
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "90"));
+        assert_eq!(weights(&dir.poll().unwrap()), [90, 10]);
+        let generation = dir.generation;
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "\"ninety\""));
+        assert_eq!(dir.poll(), None);
+        assert_eq!(dir.rejected_files(), 1);
+        write(tmp.path(), "vs.yaml", &VS.replace("WEIGHT", "90"));
+        assert_eq!(
+            weights(&dir.poll().expect("loaded again")),
+            [90, 10],
+            "the restored file is loaded (and a `loaded` event emitted)"
+        );
+        assert_eq!(dir.generation, generation + 1);
+        assert_eq!(dir.rejected_files(), 0);
+        assert_eq!(dir.poll(), None, "and only once");
     }
 
     #[test]

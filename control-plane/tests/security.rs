@@ -239,6 +239,7 @@ fn node(service: &str, app: &str, inbound: &str, mtls: bool) -> pb::Node {
         inbound_address: inbound.into(),
         mtls,
         app_port: 9080,
+        app_health: None,
     }
 }
 

@@ -73,6 +73,7 @@ fn many_routes(n: usize) -> RuntimeConfig {
             name: "svc.default.svc.cluster.local".to_owned(),
             domains: vec!["svc".to_owned()],
             routes,
+            ..Default::default()
         }],
         clusters: vec![cluster(3, false)],
         ..Default::default()
@@ -99,6 +100,7 @@ fn many_hosts(n: usize) -> RuntimeConfig {
                     }],
                     ..Default::default()
                 }],
+                ..Default::default()
             })
             .collect(),
         clusters: vec![cluster(3, false)],

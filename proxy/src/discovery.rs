@@ -14,6 +14,7 @@ use tokio_rustls::rustls::ClientConfig;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
 
+use crate::app_health::{AppHealth, AppStatus};
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::error::error_chain;
 use crate::events;
@@ -45,6 +46,9 @@ pub struct ConfigState {
     /// The trace sampling ratio; each applied snapshot sets it from
     /// `mesh.trace_sampling_percent` unless the operator pinned it.
     pub trace_sampling: SamplingControl,
+    /// The app's health, set once at startup when the proxy probes its app;
+    /// discovery reports each change, `/healthz/ready` says it.
+    pub app: OnceLock<Arc<AppHealth>>,
 }
 
 impl ConfigState {
@@ -57,6 +61,7 @@ impl ConfigState {
             mesh_tls,
             identity: OnceLock::new(),
             trace_sampling: SamplingControl::default(),
+            app: OnceLock::new(),
         }
     }
 
@@ -84,6 +89,13 @@ impl ConfigState {
             }
             _ => None,
         }
+    }
+
+    /// Why the app is not ready, once it has been ready (before that the
+    /// proxy's readiness does not wait for it: see [`crate::app_health`]).
+    pub fn app_not_ready_reason(&self) -> Option<String> {
+        let status = self.app.get()?.status();
+        (status.ever_ready && !status.ready).then(|| format!("app not ready: {}", status.reason))
     }
 
     /// Validates and swaps in `snapshot`, then follows its mesh settings
@@ -235,6 +247,19 @@ pub async fn run(control_plane: ControlPlane, node: pb::Node, state: Arc<ConfigS
     }
 }
 
+/// The app's next change of readiness, as a report; never, without a probe
+/// (or once the probe is gone).
+async fn app_changed(app: &mut Option<watch::Receiver<AppStatus>>) -> Option<pb::AppHealth> {
+    let Some(rx) = app else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *app = None;
+        return std::future::pending().await;
+    }
+    Some(rx.borrow_and_update().report())
+}
+
 /// Whether the control plane answered and said no (as opposed to not being
 /// reachable).
 fn is_refusal(status: &tonic::Status) -> bool {
@@ -253,8 +278,13 @@ async fn stream_once(
     let channel = control_plane.connect().await?;
     let (tx, rx) = mpsc::channel(8);
     let mut version_info = state.current.load().version().to_owned();
+    let mut app = state.app.get().map(|a| a.subscribe());
+    let mut node = node.clone();
+    if let Some(app) = &mut app {
+        node.app_health = Some(app.borrow_and_update().report());
+    }
     let hello = pb::DiscoveryRequest {
-        node: Some(node.clone()),
+        node: Some(node),
         version_info: version_info.clone(),
         ..Default::default()
     };
@@ -267,7 +297,24 @@ async fn stream_once(
         .await?
         .into_inner();
     let mut applied_any = false;
-    while let Some(snapshot) = responses.message().await? {
+    loop {
+        let snapshot = tokio::select! {
+            message = responses.message() => match message? {
+                Some(snapshot) => snapshot,
+                None => break,
+            },
+            Some(report) = app_changed(&mut app) => {
+                let report = pb::DiscoveryRequest {
+                    version_info: version_info.clone(),
+                    app_health: Some(report),
+                    ..Default::default()
+                };
+                if tx.send(report).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         let nonce = snapshot.nonce.clone();
         let version = snapshot.version.clone();
         let reply = match state.apply(snapshot) {

@@ -106,6 +106,7 @@ impl ProxyError {
             Self::Upstream(
                 UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::AppUnreached { .. }
                 | UpstreamError::Overflow { .. }
                 | UpstreamError::Stale { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
@@ -132,6 +133,7 @@ impl ProxyError {
             Self::Upstream(
                 UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::AppUnreached { .. }
                 | UpstreamError::Tls { .. },
             ) => "UF",
             Self::Upstream(UpstreamError::Overflow { .. }) => "UO",

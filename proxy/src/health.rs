@@ -2,7 +2,9 @@
 //! answers 200 once the proxy may serve ([`ConfigState::is_ready`]: it has
 //! a config and, with mTLS, a valid certificate), else 503 with the reason.
 //! Kubernetes readiness probes and load balancers point here. During the
-//! drain on shutdown it answers 503 `draining` ([`crate::lifecycle`]).
+//! drain on shutdown it answers 503 `draining` ([`crate::lifecycle`]), and
+//! while an app that has answered once does not answer its probe, 503
+//! `app not ready: <why>` ([`crate::app_health`]).
 
 use std::sync::Arc;
 
@@ -49,9 +51,12 @@ fn answer(state: &Health, method: &Method, path: &str) -> Response<ProxyBody> {
     if state.lifecycle.is_draining() {
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, DRAINING.into());
     }
-    match state.config.not_ready_reason() {
+    if let Some(reason) = state.config.not_ready_reason() {
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, reason.into());
+    }
+    match state.config.app_not_ready_reason() {
         None => local_reply(StatusCode::OK, "ready".into()),
-        Some(reason) => local_reply(StatusCode::SERVICE_UNAVAILABLE, reason.into()),
+        Some(reason) => local_reply(StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }
 

@@ -19,6 +19,14 @@ use path::PathNormalization;
 /// What the proxy answers with: the upstream's body or a local reply.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
+/// Set by a server sidecar on its own answer when it could not connect to
+/// its app: the request never reached an app. The client sidecar takes it,
+/// from an mTLS peer only, as a connect failure of that endpoint (retried
+/// for any method, counted toward ejection) and never forwards it; the
+/// server sidecar removes it from every answer of its app, so no app can
+/// forge it.
+pub const APP_UNREACHED: HeaderName = HeaderName::from_static("x-remora-app-unreached");
+
 /// The request's authority: the `Host` header, else the URI's (h2 `:authority`).
 pub fn authority(req: &Parts) -> Option<&str> {
     req.headers
@@ -36,6 +44,16 @@ pub fn host_of(authority: &str) -> &str {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
     }
+}
+
+/// The port of an authority, if it carries one.
+pub fn port_of(authority: &str) -> Option<u16> {
+    let rest = match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.1,
+        None => authority,
+    };
+    let (_, port) = rest.rsplit_once(':')?;
+    port.parse().ok()
 }
 
 /// A reply made by the proxy itself, with a plain-text reason.
@@ -136,6 +154,15 @@ mod tests {
         assert_eq!(host_of("reviews:9080"), "reviews");
         assert_eq!(host_of("[::1]:80"), "::1");
         assert_eq!(host_of("[::1]"), "::1");
+    }
+
+    #[test]
+    fn port_of_reads_the_port_if_any() {
+        assert_eq!(port_of("httpbin:9999"), Some(9999));
+        assert_eq!(port_of("httpbin"), None);
+        assert_eq!(port_of("[::1]:80"), Some(80));
+        assert_eq!(port_of("[::1]"), None);
+        assert_eq!(port_of("httpbin:x"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! each is the whole request path of its direction.
 
 pub mod admin;
+pub mod app_health;
 pub mod authz;
 pub mod balance;
 pub mod capture;

@@ -15,9 +15,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use remora_proto::pb;
+use remora_proxy::app_health::{AppHealth, AppProbe};
 use remora_proxy::capture::{self, InitArgs, nft};
 use remora_proxy::discovery::{self, ConfigState};
 use remora_proxy::error::error_chain;
+use remora_proxy::http::{ProxyBody, local_reply};
 use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::lifecycle::{Lifecycle, parse_duration};
 use remora_proxy::limits::{self, ConnectionLimits, HeaderLimits, Timeouts};
@@ -85,6 +87,16 @@ struct Args {
     /// The app, which inbound requests are forwarded to.
     #[arg(long, default_value = "127.0.0.1:8080")]
     app: String,
+    /// How the app's health is probed: unset, a TCP connect to `--app`; an
+    /// HTTP path (e.g. `/ready`), `GET` on `--app` answered 200–399; `off`,
+    /// never (the app always counts as ready). While a probe fails, the
+    /// control plane keeps the endpoint out of every snapshot.
+    #[arg(long, env = "REMORA_APP_HEALTH")]
+    app_health: Option<String>,
+    /// The pause between two probes of the app (an inbound request that
+    /// cannot connect to the app also starts one at once).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    app_health_interval: Duration,
     /// The admin API.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
@@ -465,14 +477,33 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.service.clone());
 
     // The certificate before anything else: the CA's refusal stops the proxy here, and the
-    // mTLS state exists before the config that uses it.
+    // mTLS state exists before the config that uses it. Meanwhile the health, admin and
+    // metrics ports answer at once, 503 with the reason.
     // One signal listener for the whole life of the process: a SIGTERM
     // that comes between two waits is kept, not lost.
     let mut signals = ShutdownSignals::new()?;
+    let (early_stop, early) = watch::channel(false);
+    let (admin_listener, early_admin) = twin(admin_listener)?;
+    let (stats_listener, early_stats) = twin(stats_listener)?;
+    let (health_listener, early_health) = twin(health_listener)?;
+    for (name, l) in [
+        ("admin", early_admin),
+        ("stats", early_stats),
+        ("health", early_health),
+    ] {
+        tokio::spawn(listener::serve(
+            name,
+            l,
+            Arc::new(()),
+            starting,
+            early.clone(),
+        ));
+    }
     let started = tokio::select! {
         identity = start_identity(&args, &service_account) => identity?,
         _ = signals.recv() => return Ok(()),
     };
+    let _ = early_stop.send(true);
     let (identity, discovery_tls) = match started {
         Some((identity, tls)) => (Some(identity), tls),
         None => (None, None),
@@ -499,6 +530,8 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         inbound_address,
         mtls: mesh_tls.is_some(),
         app_port: app_port(&args.app)?,
+        // Filled in from the app's probe on each (re)connect.
+        app_health: None,
     };
     tracing::info!(
         node = node.id,
@@ -544,6 +577,15 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         health::handle,
         stop.clone(),
     ));
+    // The app's first probe before registering: the registration says
+    // whether the app is up.
+    let app_health = app_health(&args)?;
+    if let Some(app) = &app_health {
+        app.probe_once().await;
+        let _ = state.app.set(Arc::clone(app));
+        let app = Arc::clone(app);
+        tokio::spawn(async move { app.run().await });
+    }
     let discovery = tokio::spawn(discovery::run(control_plane, node, Arc::clone(&state)));
 
     // Serve only with a config (and, with mTLS, the certificate obtained above):
@@ -622,7 +664,8 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     let (drain_tx, drain) = watch::channel(false);
     if let Some(l) = inbound {
         let inb = Inbound::new(&args.app, Arc::clone(&state.current), telemetry, mesh_tls)?
-            .with_capture(capture, own_ports);
+            .with_capture(capture, own_ports)
+            .with_app_health(app_health);
         metrics::watch_app(Arc::clone(&inb.app));
         tasks.push(tokio::spawn(listener::serve_inbound(
             l,
@@ -712,6 +755,39 @@ async fn start_identity(
         .await
         .context("no workload certificate")?;
     Ok(Some(started))
+}
+
+/// The app's probe (`--app-health`), unless the proxy has no inbound side
+/// or the probe is `off`.
+fn app_health(args: &Args) -> anyhow::Result<Option<Arc<AppHealth>>> {
+    if args.no_inbound {
+        return Ok(None);
+    }
+    let probe =
+        AppProbe::from_flag(&args.app, args.app_health.as_deref()).map_err(anyhow::Error::msg)?;
+    Ok(probe.map(|p| Arc::new(AppHealth::new(p, args.app_health_interval))))
+}
+
+/// `listener` and a second handle on its socket: the early answers accept
+/// on the second until the proxy's own servers take over.
+fn twin(listener: TcpListener) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let std = listener.into_std()?; // non-blocking, and so is its clone
+    let twin = std.try_clone()?;
+    Ok((TcpListener::from_std(std)?, TcpListener::from_std(twin)?))
+}
+
+/// What the health, admin and metrics ports answer while the proxy waits
+/// for its first certificate: 503 and why, at once, rather than a request
+/// that hangs until its client gives up.
+async fn starting(
+    _: Arc<()>,
+    _: http::Request<hyper::body::Incoming>,
+) -> http::Response<ProxyBody> {
+    let reason = match identity::bootstrap_error() {
+        Some(error) => format!("starting: no workload certificate yet: {error}"),
+        None => "starting: requesting the workload certificate".to_owned(),
+    };
+    local_reply(http::StatusCode::SERVICE_UNAVAILABLE, reason)
 }
 
 /// The port of `--app` (`host:port`), which the control plane matches port-level policy on.

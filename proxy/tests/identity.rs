@@ -228,6 +228,56 @@ async fn a_token_for_another_service_account_stops_the_proxy_with_the_cas_refusa
 }
 
 #[tokio::test]
+async fn while_the_ca_cannot_be_reached_the_health_admin_and_metrics_ports_answer_503_why() {
+    let (mut cp, dir) = control_plane().await;
+    // A port nothing listens on: the CA stays unreachable, the proxy retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nowhere = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let spec = reviews(
+        &cp,
+        &dir,
+        "reviews",
+        &[
+            "--ca-cert",
+            &cp.ca_cert().to_string_lossy(),
+            "--ca-address",
+            &nowhere,
+        ],
+    );
+    let mut proxy = Proxy::start(&spec, &cp.url()).await;
+    let error = proxy
+        .process
+        .wait_event("certificate_error", FIRST_CERTIFICATE)
+        .await;
+    assert_eq!(error["phase"], "bootstrap", "{error}");
+    for (port, path) in [
+        (proxy.health, "/healthz/ready"),
+        (proxy.admin, "/ready"),
+        (proxy.stats, "/stats/prometheus"),
+    ] {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            remora_e2e::HttpClient::new(port, remora_e2e::Protocol::Http1).get(
+                "localhost",
+                path,
+                &[],
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path} on {port} hangs"))
+        .unwrap_or_else(|e| panic!("{path} on {port}: {e:#}"));
+        assert_eq!(reply.status, 503, "{path}: {}", reply.body);
+        assert!(
+            reply.body.contains("no workload certificate yet") && reply.body.contains(&nowhere),
+            "{path} says why: {}",
+            reply.body
+        );
+    }
+    cp.process.kill().await;
+}
+
+#[tokio::test]
 async fn without_a_ca_cert_the_first_certificate_comes_over_plaintext_with_a_warning() {
     let (mut cp, dir) = control_plane().await;
     // No --ca-cert and no --ca-address: Sign goes to --control-plane itself.

@@ -237,6 +237,7 @@ fn outbound_snapshot(inbound: SocketAddr, expected: &SpiffeId) -> pb::Snapshot {
             }],
             ..Default::default()
         }],
+        ..Default::default()
     };
     let cluster = |name: &str, expected: &SpiffeId| pb::Cluster {
         name: format!("|{name}"),

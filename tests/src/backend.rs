@@ -125,9 +125,15 @@ impl Drop for OpenGuard {
 impl Backend {
     /// Starts an app that calls itself `name` (e.g. `v1`).
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on(name, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// [`Backend::start`] on `addr`: a stopped app's address, to start it
+    /// again where its sidecar expects it.
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr)
             .await
-            .expect("bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let addr = listener.local_addr().expect("local_addr");
         let shared = Arc::new(Shared {
             name: name.into(),

@@ -211,6 +211,7 @@ pub fn virtual_host(service: &str, namespace: &str, routes: Vec<pb::Route>) -> p
             fqdn(service, namespace),
         ],
         routes,
+        ports: Vec::new(),
     }
 }
 

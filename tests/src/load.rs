@@ -36,6 +36,31 @@ impl Load {
     /// to `addr`, sending `GET path` with Host `host` back to back, for at
     /// most `limit`.
     pub fn start(addr: SocketAddr, host: &str, path: &str, loops: usize, limit: Duration) -> Self {
+        Self::run(addr, host, path, loops, None, limit)
+    }
+
+    /// [`Load::start`], each loop sending at most one request per `every`
+    /// (a bounded rate: `loops / every` requests per second at most, fewer
+    /// when the machine is slower; a loop never sends more to catch up).
+    pub fn paced(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        loops: usize,
+        every: Duration,
+        limit: Duration,
+    ) -> Self {
+        Self::run(addr, host, path, loops, Some(every), limit)
+    }
+
+    fn run(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        loops: usize,
+        every: Option<Duration>,
+        limit: Duration,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let completed = Arc::new(AtomicUsize::new(0));
         let deadline = Instant::now() + limit;
@@ -47,7 +72,15 @@ impl Load {
                 tokio::spawn(async move {
                     let mut client = HttpClient::new(addr, Protocol::Http1);
                     let mut samples = Vec::new();
+                    let mut pace = every.map(|every| {
+                        let mut pace = tokio::time::interval(every);
+                        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        pace
+                    });
                     while !*stopped.borrow() && Instant::now() < deadline {
+                        if let Some(pace) = &mut pace {
+                            pace.tick().await;
+                        }
                         let started = Instant::now();
                         let outcome = match client.get(&host, &path, &[]).await {
                             Ok(r) if r.status == 200 => Ok(r.body.trim().to_owned()),

@@ -78,7 +78,8 @@ async fn attacker(mesh: &Mesh, spec: impl FnOnce(ProxySpec) -> ProxySpec) -> (De
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tokenless_proxy_registering_as_reviews_is_refused_and_gets_no_traffic() {
-    let honest = Honest::start(Mesh::start_secure(&[("pa.yaml", STRICT_MESH_WIDE)]).await).await;
+    let mut honest =
+        Honest::start(Mesh::start_secure(&[("pa.yaml", STRICT_MESH_WIDE)]).await).await;
     let (_app, mut evil) = attacker(&honest.mesh, |spec| spec).await;
 
     let refused = evil.process.wait_event("refused", EVENT_TIMEOUT).await;
@@ -90,14 +91,16 @@ async fn a_tokenless_proxy_registering_as_reviews_is_refused_and_gets_no_traffic
             .is_some_and(|r| r.contains("--allow-plaintext-discovery")),
         "{refused}"
     );
-    let at_cp = honest
+    // The control plane says whom it refused (its line may be read after
+    // the proxy's: wait for it).
+    honest
         .mesh
         .control_plane
         .process
-        .events_since(0)
-        .iter()
-        .any(|e| e.name() == "refused");
-    assert!(at_cp, "the control plane says whom it refused");
+        .wait_for(0, EVENT_TIMEOUT, "the control plane's `refused`", |e| {
+            e.name() == "refused"
+        })
+        .await;
     assert!(
         evil.process
             .events_since(0)
@@ -198,6 +201,7 @@ fn poisoned(id: &str, change: impl FnOnce(&mut pb::Node)) -> pb::Node {
         inbound_address: "127.0.0.1:9".to_owned(),
         mtls: true,
         app_port: 9080,
+        app_health: None,
     };
     change(&mut node);
     node

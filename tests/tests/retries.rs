@@ -477,3 +477,50 @@ async fn without_a_retries_block_connect_failures_are_retried_for_any_method() {
         "each request served once"
     );
 }
+
+/// The access log line of the next request, as JSON (log lines are the
+/// stdout lines without an `event` key).
+async fn next_log_line(direct: &mut Direct, mark: usize) -> serde_json::Value {
+    direct
+        .client
+        .process
+        .wait_for(mark, remora_e2e::EVENT_TIMEOUT, "an access log line", |e| {
+            e.name().is_empty()
+        })
+        .await
+        .value
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spent_retries_log_urx_and_a_budget_refusal_logs_urb() {
+    let vs = yaml::virtual_service(HOST, "retries:\n  attempts: 2\n  retryOn: 5xx");
+    let spec = ProxySpec::client("client").arg("--access-log", "json");
+    let mut direct = Direct::start(HOST, 3, &[("vs.yaml", vs.clone())], spec).await;
+    for b in &direct.backends {
+        b.set_status(Some(503));
+    }
+    let mark = direct.client.process.mark();
+    let reply = direct.http().get(HOST, "/", &[]).await.expect("request");
+    assert_eq!(reply.status, 503);
+    let line = next_log_line(&mut direct, mark).await;
+    assert_eq!(line["retries"], 2, "{line}");
+    assert_eq!(line["response_flags"], "URX", "{line}");
+    assert_eq!(direct.total_hits(), 3, "three tries");
+
+    // A budget of nothing: the first retry is refused.
+    let spec = ProxySpec::client("client")
+        .arg("--access-log", "json")
+        .arg("--retry-budget-percent", "0")
+        .arg("--retry-budget-min-per-sec", "0");
+    let mut direct = Direct::start(HOST, 3, &[("vs.yaml", vs)], spec).await;
+    for b in &direct.backends {
+        b.set_status(Some(503));
+    }
+    let mark = direct.client.process.mark();
+    let reply = direct.http().get(HOST, "/", &[]).await.expect("request");
+    assert_eq!(reply.status, 503);
+    let line = next_log_line(&mut direct, mark).await;
+    assert_eq!(line["retries"], 0, "{line}");
+    assert_eq!(line["response_flags"], "URB", "{line}");
+    assert_eq!(direct.total_hits(), 1, "one try");
+}

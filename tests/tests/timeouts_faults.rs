@@ -449,6 +449,25 @@ async fn fault_delay_and_abort_at_100_percent() {
         tally(&shots)
     );
     assert_eq!(reached, 0, "aborted requests never reach the backend");
+    // Aborted requests are labelled with the destination of their route.
+    let samples = direct.client.prometheus().await.expect("scrape client");
+    let aborted: Vec<_> = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("remora_requests_total{") && k.contains("code=\"418\""))
+        .collect();
+    assert!(!aborted.is_empty(), "no 418 series: {samples:#?}");
+    for (key, n) in &aborted {
+        assert!(
+            key.contains(&format!("destination_service=\"{HOST}"))
+                && !key.contains("destination_service=\"unknown\""),
+            "an aborted request keeps its destination: {key} {n}"
+        );
+    }
+    assert_eq!(
+        aborted.iter().map(|(_, n)| **n).sum::<f64>(),
+        20.0,
+        "{aborted:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

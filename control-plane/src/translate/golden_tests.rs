@@ -184,6 +184,7 @@ fn mesh_nodes() -> Nodes {
                         inbound_address: format!("10.{n}.{}.{}:15006", 10 + i, v + 1),
                         mtls: v != 1 || i % 2 == 0,
                         app_port: if v == 0 { 9080 } else { 0 },
+                        app_health: None,
                     },
                 );
             }
@@ -302,21 +303,22 @@ fn the_pinned_mesh_exercises_what_translation_reads() {
     assert!(!svc_2.inbound.expect("inbound").port_mtls.is_empty());
 }
 
+// Changed by issue 18: virtual hosts carry the service's declared ports.
 const GOLDEN_DEFAULT: [&str; 7] = [
-    "aeb49984c9d12184",
-    "bbf6ba4c87b635d4",
-    "bbf6ba4c87b635d4",
-    "0f67436c1ab5a553",
-    "33df706a872fe263",
-    "98b58262183b0492",
-    "fc59846137626480",
+    "1b8683b972ab280d",
+    "4a230f62cca4770b",
+    "4a230f62cca4770b",
+    "11cfc79b09a2a0e6",
+    "ec265b60371a4302",
+    "b7d605a1ca4e0101",
+    "01e8886b74ed4ea7",
 ];
 const GOLDEN_OTHER: [&str; 7] = [
-    "17b088f906038265",
-    "1eee388c7447a70a",
-    "1eee388c7447a70a",
-    "75e0fa1798fa3c87",
-    "713de10886e7feb9",
-    "19cca329ccf5b6e4",
-    "b251c0b1932979e7",
+    "9556aed1cd668a00",
+    "7d1c7d82fa17b363",
+    "7d1c7d82fa17b363",
+    "0398a5df4f706b18",
+    "65cda3bc24f29524",
+    "32e91e9333314931",
+    "16441e24d07fcd3a",
 ];

@@ -268,6 +268,47 @@ fn a_client_only_workload_connecting_changes_no_snapshot() {
     assert_eq!(before, after);
 }
 
+#[test]
+fn an_endpoint_whose_app_is_not_ready_leaves_the_snapshot_but_its_service_stays() {
+    let (_, mut down) = node(2, "reviews", "default", "v1", "127.0.0.1:1002");
+    down.app_health = Some(pb::AppHealth {
+        ready: false,
+        reason: "connect to 127.0.0.1:9080: Connection refused".into(),
+    });
+    let mut nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:1001")].into();
+    nodes.insert(2, down.clone());
+    let s = snap(&client(), &[], &nodes);
+    let addrs: Vec<_> = cluster(&s, "|reviews.default.svc.cluster.local")
+        .endpoints
+        .iter()
+        .map(|e| e.address.as_str())
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1:1001"], "only the ready endpoint");
+
+    // Every endpoint down: the service is still routed (503, not 404).
+    nodes.remove(&1);
+    let s = snap(&client(), &[], &nodes);
+    assert!(
+        cluster(&s, "|reviews.default.svc.cluster.local")
+            .endpoints
+            .is_empty()
+    );
+
+    // Ready again (or a proxy that never reported): back in.
+    down.app_health = Some(pb::AppHealth {
+        ready: true,
+        reason: String::new(),
+    });
+    nodes.insert(2, down);
+    let s = snap(&client(), &[], &nodes);
+    assert_eq!(
+        cluster(&s, "|reviews.default.svc.cluster.local")
+            .endpoints
+            .len(),
+        1
+    );
+}
+
 // ------------------------------------------------------------------ resilience
 
 fn routes_of<'a>(s: &'a pb::Snapshot, host: &str) -> &'a [pb::Route] {

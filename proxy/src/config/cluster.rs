@@ -28,8 +28,10 @@ pub struct Cluster {
     endpoints: Vec<Arc<Endpoint>>,
     cursor: AtomicUsize,
     pool: PoolSettings,
-    /// `None` without an `outlierDetection` block: nothing is ejected.
+    /// `None` without an `outlierDetection` block.
     outlier: Option<OutlierSettings>,
+    /// What ejects hosts: the block, else [`OutlierSettings::FAILURE_ACCRUAL`].
+    ejection: OutlierSettings,
     /// `http.maxRetries` (0 = unlimited) and the retries in flight.
     max_retries: u32,
     retries: Arc<AtomicUsize>,
@@ -111,6 +113,7 @@ impl Cluster {
             endpoints,
             cursor: AtomicUsize::new(0),
             pool,
+            ejection: outlier.unwrap_or(OutlierSettings::FAILURE_ACCRUAL),
             outlier,
             max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
             retries: Arc::new(AtomicUsize::new(0)),
@@ -167,6 +170,12 @@ impl Cluster {
         self.outlier.as_ref()
     }
 
+    /// What ejects this cluster's hosts: its `outlierDetection`, else the
+    /// default failure accrual on connect failures.
+    pub fn ejection(&self) -> &OutlierSettings {
+        &self.ejection
+    }
+
     /// The cluster's endpoints, ejected or not.
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {
         &self.endpoints
@@ -193,8 +202,7 @@ impl Cluster {
         now: Instant,
     ) -> Option<&Arc<Endpoint>> {
         let avoided = |e: &Arc<Endpoint>| avoid.iter().any(|a| Arc::ptr_eq(a, e));
-        let ejected =
-            |e: &Arc<Endpoint>| self.outlier.as_ref().is_some_and(|s| e.is_ejected(now, s));
+        let ejected = |e: &Arc<Endpoint>| e.is_ejected(now, &self.ejection);
         if !self.endpoints.iter().any(|e| avoided(e) || ejected(e)) {
             // The usual case: nothing to leave out, nothing to allocate.
             let i = pick_index(
@@ -206,10 +214,7 @@ impl Cluster {
             return self.endpoints.get(i);
         }
         let healthy: Vec<&Arc<Endpoint>> = self.endpoints.iter().filter(|e| !ejected(e)).collect();
-        let panics = self
-            .outlier
-            .as_ref()
-            .is_some_and(|s| s.panics(healthy.len(), self.endpoints.len()));
+        let panics = self.ejection.panics(healthy.len(), self.endpoints.len());
         let pool: Vec<&Arc<Endpoint>> = if panics {
             self.endpoints.iter().collect()
         } else {
@@ -236,12 +241,12 @@ impl Cluster {
     }
 
     /// Records what an attempt on `endpoint` came to, for outlier
-    /// detection; a no-op without an `outlierDetection` block. Call it
-    /// after every attempt, retries included.
+    /// detection (or, without an `outlierDetection` block, the default
+    /// failure accrual). Call it after every attempt, retries included.
     pub fn record(&self, endpoint: &Arc<Endpoint>, outcome: Outcome) {
-        if let Some(s) = &self.outlier {
-            self.record_at(endpoint, outcome, Instant::now(), s.random_jitter());
-        }
+        self.record_with(endpoint, outcome, Instant::now(), || {
+            self.ejection.random_jitter()
+        });
     }
 
     /// [`Self::record`] at `now` with this ejection `jitter`, for tests.
@@ -253,7 +258,18 @@ impl Cluster {
         now: Instant,
         jitter: Duration,
     ) -> Option<Duration> {
-        let s = self.outlier.as_ref()?;
+        self.record_with(endpoint, outcome, now, || jitter)
+    }
+
+    /// [`Self::record_at`], the jitter drawn only for an ejection.
+    fn record_with(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        outcome: Outcome,
+        now: Instant,
+        jitter: impl FnOnce() -> Duration,
+    ) -> Option<Duration> {
+        let s = &self.ejection;
         if endpoint.record_outcome(outcome, now, s) != Verdict::Eject {
             return None;
         }
@@ -281,7 +297,7 @@ impl Cluster {
             );
             return None;
         }
-        let time = endpoint.eject(now, s, jitter);
+        let time = endpoint.eject(now, s, jitter());
         crate::stats::OUTLIER_EJECTIONS.inc();
         let ms = time.as_millis().to_string();
         events::emit(

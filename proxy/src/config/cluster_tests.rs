@@ -412,3 +412,55 @@ fn an_mtls_endpoint_needs_a_valid_spiffe_id() {
         );
     }
 }
+
+#[test]
+fn without_outlier_detection_consecutive_connect_failures_eject_one_host() {
+    let registry = EndpointRegistry::default();
+    let c = cluster(3, pb::LoadBalancer::RoundRobin, None, &registry);
+    assert!(c.outlier().is_none());
+    let s = *c.ejection();
+    assert_eq!(s, OutlierSettings::FAILURE_ACCRUAL);
+    let (a, b) = (Arc::clone(&c.endpoints()[0]), Arc::clone(&c.endpoints()[1]));
+    let t0 = Instant::now();
+    // 5xx answers never eject without the block, however many.
+    for _ in 0..50 {
+        assert_eq!(c.record_at(&a, S503, t0, Duration::ZERO), None);
+    }
+    // An answer in between starts the count again.
+    for _ in 0..4 {
+        assert_eq!(
+            c.record_at(&a, Outcome::ConnectFailure, t0, Duration::ZERO),
+            None
+        );
+    }
+    assert_eq!(c.record_at(&a, S503, t0, Duration::ZERO), None);
+    for _ in 0..4 {
+        assert_eq!(
+            c.record_at(&a, Outcome::ConnectFailure, t0, Duration::ZERO),
+            None
+        );
+    }
+    assert_eq!(
+        c.record_at(&a, Outcome::ConnectFailure, t0, Duration::ZERO),
+        Some(Duration::from_secs(5)),
+        "the fifth connect failure in a row ejects for 5 s"
+    );
+    assert!(a.is_ejected(t0, &s));
+    assert_eq!(
+        count(&picks(&c, &[], t0, 30), &a),
+        0,
+        "ejected: never picked"
+    );
+    // One host of three may be ejected (10%, but always one): not two.
+    for _ in 0..5 {
+        assert_eq!(
+            c.record_at(&b, Outcome::ConnectFailure, t0, Duration::ZERO),
+            None
+        );
+    }
+    assert!(!b.is_ejected(t0, &s));
+    // Back after the ejection time.
+    let later = t0 + Duration::from_secs(5);
+    assert!(!a.is_ejected(later, &s));
+    assert!(count(&picks(&c, &[], later, 30), &a) > 0);
+}

@@ -41,6 +41,14 @@ pub enum ConfigError {
         /// Where the match is.
         field: String,
     },
+    /// A virtual host declares a port outside 1–65535.
+    #[error("virtual host {host}: port {port} is not in 1-65535")]
+    BadPort {
+        /// The virtual host.
+        host: String,
+        /// The port sent.
+        port: u32,
+    },
     /// A route names a cluster the snapshot does not define.
     #[error("{route}: destination names unknown cluster `{cluster}`")]
     UnknownCluster {
@@ -193,7 +201,18 @@ impl RuntimeConfig {
                 .iter()
                 .map(|r| Route::build(r, &vh.name, &clusters))
                 .collect::<Result<Vec<_>, _>>()?;
-            let host = Arc::new(VirtualHost::new(vh.name.clone(), routes));
+            let ports = vh
+                .ports
+                .iter()
+                .map(|&port| match u16::try_from(port) {
+                    Ok(p) if p > 0 => Ok(p),
+                    _ => Err(ConfigError::BadPort {
+                        host: vh.name.clone(),
+                        port,
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let host = Arc::new(VirtualHost::new(vh.name.clone(), routes).with_ports(ports));
             for domain in &vh.domains {
                 if let Some(first) = hosts.insert(domain.to_ascii_lowercase(), Arc::clone(&host)) {
                     return Err(ConfigError::DuplicateDomain {

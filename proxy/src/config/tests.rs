@@ -56,6 +56,7 @@ fn canary() -> pb::Snapshot {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         }],
         clusters: vec![
             cluster("v1|reviews", &["127.0.0.1:1001"]),

@@ -39,6 +39,24 @@ pub use renew::Credentials;
 use crate::events;
 pub use crate::identity::args::CaAddress;
 
+/// The last error of the first certificate's attempts, while the proxy
+/// still waits for it; the health, admin and metrics ports answer 503 with
+/// it meanwhile.
+static BOOTSTRAP_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Why the first certificate could not be had yet, if an attempt failed.
+pub fn bootstrap_error() -> Option<String> {
+    BOOTSTRAP_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Records the latest attempt's error (`None` once the certificate came).
+pub(crate) fn set_bootstrap_error(error: Option<String>) {
+    *BOOTSTRAP_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = error;
+}
+
 /// The workload's identity: its SPIFFE ID, the mTLS state the data path uses, and what is
 /// known about the current certificate.
 ///

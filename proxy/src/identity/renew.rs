@@ -42,6 +42,7 @@ pub async fn first_certificate<S: Signer>(
             .and_then(|issued| with_mesh(issued, mesh.as_ref()));
         match result {
             Ok((mesh, issued)) => {
+                crate::identity::set_bootstrap_error(None);
                 return Ok(Identity::new(
                     credentials.id.clone(),
                     mesh,
@@ -51,6 +52,7 @@ pub async fn first_certificate<S: Signer>(
             }
             Err(error) => {
                 report(&credentials.id, "bootstrap", attempt, &error, false);
+                crate::identity::set_bootstrap_error(Some(error.to_string()));
                 if matches!(error, SignError::Refused { .. } | SignError::Local(_)) {
                     return Err(error);
                 }

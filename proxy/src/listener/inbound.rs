@@ -17,10 +17,11 @@ use rustls::ServerConfig;
 use super::capture::CaptureSettings;
 use super::outbound::{into_downstream_response, prepare_upstream_request};
 use super::{dst_port, orig_proto};
+use crate::app_health::AppHealth;
 use crate::authz::{Denied, RequestAttributes};
 use crate::config::RuntimeConfig;
 use crate::error::ProxyError;
-use crate::http::{authority, check_request_target, host_of, strip_hop_by_hop};
+use crate::http::{APP_UNREACHED, authority, check_request_target, host_of, strip_hop_by_hop};
 use crate::peer::Peer;
 use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, PoolSettings, Transport};
@@ -54,6 +55,8 @@ pub struct Inbound {
     /// tunnels name theirs), made on first use.
     other_ports: Mutex<HashMap<u16, Arc<Endpoint>>>,
     warned_strict: AtomicBool,
+    /// The app's probe, started at once when the app's port refuses.
+    app_health: Option<Arc<AppHealth>>,
 }
 
 /// The app port a captured inbound connection was meant for, in each of
@@ -126,6 +129,7 @@ impl Inbound {
             own_ports: Vec::new(),
             other_ports: Mutex::new(HashMap::new()),
             warned_strict: AtomicBool::new(false),
+            app_health: None,
         })
     }
 
@@ -134,6 +138,12 @@ impl Inbound {
     pub fn with_capture(mut self, capture: CaptureSettings, own_ports: Vec<u16>) -> Self {
         self.capture = capture;
         self.own_ports = own_ports;
+        self
+    }
+
+    /// With the app's probe, which a refused connect to the app starts.
+    pub fn with_app_health(mut self, app_health: Option<Arc<AppHealth>>) -> Self {
+        self.app_health = app_health;
         self
     }
 
@@ -242,7 +252,11 @@ fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> R
 ///    malformed), else to `--app`;
 /// 8. response headers over the limit are refused with 502, here where
 ///    they enter the mesh, before they reach the connection between
-///    sidecars.
+///    sidecars;
+/// 9. the app's answer loses any [`APP_UNREACHED`]; this proxy's own 503
+///    for a connect failure to the app carries it (nothing reached the
+///    app: the client sidecar retries elsewhere), and starts a probe of
+///    the app at once ([`crate::app_health`]).
 ///
 /// A `CONNECT` from an mTLS peer is a TCP tunnel instead
 /// ([`super::tunnel::accept`]), served before this function.
@@ -298,14 +312,32 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
     }
     .await;
     let resp = match result {
+        // Only this proxy may say that the app was not reached: the app's
+        // answer loses any such mark there.
         Ok(resp) => into_downstream_response(resp),
         Err(e) => {
             tracing::debug!(error = %e, peer = ?peer.identity, "inbound request failed");
             record.fail(e.flag());
-            e.into_response()
+            let unreached = matches!(&e, ProxyError::Upstream(u) if u.is_connect_failure());
+            let mut resp = e.into_response();
+            if unreached {
+                mark_unreached(&mut resp);
+                if let Some(probe) = &inbound.app_health {
+                    probe.poke();
+                }
+            }
+            resp
         }
     };
     record.observe(resp)
+}
+
+/// Marks this proxy's answer to a request it could not connect to the app
+/// for ([`APP_UNREACHED`]): the client's sidecar may try another endpoint,
+/// whatever the method.
+fn mark_unreached<B>(resp: &mut Response<B>) {
+    resp.headers_mut()
+        .insert(APP_UNREACHED, HeaderValue::from_static("connect-failure"));
 }
 
 /// Replaces any `x-forwarded-client-cert` with what this proxy verified.

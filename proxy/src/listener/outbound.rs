@@ -16,7 +16,9 @@ use super::tcp::{BLACKHOLE, PASSTHROUGH};
 use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
 use crate::fault::Percentage;
-use crate::http::{ProxyBody, authority, check_request_target, host_of, strip_hop_by_hop};
+use crate::http::{
+    APP_UNREACHED, ProxyBody, authority, check_request_target, host_of, port_of, strip_hop_by_hop,
+};
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
 use crate::route::Route;
 use crate::stats;
@@ -51,14 +53,16 @@ pub struct Outbound {
 ///    absolute-form target or `:authority`, the path normalised per the
 ///    mesh's `pathNormalization` (400 otherwise; [`check_request_target`]).
 ///    Routing sees that Host and path, and the upstream gets them;
-/// 5. find the virtual host by that authority (port ignored); on a
+/// 5. find the virtual host by that authority (a port in it must be one
+///    the service declares, when it declares any); on a
 ///    captured connection, else by the original destination's IP when it
 ///    is a mesh endpoint, else the destination is outside the mesh:
 ///    forwarded to it untouched (`ALLOW_ANY`) or refused with 502
 ///    (`REGISTRY_ONLY`); 404 if unknown on the explicit path;
 /// 6. take the first route whose matches hold (404 if none);
-/// 7. apply the route's `fault`: delay and abort, each by its percentage;
-/// 8. pick a destination by smooth weighted round robin;
+/// 7. pick a destination by smooth weighted round robin (an aborted
+///    request is labelled with it too);
+/// 8. apply the route's `fault`: delay and abort, each by its percentage;
 /// 9. try it, within the route's `timeout` (504 when it fires): pick an
 ///    endpoint per the load balancer, leaving out ejected hosts and, on a
 ///    retry, hosts that already failed this request; send over a pooled
@@ -110,11 +114,17 @@ async fn route_and_send(
         .map(|c| c.dst.port());
     let authority = authority(&parts).ok_or(ProxyError::NoHost)?;
     let host = host_of(authority).to_ascii_lowercase();
-    let vhost = match config.virtual_host(&host) {
+    let port = port_of(authority);
+    let vhost = match config
+        .virtual_host(&host)
+        .filter(|vhost| vhost.serves_port(port))
+    {
         Some(vhost) => vhost,
         None => {
             let Some(captured) = parts.extensions.get::<Arc<Captured>>().cloned() else {
-                return Err(ProxyError::UnknownHost { host });
+                return Err(ProxyError::UnknownHost {
+                    host: authority.to_ascii_lowercase(),
+                });
             };
             let capture = config.capture();
             let by_ip = capture
@@ -142,6 +152,10 @@ async fn route_and_send(
             service: vhost.name().to_owned(),
         })?;
     record.set_route(route.name());
+    // Picked before the fault: an aborted request is labelled with the
+    // destination it would have gone to (Envoy picks it with the route).
+    let cluster = route.pick_cluster();
+    record.set_cluster(cluster);
     let fault = route.fault();
     if fault.is_active() {
         if let Some(delay) = fault.delay(Percentage::roll()) {
@@ -158,8 +172,6 @@ async fn route_and_send(
     prepare_upstream_request(&mut parts)?;
     let budget = outbound.retries.budgets.for_service(vhost.name());
     budget.deposit(Instant::now());
-    let cluster = route.pick_cluster();
-    record.set_cluster(cluster);
     let tries = Tries {
         route,
         cluster,
@@ -216,6 +228,14 @@ async fn passthrough(
         .await?;
     Ok(into_downstream_response(resp))
 }
+
+/// The response flag of a request whose retries were all spent, or whose
+/// next retry `maxRetries` refused (Envoy's `URX`).
+pub const RETRIES_EXHAUSTED: &str = "URX";
+
+/// The response flag of a request whose retry the retry budget refused
+/// (Remora's own: Envoy has no retry budget of this kind).
+pub const RETRY_BUDGET_REFUSED: &str = "URB";
 
 /// One request's tries on its destination.
 struct Tries<'a> {
@@ -293,18 +313,23 @@ impl Tries<'_> {
                 Err(TryError::Upstream(e)) => TryFailure::Error(e),
                 Err(TryError::PerTryTimeout { .. }) => TryFailure::PerTryTimeout,
             };
+            let retriable = self.policy.should_retry(&method, failure);
             // A teed body may have outgrown its copy during the try.
-            if last_possible || !body.is_replayable() || !self.policy.should_retry(&method, failure)
-            {
+            if last_possible || !body.is_replayable() || !retriable {
+                if retriable && retry > 0 && retry == self.policy.attempts {
+                    record.flag(RETRIES_EXHAUSTED);
+                }
                 return result.map_err(TryError::into_proxy_error);
             }
             let reason = retry_reason(failure);
             let Some(guard) = self.cluster.try_start_retry() else {
                 stats::RETRY_OVERFLOW.inc();
+                record.flag(RETRIES_EXHAUSTED);
                 return result.map_err(TryError::into_proxy_error);
             };
             if !self.budget.try_withdraw(Instant::now()) {
                 stats::RETRY_BUDGET_EXHAUSTED.inc();
+                record.flag(RETRY_BUDGET_REFUSED);
                 tracing::debug!(
                     route = self.route.name(),
                     "retry refused by the retry budget"
@@ -345,6 +370,7 @@ impl Tries<'_> {
         req: Request<crate::upstream::RequestBody>,
     ) -> TryResult {
         let active = endpoint.start_request();
+        let mtls = matches!(transport, Transport::Mtls(_));
         let send = endpoint.send(req, active, self.cluster.pool(), transport);
         let result = match self.policy.per_try_timeout {
             None => send.await.map_err(TryError::Upstream),
@@ -358,6 +384,16 @@ impl Tries<'_> {
                     })
                 }
             },
+        };
+        // The peer sidecar could not reach its app: a connect failure of
+        // that endpoint. Only an mTLS peer is known to be a sidecar.
+        let result = match result {
+            Ok(resp) if mtls && resp.headers().contains_key(&APP_UNREACHED) => {
+                Err(TryError::Upstream(UpstreamError::AppUnreached {
+                    address: endpoint.address().to_owned(),
+                }))
+            }
+            other => other,
         };
         let outcome = match &result {
             Ok(resp) => Some(Outcome::Response(resp.status())),
@@ -437,5 +473,8 @@ pub(super) fn into_downstream_response(
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // A mark between sidecars, never for the app (a plaintext peer's is
+    // not believed, and goes too).
+    parts.headers.remove(&APP_UNREACHED);
     Response::from_parts(parts, Either::Left(body))
 }

@@ -25,6 +25,7 @@ pub enum Verdict {
 pub struct OutlierDetector {
     consecutive_5xx: u32,
     consecutive_gateway: u32,
+    consecutive_connect: u32,
     ejected_until: Option<Instant>,
     /// The ejection multiplier: ejections not yet earned back.
     times_ejected: u32,
@@ -41,6 +42,11 @@ impl OutlierDetector {
         if self.is_ejected(now, s) {
             return Verdict::Keep;
         }
+        self.consecutive_connect = if outcome == Outcome::ConnectFailure {
+            self.consecutive_connect + 1
+        } else {
+            0
+        };
         let (is_5xx, is_gateway) = match outcome {
             Outcome::Overflow => return Verdict::Keep,
             Outcome::ConnectFailure | Outcome::Reset => (true, true),
@@ -62,7 +68,10 @@ impl OutlierDetector {
         let gateway_hit = s
             .consecutive_gateway_errors
             .is_some_and(|n| hit(self.consecutive_gateway, n));
-        if errors_hit || gateway_hit {
+        let connect_hit = s
+            .consecutive_connect_failures
+            .is_some_and(|n| hit(self.consecutive_connect, n));
+        if errors_hit || gateway_hit || connect_hit {
             Verdict::Eject
         } else {
             Verdict::Keep
@@ -138,8 +147,14 @@ impl OutlierDetector {
         };
     }
 
+    /// Whether some error count is running: a success must then reset it.
+    pub fn counting(&self) -> bool {
+        self.consecutive_5xx > 0 || self.consecutive_gateway > 0 || self.consecutive_connect > 0
+    }
+
     fn reset_counters(&mut self) {
         self.consecutive_5xx = 0;
         self.consecutive_gateway = 0;
+        self.consecutive_connect = 0;
     }
 }

@@ -18,8 +18,14 @@
 //!   record sees that its ejection time has passed, and the multiplier a
 //!   healthy host earns back is computed from the intervals elapsed. The
 //!   logic takes `now` as a parameter, so tests need no sleeps.
-//! - With no `outlierDetection` block, nothing is ever ejected (as in
-//!   Istio, where the block turns the feature on).
+//! - With no `outlierDetection` block, a host is still ejected after
+//!   [`OutlierSettings::FAILURE_ACCRUAL`]'s consecutive connect failures
+//!   (5 in a row: the TCP or mTLS connect failed, or the peer sidecar
+//!   could not connect to its app), for 5 s × the ejection multiplier, at
+//!   most 10% of the cluster's hosts but always one, as Linkerd's failure
+//!   accrual does. Istio and Envoy eject nothing without the block; a
+//!   host whose connections are refused serves nobody. With a block, its
+//!   settings alone apply (its thresholds count connect failures too).
 
 mod detector;
 
@@ -58,6 +64,11 @@ pub struct OutlierSettings {
     /// `minHealthPercent` (default 0): below this share of un-ejected
     /// hosts the cluster ignores ejections and balances over all hosts.
     pub min_health_percent: u8,
+    /// Connect failures in a row that eject a host (a connect failure only:
+    /// any answer or reset resets the count); `None` in an
+    /// `outlierDetection` block, where the thresholds above count connect
+    /// failures. Set only in [`Self::FAILURE_ACCRUAL`].
+    pub consecutive_connect_failures: Option<u32>,
 }
 
 impl Default for OutlierSettings {
@@ -69,8 +80,25 @@ impl Default for OutlierSettings {
             base_ejection_time: Duration::from_secs(30),
             max_ejection_percent: 10,
             min_health_percent: 0,
+            consecutive_connect_failures: None,
         }
     }
+}
+
+impl OutlierSettings {
+    /// What a cluster without an `outlierDetection` block ejects on: 5
+    /// consecutive connect failures, for 5 s × the ejection multiplier
+    /// (one step earned back per 10 s without ejection), at most 10% of
+    /// the hosts but always one, never on 5xx answers.
+    pub const FAILURE_ACCRUAL: Self = Self {
+        consecutive_5xx_errors: 0,
+        consecutive_gateway_errors: None,
+        interval: Duration::from_secs(10),
+        base_ejection_time: Duration::from_secs(5),
+        max_ejection_percent: 10,
+        min_health_percent: 0,
+        consecutive_connect_failures: Some(5),
+    };
 }
 
 /// Why an `outlierDetection` block cannot be applied.
@@ -121,6 +149,7 @@ impl OutlierSettings {
                 od.min_health_percent,
                 d.min_health_percent,
             )?,
+            consecutive_connect_failures: None,
         })
     }
 

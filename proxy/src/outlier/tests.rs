@@ -345,6 +345,7 @@ fn from_proto_zero_fields_take_istio_defaults() {
             base_ejection_time: secs(30),
             max_ejection_percent: 10,
             min_health_percent: 0,
+            consecutive_connect_failures: None,
         }
     );
 }
@@ -368,6 +369,7 @@ fn from_proto_takes_the_values_sent() {
             base_ejection_time: secs(45),
             max_ejection_percent: 100,
             min_health_percent: 80,
+            consecutive_connect_failures: None,
         }
     );
 }

@@ -22,12 +22,35 @@ pub use matcher::{RequestMatch, StringMatcher};
 pub struct VirtualHost {
     name: String,
     routes: Vec<Route>,
+    /// The service's declared ports; empty: any.
+    ports: Vec<u16>,
 }
 
 impl VirtualHost {
-    /// A virtual host with its routes in match order.
+    /// A virtual host with its routes in match order, on any port.
     pub fn new(name: String, routes: Vec<Route>) -> Self {
-        Self { name, routes }
+        Self {
+            name,
+            routes,
+            ports: Vec::new(),
+        }
+    }
+
+    /// The same virtual host, only for a Host without a port or with one
+    /// of `ports` (none: any port).
+    pub fn with_ports(mut self, ports: Vec<u16>) -> Self {
+        self.ports = ports;
+        self
+    }
+
+    /// Whether a request whose Host carries `port` (if any) is for this
+    /// virtual host: Istio answers a port the service does not declare
+    /// with 404.
+    pub fn serves_port(&self, port: Option<u16>) -> bool {
+        match port {
+            Some(port) if !self.ports.is_empty() => self.ports.contains(&port),
+            _ => true,
+        }
     }
 
     /// The service FQDN this virtual host routes for.

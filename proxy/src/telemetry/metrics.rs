@@ -428,9 +428,6 @@ impl Collector for LiveState {
             MetricType::Gauge,
         )?;
         for c in config.iter().flat_map(|c| c.clusters()) {
-            if c.outlier().is_none() {
-                continue;
-            }
             let n = c
                 .endpoints()
                 .iter()

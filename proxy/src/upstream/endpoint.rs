@@ -26,6 +26,10 @@ pub struct Endpoint {
     /// Set while the host may be ejected; lets a pick skip the lock for
     /// the (usual) hosts that are not.
     ejected: AtomicBool,
+    /// Set while some consecutive-error count of the host runs; lets a
+    /// success skip the lock when there is nothing to reset (the usual
+    /// case, now that every cluster counts connect failures).
+    counting: AtomicBool,
     /// `inbound` for the app beside the proxy, `outbound` for a peer: the
     /// direction label of the connections it opens.
     direction: &'static str,
@@ -41,6 +45,7 @@ impl Endpoint {
             limits: Limits::default(),
             outlier: Mutex::new(OutlierDetector::default()),
             ejected: AtomicBool::new(false),
+            counting: AtomicBool::new(false),
             direction: "outbound",
         }
     }
@@ -115,7 +120,20 @@ impl Endpoint {
         now: Instant,
         settings: &OutlierSettings,
     ) -> Verdict {
-        self.outlier().record(outcome, now, settings)
+        let success = match outcome {
+            Outcome::Response(status) => !status.is_server_error(),
+            Outcome::Overflow => true,
+            Outcome::ConnectFailure | Outcome::Reset => false,
+        };
+        // Nothing to reset and nothing to count: no lock. A failure counted
+        // concurrently may miss this reset; the next success resets it.
+        if success && !self.counting.load(Ordering::Acquire) {
+            return Verdict::Keep;
+        }
+        let mut outlier = self.outlier();
+        let verdict = outlier.record(outcome, now, settings);
+        self.counting.store(outlier.counting(), Ordering::Release);
+        verdict
     }
 
     /// Ejects the host; returns how long for.
@@ -128,12 +146,14 @@ impl Endpoint {
         let mut outlier = self.outlier();
         let until = outlier.eject(now, settings, jitter);
         self.ejected.store(true, Ordering::Release);
+        self.counting.store(false, Ordering::Release);
         until - now
     }
 
     /// Keeps the host in despite its errors (`maxEjectionPercent`).
     pub(crate) fn spare(&self) {
         self.outlier().spare();
+        self.counting.store(false, Ordering::Release);
     }
 
     fn outlier(&self) -> MutexGuard<'_, OutlierDetector> {

@@ -109,6 +109,14 @@ pub enum UpstreamError {
         /// Which limit, e.g. `maxConnections (1)`.
         limit: String,
     },
+    /// The peer sidecar answered that it could not connect to its app
+    /// ([`crate::http::APP_UNREACHED`], from an mTLS peer): a connect
+    /// failure of that endpoint, and the request never reached an app.
+    #[error("upstream {address}: its sidecar could not connect to its app")]
+    AppUnreached {
+        /// The endpoint (the peer sidecar).
+        address: String,
+    },
     /// No usable mTLS connection: the handshake failed (the peer's chain or
     /// SPIFFE ID was refused, or it refused ours), ALPN did not give h2, or
     /// this proxy has no identity. The request never reached the app.
@@ -127,7 +135,7 @@ impl UpstreamError {
     /// says nothing about the endpoint.
     pub fn is_connect_failure(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::ConnectTimeout { .. } => true,
+            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::AppUnreached { .. } => true,
             Self::Tls { failure, .. } => *failure != TlsFailure::NoIdentity,
             _ => false,
         }
@@ -152,6 +160,7 @@ impl UpstreamError {
         match self {
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
+            | Self::AppUnreached { .. }
             | Self::Overflow { .. }
             | Self::Tls { .. } => true,
             Self::Request { source, .. } => {

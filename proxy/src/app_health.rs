@@ -1,0 +1,332 @@
+//! The app's health as its sidecar sees it: a probe of the app (a TCP
+//! connect to its port by default, or `GET <--app-health path>` answered
+//! 200–399, as a Kubernetes readinessProbe that Istio's agent rewrites to
+//! itself), run every `--app-health-interval` and at once when an inbound
+//! request finds the app's port closed.
+//!
+//! What it is for: the control plane takes the endpoint of an app that is
+//! not ready out of every snapshot ([`crate::discovery`] reports each
+//! change), and `/healthz/ready` answers 503 with the reason
+//! ([`crate::health`]). Before the app has answered once, the proxy's own
+//! readiness does not wait for it (an app may wait for its sidecar with
+//! `wait-ready`, so the sidecar must not wait for the app), but its
+//! endpoint is not registered until it answers.
+//!
+//! One failed probe makes the app not ready, one good probe ready again:
+//! a refused connect on localhost is not a transient, and a timeout of a
+//! second on localhost is generous.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use remora_proto::pb;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+/// How long one probe (connect, and for HTTP the answer's headers) may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The default pause between two probes.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest pause between two probes, however often inbound requests
+/// find the app's port closed.
+const MIN_GAP: Duration = Duration::from_millis(100);
+
+/// How the app is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppProbe {
+    /// A TCP connect to `host:port` succeeds.
+    Tcp(String),
+    /// `GET path` on `host:port` over HTTP/1.1 answers 200–399.
+    Http {
+        /// The app's `host:port`.
+        address: String,
+        /// The readiness path, e.g. `/ready`.
+        path: String,
+    },
+}
+
+impl AppProbe {
+    /// The probe for `--app address` and `--app-health` (`None`: a TCP
+    /// connect; a path starting with `/`: that HTTP path; `off`: none).
+    pub fn from_flag(address: &str, flag: Option<&str>) -> Result<Option<Self>, String> {
+        match flag {
+            None | Some("tcp") => Ok(Some(Self::Tcp(address.to_owned()))),
+            Some("off") => Ok(None),
+            Some(path) if path.starts_with('/') && path.parse::<http::Uri>().is_ok() => {
+                Ok(Some(Self::Http {
+                    address: address.to_owned(),
+                    path: path.to_owned(),
+                }))
+            }
+            Some(other) => Err(format!(
+                "--app-health `{other}`: expected an HTTP path such as `/ready`, `tcp` or `off`"
+            )),
+        }
+    }
+
+    /// One probe: `Ok` when the app is ready, else why not.
+    pub async fn run(&self) -> Result<(), String> {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.run_unbounded()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("{self}: no answer within {PROBE_TIMEOUT:?}")),
+        }
+    }
+
+    async fn run_unbounded(&self) -> Result<(), String> {
+        let address = match self {
+            Self::Tcp(address) | Self::Http { address, .. } => address,
+        };
+        let stream = TcpStream::connect(address.as_str())
+            .await
+            .map_err(|e| format!("connect to {address}: {e}"))?;
+        let Self::Http { path, .. } = self else {
+            return Ok(());
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{self}: {e}"))?;
+        tokio::spawn(conn);
+        let req = Request::get(path.as_str())
+            .header(header::HOST, address.as_str())
+            .header(header::USER_AGENT, "remora-proxy app-health")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("{self}: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{self}: {e}"))?;
+        let status = resp.status().as_u16();
+        if (200..400).contains(&status) {
+            Ok(())
+        } else {
+            Err(format!("{self}: answered {status}"))
+        }
+    }
+}
+
+impl std::fmt::Display for AppProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(address) => write!(f, "connect to {address}"),
+            Self::Http { address, path } => write!(f, "GET http://{address}{path}"),
+        }
+    }
+}
+
+/// The app's health as last probed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppStatus {
+    /// The last probe succeeded.
+    pub ready: bool,
+    /// Why the last probe failed; empty when ready (or not probed yet).
+    pub reason: String,
+    /// Some probe has succeeded since the proxy started.
+    pub ever_ready: bool,
+}
+
+impl AppStatus {
+    /// The report for the control plane.
+    pub fn report(&self) -> pb::AppHealth {
+        pb::AppHealth {
+            ready: self.ready,
+            reason: if self.ready {
+                String::new()
+            } else if self.reason.is_empty() {
+                "not probed yet".to_owned()
+            } else {
+                self.reason.clone()
+            },
+        }
+    }
+}
+
+/// The probe, its latest result, and the way to ask for a probe now.
+///
+/// # Concurrency
+/// The probe task alone writes the status; watchers are woken only when
+/// readiness flips, never for a new reason alone.
+#[derive(Debug)]
+pub struct AppHealth {
+    probe: AppProbe,
+    interval: Duration,
+    status: watch::Sender<AppStatus>,
+    poke: Notify,
+}
+
+impl AppHealth {
+    /// Not probed yet (not ready); [`Self::run`] probes.
+    pub fn new(probe: AppProbe, interval: Duration) -> Self {
+        Self {
+            probe,
+            interval: interval.max(MIN_GAP),
+            status: watch::Sender::new(AppStatus::default()),
+            poke: Notify::new(),
+        }
+    }
+
+    /// The status now.
+    pub fn status(&self) -> AppStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Wakes on every change of readiness.
+    pub fn subscribe(&self) -> watch::Receiver<AppStatus> {
+        self.status.subscribe()
+    }
+
+    /// Asks for a probe now (an inbound request could not connect to the
+    /// app); probes stay at least 100 ms apart.
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Probes once and records the result; returns the status.
+    pub async fn probe_once(&self) -> AppStatus {
+        let result = self.probe.run().await;
+        self.record(result);
+        self.status()
+    }
+
+    /// Records one probe's result, logging a change of readiness.
+    fn record(&self, result: Result<(), String>) {
+        let ready = result.is_ok();
+        let reason = result.err().unwrap_or_default();
+        self.status.send_if_modified(|s| {
+            let flipped = s.ready != ready;
+            if s.ready != ready {
+                if ready {
+                    tracing::info!(probe = %self.probe, "app ready");
+                    crate::events::emit("app_health", &[("ready", "true")]);
+                } else {
+                    tracing::warn!(probe = %self.probe, reason, "app not ready");
+                    crate::events::emit("app_health", &[("ready", "false"), ("reason", &reason)]);
+                }
+            }
+            s.ready = ready;
+            s.ever_ready |= ready;
+            s.reason = reason;
+            flipped
+        });
+    }
+
+    /// Probes forever: every interval, and soon after a [`Self::poke`].
+    pub async fn run(&self) {
+        loop {
+            let probed_at = Instant::now();
+            let _ = self.probe_once().await;
+            tokio::select! {
+                () = tokio::time::sleep_until(probed_at + self.interval) => {}
+                () = self.poke.notified() => {
+                    tokio::time::sleep_until(probed_at + MIN_GAP).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_picks_the_probe() {
+        assert_eq!(
+            AppProbe::from_flag("127.0.0.1:8080", None).unwrap(),
+            Some(AppProbe::Tcp("127.0.0.1:8080".into()))
+        );
+        assert_eq!(
+            AppProbe::from_flag("127.0.0.1:8080", Some("off")).unwrap(),
+            None
+        );
+        assert_eq!(
+            AppProbe::from_flag("127.0.0.1:8080", Some("/ready")).unwrap(),
+            Some(AppProbe::Http {
+                address: "127.0.0.1:8080".into(),
+                path: "/ready".into()
+            })
+        );
+        let err = AppProbe::from_flag("127.0.0.1:8080", Some("ready")).unwrap_err();
+        assert!(err.contains("--app-health `ready`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_not_ready_and_an_open_one_is() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let health = AppHealth::new(AppProbe::Tcp(addr.clone()), DEFAULT_INTERVAL);
+        let mut changes = health.subscribe();
+        let status = health.probe_once().await;
+        assert!(status.ready && status.ever_ready, "{status:?}");
+        assert!(changes.has_changed().unwrap(), "ready is a change");
+        changes.borrow_and_update();
+
+        drop(listener);
+        let status = health.probe_once().await;
+        assert!(!status.ready && status.ever_ready, "{status:?}");
+        assert!(
+            status.reason.starts_with(&format!("connect to {addr}")),
+            "{status:?}"
+        );
+        assert!(changes.has_changed().unwrap(), "not ready is a change");
+        changes.borrow_and_update();
+        let report = health.status().report();
+        assert!(!report.ready && report.reason.contains(&addr), "{report:?}");
+
+        // The same failure again wakes nobody.
+        health.probe_once().await;
+        assert!(!changes.has_changed().unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_http_probe_needs_a_status_below_400() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU16, Ordering};
+        let status = Arc::new(AtomicU16::new(200));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let served = Arc::clone(&status);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let served = Arc::clone(&served);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<_>| {
+                        let code = if req.uri().path() == "/ready" {
+                            served.load(Ordering::SeqCst)
+                        } else {
+                            404
+                        };
+                        async move {
+                            let mut resp = http::Response::new(Empty::<Bytes>::new());
+                            *resp.status_mut() = http::StatusCode::from_u16(code).unwrap();
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let probe = AppProbe::from_flag(&addr, Some("/ready")).unwrap().unwrap();
+        let health = AppHealth::new(probe, DEFAULT_INTERVAL);
+        assert!(health.probe_once().await.ready);
+        status.store(503, Ordering::SeqCst);
+        let s = health.probe_once().await;
+        assert!(!s.ready, "{s:?}");
+        assert_eq!(s.reason, format!("GET http://{addr}/ready: answered 503"));
+        status.store(302, Ordering::SeqCst);
+        assert!(
+            health.probe_once().await.ready,
+            "3xx is ready, as in Kubernetes"
+        );
+    }
+}
