@@ -189,7 +189,7 @@ pub fn mesh_nodes(resources: usize, proxies: usize) -> Nodes {
 }
 
 /// This thread's CPU time so far (`/proc/thread-self/schedstat`, ns).
-fn thread_cpu() -> Duration {
+pub(crate) fn thread_cpu() -> Duration {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())

@@ -20,4 +20,5 @@ pub mod procstat;
 pub mod report;
 pub mod runner;
 pub mod schedule;
+pub mod streams;
 pub mod upstream;

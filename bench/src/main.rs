@@ -13,7 +13,7 @@ use remora_bench::lab::{Lab, LabOptions, TargetId};
 use remora_bench::process::Pinning;
 use remora_bench::report::{self, ScenarioResult};
 use remora_bench::runner::{self, Measurement, Plan};
-use remora_bench::{chart, control_plane, procstat, upstream};
+use remora_bench::{chart, control_plane, procstat, streams, upstream};
 
 /// Marks the generated part of `docs/performance.md`; text outside the
 /// markers is kept when the file is rewritten.
@@ -93,6 +93,27 @@ enum ControlPlaneBench {
         #[arg(long, hide = true)]
         child: bool,
     },
+    /// Many discovery streams against a real `remora serve`: for each
+    /// PROXIESxSERVICES, the connect burst, one-route changes (latency to
+    /// every proxy from the file's write), control-plane CPU, RSS and bytes
+    /// per change, optional churn; then CSR signings per second on one core.
+    Streams {
+        /// Sizes as PROXIESxSERVICES, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = ["100x50".to_owned(), "1000x50".to_owned(), "500x500".to_owned()])]
+        sizes: Vec<String>,
+        /// One-route changes measured per size.
+        #[arg(long, default_value_t = 3)]
+        changes: usize,
+        /// Seconds of registration churn per size (0: none).
+        #[arg(long, default_value_t = 0.0)]
+        churn_secs: f64,
+        /// Registrations plus deregistrations per second during churn.
+        #[arg(long, default_value_t = 50.0)]
+        churn_rate: f64,
+        /// Where `remora` is (default: target/release).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
     /// Writes the benchmark's generated mesh as YAML files, to try a
     /// large config on `remora serve` or `remora validate`.
     MeshYaml {
@@ -161,6 +182,22 @@ fn main() -> ExitCode {
                     out,
                 },
         }) => control_plane::write_mesh_yaml(*resources, *files, out),
+        Some(Command::ControlPlane {
+            bench:
+                ControlPlaneBench::Streams {
+                    sizes,
+                    changes,
+                    churn_secs,
+                    churn_rate,
+                    bin_dir,
+                },
+        }) => streams_bench(
+            sizes,
+            *changes,
+            *churn_secs,
+            *churn_rate,
+            bin_dir.as_deref(),
+        ),
         None => bench(&args),
     };
     match result {
@@ -194,6 +231,59 @@ fn translate_bench(sizes: &[usize], proxies: usize, child: bool) -> anyhow::Resu
     let json = serde_json::json!({
         "command": "cargo run --release -p remora-bench -- control-plane translate",
         "machine": machine_description(),
+        "rows": rows,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `control-plane streams`: one fresh `remora serve` per size, then the
+/// table (stdout) and `target/bench/control-plane-streams.json`.
+fn streams_bench(
+    sizes: &[String],
+    changes: usize,
+    churn_secs: f64,
+    churn_rate: f64,
+    bin_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let remora = bin_dir
+        .map_or_else(|| target_dir().join("release"), Path::to_path_buf)
+        .join("remora");
+    if !remora.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p remora-control-plane`",
+            remora.display()
+        );
+    }
+    let mut rows = Vec::new();
+    for size in sizes {
+        let (proxies, services) = size
+            .split_once('x')
+            .and_then(|(p, s)| Some((p.parse().ok()?, s.parse().ok()?)))
+            .filter(|&(p, s): &(usize, usize)| p > 0 && s > 0 && p <= 60_000)
+            .with_context(|| format!("size {size:?} is not PROXIESxSERVICES, e.g. 1000x50"))?;
+        let row = streams::run(&streams::StreamsOptions {
+            proxies,
+            services,
+            changes,
+            churn_secs,
+            churn_rate,
+            remora: remora.clone(),
+        })?;
+        rows.push(row);
+    }
+    let csr = streams::csr_signings_per_second()?;
+    println!("{}", streams::markdown(&rows, csr));
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let path = out_dir.join("control-plane-streams.json");
+    let json = serde_json::json!({
+        "command": "cargo build --release -p remora-control-plane -p remora-bench && target/release/remora-bench control-plane streams",
+        "machine": machine_description(),
+        "csr_signings_per_second_one_core": csr,
         "rows": rows,
     });
     std::fs::write(&path, serde_json::to_string_pretty(&json)?)

@@ -4,15 +4,18 @@
 //! ([`crate::admission`]: its namespace and service account are those of the
 //! TLS client certificate, its fields are checked as the proxies would check
 //! them, and a refusal is a status on this stream only), registers it (so it
-//! becomes an endpoint of its service) and answers with its snapshot. From then on the stream task wakes on every change of the
-//! config or of the registry, recomputes this proxy's snapshot and pushes
-//! it only if its version differs from the last one pushed — so a change
-//! reaches exactly the proxies whose view it changes. The proxy answers
+//! becomes an endpoint of its service) and answers with its snapshot. The
+//! snapshot is not translated here: the stream subscribes to its view (the
+//! proxies of its namespace and labels) at the [`Publisher`], which
+//! translates once per change for every view, encodes each view's snapshot
+//! once, and wakes only the streams whose view changed. A stream pushes its
+//! view's snapshot only if its version differs from the last one pushed —
+//! so a change reaches exactly the proxies whose view it changes. The proxy answers
 //! each snapshot with an ACK (the version it applied) or a NACK (the
 //! reason, while it keeps its last good config). When the stream ends, the
 //! workload is deregistered.
 //!
-//! Translation runs off the async workers ([`prepare`]). A snapshot larger
+//! Translation runs off the async workers ([`crate::publish`]). A snapshot larger
 //! than a proxy accepts ([`MAX_SNAPSHOT_BYTES`]) is not sent: the refusal is
 //! logged once per version, and the proxy keeps the config it has.
 //!
@@ -25,10 +28,11 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use remora_certs::{SpiffeId, not_after_of, spiffe_id_of};
-use remora_proto::pb::discovery_server::{Discovery, DiscoveryServer};
+use remora_proto::encoded::EncodedSnapshot;
+use remora_proto::encoded_server::discovery_server::{Discovery, DiscoveryServer};
 use remora_proto::{MAX_SNAPSHOT_BYTES, pb};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -37,8 +41,9 @@ use crate::admission::{AdmissionPolicy, Caller, admit};
 use crate::events::emit;
 use crate::mesh::{MAX_HEALTH_REASON_BYTES, Mesh, Registration, bounded};
 use crate::metrics::Metrics;
+use crate::publish::{Debounce, Publisher, ViewReceiver};
 use crate::status::{ProxyTracker, TrackedProxy};
-use crate::translate::{MeshSettings, TooLarge, prepare};
+use crate::translate::{MeshSettings, TooLarge, ViewKey, ViewSnapshot};
 
 /// Serves discovery of `mesh` on `listener`, plaintext, until `shutdown`
 /// completes, tracking proxies in a table of its own. Plaintext admits nodes
@@ -80,7 +85,22 @@ pub struct DiscoveryService {
     proxies: ProxyTracker,
     settings: Arc<MeshSettings>,
     admission: Arc<AdmissionPolicy>,
+    publisher: Publisher,
+    debounce: Debounce,
+    throttle: Arc<Semaphore>,
 }
+
+/// Pushes in flight at once, over every stream (istiod's
+/// `PILOT_PUSH_THROTTLE`, 100). A stream holds its slot from sending a
+/// snapshot until its proxy answers it, or [`ACK_WAIT`] passes. Each push in
+/// flight holds a copy of the snapshot in the HTTP/2 send buffers until the
+/// proxy has read it; unbounded, 5,000 proxies of a 600 KB snapshot held
+/// 4 GB. Bounded, the memory is that of 100 snapshots, and the bytes go out
+/// as fast as before (the sockets, not the slots, are the limit).
+pub const PUSH_CONCURRENCY: usize = 100;
+
+/// How long a push may hold its slot without an answer.
+pub const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl DiscoveryService {
     /// A service pushing the state of `mesh`, tracking proxies in a table
@@ -92,12 +112,39 @@ impl DiscoveryService {
     /// A service pushing the state of `mesh` and recording every stream in
     /// `proxies` (share a clone with the monitoring endpoints).
     pub fn with_tracker(mesh: Arc<Mesh>, proxies: ProxyTracker) -> Self {
+        let settings = Arc::new(MeshSettings::default());
+        let debounce = Debounce::default();
         DiscoveryService {
+            publisher: Publisher::new(
+                Arc::clone(&mesh),
+                Arc::clone(&settings),
+                proxies.metrics().clone(),
+                debounce,
+            ),
             mesh,
             proxies,
-            settings: Arc::new(MeshSettings::default()),
+            settings,
             admission: Arc::new(AdmissionPolicy::default()),
+            debounce,
+            throttle: Arc::new(Semaphore::new(PUSH_CONCURRENCY)),
         }
+    }
+
+    /// Waits for bursts of changes to end as `debounce` says instead of
+    /// the default (100 ms quiet, 10 s at most).
+    pub fn with_debounce(mut self, debounce: Debounce) -> Self {
+        self.debounce = debounce;
+        self.publisher = self.new_publisher();
+        self
+    }
+
+    fn new_publisher(&self) -> Publisher {
+        Publisher::new(
+            Arc::clone(&self.mesh),
+            Arc::clone(&self.settings),
+            self.proxies.metrics().clone(),
+            self.debounce,
+        )
     }
 
     /// Admits registrations under `policy` instead of the default (proven
@@ -111,11 +158,12 @@ impl DiscoveryService {
     /// Istio's defaults.
     pub fn with_settings(mut self, settings: MeshSettings) -> Self {
         self.settings = Arc::new(settings);
+        self.publisher = self.new_publisher();
         self
     }
 }
 
-type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::Snapshot, Status>> + Send>>;
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<EncodedSnapshot, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Discovery for DiscoveryService {
@@ -160,6 +208,8 @@ impl Discovery for DiscoveryService {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(session(
             Arc::clone(&self.mesh),
+            self.publisher.clone(),
+            Arc::clone(&self.throttle),
             Arc::clone(&self.settings),
             Admitted {
                 claimed,
@@ -215,20 +265,23 @@ struct Admitted {
     expires: Option<std::time::SystemTime>,
 }
 
+#[allow(clippy::too_many_arguments)] // one stream's whole context, passed once
 async fn session(
     mesh: Arc<Mesh>,
+    publisher: Publisher,
+    throttle: Arc<Semaphore>,
     settings: Arc<MeshSettings>,
     admitted: Admitted,
     tracked: TrackedProxy,
     hold_until: Option<Instant>,
     mut requests: Streaming<pb::DiscoveryRequest>,
-    tx: mpsc::Sender<Result<pb::Snapshot, Status>>,
+    tx: mpsc::Sender<Result<EncodedSnapshot, Status>>,
 ) {
-    let mut config = mesh.config();
-    let mut nodes = mesh.nodes();
     let node = admitted.node.clone();
-    let mut admitted_under = Arc::clone(&config.borrow());
+    let mut admitted_under = Arc::clone(&mesh.config().borrow());
     let registration = mesh.register(node.clone());
+    let mut rounds = publisher.rounds();
+    let mut view: ViewReceiver = publisher.subscribe(ViewKey::of(&node));
     emit(
         "connected",
         json!({
@@ -241,6 +294,8 @@ async fn session(
     let mut last_sent: Option<String> = None;
     let mut last_refused: Option<String> = None;
     let mut nonce: u64 = 0;
+    // The push slot this stream holds until its proxy answers the last push.
+    let mut in_flight: Option<(OwnedSemaphorePermit, Instant)> = None;
     // The identity holds only as long as the certificate that proved it.
     let expiry = admitted.expires.map(|at| {
         let left = at
@@ -249,80 +304,92 @@ async fn session(
         (Instant::now() + left, at)
     });
     'session: loop {
-        let resources = Arc::clone(&config.borrow_and_update());
-        // A new config may no longer allow this identity to serve its service.
-        let config_changed = !Arc::ptr_eq(&resources, &admitted_under);
-        admitted_under = Arc::clone(&resources);
-        if config_changed
-            && let Err(refusal) = admit(
-                &admitted.claimed,
-                &admitted.caller,
-                &resources,
-                &settings,
-                &admitted.policy,
-            )
-        {
-            tracing::warn!(node = node.id, %refusal, "registration no longer admitted");
-            emit(
-                "refused",
-                json!({ "node": node.id, "reason": refusal.to_string() }),
-            );
-            let _ = tx.send(Err(Status::from(refusal))).await;
-            break;
+        let held = hold_until.filter(|t| Instant::now() < *t);
+        // A proxy's first snapshot is one built with it registered: its
+        // view's snapshot may predate it (the publisher builds another at once).
+        let mine = |p: &Arc<ViewSnapshot>| nonce > 0 || p.nodes.contains_key(&registration.id());
+        let mut current = view.borrow_and_update().clone().filter(mine);
+        let to_send = current.as_ref().is_some_and(|p| {
+            last_sent.as_deref() != Some(p.version.as_str())
+                && held.is_none()
+                && p.refusal(&node, MAX_SNAPSHOT_BYTES).is_none()
+        });
+        let mut permit = None;
+        if to_send {
+            in_flight = None;
+            permit = tokio::select! {
+                permit = Arc::clone(&throttle).acquire_owned() => permit.ok(),
+                () = tx.closed() => break 'session,
+            };
+            // The view may have moved on while this stream waited.
+            current = view.borrow_and_update().clone().filter(mine).or(current);
         }
-        let registered = Arc::clone(&nodes.borrow_and_update());
-        // Off the async workers: see `translate::prepare`.
-        let prepared = match prepare(&node, resources, registered, Arc::clone(&settings)).await {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                tracing::warn!(node = node.id, error = %e, "ending the discovery stream");
+        if let Some(prepared) = current {
+            // A new config may no longer allow this identity to serve its service.
+            let config_changed = !Arc::ptr_eq(&prepared.resources, &admitted_under);
+            admitted_under = Arc::clone(&prepared.resources);
+            if config_changed
+                && let Err(refusal) = admit(
+                    &admitted.claimed,
+                    &admitted.caller,
+                    &prepared.resources,
+                    &settings,
+                    &admitted.policy,
+                )
+            {
+                tracing::warn!(node = node.id, %refusal, "registration no longer admitted");
+                emit(
+                    "refused",
+                    json!({ "node": node.id, "reason": refusal.to_string() }),
+                );
+                let _ = tx.send(Err(Status::from(refusal))).await;
                 break;
             }
-        };
-        let version = prepared.version.clone();
-        let held = hold_until.filter(|t| Instant::now() < *t);
-        if last_sent.as_deref() == Some(version.as_str()) {
-            // Back to what the proxy runs: nothing to send, nothing refused.
-            if last_refused.take().is_some() {
-                tracked.refusal_withdrawn();
-            }
-        } else if held.is_none() {
-            if let Some(refusal) = prepared.refusal(&node, MAX_SNAPSHOT_BYTES) {
-                if last_refused.as_deref() != Some(version.as_str()) {
-                    refuse(&tracked, &refusal);
-                    last_refused = Some(version);
+            let version = prepared.version.clone();
+            if last_sent.as_deref() == Some(version.as_str()) {
+                // Back to what the proxy runs: nothing to send, nothing refused.
+                if last_refused.take().is_some() {
+                    tracked.refusal_withdrawn();
                 }
-            } else {
-                nonce += 1;
-                let snapshot = pb::Snapshot {
-                    version: version.clone(),
-                    nonce: nonce.to_string(),
-                    ..prepared.snapshot
-                };
-                tracing::debug!(node = node.id, version, "pushing snapshot");
-                let sent_at = Instant::now();
-                if tx.send(Ok(snapshot)).await.is_err() {
-                    break;
+            } else if held.is_none() {
+                if let Some(refusal) = prepared.refusal(&node, MAX_SNAPSHOT_BYTES) {
+                    if last_refused.as_deref() != Some(version.as_str()) {
+                        refuse(&tracked, &refusal);
+                        last_refused = Some(version);
+                    }
+                } else {
+                    nonce += 1;
+                    let snapshot = prepared.encoded(nonce.to_string());
+                    tracing::debug!(node = node.id, version, "pushing snapshot");
+                    let sent_at = Instant::now();
+                    if tx.send(Ok(snapshot)).await.is_err() {
+                        break;
+                    }
+                    tracked.sent(&version, sent_at);
+                    in_flight = permit.take().map(|p| (p, sent_at + ACK_WAIT));
+                    last_sent = Some(version);
+                    last_refused = None;
                 }
-                tracked.sent(&version, sent_at);
-                last_sent = Some(version);
-                last_refused = None;
             }
         }
 
-        // Wait for a change; meanwhile take the proxy's ACKs and NACKs.
+        // Wait for a change of this view; meanwhile take the proxy's ACKs and NACKs.
         loop {
             tokio::select! {
-                changed = config.changed() => {
+                changed = view.changed() => {
                     if changed.is_err() { break 'session; }
                     continue 'session;
                 }
-                changed = nodes.changed() => {
+                // Before the first push, every translation may be the one with this proxy.
+                changed = rounds.changed(), if nonce == 0 => {
                     if changed.is_err() { break 'session; }
                     continue 'session;
                 }
                 message = requests.message() => match message {
                     Ok(Some(reply)) => {
+                        if reply.response_nonce == nonce.to_string() {
+                            in_flight = None; // answered: its push slot is free
+                        }
                         if let Some(health) = &reply.app_health {
                             app_health_reported(&node, &registration, health);
                         }
@@ -335,6 +402,10 @@ async fn session(
                     }
                 },
                 () = tx.closed() => break 'session,
+                () = sleep_until(in_flight.as_ref().map_or_else(Instant::now, |f| f.1)),
+                    if in_flight.is_some() => {
+                    in_flight = None; // a proxy that does not answer keeps no slot
+                }
                 () = sleep_until(held.unwrap_or_else(Instant::now)), if held.is_some() => {
                     continue 'session;
                 }
@@ -352,6 +423,7 @@ async fn session(
             }
         }
     }
+    drop(view);
     drop(registration);
     drop(tracked);
     emit("disconnected", json!({ "node": node.id }));

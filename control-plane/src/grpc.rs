@@ -9,7 +9,7 @@
 use std::future::Future;
 
 use futures_util::FutureExt;
-use remora_proto::pb::discovery_server::DiscoveryServer;
+use remora_proto::encoded_server::discovery_server::DiscoveryServer;
 use remora_proto::pb::identity::identity_server::IdentityServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -46,6 +46,24 @@ fn router(discovery: DiscoveryService, identity: IdentityService) -> Router {
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
         .add_service(DiscoveryServer::new(discovery))
         .add_service(IdentityServer::new(identity))
+}
+
+/// Connections waiting to be accepted, per gRPC port: the most Linux allows
+/// by default (`net.core.somaxconn`). Tokio's default, 1,024, is reached
+/// when thousands of proxies reconnect at once (a control plane restart),
+/// and the kernel then resets connections instead of queueing them.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a gRPC port with [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Why the gRPC servers stopped with an error.

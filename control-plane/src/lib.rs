@@ -4,7 +4,8 @@
 //!
 //! The pieces: [`config`] parses and validates files, [`watch`] follows the
 //! config directory, [`mesh`] holds the shared state, [`translate`] turns
-//! resources and registry into one proxy's snapshot, and [`discovery`]
+//! resources and registry into the snapshots of every view, [`publish`] does so once per
+//! burst of changes for all proxies, and [`discovery`]
 //! serves the stream, admitting each proxy's registration with [`admission`] (its identity
 //! from the TLS client certificate, its fields as the proxies check them). [`status`] tracks what each proxy was sent and
 //! answered, [`metrics`] counts, [`monitoring`] serves both over HTTP, and
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod path_normalization;
 pub mod proxy_status;
+pub mod publish;
 pub mod status;
 pub mod token;
 pub mod translate;

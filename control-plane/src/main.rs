@@ -377,8 +377,7 @@ async fn serve(
         None
     };
 
-    let grpc = TcpListener::bind(addrs.grpc)
-        .await
+    let grpc = remora_control_plane::grpc::bind(addrs.grpc)
         .with_context(|| format!("cannot listen for gRPC on {}", addrs.grpc))?;
     let monitoring = TcpListener::bind(addrs.monitoring)
         .await

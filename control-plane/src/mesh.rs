@@ -1,6 +1,6 @@
 //! The control plane's shared state: the current config and the workloads
-//! connected right now. Both are published through `watch` channels so that
-//! every discovery stream wakes up on a change and recomputes its snapshot.
+//! connected right now. Both are published through `watch` channels, which
+//! the [`crate::publish::Publisher`] follows to rebuild the snapshots.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,6 +100,11 @@ pub struct Registration {
 pub const MAX_HEALTH_REASON_BYTES: usize = 256;
 
 impl Registration {
+    /// The workload's key in the registry ([`Mesh::nodes`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Records what the proxy reported about its app's health: a proxy
     /// whose app is not ready stays registered, but translation leaves its
     /// endpoint out of every snapshot. Returns whether the readiness

@@ -12,6 +12,9 @@
 //! | `remora_config_files_rejected` | gauge | files whose current content is rejected |
 //! | `remora_certificates_signed_total` | counter | workload certificates signed |
 //! | `remora_config_info{version}` | gauge | always 1; `version` names the config in force |
+//! | `remora_translations_total` | counter | translations of the mesh, each building the snapshots of every view at once |
+//! | `remora_view_snapshots_built_total` | counter | view snapshots built (a view: the proxies of one namespace and labels) |
+//! | `remora_views` | gauge | views with a proxy connected now |
 //!
 //! Cardinality is bounded by construction: no label carries a proxy id or a
 //! file path, `result` has two values, and `remora_config_info` keeps exactly
@@ -57,6 +60,9 @@ pub struct Metrics {
     files_rejected: Gauge,
     certificates_signed: Counter,
     config_info: Family<ConfigLabels, Gauge>,
+    translations: Counter,
+    view_snapshots_built: Counter,
+    views: Gauge,
 }
 
 impl Default for Metrics {
@@ -80,6 +86,9 @@ impl Metrics {
         let files_rejected = Gauge::default();
         let certificates_signed = Counter::default();
         let config_info = Family::<ConfigLabels, Gauge>::default();
+        let translations = Counter::default();
+        let view_snapshots_built = Counter::default();
+        let views = Gauge::default();
         // Both results exist from the start, so a rate() over them works
         // before the first NACK.
         for result in ["ack", "nack"] {
@@ -129,6 +138,17 @@ impl Metrics {
             "Always 1; the version label names the config in force",
             config_info.clone(),
         );
+        registry.register(
+            "translations",
+            "Translations of the mesh, each building the snapshots of every view at once",
+            translations.clone(),
+        );
+        registry.register(
+            "view_snapshots_built",
+            "View snapshots built (a view: the proxies of one namespace and labels)",
+            view_snapshots_built.clone(),
+        );
+        registry.register("views", "Views with a proxy connected now", views.clone());
         Metrics {
             registry: Arc::new(registry),
             connected_proxies,
@@ -140,7 +160,18 @@ impl Metrics {
             files_rejected,
             certificates_signed,
             config_info,
+            translations,
+            view_snapshots_built,
+            views,
         }
+    }
+
+    /// Records one translation of the mesh that built `views` view
+    /// snapshots, of the `views` views connected.
+    pub fn translated(&self, views: usize) {
+        self.translations.inc();
+        self.view_snapshots_built.inc_by(views as u64);
+        self.views.set(i64::try_from(views).unwrap_or(i64::MAX));
     }
 
     /// Every metric in the OpenMetrics text format (see [`CONTENT_TYPE`]).

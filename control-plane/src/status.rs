@@ -141,6 +141,11 @@ pub struct ProxyTracker {
 }
 
 impl ProxyTracker {
+    /// The metrics this table's events update.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// An empty table whose events also update `metrics`.
     pub fn new(metrics: Metrics) -> Self {
         ProxyTracker {

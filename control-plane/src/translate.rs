@@ -14,6 +14,7 @@
 
 mod prepared;
 mod security;
+mod views;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -28,6 +29,7 @@ use crate::config::model::{
 use crate::config::{DEFAULT_ROOT_NAMESPACE, qualify_host};
 pub use prepared::{Interrupted, Prepared, TooLarge, prepare};
 use security::{PeerTls, SecurityIndex};
+pub use views::{ViewKey, ViewSnapshot, build_views};
 
 /// Suffix of the fully qualified name of an in-mesh service.
 const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -186,73 +188,12 @@ pub fn snapshot_for(
 ) -> pb::Snapshot {
     let index = Index::new(resources, settings);
     let catalog = catalog(&index, nodes, settings);
-
-    // Every host a proxy can be asked for: catalog services and VS hosts.
-    let mut hosts: BTreeSet<&str> = catalog.keys().map(String::as_str).collect();
-    hosts.extend(index.services.keys().map(String::as_str));
-
-    let mut wanted_clusters: BTreeSet<(String, String)> = BTreeSet::new(); // (fqdn, subset)
-    let mut virtual_hosts = Vec::with_capacity(hosts.len());
-    // A domain answers for one host only (proxies refuse a snapshot with a domain twice): the
-    // first host, in name order, keeps it, so a registered service whose short names collide
-    // with a ServiceEntry host spoils nobody's snapshot.
-    let mut taken_domains: BTreeSet<String> = BTreeSet::new();
-    for host in hosts {
-        let routes = match index.services.get(host) {
-            Some(vs) => vs_routes(*vs, &mut wanted_clusters),
-            None => {
-                wanted_clusters.insert((host.to_owned(), String::new()));
-                vec![pb::Route {
-                    name: "default".into(),
-                    matches: Vec::new(),
-                    destinations: vec![pb::WeightedCluster {
-                        cluster: cluster_name(host, ""),
-                        weight: 100,
-                    }],
-                    ..Default::default()
-                }]
-            }
-        };
-        let domains = domains(host, &node.namespace)
-            .into_iter()
-            .filter(|d| taken_domains.insert(d.to_ascii_lowercase()))
-            .collect();
-        virtual_hosts.push(pb::VirtualHost {
-            name: host.to_owned(),
-            domains,
-            routes,
-            ports: catalog
-                .get(host)
-                .map(|s| s.ports.iter().copied().map(u32::from).collect())
-                .unwrap_or_default(),
-        });
-    }
-
-    // Every service gets its default cluster and one per subset of its rule.
-    for host in catalog.keys() {
-        wanted_clusters.insert((host.clone(), String::new()));
-    }
-    for (host, dr) in &index.rules {
-        for subset in &dr.subsets {
-            wanted_clusters.insert((host.clone(), subset.name.clone()));
-        }
-    }
-
-    let empty = Service::default();
-    let clusters = wanted_clusters
-        .iter()
-        .map(|(host, subset)| {
-            let service = catalog.get(host).unwrap_or(&empty);
-            let rule = index.rules.get(host).copied();
-            cluster(host, subset, service, rule)
-        })
-        .collect();
-
+    let outbound = Outbound::new(&index, &catalog);
     pb::Snapshot {
         version: String::new(),
         nonce: String::new(),
-        virtual_hosts,
-        clusters,
+        virtual_hosts: outbound.virtual_hosts(&node.namespace),
+        clusters: outbound.clusters,
         inbound: Some(security::inbound_policy(
             namespace_of(node),
             &node.labels,
@@ -260,6 +201,92 @@ pub fn snapshot_for(
             settings,
         )),
         mesh: settings.to_proto(),
+    }
+}
+
+/// The outbound half of every snapshot: routes by host and the clusters
+/// they use. Only the domains of a virtual host depend on the proxy (its
+/// namespace gives the short names), so this is built once for all.
+#[derive(Debug)]
+struct Outbound {
+    /// Every host a proxy can be asked for, in name order, with its routes
+    /// and the ports its service declares.
+    hosts: Vec<(String, Vec<pb::Route>, Vec<u32>)>,
+    /// Every cluster, in name order.
+    clusters: Vec<pb::Cluster>,
+}
+
+impl Outbound {
+    fn new(index: &Index<'_>, catalog: &BTreeMap<String, Service>) -> Self {
+        // Every host a proxy can be asked for: catalog services and VS hosts.
+        let mut names: BTreeSet<&str> = catalog.keys().map(String::as_str).collect();
+        names.extend(index.services.keys().map(String::as_str));
+
+        let mut wanted_clusters: BTreeSet<(String, String)> = BTreeSet::new(); // (fqdn, subset)
+        let mut hosts = Vec::with_capacity(names.len());
+        for host in names {
+            let routes = match index.services.get(host) {
+                Some(vs) => vs_routes(*vs, &mut wanted_clusters),
+                None => {
+                    wanted_clusters.insert((host.to_owned(), String::new()));
+                    vec![pb::Route {
+                        name: "default".into(),
+                        matches: Vec::new(),
+                        destinations: vec![pb::WeightedCluster {
+                            cluster: cluster_name(host, ""),
+                            weight: 100,
+                        }],
+                        ..Default::default()
+                    }]
+                }
+            };
+            let ports = catalog
+                .get(host)
+                .map(|s| s.ports.iter().copied().map(u32::from).collect())
+                .unwrap_or_default();
+            hosts.push((host.to_owned(), routes, ports));
+        }
+
+        // Every service gets its default cluster and one per subset of its rule.
+        for host in catalog.keys() {
+            wanted_clusters.insert((host.clone(), String::new()));
+        }
+        for (host, dr) in &index.rules {
+            for subset in &dr.subsets {
+                wanted_clusters.insert((host.clone(), subset.name.clone()));
+            }
+        }
+
+        let empty = Service::default();
+        let clusters = wanted_clusters
+            .iter()
+            .map(|(host, subset)| {
+                let service = catalog.get(host).unwrap_or(&empty);
+                let rule = index.rules.get(host).copied();
+                cluster(host, subset, service, rule)
+            })
+            .collect();
+        Outbound { hosts, clusters }
+    }
+
+    /// The virtual hosts of a proxy in `namespace`.
+    fn virtual_hosts(&self, namespace: &str) -> Vec<pb::VirtualHost> {
+        // A domain answers for one host only (proxies refuse a snapshot with a domain twice):
+        // the first host, in name order, keeps it, so a registered service whose short names
+        // collide with a ServiceEntry host spoils nobody's snapshot.
+        let mut taken_domains: BTreeSet<String> = BTreeSet::new();
+        self.hosts
+            .iter()
+            .map(|(host, routes, ports)| pb::VirtualHost {
+                name: host.clone(),
+                domains: domains(host, namespace)
+                    .into_iter()
+                    .filter(|d| taken_domains.insert(d.to_ascii_lowercase()))
+                    .collect(),
+                routes: routes.clone(),
+                ports: ports.clone(),
+            })
+            .collect()
     }
 }
 
@@ -341,7 +368,12 @@ pub fn version_of(snapshot: &pb::Snapshot) -> String {
 
 /// FNV-1a, 64 bit: a fast, stable (unlike `DefaultHasher`) content hash.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a_continue(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a of `bytes` appended to those that hashed to `hash`: a hash of
+/// parts in order is the hash of their concatenation.
+pub(crate) fn fnv1a_continue(mut hash: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);

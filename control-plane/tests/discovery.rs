@@ -7,11 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message;
 use remora_control_plane::admission::AdmissionPolicy;
 use remora_control_plane::config::parse_str;
 use remora_control_plane::discovery::{self, DiscoveryService};
 use remora_control_plane::mesh::Mesh;
 use remora_control_plane::metrics::Metrics;
+use remora_control_plane::publish::Debounce;
 use remora_control_plane::status::{ProxyStatus, ProxyTracker, SyncStatus};
 use remora_proto::pb;
 use remora_proto::pb::discovery_client::DiscoveryClient;
@@ -336,4 +338,111 @@ async fn acks_and_nacks_show_in_the_proxy_status_and_the_metrics() {
     drop((client, sidecar));
     wait_status(&tracker, "both forgotten", <[ProxyStatus]>::is_empty).await;
     assert!(metrics.encode().contains("remora_connected_proxies 0\n"));
+}
+
+/// The value of a metric without labels.
+fn metric(metrics: &Metrics, name: &str) -> u64 {
+    let text = metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// A discovery server on a free port with its own metrics, debouncing
+/// bursts with `quiet` (10 s at most).
+async fn server_with_debounce(mesh: Arc<Mesh>, quiet: Duration) -> (std::net::SocketAddr, Metrics) {
+    let metrics = Metrics::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = DiscoveryService::with_tracker(mesh, ProxyTracker::new(metrics.clone()))
+        .with_admission(AdmissionPolicy {
+            allow_plaintext: true,
+            ..AdmissionPolicy::default()
+        })
+        .with_debounce(Debounce {
+            quiet,
+            max: Duration::from_secs(10),
+        });
+    tokio::spawn(discovery::serve_service(
+        listener,
+        service,
+        std::future::pending(),
+    ));
+    (addr, metrics)
+}
+
+fn canary(weight_v1: u32) -> Vec<remora_control_plane::config::model::Resource> {
+    let yaml = CANARY.replace("weight: 90", &format!("weight: {weight_v1}"));
+    let outcome = parse_str(Path::new("canary.yaml"), &yaml);
+    assert!(!outcome.has_errors(), "{:?}", outcome.diagnostics);
+    outcome.resources
+}
+
+/// Proxies of one view (namespace and labels) get one snapshot, built once
+/// for all of them per change, byte for byte the same; a change reaches all.
+#[tokio::test]
+async fn proxies_of_one_view_share_one_snapshot_built_once() {
+    let mesh = Arc::new(Mesh::new());
+    mesh.set_config(canary(90));
+    let (addr, metrics) = server_with_debounce(Arc::clone(&mesh), Duration::from_millis(50)).await;
+    // Client-only: their registrations change nobody's snapshot.
+    let mut proxies = Vec::new();
+    for i in 0..3 {
+        let mut p = Proxy::connect(addr, node("productpage", "v1", "")).await;
+        let mut first = p.next().await;
+        first.nonce.clear();
+        proxies.push((p, i, first));
+    }
+    let first = &proxies[0].2;
+    for (_, i, s) in &proxies {
+        assert_eq!(s.encode_to_vec(), first.encode_to_vec(), "proxy {i}");
+    }
+
+    let (translations, built) = (
+        metric(&metrics, "remora_translations_total"),
+        metric(&metrics, "remora_view_snapshots_built_total"),
+    );
+    mesh.set_config(canary(70));
+    let mut after = Vec::new();
+    for (p, _, _) in &mut proxies {
+        let mut s = p.next().await;
+        s.nonce.clear();
+        assert_eq!(s.virtual_hosts[0].routes[0].destinations[0].weight, 70);
+        after.push(s.encode_to_vec());
+    }
+    assert!(after.iter().all(|b| *b == after[0]));
+    assert_eq!(
+        metric(&metrics, "remora_translations_total") - translations,
+        1,
+        "one translation for the change"
+    );
+    assert_eq!(
+        metric(&metrics, "remora_view_snapshots_built_total") - built,
+        1,
+        "one snapshot for the three proxies of the view"
+    );
+    assert_eq!(metric(&metrics, "remora_views"), 1);
+}
+
+/// A burst of changes within the quiet period is translated once, and the
+/// proxies get its end state in one snapshot.
+#[tokio::test]
+async fn a_burst_of_changes_is_translated_once() {
+    let mesh = Arc::new(Mesh::new());
+    mesh.set_config(canary(90));
+    // A quiet period far longer than the burst takes, even on a loaded machine.
+    let (addr, metrics) = server_with_debounce(Arc::clone(&mesh), Duration::from_secs(2)).await;
+    let mut proxy = Proxy::connect(addr, node("productpage", "v1", "")).await;
+    proxy.next().await;
+    let translations = metric(&metrics, "remora_translations_total");
+    for weight in 11..=30 {
+        mesh.set_config(canary(weight));
+    }
+    let s = proxy.next().await;
+    assert_eq!(s.virtual_hosts[0].routes[0].destinations[0].weight, 30);
+    assert_eq!(
+        metric(&metrics, "remora_translations_total") - translations,
+        1,
+        "twenty changes, one translation"
+    );
 }

@@ -14,6 +14,15 @@ pub mod pb {
     }
 }
 
+pub mod encoded;
+
+/// The `Discovery` server of the control plane: the service of [`pb`], its
+/// snapshots sent as [`encoded::EncodedSnapshot`] (encoded once per view).
+pub mod encoded_server {
+    #![allow(missing_docs, unreachable_pub, clippy::all)] // generated code
+    include!(concat!(env!("OUT_DIR"), "/encoded/remora.discovery.v1.rs"));
+}
+
 /// The largest compiled program a proxy accepts for one `regex` match (the
 /// `regex` crate's size limit; Envoy's RE2 `max_program_size` plays the same
 /// part). Proxies refuse, and NACK, a config with a larger one; the control

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use remora_certs::{Ca, CaError, TrustDomain};
-use tokio::net::TcpListener;
 
 use super::{
     CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, IdentityService, TlsPort, TlsPortError,
@@ -90,9 +89,8 @@ impl IdentityArgs {
             .map_or(0, |d| d.as_secs());
         let used = UsedTokens::load(&self.data_dir, now)?;
         let addr = self.tls_addr(grpc_addr);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener =
+            crate::grpc::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
         let port = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?

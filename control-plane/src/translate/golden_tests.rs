@@ -322,3 +322,41 @@ const GOLDEN_OTHER: [&str; 7] = [
     "32e91e9333314931",
     "16441e24d07fcd3a",
 ];
+
+/// Built once per view, the snapshots are byte for byte those translated
+/// for each proxy, with the same (pinned) versions.
+#[test]
+fn snapshots_built_per_view_are_those_of_each_proxy() {
+    let outcome = parse_str(Path::new("mesh.yaml"), &mesh_yaml());
+    let resources = std::sync::Arc::new(outcome.resources);
+    let nodes = std::sync::Arc::new(mesh_nodes());
+    let other = MeshSettings {
+        trust_domain: remora_certs::TrustDomain::new("example.org").expect("td"),
+        root_namespace: "pay".into(),
+        trace_sampling: Some(TraceSampling::new(12.5).expect("percent")),
+        ..MeshSettings::default()
+    };
+    for (settings, golden) in [
+        (MeshSettings::default(), GOLDEN_DEFAULT),
+        (other, GOLDEN_OTHER),
+    ] {
+        let keys: Vec<ViewKey> = viewers().iter().map(ViewKey::of).collect();
+        let views = build_views(&keys, &resources, &nodes, &settings);
+        let versions: Vec<&str> = views.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(versions, golden);
+        for (node, view) in viewers().iter().zip(&views) {
+            let direct = snapshot_for(node, &resources, &nodes, &settings);
+            assert_eq!(view.encoded_len, direct.encoded_len(), "{}", node.id);
+            let decoded = view.decode().expect("decodes");
+            let expected = pb::Snapshot {
+                version: view.version.clone(),
+                ..direct
+            };
+            assert!(
+                decoded == expected,
+                "{}: the view's snapshot differs",
+                node.id
+            );
+        }
+    }
+}

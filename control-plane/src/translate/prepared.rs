@@ -28,7 +28,7 @@ use crate::config::model::Resource;
 
 /// Room left under the limit for the `version` and `nonce` the stream adds
 /// after translation (a 16-digit version, a decimal nonce, and their tags).
-const STAMP_ROOM: usize = 64;
+pub(super) const STAMP_ROOM: usize = 64;
 
 /// One proxy's snapshot with its version, not sent yet.
 #[derive(Debug, Clone)]

@@ -1,0 +1,188 @@
+//! Snapshots built once per view, not once per proxy.
+//!
+//! A proxy's snapshot depends on the mesh (config and registry) and on two
+//! things of its own: its namespace (the short names of its virtual hosts,
+//! and the policies of its namespace) and its labels (the policies that
+//! select it). Proxies that share both — a [`ViewKey`] — get the same
+//! snapshot, so [`build_views`] translates the mesh once for every view at
+//! hand and encodes each part once:
+//!
+//! - the clusters, the same for every proxy, once;
+//! - the virtual hosts, once per namespace;
+//! - the inbound policy and mesh settings, once per view.
+//!
+//! A [`ViewSnapshot`] keeps these encoded parts (shared, not copied, between
+//! views) and its version: FNV-1a over the parts in order, which is the
+//! version [`super::version_of`] gives the same snapshot built for one proxy,
+//! computed once per namespace for the large parts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use prost::Message;
+use prost::bytes::Bytes;
+use remora_proto::encoded::EncodedSnapshot;
+use remora_proto::pb;
+
+use super::prepared::STAMP_ROOM;
+use super::{
+    Index, MeshSettings, Nodes, Outbound, TooLarge, catalog, fnv1a, fnv1a_continue, namespace_of,
+    security,
+};
+use crate::config::model::Resource;
+
+/// What a proxy's snapshot depends on besides the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewKey {
+    /// `node.namespace`, as registered.
+    pub namespace: String,
+    /// `node.labels`.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ViewKey {
+    /// The view of `node`.
+    pub fn of(node: &pb::Node) -> Self {
+        ViewKey {
+            namespace: node.namespace.clone(),
+            labels: node.labels.clone(),
+        }
+    }
+
+    /// A node of this view, as translation sees it.
+    fn node(&self) -> pb::Node {
+        pb::Node {
+            namespace: self.namespace.clone(),
+            labels: self.labels.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The snapshot of one view, encoded, versioned, immutable.
+#[derive(Debug)]
+pub struct ViewSnapshot {
+    /// Its version: equal contents, equal versions (across restarts too).
+    pub version: String,
+    /// `virtual_hosts`, `clusters`, then `inbound` and `mesh`, encoded.
+    parts: Vec<Bytes>,
+    /// Its encoded size, without version and nonce.
+    pub encoded_len: usize,
+    clusters: usize,
+    endpoints: usize,
+    virtual_hosts: usize,
+    /// The config it was built from.
+    pub resources: Arc<Vec<Resource>>,
+    /// The registry it was built from.
+    pub nodes: Arc<Nodes>,
+}
+
+impl ViewSnapshot {
+    /// The message to send, with this push's `nonce`: the parts are shared,
+    /// not copied.
+    pub fn encoded(&self, nonce: String) -> EncodedSnapshot {
+        EncodedSnapshot {
+            version: self.version.clone(),
+            parts: self.parts.clone(),
+            nonce,
+        }
+    }
+
+    /// The snapshot decoded, `version` set and `nonce` empty (tests and
+    /// debugging).
+    pub fn decode(&self) -> Result<pb::Snapshot, prost::DecodeError> {
+        let bytes = self.encoded(String::new()).encode_to_vec();
+        pb::Snapshot::decode(bytes.as_slice())
+    }
+
+    /// Why this snapshot must not be sent to `node`, if it exceeds `limit`
+    /// bytes once stamped with its version and nonce.
+    pub fn refusal(&self, node: &pb::Node, limit: usize) -> Option<TooLarge> {
+        let bytes = self.encoded_len + STAMP_ROOM;
+        (bytes > limit).then(|| TooLarge {
+            node: node.id.clone(),
+            version: self.version.clone(),
+            bytes,
+            limit,
+            clusters: self.clusters,
+            endpoints: self.endpoints,
+            virtual_hosts: self.virtual_hosts,
+        })
+    }
+}
+
+/// The parts shared by the views of one namespace.
+struct NamespaceParts {
+    virtual_hosts: Bytes,
+    count: usize,
+    /// FNV-1a over `virtual_hosts` then the clusters.
+    hash: u64,
+}
+
+/// Builds the snapshot of every view in `keys`, in order: one translation
+/// of the mesh for all of them. Linear in the config, the registry and the
+/// number of views.
+pub fn build_views(
+    keys: &[ViewKey],
+    resources: &Arc<Vec<Resource>>,
+    nodes: &Arc<Nodes>,
+    settings: &MeshSettings,
+) -> Vec<Arc<ViewSnapshot>> {
+    let index = Index::new(resources, settings);
+    let catalog = catalog(&index, nodes, settings);
+    let outbound = Outbound::new(&index, &catalog);
+
+    let mut buf = Vec::new();
+    for cluster in &outbound.clusters {
+        prost::encoding::message::encode(4, cluster, &mut buf);
+    }
+    let clusters = Bytes::from(std::mem::take(&mut buf));
+    let endpoints = outbound.clusters.iter().map(|c| c.endpoints.len()).sum();
+
+    let mut namespaces: HashMap<&str, NamespaceParts> = HashMap::new();
+    let mesh = settings.to_proto();
+    keys.iter()
+        .map(|key| {
+            let ns = namespaces.entry(key.namespace.as_str()).or_insert_with(|| {
+                let hosts = outbound.virtual_hosts(&key.namespace);
+                let mut buf = Vec::new();
+                for host in &hosts {
+                    prost::encoding::message::encode(3, host, &mut buf);
+                }
+                NamespaceParts {
+                    hash: fnv1a_continue(fnv1a(&buf), &clusters),
+                    virtual_hosts: Bytes::from(buf),
+                    count: hosts.len(),
+                }
+            });
+            let node = key.node();
+            let inbound = security::inbound_policy(
+                namespace_of(&node),
+                &key.labels,
+                &index.security,
+                settings,
+            );
+            let mut tail = Vec::new();
+            prost::encoding::message::encode(5, &inbound, &mut tail);
+            if let Some(mesh) = &mesh {
+                prost::encoding::message::encode(6, mesh, &mut tail);
+            }
+            let version = format!("{:016x}", fnv1a_continue(ns.hash, &tail));
+            let parts = vec![
+                ns.virtual_hosts.clone(),
+                clusters.clone(),
+                Bytes::from(tail),
+            ];
+            Arc::new(ViewSnapshot {
+                version,
+                encoded_len: parts.iter().map(Bytes::len).sum(),
+                parts,
+                clusters: outbound.clusters.len(),
+                endpoints,
+                virtual_hosts: ns.count,
+                resources: Arc::clone(resources),
+                nodes: Arc::clone(nodes),
+            })
+        })
+        .collect()
+}

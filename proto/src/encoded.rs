@@ -1,0 +1,133 @@
+//! A `Snapshot` encoded once and sent to many proxies.
+//!
+//! The control plane builds one snapshot per view (the proxies of one
+//! namespace and labels) and encodes its large parts once: every stream of
+//! that view sends the same bytes, adding only its own `nonce`. Protobuf
+//! lets a message be written as the concatenation of its encoded fields, in
+//! any order, so the proxies decode an [`EncodedSnapshot`] as the
+//! [`crate::pb::Snapshot`] it is.
+
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{DecodeContext, WireType, encoded_len_varint, key_len};
+
+/// `Snapshot.version` (field 1) and `Snapshot.nonce` (field 2).
+const VERSION_TAG: u32 = 1;
+const NONCE_TAG: u32 = 2;
+
+/// A snapshot as sent: its version, its other fields already encoded (in
+/// parts that several snapshots may share), and this push's nonce.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedSnapshot {
+    /// `Snapshot.version`.
+    pub version: String,
+    /// The encoded fields after `nonce` (`virtual_hosts` to `mesh`),
+    /// concatenated in this order.
+    pub parts: Vec<Bytes>,
+    /// `Snapshot.nonce`.
+    pub nonce: String,
+}
+
+impl EncodedSnapshot {
+    /// The length of `parts`.
+    pub fn parts_len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+}
+
+fn string_len(tag: u32, value: &str) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(value.len() as u64) + value.len()
+    }
+}
+
+impl prost::Message for EncodedSnapshot {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if !self.version.is_empty() {
+            prost::encoding::string::encode(VERSION_TAG, &self.version, buf);
+        }
+        if !self.nonce.is_empty() {
+            prost::encoding::string::encode(NONCE_TAG, &self.nonce, buf);
+        }
+        for part in &self.parts {
+            buf.put_slice(part);
+        }
+    }
+
+    /// Only the control plane sends these; nobody decodes one. Decoding
+    /// keeps `version` and `nonce` and skips the rest.
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            VERSION_TAG => prost::encoding::string::merge(wire_type, &mut self.version, buf, ctx),
+            NONCE_TAG => prost::encoding::string::merge(wire_type, &mut self.nonce, buf, ctx),
+            _ => prost::encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        string_len(VERSION_TAG, &self.version)
+            + string_len(NONCE_TAG, &self.nonce)
+            + self.parts_len()
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::pb;
+
+    #[test]
+    fn an_encoded_snapshot_decodes_as_the_snapshot_it_is() {
+        let snapshot = pb::Snapshot {
+            version: "v1".into(),
+            nonce: "7".into(),
+            virtual_hosts: vec![pb::VirtualHost {
+                name: "reviews".into(),
+                domains: vec!["reviews".into()],
+                ..Default::default()
+            }],
+            clusters: vec![pb::Cluster {
+                name: "|reviews".into(),
+                ..Default::default()
+            }],
+            inbound: Some(pb::InboundPolicy::default()),
+            mesh: None,
+        };
+        // Fields encoded apart concatenate into the message.
+        let hosts = pb::Snapshot {
+            virtual_hosts: snapshot.virtual_hosts.clone(),
+            ..Default::default()
+        };
+        let rest = pb::Snapshot {
+            clusters: snapshot.clusters.clone(),
+            inbound: snapshot.inbound.clone(),
+            ..Default::default()
+        };
+        let encoded = EncodedSnapshot {
+            version: "v1".into(),
+            parts: vec![hosts.encode_to_vec().into(), rest.encode_to_vec().into()],
+            nonce: "7".into(),
+        };
+        let bytes = encoded.encode_to_vec();
+        assert_eq!(bytes.len(), encoded.encoded_len());
+        assert_eq!(
+            pb::Snapshot::decode(bytes.as_slice()).expect("decodes"),
+            snapshot
+        );
+        let back = EncodedSnapshot::decode(bytes.as_slice()).expect("decodes");
+        assert_eq!((back.version.as_str(), back.nonce.as_str()), ("v1", "7"));
+    }
+}
