@@ -106,7 +106,9 @@ mkdir -p "$staging/remora/owned/var/lib/remora" "$staging/remora/owned/var/run/r
 chmod 0700 "$staging/remora/owned/var/lib/remora"
 
 stage remora-proxy 1337
-mkdir -p "$staging/remora-proxy/rootfs/var/run/remora/bootstrap"
+# Owned by the control plane's user, as in the `remora` image (the
+# Dockerfile says why).
+mkdir -p "$staging/remora-proxy/owned/var/run/remora/bootstrap"
 # nft, every library it loads (resolved: /lib is a symlink on Debian), the
 # loader, and the Debian copyright file of each package they come from.
 proxy_root=$staging/remora-proxy/rootfs
