@@ -1564,3 +1564,73 @@ async fn registry_only_refuses_a_destination_outside_the_mesh_with_502_and_close
         Ok("outside 8080".to_owned())
     );
 }
+
+/// Issue 15, D5: opaque TCP with nothing moving either way is closed at
+/// `--tcp-idle-timeout` (counted as `timeout="tcp_idle"`), while a
+/// connection that keeps talking for longer than the timeout lives on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_tcp_connection_is_closed_at_tcp_idle_timeout_and_a_busy_one_is_not() {
+    if netns::skip("an_idle_tcp_connection_is_closed_at_tcp_idle_timeout") {
+        return;
+    }
+    let net = Network::create();
+    let cp = PodControlPlane::start(&net, &[]).await;
+    let outside = net.pod("outside");
+    banner_server(
+        outside
+            .bind("0.0.0.0:2525".parse().expect("addr"))
+            .await
+            .expect("bind"),
+        b"220 outside\r\n",
+    );
+    let client = net.pod("client");
+    init(&client, &[]).await;
+    let _proxy = sidecar(
+        &client,
+        &cp,
+        "client",
+        &["--tcp-idle-timeout", "2s", "--no-inbound"],
+    )
+    .await;
+
+    let addr = SocketAddr::from((outside.ipv4, 2525));
+    let open = || async {
+        let mut stream = client.connect(addr).await.expect("connect");
+        let mut banner = [0u8; 13];
+        tokio::time::timeout(TCP_WAIT, stream.read_exact(&mut banner))
+            .await
+            .expect("no banner")
+            .expect("banner");
+        assert_eq!(&banner, b"220 outside\r\n");
+        stream
+    };
+    let mut idle = open().await;
+    let mut busy = open().await;
+
+    // The busy one talks every 500 ms for 5 s, two and a half timeouts.
+    for i in 0..10 {
+        assert!(
+            echoes(&mut busy, format!("ping {i}\n").as_bytes()).await,
+            "a connection that kept talking was closed after {i} echoes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The idle one is gone by then (the test server itself would hold it
+    // for 30 s, so only the sidecar can have closed it so soon).
+    let mut sink = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), idle.read_to_end(&mut sink)).await;
+    assert!(
+        ended.is_ok(),
+        "an idle TCP connection outlived --tcp-idle-timeout 2s"
+    );
+    let metrics = sidecar_metrics(&client).await;
+    assert!(
+        metric_sum(
+            &metrics,
+            "remora_downstream_cx_timeout_total",
+            &["timeout=\"tcp_idle\""]
+        ) >= 1,
+        "{metrics}"
+    );
+    assert!(echoes(&mut busy, b"still here\n").await);
+}
