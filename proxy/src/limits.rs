@@ -271,9 +271,11 @@ pub const DEFAULT_MAX_CONNECTIONS_CAP: usize = 16_384;
 
 impl ConnectionLimits {
     /// The default for a process that may open `open_files` files: a
-    /// quarter each for the two listeners that face clients, leaving the
-    /// rest for their upstream connections, at most
-    /// [`DEFAULT_MAX_CONNECTIONS_CAP`] and at least 16.
+    /// quarter of them per listener, at most [`DEFAULT_MAX_CONNECTIONS_CAP`]
+    /// and at least 16. The limit applies to every listener (inbound,
+    /// outbound, admin, stats, health); the two that face clients are the
+    /// ones a flood fills, so together they can take half the files and
+    /// leave the rest for their upstream connections.
     pub fn for_open_files(open_files: u64) -> Self {
         let quarter = usize::try_from(open_files / 4).unwrap_or(usize::MAX);
         Self {
