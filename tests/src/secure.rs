@@ -215,3 +215,69 @@ pub fn pem_blocks(pem: &str) -> Vec<String> {
     }
     blocks
 }
+
+/// A client-only proxy `productpage` and a sidecar `reviews` in front of an
+/// in-process [`Backend`](crate::Backend), both with identities: the client
+/// sidecar carries every request for `reviews` over one shared HTTP/2 mTLS
+/// connection. No PeerAuthentication, so `reviews`' inbound port is
+/// PERMISSIVE.
+pub struct SidecarPair {
+    _mesh: Mesh,
+    _tokens: Tokens,
+    /// The app behind `reviews`.
+    pub app: crate::Backend,
+    /// `reviews`' sidecar.
+    pub server: Proxy,
+    /// `productpage`'s client-only proxy.
+    pub client: Proxy,
+}
+
+impl SidecarPair {
+    /// The cluster name suffix of `reviews` (every subset).
+    pub const REVIEWS: &'static str = "|reviews.default.svc.cluster.local";
+
+    /// Starts the pair with extra flags for each proxy, and waits until the
+    /// client knows `reviews`' endpoint.
+    pub async fn start(server_args: &[(&str, &str)], client_args: &[(&str, &str)]) -> Self {
+        let mesh = Mesh::start(&[]).await;
+        let tokens = Tokens::new();
+        let app = crate::Backend::start("reviews").await;
+        let spec = server_args.iter().fold(
+            ProxySpec::sidecar("reviews", "v1", app.addr),
+            |s, (f, v)| s.arg(f, v),
+        );
+        let server = mesh
+            .proxy(&with_identity(spec, &mesh, &tokens, "reviews"))
+            .await;
+        let spec = client_args
+            .iter()
+            .fold(ProxySpec::client("productpage"), |s, (f, v)| s.arg(f, v));
+        let client = mesh
+            .proxy(&with_identity(spec, &mesh, &tokens, "productpage"))
+            .await;
+        client
+            .wait_endpoints(Self::REVIEWS, 1, Duration::from_secs(15))
+            .await;
+        Self {
+            _mesh: mesh,
+            _tokens: tokens,
+            app,
+            server,
+            client,
+        }
+    }
+
+    /// `reviews`' inbound address.
+    pub fn inbound(&self) -> SocketAddr {
+        self.server.inbound.expect("reviews has an inbound port")
+    }
+
+    /// Both proxies' recent stderr, for a failure message.
+    pub fn logs(&self) -> String {
+        format!(
+            "client stderr:\n{}\nserver stderr:\n{}",
+            self.client.process.stderr_tail(),
+            self.server.process.stderr_tail()
+        )
+    }
+}

@@ -2,7 +2,7 @@
 //! (issue 15, D5), end to end against real proxies over real sockets.
 //!
 //! The pair is a client-only proxy `productpage` and a sidecar `reviews`
-//! in front of an in-process [`Backend`], both with identities; the mesh
+//! in front of an in-process backend ([`Pair`]), both with identities; the mesh
 //! has no PeerAuthentication, so `reviews`' inbound port is PERMISSIVE
 //! (plaintext or mTLS), as in the attack. Every timeout is set short on
 //! the command line; the bounds the tests wait for are many times longer,
@@ -13,68 +13,14 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use remora_e2e::backend::Backend;
-use remora_e2e::mesh::ProxySpec;
-use remora_e2e::secure::{self, Tokens};
-use remora_e2e::{Mesh, Protocol, Proxy};
+use remora_e2e::secure::SidecarPair as Pair;
+use remora_e2e::{Protocol, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const REVIEWS: &str = "|reviews.default.svc.cluster.local";
-const SETTLE: Duration = Duration::from_secs(15);
 /// How long a test waits for a connection the proxy should close: many
 /// times the short timeouts the proxies run with.
 const CLOSE_BOUND: Duration = Duration::from_secs(20);
-
-struct Pair {
-    _mesh: Mesh,
-    _tokens: Tokens,
-    _app: Backend,
-    server: Proxy,
-    client: Proxy,
-}
-
-impl Pair {
-    async fn start(server_args: &[(&str, &str)], client_args: &[(&str, &str)]) -> Self {
-        let mesh = Mesh::start(&[]).await;
-        let tokens = Tokens::new();
-        let app = Backend::start("reviews").await;
-        let mut spec = ProxySpec::sidecar("reviews", "v1", app.addr);
-        for (flag, value) in server_args {
-            spec = spec.arg(flag, value);
-        }
-        let server = mesh
-            .proxy(&secure::with_identity(spec, &mesh, &tokens, "reviews"))
-            .await;
-        let mut spec = ProxySpec::client("productpage");
-        for (flag, value) in client_args {
-            spec = spec.arg(flag, value);
-        }
-        let client = mesh
-            .proxy(&secure::with_identity(spec, &mesh, &tokens, "productpage"))
-            .await;
-        client.wait_endpoints(REVIEWS, 1, SETTLE).await;
-        Self {
-            _mesh: mesh,
-            _tokens: tokens,
-            _app: app,
-            server,
-            client,
-        }
-    }
-
-    fn inbound(&self) -> SocketAddr {
-        self.server.inbound.expect("reviews has an inbound port")
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "client stderr:\n{}\nserver stderr:\n{}",
-            self.client.process.stderr_tail(),
-            self.server.process.stderr_tail()
-        )
-    }
-}
 
 /// `remora_downstream_cx_timeout_total` of `listener` for `timeout`.
 async fn timeouts(proxy: &Proxy, listener: &str, timeout: &str) -> f64 {

@@ -3,70 +3,24 @@
 //! limits of the listeners (D5).
 //!
 //! The pair is a client-only proxy `productpage` and a sidecar `reviews`
-//! in front of an in-process [`Backend`]; the client sidecar carries every
+//! in front of an in-process backend ([`Pair`]); the client sidecar carries every
 //! request to `reviews` over one shared HTTP/2 mTLS connection.
 
 use std::time::Duration;
 
-use remora_e2e::backend::Backend;
-use remora_e2e::mesh::ProxySpec;
-use remora_e2e::secure::{self, Tokens};
-use remora_e2e::{Mesh, Protocol, Proxy, Reply};
+use remora_e2e::secure::SidecarPair as Pair;
+use remora_e2e::{Protocol, Reply};
 
-const REVIEWS: &str = "|reviews.default.svc.cluster.local";
-const SETTLE: Duration = Duration::from_secs(15);
 /// Requests in flight on the shared connection while an attack runs.
 const IN_FLIGHT: usize = 20;
 
-struct Pair {
-    _mesh: Mesh,
-    _tokens: Tokens,
-    app: Backend,
-    server: Proxy,
-    client: Proxy,
+/// What the limit tests do with the pair.
+trait InFlight {
+    async fn slow_requests(&self) -> tokio::task::JoinSet<anyhow::Result<Reply>>;
+    async fn assert_all_succeed(&self, set: tokio::task::JoinSet<anyhow::Result<Reply>>);
 }
 
-impl Pair {
-    async fn start(server_args: &[(&str, &str)]) -> Self {
-        Self::start_with(server_args, &[]).await
-    }
-
-    async fn start_with(server_args: &[(&str, &str)], client_args: &[(&str, &str)]) -> Self {
-        let mesh = Mesh::start(&[]).await;
-        let tokens = Tokens::new();
-        let app = Backend::start("reviews").await;
-        let mut spec = ProxySpec::sidecar("reviews", "v1", app.addr);
-        for (flag, value) in server_args {
-            spec = spec.arg(flag, value);
-        }
-        let server = mesh
-            .proxy(&secure::with_identity(spec, &mesh, &tokens, "reviews"))
-            .await;
-        let mut spec = ProxySpec::client("productpage");
-        for (flag, value) in client_args {
-            spec = spec.arg(flag, value);
-        }
-        let client = mesh
-            .proxy(&secure::with_identity(spec, &mesh, &tokens, "productpage"))
-            .await;
-        client.wait_endpoints(REVIEWS, 1, SETTLE).await;
-        Self {
-            _mesh: mesh,
-            _tokens: tokens,
-            app,
-            server,
-            client,
-        }
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "client stderr:\n{}\nserver stderr:\n{}",
-            self.client.process.stderr_tail(),
-            self.server.process.stderr_tail()
-        )
-    }
-
+impl InFlight for Pair {
     /// `IN_FLIGHT` slow requests, each on its own connection to the client
     /// sidecar; returns once the app has them all, so that they are in
     /// flight on the shared connection between the sidecars.
@@ -111,7 +65,7 @@ fn big(bytes: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_request_header_gets_431_alone_and_the_shared_connection_lives_on() {
-    let pair = Pair::start(&[]).await;
+    let pair = Pair::start(&[], &[]).await;
     let in_flight = pair.slow_requests().await;
 
     // 66 KB: over Envoy's 60 KiB default; before the limit it reset the
