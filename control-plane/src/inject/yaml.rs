@@ -110,17 +110,7 @@ pub(super) fn mapping_mut<'n, 'a>(
     key: &str,
     path: &str,
 ) -> Result<&'n mut Mapping<'a>, FieldError> {
-    let Yaml::Mapping(m) = node else {
-        return Err(FieldError::new(
-            path,
-            format!("expected a mapping, found {}", describe(node)),
-        ));
-    };
-    let slot = m.entry(string(key)).or_insert(Yaml::Value(Scalar::Null));
-    if matches!(slot, Yaml::Value(Scalar::Null)) {
-        *slot = Yaml::Mapping(Mapping::new());
-    }
-    match slot {
+    match slot_mut(node, key, path, || Yaml::Mapping(Mapping::new()))? {
         Yaml::Mapping(inner) => Ok(inner),
         other => Err(FieldError::new(
             join(path, key),
@@ -135,6 +125,23 @@ pub(super) fn sequence_mut<'n, 'a>(
     key: &str,
     path: &str,
 ) -> Result<&'n mut Vec<Yaml<'a>>, FieldError> {
+    match slot_mut(node, key, path, || Yaml::Sequence(Vec::new()))? {
+        Yaml::Sequence(inner) => Ok(inner),
+        other => Err(FieldError::new(
+            join(path, key),
+            format!("expected a list, found {}", describe(other)),
+        )),
+    }
+}
+
+/// The value at `key` of the mapping `node`, set to `empty()` when absent or
+/// null; an error naming `path` when `node` is no mapping.
+fn slot_mut<'n, 'a>(
+    node: &'n mut Yaml<'a>,
+    key: &str,
+    path: &str,
+    empty: impl FnOnce() -> Yaml<'a>,
+) -> Result<&'n mut Yaml<'a>, FieldError> {
     let Yaml::Mapping(m) = node else {
         return Err(FieldError::new(
             path,
@@ -143,15 +150,9 @@ pub(super) fn sequence_mut<'n, 'a>(
     };
     let slot = m.entry(string(key)).or_insert(Yaml::Value(Scalar::Null));
     if matches!(slot, Yaml::Value(Scalar::Null)) {
-        *slot = Yaml::Sequence(Vec::new());
+        *slot = empty();
     }
-    match slot {
-        Yaml::Sequence(inner) => Ok(inner),
-        other => Err(FieldError::new(
-            join(path, key),
-            format!("expected a list, found {}", describe(other)),
-        )),
-    }
+    Ok(slot)
 }
 
 /// The node at `key`, which must be a mapping (an error naming the field if
