@@ -51,8 +51,10 @@ pub async fn first_certificate<S: Signer>(
                 ));
             }
             Err(error) => {
-                report(&credentials.id, "bootstrap", attempt, &error, false);
+                // Stored before the event, so that whoever saw the event
+                // finds the reason on the health ports.
                 crate::identity::set_bootstrap_error(Some(error.to_string()));
+                report(&credentials.id, "bootstrap", attempt, &error, false);
                 if matches!(error, SignError::Refused { .. } | SignError::Local(_)) {
                     return Err(error);
                 }
