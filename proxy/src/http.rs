@@ -3,13 +3,15 @@
 //! hop-by-hop headers, and the body type the proxy answers with.
 
 pub mod host;
-pub mod path;
+pub use remora_route::host::{authority, host_of, port_of};
+pub use remora_route::path;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
+use remora_route::fault::Abort;
 
 use crate::error::ProxyError;
 use crate::upstream::UpstreamBody;
@@ -27,35 +29,6 @@ pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 /// forge it.
 pub const APP_UNREACHED: HeaderName = HeaderName::from_static("x-remora-app-unreached");
 
-/// The request's authority: the `Host` header, else the URI's (h2 `:authority`).
-pub fn authority(req: &Parts) -> Option<&str> {
-    req.headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// The host part of an authority, without port or IPv6 brackets.
-pub fn host_of(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
-    }
-}
-
-/// The port of an authority, if it carries one.
-pub fn port_of(authority: &str) -> Option<u16> {
-    let rest = match authority.strip_prefix('[') {
-        Some(rest) => rest.split_once(']')?.1,
-        None => authority,
-    };
-    let (_, port) = rest.rsplit_once(':')?;
-    port.parse().ok()
-}
-
 /// A reply made by the proxy itself, with a plain-text reason.
 pub fn local_reply(status: StatusCode, reason: String) -> Response<ProxyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(reason + "\n"))));
@@ -65,6 +38,25 @@ pub fn local_reply(status: StatusCode, reason: String) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// The local reply to a request that `fault.abort` aborts; the request
+/// never reaches the upstream. A gRPC abort is a trailers-only response.
+pub fn abort_reply(abort: Abort) -> Response<ProxyBody> {
+    match abort {
+        Abort::Http(status) => local_reply(status, "fault filter abort".into()),
+        Abort::Grpc(code) => {
+            let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+            let headers = resp.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(code));
+            headers.insert("grpc-message", HeaderValue::from_static("fault injected"));
+            resp
+        }
+    }
 }
 
 /// Makes the request target unambiguous before anything reads it: exactly
@@ -149,20 +141,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_of_strips_port_and_brackets() {
-        assert_eq!(host_of("reviews"), "reviews");
-        assert_eq!(host_of("reviews:9080"), "reviews");
-        assert_eq!(host_of("[::1]:80"), "::1");
-        assert_eq!(host_of("[::1]"), "::1");
-    }
-
-    #[test]
-    fn port_of_reads_the_port_if_any() {
-        assert_eq!(port_of("httpbin:9999"), Some(9999));
-        assert_eq!(port_of("httpbin"), None);
-        assert_eq!(port_of("[::1]:80"), Some(80));
-        assert_eq!(port_of("[::1]"), None);
-        assert_eq!(port_of("httpbin:x"), None);
+    fn grpc_abort_is_a_trailers_only_response() {
+        let resp = abort_reply(Abort::Grpc(14));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        assert_eq!(resp.headers()["grpc-message"], "fault injected");
     }
 
     #[test]

@@ -7,14 +7,12 @@
 
 pub mod admin;
 pub mod app_health;
-pub mod authz;
 pub mod balance;
 pub mod capture;
 pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod events;
-pub mod fault;
 pub mod health;
 pub mod http;
 pub mod identity;
@@ -24,9 +22,10 @@ pub mod listener;
 pub mod outlier;
 pub mod peer;
 pub mod retry;
-pub mod route;
 pub mod stats;
 pub mod telemetry;
 pub mod tls_stats;
 pub mod upstream;
 pub mod wait_ready;
+
+use remora_route::authz;

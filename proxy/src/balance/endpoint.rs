@@ -3,31 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rand::Rng;
-use remora_proto::pb;
-
+use super::LoadBalancer;
 use crate::upstream::Endpoint;
-
-/// `loadBalancer.simple`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadBalancer {
-    /// Power of two choices over active requests (Istio's default).
-    LeastRequest,
-    /// In turn.
-    RoundRobin,
-    /// Uniformly at random.
-    Random,
-}
-
-impl From<pb::LoadBalancer> for LoadBalancer {
-    fn from(lb: pb::LoadBalancer) -> Self {
-        match lb {
-            pb::LoadBalancer::LeastRequest => Self::LeastRequest,
-            pb::LoadBalancer::RoundRobin => Self::RoundRobin,
-            pb::LoadBalancer::Random => Self::Random,
-        }
-    }
-}
+use rand::Rng;
 
 /// Picks an endpoint, or `None` when there is none. `cursor` is the
 /// cluster's round-robin position.

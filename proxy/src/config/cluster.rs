@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use remora_certs::{AllowedPeers, MeshTls, SpiffeId};
 use remora_proto::pb;
+use remora_route::ClusterSpec;
 
 use super::ConfigError;
 use crate::balance::{LoadBalancer, pick_index};
@@ -37,6 +38,8 @@ pub struct Cluster {
     retries: Arc<AtomicUsize>,
     /// `None` when no endpoint wants mTLS (the usual plaintext fast path).
     mtls: Option<ClusterMtls>,
+    /// The ports the service declares TCP.
+    tcp_ports: Arc<[u16]>,
 }
 
 /// Serialises ejection decisions; see [`Cluster::record_at`].
@@ -61,64 +64,59 @@ impl Drop for RetryGuard {
 }
 
 impl Cluster {
+    /// The live cluster of a validated one: its endpoints from
+    /// `registry` (shared with other clusters and config versions), its
+    /// metric labels, and, with `mesh_tls`, its mTLS client config.
     pub(super) fn build(
+        spec: ClusterSpec,
+        registry: &EndpointRegistry,
+        mesh_tls: Option<&MeshTls>,
+    ) -> Result<Self, ConfigError> {
+        let endpoints = spec
+            .endpoints
+            .iter()
+            .map(|e| registry.get(&e.address))
+            .collect();
+        let pool = spec
+            .connection_pool
+            .as_ref()
+            .map_or_else(PoolSettings::default, pool_settings);
+        Ok(Self {
+            service_label: metrics::global().intern(&spec.service),
+            subset_label: if spec.subset.is_empty() {
+                metrics::unknown()
+            } else {
+                metrics::global().intern(&spec.subset)
+            },
+            mtls: cluster_mtls(&spec, mesh_tls)?,
+            name: spec.name,
+            service: spec.service,
+            subset: spec.subset,
+            load_balancer: spec.load_balancer,
+            endpoints,
+            cursor: AtomicUsize::new(0),
+            pool,
+            ejection: spec.outlier.unwrap_or(OutlierSettings::FAILURE_ACCRUAL),
+            outlier: spec.outlier,
+            max_retries: spec.max_retries,
+            retries: Arc::new(AtomicUsize::new(0)),
+            tcp_ports: spec.tcp_ports.into(),
+        })
+    }
+
+    /// [`Self::build`] from a proto cluster, for tests.
+    #[cfg(test)]
+    pub(super) fn from_proto(
         c: &pb::Cluster,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
     ) -> Result<Self, ConfigError> {
-        let load_balancer = pb::LoadBalancer::try_from(c.load_balancer)
-            .map_err(|_| ConfigError::UnknownLoadBalancer {
-                cluster: c.name.clone(),
-                value: c.load_balancer,
-            })?
-            .into();
-        let endpoints = c
-            .endpoints
-            .iter()
-            .map(|e| {
-                if is_host_port(&e.address) {
-                    Ok(registry.get(&e.address))
-                } else {
-                    Err(ConfigError::BadAddress {
-                        cluster: c.name.clone(),
-                        address: e.address.clone(),
-                    })
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let pool = c
-            .connection_pool
-            .as_ref()
-            .map_or_else(PoolSettings::default, pool_settings);
-        let outlier = c
-            .outlier_detection
-            .as_ref()
-            .map(OutlierSettings::from_proto)
-            .transpose()
-            .map_err(|e| ConfigError::Policy {
-                cluster: c.name.clone(),
-                error: e.to_string(),
-            })?;
-        Ok(Self {
-            name: c.name.clone(),
-            service: c.service.clone(),
-            subset: c.subset.clone(),
-            service_label: metrics::global().intern(&c.service),
-            subset_label: if c.subset.is_empty() {
-                metrics::unknown()
-            } else {
-                metrics::global().intern(&c.subset)
-            },
-            load_balancer,
-            endpoints,
-            cursor: AtomicUsize::new(0),
-            pool,
-            ejection: outlier.unwrap_or(OutlierSettings::FAILURE_ACCRUAL),
-            outlier,
-            max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
-            retries: Arc::new(AtomicUsize::new(0)),
-            mtls: cluster_mtls(c, mesh_tls)?,
-        })
+        Self::build(ClusterSpec::compile(c)?, registry, mesh_tls)
+    }
+
+    /// The ports the service declares TCP.
+    pub fn tcp_ports(&self) -> &Arc<[u16]> {
+        &self.tcp_ports
     }
 
     /// The service as the request metrics' `destination_service`.
@@ -331,32 +329,28 @@ impl Cluster {
 /// The cluster's mTLS endpoints and one client config that accepts any of
 /// their SPIFFE IDs (Istio's `subjectAltNames`); `None` without any.
 fn cluster_mtls(
-    c: &pb::Cluster,
+    spec: &ClusterSpec,
     mesh_tls: Option<&MeshTls>,
 ) -> Result<Option<ClusterMtls>, ConfigError> {
-    if !c.endpoints.iter().any(|e| e.mtls) {
+    let ids: Vec<SpiffeId> = spec
+        .endpoints
+        .iter()
+        .filter_map(|e| e.spiffe_id.clone())
+        .collect();
+    if ids.is_empty() {
         return Ok(None);
-    }
-    let mut ids = Vec::new();
-    for e in c.endpoints.iter().filter(|e| e.mtls) {
-        let error = |error: String| ConfigError::EndpointIdentity {
-            cluster: c.name.clone(),
-            address: e.address.clone(),
-            error,
-        };
-        if e.spiffe_id.is_empty() {
-            return Err(error("mtls is set but spiffe_id is empty".to_owned()));
-        }
-        let id = SpiffeId::parse(&e.spiffe_id).map_err(|err| error(format!("spiffe_id: {err}")))?;
-        ids.push(id);
     }
     let client =
         MtlsClient::new(mesh_tls, AllowedPeers::ids(ids)).map_err(|e| ConfigError::Tls {
-            cluster: c.name.clone(),
+            cluster: spec.name.clone(),
             error: e.to_string(),
         })?;
     Ok(Some(ClusterMtls {
-        endpoints: c.endpoints.iter().map(|e| e.mtls).collect(),
+        endpoints: spec
+            .endpoints
+            .iter()
+            .map(|e| e.spiffe_id.is_some())
+            .collect(),
         client,
     }))
 }
@@ -377,13 +371,6 @@ fn pool_settings(cp: &pb::ConnectionPool) -> PoolSettings {
         }
     }
     pool
-}
-
-fn is_host_port(address: &str) -> bool {
-    match address.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
-        None => false,
-    }
 }
 
 #[cfg(test)]

@@ -13,17 +13,17 @@ use hyper::body::Incoming;
 use super::capture::{CaptureSettings, Captured};
 use super::dst_port;
 use super::tcp::{BLACKHOLE, PASSTHROUGH};
+use crate::config::Route;
 use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
-use crate::fault::Percentage;
 use crate::http::{
     APP_UNREACHED, ProxyBody, authority, check_request_target, host_of, port_of, strip_hop_by_hop,
 };
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
-use crate::route::Route;
 use crate::stats;
 use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, Outcome, Transport, UpstreamBody, UpstreamError};
+use remora_route::fault::Percentage;
 
 /// What the outbound path reads: the current config and the retry state.
 #[derive(Debug)]
@@ -154,7 +154,7 @@ async fn route_and_send(
     record.set_route(route.name());
     // Picked before the fault: an aborted request is labelled with the
     // destination it would have gone to (Envoy picks it with the route).
-    let cluster = route.pick_cluster();
+    let cluster = route.pick_destination();
     record.set_cluster(cluster);
     let fault = route.fault();
     if fault.is_active() {
@@ -166,7 +166,7 @@ async fn route_and_send(
         if let Some(abort) = fault.abort(Percentage::roll()) {
             stats::FAULT_ABORTS.inc();
             record.flag("FI");
-            return Ok(abort.response());
+            return Ok(crate::http::abort_reply(abort));
         }
     }
     prepare_upstream_request(&mut parts)?;

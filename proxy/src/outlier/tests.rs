@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use remora_proto::pb;
 
 use super::*;
 use crate::upstream::Outcome;
