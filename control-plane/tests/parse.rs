@@ -370,6 +370,17 @@ fn deprecated_and_new_outlier_field_together_are_an_error() {
 }
 
 #[test]
+fn h2_upgrade_and_the_client_s_protocol_together_are_an_error() {
+    assert_single_error(
+        "bad/h2-upgrade-and-client-protocol.yaml",
+        "bad/h2-upgrade-and-client-protocol.yaml:11: error: DestinationRule default/httpbin: \
+         spec.trafficPolicy.connectionPool.http.useClientProtocol: `useClientProtocol: true` \
+         keeps the client's HTTP version and `h2UpgradePolicy: UPGRADE` changes it to HTTP/2: \
+         give one of them (Istio refuses both together)",
+    );
+}
+
+#[test]
 fn authorization_policy_condition_is_rejected_rather_than_ignored() {
     assert_single_error(
         "bad/authorization-policy.yaml",
