@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use remora_control_plane::config::model::{
     AbortStatus, AuthorizationAction, AuthorizationPolicy, ConnectionPool, Fault, FaultAbort,
-    FaultDelay, LoadBalancer, OutlierDetection, PeerAuthentication, PeerMode, Resource, Retries,
-    Spec, StringMatch,
+    FaultDelay, H2UpgradePolicy, LoadBalancer, OutlierDetection, PeerAuthentication, PeerMode,
+    Resource, Retries, Spec, StringMatch, UpstreamProtocolPolicy,
 };
 use remora_control_plane::config::{
     Diagnostic, FileOutcome, Severity, check_references, parse_file, parse_str, yaml_files,
@@ -240,6 +240,10 @@ fn seed_resilience_file_reads_every_field() {
             max_requests_per_connection: Some(10),
             http_idle_timeout: Some(Duration::from_secs(90)),
             max_retries: Some(3),
+            upstream_protocol: Some(UpstreamProtocolPolicy {
+                h2_upgrade: H2UpgradePolicy::DoNotUpgrade,
+                use_client_protocol: false,
+            }),
         })
     );
     assert_eq!(

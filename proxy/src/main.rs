@@ -485,9 +485,9 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     // probe must not be told the proxy is requesting a certificate it will
     // never request.
     let mut signals = ShutdownSignals::new()?;
-    let settings = args
-        .identity
-        .settings(&args.control_plane, &args.namespace, &service_account)?;
+    let settings =
+        args.identity
+            .settings(&args.control_plane, &args.namespace, &service_account)?;
     let (early_stop, early) = watch::channel(false);
     let (admin_listener, stats_listener, health_listener) = if settings.is_some() {
         let (admin_listener, early_admin) = twin(admin_listener)?;

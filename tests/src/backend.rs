@@ -173,12 +173,7 @@ impl Backend {
             max_open: AtomicUsize::new(0),
         });
         let (shutdown, stopped) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            Arc::clone(&shared),
-            stopped,
-            serves,
-        ));
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped, serves));
         Self {
             addr,
             shared,

@@ -127,11 +127,7 @@ async fn through_one_proxy_the_upstream_gets_its_port_s_protocol() {
     let files = [
         (
             "h1.yaml",
-            service_entry(
-                "h1",
-                "{number: 80, name: p, protocol: HTTP}",
-                Some(h1.addr),
-            ),
+            service_entry("h1", "{number: 80, name: p, protocol: HTTP}", Some(h1.addr)),
         ),
         (
             "h2.yaml",
@@ -249,7 +245,10 @@ async fn through_a_sidecar_pair_each_app_gets_its_port_s_protocol() {
             "h1app.yaml",
             service_entry("h1app", "{number: 80, name: http, protocol: HTTP}", None)
                 + "---\n"
-                + &destination_rule("h1app", "connectionPool:\n  http: {useClientProtocol: true}"),
+                + &destination_rule(
+                    "h1app",
+                    "connectionPool:\n  http: {useClientProtocol: true}",
+                ),
         ),
         (
             "h2app.yaml",

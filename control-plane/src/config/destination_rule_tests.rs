@@ -396,18 +396,24 @@ fn bad_h2_upgrade_policy_and_use_client_protocol_are_errors() {
     };
     assert_eq!(
         errs("{h2UpgradePolicy: ALWAYS}"),
-        ["spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: unknown h2UpgradePolicy \
-          `ALWAYS`; expected DEFAULT, DO_NOT_UPGRADE or UPGRADE"]
+        [
+            "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: unknown h2UpgradePolicy \
+          `ALWAYS`; expected DEFAULT, DO_NOT_UPGRADE or UPGRADE"
+        ]
     );
     assert_eq!(
         errs("{useClientProtocol: 'yes'}"),
-        ["spec.trafficPolicy.connectionPool.http.useClientProtocol: must be a boolean (true \
-          or false), got string \"yes\""]
+        [
+            "spec.trafficPolicy.connectionPool.http.useClientProtocol: must be a boolean (true \
+          or false), got string \"yes\""
+        ]
     );
     assert_eq!(
         errs("{h2UpgradePolicy: UPGRADE, useClientProtocol: true}"),
-        ["spec.trafficPolicy.connectionPool.http.useClientProtocol: `useClientProtocol: true` \
+        [
+            "spec.trafficPolicy.connectionPool.http.useClientProtocol: `useClientProtocol: true` \
           keeps the client's HTTP version and `h2UpgradePolicy: UPGRADE` changes it to HTTP/2: \
-          give one of them (Istio refuses both together)"]
+          give one of them (Istio refuses both together)"
+        ]
     );
 }

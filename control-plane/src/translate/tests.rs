@@ -1140,7 +1140,10 @@ spec:
     };
     let yaml = [
         entry("h1", "{number: 80, name: web, protocol: HTTP}"),
-        entry("h2", "{number: 81, name: web, protocol: HTTP2, targetPort: 8081}"),
+        entry(
+            "h2",
+            "{number: 81, name: web, protocol: HTTP2, targetPort: 8081}",
+        ),
         entry("grpc", "{number: 50051, name: api, protocol: GRPC}"),
         entry("grpcweb", "{number: 8080, name: api, protocol: GRPC-WEB}"),
         entry("named", "{number: 82, name: http-admin}"),

@@ -56,11 +56,13 @@ impl ServicePorts {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let number =
-                    port(p.number).ok_or_else(|| error(i, format!("{} is not a port", p.number)))?;
+                let number = port(p.number)
+                    .ok_or_else(|| error(i, format!("{} is not a port", p.number)))?;
                 let target = match p.target_port {
                     0 => number,
-                    t => port(t).ok_or_else(|| error(i, format!("target port {t} is not a port")))?,
+                    t => {
+                        port(t).ok_or_else(|| error(i, format!("target port {t} is not a port")))?
+                    }
                 };
                 let protocol = match pb::PortProtocol::try_from(p.protocol) {
                     Ok(pb::PortProtocol::Undeclared) => PortProtocol::Undeclared,

@@ -101,7 +101,10 @@ fn an_app_port_is_matched_by_target_port_and_the_app_port_takes_an_only_port() {
 
     let no_target = ports(&[port(9080, pb::PortProtocol::Http, 0)]);
     assert_eq!(no_target.for_app_port(9080, false), PortProtocol::Http1);
-    assert_eq!(no_target.for_app_port(9090, false), PortProtocol::Undeclared);
+    assert_eq!(
+        no_target.for_app_port(9090, false),
+        PortProtocol::Undeclared
+    );
 
     let two = ports(&[
         port(80, pb::PortProtocol::Http, 0),
@@ -113,7 +116,10 @@ fn an_app_port_is_matched_by_target_port_and_the_app_port_takes_an_only_port() {
 #[test]
 fn bad_ports_are_refused_naming_cluster_and_field() {
     for (bad, want) in [
-        (port(0, pb::PortProtocol::Http, 0), "ports[0]: 0 is not a port"),
+        (
+            port(0, pb::PortProtocol::Http, 0),
+            "ports[0]: 0 is not a port",
+        ),
         (
             port(70000, pb::PortProtocol::Http, 0),
             "ports[0]: 70000 is not a port",
@@ -144,7 +150,10 @@ fn the_connection_pool_gives_the_policy() {
         ..Default::default()
     };
     let build = |p: &pb::ConnectionPool| UpstreamPolicy::build(Some(p), "|svc");
-    assert_eq!(UpstreamPolicy::build(None, "|svc"), Ok(UpstreamPolicy::ByPort));
+    assert_eq!(
+        UpstreamPolicy::build(None, "|svc"),
+        Ok(UpstreamPolicy::ByPort)
+    );
     assert_eq!(
         build(&pool(pb::H2UpgradePolicy::Default, false)),
         Ok(UpstreamPolicy::ByPort)

@@ -263,9 +263,9 @@ fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> R
 ///    they enter the mesh, before they reach the connection between
 ///    sidecars;
 /// 10. the app's answer loses any [`APP_UNREACHED`]; this proxy's own 503
-///    for a connect failure to the app carries it (nothing reached the
-///    app: the client sidecar retries elsewhere), and starts a probe of
-///    the app at once ([`crate::app_health`]).
+///     for a connect failure to the app carries it (nothing reached the
+///     app: the client sidecar retries elsewhere), and starts a probe of
+///     the app at once ([`crate::app_health`]).
 ///
 /// A `CONNECT` from an mTLS peer is a TCP tunnel instead
 /// ([`super::tunnel::accept`]), served before this function.

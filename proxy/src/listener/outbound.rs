@@ -69,13 +69,13 @@ pub struct Outbound {
 ///    `useClientProtocol`, else the one the app used
 ///    ([`Cluster::upstream_version`]);
 /// 10. try it, within the route's `timeout` (504 when it fires): pick an
-///    endpoint per the load balancer, leaving out ejected hosts and, on a
-///    retry, hosts that already failed this request; send over a pooled
-///    connection in that version or, to an mTLS endpoint, over the mTLS
-///    h2 connection (HTTP/1.1 marked with `remora-orig-proto`), bounded
-///    by `perTryTimeout`; record the outcome for outlier detection; retry
-///    while the policy, `maxRetries` and the retry budget allow, after a
-///    jittered backoff;
+///     endpoint per the load balancer, leaving out ejected hosts and, on a
+///     retry, hosts that already failed this request; send over a pooled
+///     connection in that version or, to an mTLS endpoint, over the mTLS
+///     h2 connection (HTTP/1.1 marked with `remora-orig-proto`), bounded
+///     by `perTryTimeout`; record the outcome for outlier detection; retry
+///     while the policy, `maxRetries` and the retry budget allow, after a
+///     jittered backoff;
 /// 11. refuse a response whose headers are over the limit with 502.
 pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
