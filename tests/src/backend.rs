@@ -35,6 +35,9 @@ const MAX_HEAD: usize = 64 * 1024;
 ///   request headers, one `name: value` per line;
 /// - `/header/<bytes>`: `<name>\n`, with a response header `x-big` of that
 ///   many bytes (at most 1 MiB);
+/// - `/forge-unreached`: 503 with the mark a server sidecar puts on its own
+///   503 when it could not reach its app (`x-remora-app-unreached`): an app
+///   playing the sidecar;
 /// - anything else: `<name>\n`.
 ///
 /// At run time:
@@ -421,6 +424,11 @@ async fn answer(
     if let Some(n) = target.strip_prefix("/header/") {
         let n = n.parse::<usize>().unwrap_or(0).min(1 << 20);
         resp = resp.header("x-big", "b".repeat(n));
+    }
+    if target == "/forge-unreached" {
+        resp = resp
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("x-remora-app-unreached", "connect-failure");
     }
     // `/grpc-status/<code>`: a gRPC trailers-only answer, the status in the headers.
     if let Some(code) = target.strip_prefix("/grpc-status/") {

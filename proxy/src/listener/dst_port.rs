@@ -2,8 +2,9 @@
 //! sidecars: the client's sidecar reads it from the connection's original
 //! destination and sends it in [`DST_PORT`] on the mTLS hop (the TCP
 //! tunnel carries it in its `CONNECT` authority); the server's sidecar
-//! forwards the request to `127.0.0.1:<that port>`, since an app may listen
-//! on several ports.
+//! forwards the request to that port at the pod address the peer dialled
+//! (never loopback: [`super::inbound::Inbound::app_address`]), since an app
+//! may listen on several ports.
 //!
 //! No app can choose it: the outbound side removes the header from every
 //! request before routing and sets it only on the mTLS hop; the inbound side

@@ -2,6 +2,7 @@
 //! the app on localhost in the protocol the app was called in.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +39,9 @@ pub struct Inbound {
     /// The app's port, which `portLevelMtls` and AuthorizationPolicy
     /// `ports` name.
     pub app_port: u16,
+    /// `--app` as a socket address, for TCP (`127.0.0.1:<app_port>` when
+    /// `--app` names a host).
+    app_socket: SocketAddr,
     /// Pool settings towards the app.
     pub pool: PoolSettings,
     /// Access log (and, with them, the other observers).
@@ -51,18 +55,44 @@ pub struct Inbound {
     pub capture: CaptureSettings,
     /// The proxy's own listening ports, which a tunnel may not reach.
     own_ports: Vec<u16>,
-    /// The app on other ports than `app_port` (captured connections and
-    /// tunnels name theirs), made on first use.
-    other_ports: Mutex<HashMap<u16, Arc<Endpoint>>>,
+    /// The app at other addresses than `--app` (captured connections,
+    /// tunnels and peer sidecars name theirs), made on first use, at most
+    /// [`MAX_OTHER_APPS`] kept.
+    other_apps: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     warned_strict: AtomicBool,
     /// The app's probe, started at once when the app's port refuses.
     app_health: Option<Arc<AppHealth>>,
 }
 
-/// The app port a captured inbound connection was meant for, in each of
-/// its requests' extensions (absent: `--app`).
+/// The most app endpoints (other than `--app`) kept with their pools: a
+/// peer that names a new port for every request makes a new connection
+/// each time beyond this, and costs no memory.
+const MAX_OTHER_APPS: usize = 64;
+
+/// Where an inbound connection was going, in each of its requests'
+/// extensions: the address its client dialled (a captured connection's
+/// original destination, else the listener's own local address: the pod's
+/// address for a peer sidecar), and whether it was captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppPort(pub u16);
+pub struct Dialled {
+    /// The pod address and port the client connected to.
+    pub addr: SocketAddr,
+    /// Redirected here by the capture rules: `addr`'s port is the app's.
+    pub captured: bool,
+}
+
+impl Dialled {
+    /// For a connection that arrived at `local`, captured from `original`
+    /// when there is one. An IPv4 client of a dual-stack listener is seen
+    /// at `::ffff:a.b.c.d`; the app is dialled at `a.b.c.d`.
+    pub fn new(local: SocketAddr, original: Option<SocketAddr>) -> Self {
+        let addr = original.unwrap_or(local);
+        Self {
+            addr: SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+            captured: original.is_some(),
+        }
+    }
+}
 
 /// The inbound listener's TLS: one server config per client-auth policy,
 /// built once; they read the current SVID and bundle at each handshake.
@@ -121,13 +151,16 @@ impl Inbound {
         Ok(Self {
             app: Arc::new(Endpoint::app(app.to_owned())),
             app_port,
+            app_socket: app
+                .parse()
+                .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, app_port))),
             pool: PoolSettings::default(),
             telemetry,
             config,
             tls: mesh_tls.map(InboundTls::new).transpose()?,
             capture: CaptureSettings::default(),
             own_ports: Vec::new(),
-            other_ports: Mutex::new(HashMap::new()),
+            other_apps: Mutex::new(HashMap::new()),
             warned_strict: AtomicBool::new(false),
             app_health: None,
         })
@@ -152,16 +185,39 @@ impl Inbound {
         self.own_ports.contains(&port)
     }
 
-    /// The app at `127.0.0.1:<port>` (`--app` itself for its port).
-    pub(super) fn app_at(&self, port: u16) -> Arc<Endpoint> {
-        if port == self.app_port {
+    /// Where the app is reached for `port` on a connection the client
+    /// dialled at `pod`: `--app` for its port; otherwise `pod`'s address
+    /// with that port, never loopback for a pod address. What a client
+    /// reaches through the sidecar is thus what it would reach without one:
+    /// a listener the app keeps on 127.0.0.1 stays private to the pod, as
+    /// in Istio since 1.10 (docs/security.md).
+    pub(super) fn app_address(&self, pod: IpAddr, port: u16) -> Option<SocketAddr> {
+        (port != self.app_port).then(|| SocketAddr::new(pod, port))
+    }
+
+    /// [`Self::app_address`], `--app` included, for TCP.
+    pub(super) fn app_socket(&self, pod: IpAddr, port: u16) -> SocketAddr {
+        self.app_address(pod, port).unwrap_or(self.app_socket)
+    }
+
+    /// The app endpoint for `port` dialled at `pod` ([`Self::app_address`]).
+    pub(super) fn app_at(&self, pod: IpAddr, port: u16) -> Arc<Endpoint> {
+        let Some(addr) = self.app_address(pod, port) else {
             return Arc::clone(&self.app);
+        };
+        let mut apps = self.other_apps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(app) = apps.get(&addr) {
+            return Arc::clone(app);
         }
-        let mut apps = self.other_ports.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(
-            apps.entry(port)
-                .or_insert_with(|| Arc::new(Endpoint::app(format!("127.0.0.1:{port}")))),
-        )
+        let app = Arc::new(Endpoint::app(addr.to_string()));
+        if apps.len() >= MAX_OTHER_APPS {
+            // Those no request holds go (their pooled connections close).
+            apps.retain(|_, app| Arc::strong_count(app) > 1);
+        }
+        if apps.len() < MAX_OTHER_APPS {
+            apps.insert(addr, Arc::clone(&app));
+        }
+        app
     }
 
     /// AuthorizationPolicy for a TCP connection to `port` from `peer`:
@@ -255,10 +311,11 @@ fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> R
 ///    proxy's own service's ports, [`RuntimeConfig::app_protocol`]), else
 ///    the one the request came in (the client sidecar's choice, step 3);
 /// 8. forward that same request to the app over a pooled connection (503
-///    if it is down): for a captured connection to `127.0.0.1:<original
-///    port>` ([`AppPort`]), for a peer sidecar's request to the port its
-///    app called ([`dst_port`], believed from an mTLS peer only, 400 if
-///    malformed), else to `--app`;
+///    if it is down): to `--app` for its port; for a captured connection to
+///    its original destination ([`Dialled`]); for a peer sidecar's request
+///    to the port its app called ([`dst_port`], believed from an mTLS peer
+///    only, 400 if malformed) at the pod address the peer dialled — never
+///    to loopback for another port ([`Inbound::app_address`]);
 /// 9. response headers over the limit are refused with 502, here where
 ///    they enter the mesh, before they reach the connection between
 ///    sidecars;
@@ -289,12 +346,14 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
         }),
         other => Ok(other),
     });
-    let port = match (parts.extensions.get::<AppPort>(), &carried) {
-        (Some(p), _) => p.0,
+    let dialled = parts.extensions.get::<Dialled>().copied();
+    let port = match (dialled.filter(|d| d.captured), &carried) {
+        (Some(d), _) => d.addr.port(),
         (None, Ok(Some(p))) => *p,
         (None, _) => inbound.app_port,
     };
-    let app = inbound.app_at(port);
+    let pod = dialled.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |d| d.addr.ip());
+    let app = inbound.app_at(pod, port);
     record.set_upstream(app.address());
     orig_proto::decode(&mut parts);
     // Our SVID is read only for mTLS peers, and its ID borrowed, not copied.
