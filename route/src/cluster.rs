@@ -7,6 +7,7 @@ use remora_proto::pb;
 
 use crate::ConfigError;
 use crate::outlier::OutlierSettings;
+use crate::protocol::{ServicePorts, UpstreamPolicy};
 
 /// `loadBalancer.simple`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,10 @@ pub struct ClusterSpec {
     pub max_retries: u32,
     /// The ports the service declares TCP.
     pub tcp_ports: Vec<u16>,
+    /// The service's declared ports and protocols.
+    pub ports: ServicePorts,
+    /// `h2UpgradePolicy` and `useClientProtocol`.
+    pub upstream_policy: UpstreamPolicy,
 }
 
 impl ClusterSpec {
@@ -106,6 +111,8 @@ impl ClusterSpec {
                 }),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let ports = ServicePorts::build(&c.ports, &c.name)?;
+        let upstream_policy = UpstreamPolicy::build(c.connection_pool.as_ref(), &c.name)?;
         Ok(Self {
             name: c.name.clone(),
             service: c.service.clone(),
@@ -116,6 +123,8 @@ impl ClusterSpec {
             outlier,
             max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
             tcp_ports,
+            ports,
+            upstream_policy,
         })
     }
 }

@@ -19,6 +19,7 @@ mod inbound;
 mod matcher;
 pub mod outlier;
 pub mod path;
+pub mod protocol;
 pub mod retry;
 mod snapshot;
 mod table;

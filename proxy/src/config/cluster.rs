@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use http::Version;
 use remora_certs::{AllowedPeers, MeshTls, SpiffeId};
 use remora_proto::pb;
 use remora_route::ClusterSpec;
 
 use super::ConfigError;
+use super::{ServicePorts, UpstreamPolicy, upstream_version};
 use crate::balance::{LoadBalancer, pick_index};
 use crate::events;
 use crate::outlier::{OutlierSettings, Verdict};
@@ -40,6 +42,10 @@ pub struct Cluster {
     mtls: Option<ClusterMtls>,
     /// The ports the service declares TCP.
     tcp_ports: Arc<[u16]>,
+    /// The service's declared ports and protocols.
+    ports: ServicePorts,
+    /// `h2UpgradePolicy` and `useClientProtocol`.
+    upstream_policy: UpstreamPolicy,
 }
 
 /// Serialises ejection decisions; see [`Cluster::record_at`].
@@ -101,6 +107,8 @@ impl Cluster {
             max_retries: spec.max_retries,
             retries: Arc::new(AtomicUsize::new(0)),
             tcp_ports: spec.tcp_ports.into(),
+            ports: spec.ports,
+            upstream_policy: spec.upstream_policy,
         })
     }
 
@@ -117,6 +125,18 @@ impl Cluster {
     /// The ports the service declares TCP.
     pub fn tcp_ports(&self) -> &Arc<[u16]> {
         &self.tcp_ports
+    }
+
+    /// The HTTP version a request sent in `client` goes to this cluster's
+    /// endpoints in, for the service port `port` it calls (its captured
+    /// original port, else its Host's): see [`upstream_version`].
+    pub fn upstream_version(&self, port: Option<u16>, client: Version) -> Version {
+        upstream_version(self.ports.for_request(port), self.upstream_policy, client)
+    }
+
+    /// The ports the service declares.
+    pub fn service_ports(&self) -> &ServicePorts {
+        &self.ports
     }
 
     /// The service as the request metrics' `destination_service`.

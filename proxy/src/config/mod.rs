@@ -9,6 +9,7 @@
 mod capture;
 mod cluster;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use remora_certs::MeshTls;
@@ -20,6 +21,9 @@ use crate::upstream::EndpointRegistry;
 
 pub use capture::{CaptureIndex, KnownDestination};
 pub use cluster::Cluster;
+pub use remora_route::protocol::{
+    PortProtocol, ServicePorts, UpstreamPolicy, app_version, upstream_version,
+};
 pub use remora_route::{ConfigError, InboundPolicy, MtlsMode, OutboundPolicy};
 
 /// A route of the proxy: its destinations are live clusters.
@@ -34,6 +38,9 @@ pub struct RuntimeConfig {
     hosts: RouteTable<Arc<Cluster>>,
     /// Every cluster, by name, for the admin API.
     clusters: Vec<Arc<Cluster>>,
+    /// The declared ports of every service with a cluster, by FQDN: a
+    /// sidecar finds its own app's here.
+    service_ports: HashMap<String, ServicePorts>,
     inbound: InboundPolicy,
     paths: PathNormalization,
     capture: CaptureIndex,
@@ -47,6 +54,7 @@ impl RuntimeConfig {
             version: String::new(),
             hosts: RouteTable::default(),
             clusters: Vec::new(),
+            service_ports: HashMap::new(),
             inbound: InboundPolicy::default(),
             paths: PathNormalization::default(),
             capture: CaptureIndex::default(),
@@ -69,10 +77,17 @@ impl RuntimeConfig {
         let capture = CaptureIndex::build(compiled.outbound_policy, &compiled.clusters);
         let mut snapshot = snapshot;
         snapshot.nonce.clear();
+        let mut service_ports = HashMap::new();
+        for c in &compiled.clusters {
+            service_ports
+                .entry(c.service().to_owned())
+                .or_insert_with(|| c.service_ports().clone());
+        }
         Ok(Self {
             version: compiled.version,
             hosts: compiled.routes,
             clusters: compiled.clusters,
+            service_ports,
             inbound: compiled.inbound,
             paths: compiled.paths,
             capture,
@@ -110,6 +125,16 @@ impl RuntimeConfig {
     /// Every cluster, sorted by name.
     pub fn clusters(&self) -> &[Arc<Cluster>] {
         &self.clusters
+    }
+
+    /// The protocol of app port `port` at a sidecar of `service` (an
+    /// FQDN), `is_app` for its `--app` port: see
+    /// [`ServicePorts::for_app_port`]. Undeclared for a service without
+    /// declared ports.
+    pub fn app_protocol(&self, service: &str, port: u16, is_app: bool) -> PortProtocol {
+        self.service_ports
+            .get(service)
+            .map_or(PortProtocol::Undeclared, |p| p.for_app_port(port, is_app))
     }
 
     /// The virtual host for a lower-case host name without port.

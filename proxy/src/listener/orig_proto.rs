@@ -3,15 +3,18 @@
 //!
 //! The outbound side marks the request with [`ORIG_PROTO`] and gives it the
 //! absolute URI HTTP/2 needs (scheme, and the `Host` as `:authority`); the
-//! inbound side removes the mark and sends the request to the app as the
-//! HTTP/1.1 request it was, with its `Host`. HTTP/2 from the app (gRPC) is
-//! not marked and stays HTTP/2 end to end.
+//! inbound side removes the mark and takes the request for the HTTP/1.1
+//! request it was, with its `Host`. HTTP/2 is not marked. The version so
+//! carried is the one the client's sidecar chose for the service port
+//! ([`crate::config::upstream_version`]); the server's sidecar sends the
+//! request to its app in it unless the app port declares its own
+//! protocol ([`crate::config::app_version`]).
 
 use http::Version;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::{Authority, Scheme, Uri};
 
+use super::outbound::absolute_form;
 use crate::error::ProxyError;
 
 /// The header that says an HTTP/2 request between proxies was HTTP/1.1
@@ -27,23 +30,7 @@ pub fn encode(parts: &mut Parts) -> Result<(), ProxyError> {
     if parts.version == Version::HTTP_2 {
         return Ok(());
     }
-    let authority = match parts.headers.get(header::HOST) {
-        Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::NoHost)?,
-        None => parts.uri.authority().cloned().ok_or(ProxyError::NoHost)?,
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::NoHost)?;
-    // `:authority` carries it now.
-    parts.headers.remove(header::HOST);
+    absolute_form(parts)?;
     parts.headers.insert(ORIG_PROTO, HTTP_11);
     parts.version = Version::HTTP_2;
     Ok(())
