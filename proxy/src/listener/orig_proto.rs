@@ -125,4 +125,37 @@ mod tests {
         let mut parts = h1("/", "bad host");
         assert!(matches!(encode(&mut parts), Err(ProxyError::NoHost)));
     }
+
+    #[test]
+    fn an_h2_request_sent_on_as_http11_takes_its_authority_as_host() {
+        let mut parts = Request::get("http://httpbin:8000/get?x=1")
+            .version(Version::HTTP_2)
+            .header("x-app", "1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        parts.version = Version::HTTP_11; // an HTTP port's protocol
+        prepare_upstream_request(&mut parts).unwrap();
+        assert_eq!(parts.version, Version::HTTP_11);
+        assert_eq!(parts.uri, "/get?x=1");
+        assert_eq!(parts.headers.get(header::HOST).unwrap(), "httpbin:8000");
+        assert_eq!(parts.headers.get("x-app").unwrap(), "1");
+    }
+
+    #[test]
+    fn an_http11_request_sent_on_as_h2_takes_its_host_as_authority() {
+        let mut parts = h1("/get?x=1", "httpbin:8000");
+        parts.version = Version::HTTP_2; // an HTTP2 port's protocol
+        prepare_upstream_request(&mut parts).unwrap();
+        assert_eq!(parts.version, Version::HTTP_2);
+        assert_eq!(parts.uri, "http://httpbin:8000/get?x=1");
+        assert!(
+            parts.headers.get(header::HOST).is_none(),
+            ":authority carries it"
+        );
+        // Not marked: it is h2 now, and the server's sidecar sees h2.
+        encode(&mut parts).unwrap();
+        assert!(parts.headers.get(ORIG_PROTO).is_none());
+    }
 }
