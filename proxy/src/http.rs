@@ -3,7 +3,7 @@
 //! hop-by-hop headers, and the body type the proxy answers with.
 
 pub mod host;
-pub use remora_route::host::{authority, host_of, port_of};
+pub(crate) use remora_route::host::{authority, host_of, port_of};
 pub use remora_route::path;
 
 use bytes::Bytes;
@@ -27,7 +27,7 @@ pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 /// for any method, counted toward ejection) and never forwards it; the
 /// server sidecar removes it from every answer of its app, so no app can
 /// forge it.
-pub const APP_UNREACHED: HeaderName = HeaderName::from_static("x-remora-app-unreached");
+pub(crate) const APP_UNREACHED: HeaderName = HeaderName::from_static("x-remora-app-unreached");
 
 /// A reply made by the proxy itself, with a plain-text reason.
 pub fn local_reply(status: StatusCode, reason: String) -> Response<ProxyBody> {
@@ -42,7 +42,7 @@ pub fn local_reply(status: StatusCode, reason: String) -> Response<ProxyBody> {
 
 /// The local reply to a request that `fault.abort` aborts; the request
 /// never reaches the upstream. A gRPC abort is a trailers-only response.
-pub fn abort_reply(abort: Abort) -> Response<ProxyBody> {
+pub(crate) fn abort_reply(abort: Abort) -> Response<ProxyBody> {
     match abort {
         Abort::Http(status) => local_reply(status, "fault filter abort".into()),
         Abort::Grpc(code) => {
@@ -63,7 +63,10 @@ pub fn abort_reply(abort: Abort) -> Response<ProxyBody> {
 /// one authority ([`check_host`]) and the path normalised per `paths`
 /// ([`PathNormalization::apply`]). Routing, AuthorizationPolicy and the
 /// upstream all see the result; on error the request gets 400.
-pub fn check_request_target(parts: &mut Parts, paths: PathNormalization) -> Result<(), ProxyError> {
+pub(crate) fn check_request_target(
+    parts: &mut Parts,
+    paths: PathNormalization,
+) -> Result<(), ProxyError> {
     check_host(parts)?;
     paths.apply(&mut parts.uri)?;
     Ok(())
@@ -84,7 +87,7 @@ const NEVER_CONNECTION_SCOPED: [HeaderName; 2] = [
 ///
 /// Both directions call this first, before the proxy reads or sets any
 /// header, so a client's `Connection` can remove only what it sent.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them: one pass over the names is cheaper
     // than a hashed lookup for each.
     if !headers.keys().any(is_hop_by_hop) {

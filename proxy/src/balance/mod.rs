@@ -4,5 +4,5 @@
 
 mod endpoint;
 
-pub use endpoint::{pick_endpoint, pick_index};
-pub use remora_route::LoadBalancer;
+pub(crate) use endpoint::pick_index;
+pub(crate) use remora_route::LoadBalancer;

@@ -73,7 +73,7 @@ impl CaptureIndex {
 
     /// Whether connections to `dst` are declared TCP: by the service at
     /// its IP, or, for an IP the mesh does not know, by any service.
-    pub fn is_declared_tcp(&self, dst: SocketAddr) -> bool {
+    pub(crate) fn is_declared_tcp(&self, dst: SocketAddr) -> bool {
         match self.by_ip.get(&dst.ip()) {
             Some(known) => known.tcp_ports.contains(&dst.port()),
             None => self.tcp_ports.contains(&dst.port()),

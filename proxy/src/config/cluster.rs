@@ -61,7 +61,7 @@ struct ClusterMtls {
 
 /// A retry in flight under `http.maxRetries`; dropping it ends the retry.
 #[derive(Debug)]
-pub struct RetryGuard(Arc<AtomicUsize>);
+pub(crate) struct RetryGuard(Arc<AtomicUsize>);
 
 impl Drop for RetryGuard {
     fn drop(&mut self) {
@@ -123,30 +123,30 @@ impl Cluster {
     }
 
     /// The ports the service declares TCP.
-    pub fn tcp_ports(&self) -> &Arc<[u16]> {
+    pub(crate) fn tcp_ports(&self) -> &Arc<[u16]> {
         &self.tcp_ports
     }
 
     /// The HTTP version a request sent in `client` goes to this cluster's
     /// endpoints in, for the service port `port` it calls (its captured
     /// original port, else its Host's): see [`upstream_version`].
-    pub fn upstream_version(&self, port: Option<u16>, client: Version) -> Version {
+    pub(crate) fn upstream_version(&self, port: Option<u16>, client: Version) -> Version {
         upstream_version(self.ports.for_request(port), self.upstream_policy, client)
     }
 
     /// The ports the service declares.
-    pub fn service_ports(&self) -> &ServicePorts {
+    pub(crate) fn service_ports(&self) -> &ServicePorts {
         &self.ports
     }
 
     /// The service as the request metrics' `destination_service`.
-    pub fn service_label(&self) -> &Arc<str> {
+    pub(crate) fn service_label(&self) -> &Arc<str> {
         &self.service_label
     }
 
     /// The subset as the request metrics' `destination_subset`
     /// (`unknown` when the cluster has none).
-    pub fn subset_label(&self) -> &Arc<str> {
+    pub(crate) fn subset_label(&self) -> &Arc<str> {
         &self.subset_label
     }
 
@@ -174,12 +174,12 @@ impl Cluster {
     }
 
     /// The subset, empty for the whole service.
-    pub fn subset(&self) -> &str {
+    pub(crate) fn subset(&self) -> &str {
         &self.subset
     }
 
     /// Connection pool settings for requests to this cluster.
-    pub fn pool(&self) -> &PoolSettings {
+    pub(crate) fn pool(&self) -> &PoolSettings {
         &self.pool
     }
 
@@ -190,7 +190,8 @@ impl Cluster {
 
     /// What ejects this cluster's hosts: its `outlierDetection`, else the
     /// default failure accrual on connect failures.
-    pub fn ejection(&self) -> &OutlierSettings {
+    #[cfg(test)]
+    pub(crate) fn ejection(&self) -> &OutlierSettings {
         &self.ejection
     }
 
@@ -202,14 +203,15 @@ impl Cluster {
     /// Picks an endpoint per the cluster's load balancer among the hosts
     /// outlier detection has not ejected (among all of them when too few
     /// are left: see [`OutlierSettings::panics`]).
-    pub fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
+    #[cfg(test)]
+    pub(crate) fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
         self.pick_endpoint_at(&[], Instant::now())
     }
 
     /// Picks an endpoint like [`Self::pick_endpoint`], preferring one not
     /// in `avoid` (the endpoints that already failed this request) when
     /// another healthy one exists.
-    pub fn pick_endpoint_avoiding(&self, avoid: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
+    pub(crate) fn pick_endpoint_avoiding(&self, avoid: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
         self.pick_endpoint_at(avoid, Instant::now())
     }
 
@@ -335,7 +337,7 @@ impl Cluster {
     ///
     /// The count belongs to this config version: a config push starts a
     /// fresh count (retries of the old version still finish).
-    pub fn try_start_retry(&self) -> Option<RetryGuard> {
+    pub(crate) fn try_start_retry(&self) -> Option<RetryGuard> {
         let max = self.max_retries;
         self.retries
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

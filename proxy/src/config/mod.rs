@@ -19,9 +19,9 @@ use remora_route::{CompiledSnapshot, RouteTable};
 use crate::http::path::PathNormalization;
 use crate::upstream::EndpointRegistry;
 
-pub use capture::{CaptureIndex, KnownDestination};
+pub(crate) use capture::CaptureIndex;
 pub use cluster::Cluster;
-pub use remora_route::protocol::{
+pub(crate) use remora_route::protocol::{
     PortProtocol, ServicePorts, UpstreamPolicy, app_version, upstream_version,
 };
 pub use remora_route::{ConfigError, InboundPolicy, MtlsMode, OutboundPolicy};
@@ -97,7 +97,7 @@ impl RuntimeConfig {
 
     /// How both directions normalise request paths (`mesh.path_normalization`
     /// and `mesh.escaped_slashes`; BASE when the snapshot sets neither).
-    pub fn path_normalization(&self) -> PathNormalization {
+    pub(crate) fn path_normalization(&self) -> PathNormalization {
         self.paths
     }
 
@@ -131,7 +131,7 @@ impl RuntimeConfig {
     /// FQDN), `is_app` for its `--app` port: see
     /// [`ServicePorts::for_app_port`]. Undeclared for a service without
     /// declared ports.
-    pub fn app_protocol(&self, service: &str, port: u16, is_app: bool) -> PortProtocol {
+    pub(crate) fn app_protocol(&self, service: &str, port: u16, is_app: bool) -> PortProtocol {
         self.service_ports
             .get(service)
             .map_or(PortProtocol::Undeclared, |p| p.for_app_port(port, is_app))

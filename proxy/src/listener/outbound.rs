@@ -239,11 +239,11 @@ async fn passthrough(
 
 /// The response flag of a request whose retries were all spent, or whose
 /// next retry `maxRetries` refused (Envoy's `URX`).
-pub const RETRIES_EXHAUSTED: &str = "URX";
+pub(crate) const RETRIES_EXHAUSTED: &str = "URX";
 
 /// The response flag of a request whose retry the retry budget refused
 /// (Remora's own: Envoy has no retry budget of this kind).
-pub const RETRY_BUDGET_REFUSED: &str = "URB";
+pub(crate) const RETRY_BUDGET_REFUSED: &str = "URB";
 
 /// One request's tries on its destination.
 struct Tries<'a> {

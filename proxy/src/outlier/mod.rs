@@ -29,8 +29,8 @@
 
 mod detector;
 
-pub use detector::{OutlierDetector, Verdict};
-pub use remora_route::outlier::{MAX_EJECTION_TIME, OutlierError, OutlierSettings};
+pub(crate) use detector::{OutlierDetector, Verdict};
+pub(crate) use remora_route::outlier::OutlierSettings;
 
 #[cfg(test)]
 mod tests;

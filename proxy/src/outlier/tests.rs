@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use remora_proto::pb;
+use remora_route::outlier::{MAX_EJECTION_TIME, OutlierError};
 
 use super::*;
 use crate::upstream::Outcome;

@@ -5,20 +5,21 @@
 //! The attempt loop itself is on the request path, in
 //! [`crate::listener::outbound`].
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod body;
 pub mod budget;
 
-pub use backoff::backoff;
-pub use body::{ReplayableBody, buffer_body};
-pub use budget::{BudgetSettings, RetryBudget, RetryBudgets};
-pub use remora_route::retry::{AttemptError, RetryPolicy};
+pub(crate) use backoff::backoff;
+pub(crate) use body::{ReplayableBody, buffer_body};
+pub use budget::BudgetSettings;
+pub(crate) use budget::{RetryBudget, RetryBudgets};
+pub(crate) use remora_route::retry::{AttemptError, RetryPolicy};
 
 use crate::upstream::UpstreamError;
 
 /// Why a try failed, as the retry decision ([`RetryPolicy::should_retry`])
 /// sees it.
-pub type TryFailure<'a> = remora_route::retry::TryFailure<'a, UpstreamError>;
+pub(crate) type TryFailure<'a> = remora_route::retry::TryFailure<'a, UpstreamError>;
 
 /// The retry decision reads the upstream error's typed predicates.
 impl AttemptError for UpstreamError {
