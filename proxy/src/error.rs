@@ -151,7 +151,7 @@ impl ProxyError {
     }
 
     /// The local reply for this error; the body says why.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
         let overloaded = matches!(self, Self::Upstream(UpstreamError::Overflow { .. }));
         let mut resp = local_reply(self.status(), self.to_string());
         if overloaded {

@@ -481,26 +481,37 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     // metrics ports answer at once, 503 with the reason.
     // One signal listener for the whole life of the process: a SIGTERM
     // that comes between two waits is kept, not lost.
+    // Without a token there is nothing to wait for, and no early answers: a
+    // probe must not be told the proxy is requesting a certificate it will
+    // never request.
     let mut signals = ShutdownSignals::new()?;
+    let settings =
+        args.identity
+            .settings(&args.control_plane, &args.namespace, &service_account)?;
     let (early_stop, early) = watch::channel(false);
-    let (admin_listener, early_admin) = twin(admin_listener)?;
-    let (stats_listener, early_stats) = twin(stats_listener)?;
-    let (health_listener, early_health) = twin(health_listener)?;
-    for (name, l) in [
-        ("admin", early_admin),
-        ("stats", early_stats),
-        ("health", early_health),
-    ] {
-        tokio::spawn(listener::serve(
-            name,
-            l,
-            Arc::new(()),
-            starting,
-            early.clone(),
-        ));
-    }
+    let (admin_listener, stats_listener, health_listener) = if settings.is_some() {
+        let (admin_listener, early_admin) = twin(admin_listener)?;
+        let (stats_listener, early_stats) = twin(stats_listener)?;
+        let (health_listener, early_health) = twin(health_listener)?;
+        for (name, l) in [
+            ("admin", early_admin),
+            ("stats", early_stats),
+            ("health", early_health),
+        ] {
+            tokio::spawn(listener::serve(
+                name,
+                l,
+                Arc::new(()),
+                starting,
+                early.clone(),
+            ));
+        }
+        (admin_listener, stats_listener, health_listener)
+    } else {
+        (admin_listener, stats_listener, health_listener)
+    };
     let started = tokio::select! {
-        identity = start_identity(&args, &service_account) => identity?,
+        identity = start_identity(&args, settings) => identity?,
         _ = signals.recv() => return Ok(()),
     };
     let _ = early_stop.send(true);
@@ -730,11 +741,8 @@ async fn drain_then_stop(
 /// refuses) and the renewal task. Without: `None`, and mTLS is off.
 async fn start_identity(
     args: &Args,
-    service_account: &str,
+    settings: Option<identity::IdentitySettings>,
 ) -> anyhow::Result<Option<(Arc<Identity>, Option<identity::CaAddress>)>> {
-    let settings = args
-        .identity
-        .settings(&args.control_plane, &args.namespace, service_account)?;
     let Some(settings) = settings else {
         if args.identity.ca_cert.is_some() || args.identity.ca_address.is_some() {
             tracing::warn!("--ca-cert and --ca-address are unused without a token");

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::admit::ConnectionLimit;
-use super::inbound::{self, AppPort, Inbound};
+use super::inbound::{self, Dialled, Inbound};
 use super::watchdog::{Activity, Phase, Watched};
 use super::{Builders, next_connection, sniff_http};
 use super::{capture, orig_dst, tunnel};
@@ -44,14 +44,14 @@ use crate::tls_stats::tls_handshake_failed;
 
 /// How long a new connection may take to send its first byte, and then to
 /// finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// What the listener does with a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handshake {
+pub(crate) enum Handshake {
     /// Serve plaintext HTTP.
     Plaintext,
     /// Peek: TLS (client certificate optional) or plaintext.
@@ -62,7 +62,7 @@ pub enum Handshake {
 
 /// The handshake for `mode`; without an identity (`has_identity` false)
 /// the listener can only serve plaintext.
-pub fn handshake_for(mode: MtlsMode, has_identity: bool) -> Handshake {
+pub(crate) fn handshake_for(mode: MtlsMode, has_identity: bool) -> Handshake {
     match (mode, has_identity) {
         (_, false) | (MtlsMode::Disable, true) => Handshake::Plaintext,
         (MtlsMode::Permissive, true) => Handshake::Detect,
@@ -104,7 +104,12 @@ pub async fn serve_inbound(
         let inbound = Arc::clone(&inbound);
         let builders = Arc::clone(&builders);
         // Captured (redirected from the app's port): that port, else `--app`'s.
-        let captured = orig_dst::captured(&stream).map(|dst| dst.0.port());
+        let original = orig_dst::captured(&stream).map(|dst| dst.0);
+        let Ok(local) = stream.local_addr() else {
+            continue; // closed already
+        };
+        let dialled = Dialled::new(local, original);
+        let captured = original.map(|dst| dst.port());
         let stream = slot.watch(stream);
         let activity = Arc::clone(slot.activity());
         tokio::spawn(slot.guard(async move {
@@ -113,10 +118,10 @@ pub async fn serve_inbound(
             }
             let port = captured.unwrap_or(inbound.app_port);
             match secure(stream, &inbound, port, captured.is_some()).await {
-                Some(Accepted::Plain(stream)) => match captured {
-                    Some(port) => {
+                Some(Accepted::Plain(stream)) => match original {
+                    Some(_) => {
                         capture::inbound_plaintext(
-                            stream, port, &builders, inbound, watcher, activity,
+                            stream, dialled, &builders, inbound, watcher, activity,
                         )
                         .await;
                     }
@@ -127,7 +132,7 @@ pub async fn serve_inbound(
                             return;
                         };
                         let peer = Peer::plaintext();
-                        serve_http(builder, io, peer, inbound, watcher, None, activity).await;
+                        serve_http(builder, io, peer, inbound, watcher, dialled, activity).await;
                     }
                 },
                 Some(Accepted::Silent(stream)) => {
@@ -135,7 +140,7 @@ pub async fn serve_inbound(
                         return;
                     }
                     let client = super::detect::Prefixed::new(bytes::Bytes::new(), stream);
-                    capture::inbound_tcp(client, port, &inbound).await;
+                    capture::inbound_tcp(client, dialled, &inbound).await;
                 }
                 Some(Accepted::Tls(stream)) => {
                     let conn = stream.get_ref().1;
@@ -149,7 +154,7 @@ pub async fn serve_inbound(
                             if !activity.established(phase, authenticated) {
                                 return;
                             }
-                            serve_http(builder, stream, peer, inbound, watcher, captured, activity)
+                            serve_http(builder, stream, peer, inbound, watcher, dialled, activity)
                                 .await;
                         }
                         None => {
@@ -158,7 +163,7 @@ pub async fn serve_inbound(
                             else {
                                 return;
                             };
-                            serve_http(builder, io, peer, inbound, watcher, captured, activity)
+                            serve_http(builder, io, peer, inbound, watcher, dialled, activity)
                                 .await;
                         }
                     }
@@ -265,8 +270,8 @@ async fn tls_accept(stream: Conn, config: &Arc<ServerConfig>) -> Option<Accepted
     None
 }
 
-/// Serves HTTP on one connection, putting `peer` (and the app `port` of
-/// a captured connection) into each request. A `CONNECT` is a TCP tunnel
+/// Serves HTTP on one connection, putting `peer` and where the client
+/// `dialled` into each request. A `CONNECT` is a TCP tunnel
 /// ([`tunnel::accept`]). Each request is in flight for the watchdog
 /// ([`Activity::stream`]) while its handler runs.
 pub(super) async fn serve_http<I>(
@@ -275,7 +280,7 @@ pub(super) async fn serve_http<I>(
     peer: Peer,
     inbound: Arc<Inbound>,
     watcher: Watcher,
-    port: Option<u16>,
+    dialled: Dialled,
     activity: Arc<Activity>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -283,13 +288,15 @@ pub(super) async fn serve_http<I>(
     let service = service_fn(move |mut req: Request<Incoming>| {
         let stream = activity.stream();
         let fut = if req.method() == http::Method::CONNECT {
-            Box::pin(tunnel::accept(Arc::clone(&inbound), req, peer.clone()))
-                as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
+            Box::pin(tunnel::accept(
+                Arc::clone(&inbound),
+                req,
+                peer.clone(),
+                dialled,
+            )) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
         } else {
             req.extensions_mut().insert(peer.clone());
-            if let Some(port) = port {
-                req.extensions_mut().insert(AppPort(port));
-            }
+            req.extensions_mut().insert(dialled);
             // Boxed, as in `listener::serve`: the future is a few KiB.
             Box::pin(inbound::handle(Arc::clone(&inbound), req))
         };

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::admit::ConnectionLimit;
 use super::detect::{self, Prefixed, Protocol};
-use super::inbound::Inbound;
+use super::inbound::{Dialled, Inbound};
 use super::orig_dst::{self, OriginalDst};
 use super::outbound::{self, Outbound};
 use super::tcp::{self, BLACKHOLE, PASSTHROUGH, TcpRecord};
@@ -68,7 +68,7 @@ pub struct Captured {
 
 impl Captured {
     /// The original destination as an endpoint.
-    pub fn passthrough(&self) -> &Arc<Endpoint> {
+    pub(crate) fn passthrough(&self) -> &Arc<Endpoint> {
         self.passthrough
             .get_or_init(|| Arc::new(Endpoint::new(self.dst.to_string())))
     }
@@ -272,17 +272,18 @@ where
     }
 }
 
-/// Inbound: a captured plaintext connection for the app's `port` (the
-/// mode allowed plaintext): HTTP is served as usual, to
-/// `127.0.0.1:<port>`; anything else is forwarded there as TCP.
+/// Inbound: a captured plaintext connection `dialled` at the app (the
+/// mode allowed plaintext): HTTP is served as usual, to that address (or
+/// `--app` for its port); anything else is forwarded there as TCP.
 pub(super) async fn inbound_plaintext(
     mut stream: Watched<TcpStream>,
-    port: u16,
+    dialled: Dialled,
     builders: &Builders,
     inbound: Arc<Inbound>,
     watcher: Watcher,
     activity: Arc<Activity>,
 ) {
+    let port = dialled.addr.port();
     let (protocol, prefix) = if inbound.capture.opaque_ports.contains(&port) {
         (Protocol::Tcp, bytes::Bytes::new())
     } else {
@@ -299,23 +300,24 @@ pub(super) async fn inbound_plaintext(
     }
     let io = Prefixed::new(prefix, stream);
     match protocol {
-        Protocol::Tcp => inbound_tcp(io, port, &inbound).await,
+        Protocol::Tcp => inbound_tcp(io, dialled, &inbound).await,
         Protocol::Http1 | Protocol::Http2 => {
             let peer = Peer::plaintext();
             let builder = builders.for_protocol(protocol);
-            super::accept::serve_http(builder, io, peer, inbound, watcher, Some(port), activity)
-                .await;
+            super::accept::serve_http(builder, io, peer, inbound, watcher, dialled, activity).await;
         }
     }
 }
 
-/// Inbound: a plaintext TCP connection for the app's `port`, authorized
-/// (as a peer without identity) and forwarded to `127.0.0.1:<port>`.
-pub(super) async fn inbound_tcp<C>(client: C, port: u16, inbound: &Inbound)
+/// Inbound: a captured plaintext TCP connection `dialled` at the app,
+/// authorized (as a peer without identity) and forwarded to the address it
+/// dialled, or `--app` for its port ([`Inbound::app_address`]).
+pub(super) async fn inbound_tcp<C>(client: C, dialled: Dialled, inbound: &Inbound)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let app = SocketAddr::from(([127, 0, 0, 1], port));
+    let port = dialled.addr.port();
+    let app = inbound.app_socket(dialled.addr.ip(), port);
     let mut record = TcpRecord::start(
         Arc::clone(&inbound.telemetry),
         Direction::Inbound,

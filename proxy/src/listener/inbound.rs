@@ -2,6 +2,7 @@
 //! the app on localhost in the protocol the app was called in.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +20,7 @@ use super::outbound::{into_downstream_response, prepare_upstream_request};
 use super::{dst_port, orig_proto};
 use crate::app_health::AppHealth;
 use crate::authz::{Denied, RequestAttributes};
-use crate::config::RuntimeConfig;
+use crate::config::{RuntimeConfig, app_version};
 use crate::error::ProxyError;
 use crate::http::{APP_UNREACHED, authority, check_request_target, host_of, strip_hop_by_hop};
 use crate::peer::Peer;
@@ -27,7 +28,7 @@ use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, PoolSettings, Transport};
 
 /// The header that tells the app who called (Envoy's format).
-pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+pub(crate) const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// What the inbound path reads: the app, the config (PeerAuthentication
 /// mode and AuthorizationPolicies) and the TLS state.
@@ -38,6 +39,9 @@ pub struct Inbound {
     /// The app's port, which `portLevelMtls` and AuthorizationPolicy
     /// `ports` name.
     pub app_port: u16,
+    /// `--app` as a socket address, for TCP (`127.0.0.1:<app_port>` when
+    /// `--app` names a host).
+    app_socket: SocketAddr,
     /// Pool settings towards the app.
     pub pool: PoolSettings,
     /// Access log (and, with them, the other observers).
@@ -51,18 +55,44 @@ pub struct Inbound {
     pub capture: CaptureSettings,
     /// The proxy's own listening ports, which a tunnel may not reach.
     own_ports: Vec<u16>,
-    /// The app on other ports than `app_port` (captured connections and
-    /// tunnels name theirs), made on first use.
-    other_ports: Mutex<HashMap<u16, Arc<Endpoint>>>,
+    /// The app at other addresses than `--app` (captured connections,
+    /// tunnels and peer sidecars name theirs), made on first use, at most
+    /// [`MAX_OTHER_APPS`] kept.
+    other_apps: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     warned_strict: AtomicBool,
     /// The app's probe, started at once when the app's port refuses.
     app_health: Option<Arc<AppHealth>>,
 }
 
-/// The app port a captured inbound connection was meant for, in each of
-/// its requests' extensions (absent: `--app`).
+/// The most app endpoints (other than `--app`) kept with their pools: a
+/// peer that names a new port for every request makes a new connection
+/// each time beyond this, and costs no memory.
+const MAX_OTHER_APPS: usize = 64;
+
+/// Where an inbound connection was going, in each of its requests'
+/// extensions: the address its client dialled (a captured connection's
+/// original destination, else the listener's own local address: the pod's
+/// address for a peer sidecar), and whether it was captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppPort(pub u16);
+pub(crate) struct Dialled {
+    /// The pod address and port the client connected to.
+    pub addr: SocketAddr,
+    /// Redirected here by the capture rules: `addr`'s port is the app's.
+    pub captured: bool,
+}
+
+impl Dialled {
+    /// For a connection that arrived at `local`, captured from `original`
+    /// when there is one. An IPv4 client of a dual-stack listener is seen
+    /// at `::ffff:a.b.c.d`; the app is dialled at `a.b.c.d`.
+    pub(crate) fn new(local: SocketAddr, original: Option<SocketAddr>) -> Self {
+        let addr = original.unwrap_or(local);
+        Self {
+            addr: SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+            captured: original.is_some(),
+        }
+    }
+}
 
 /// The inbound listener's TLS: one server config per client-auth policy,
 /// built once; they read the current SVID and bundle at each handshake.
@@ -121,13 +151,16 @@ impl Inbound {
         Ok(Self {
             app: Arc::new(Endpoint::app(app.to_owned())),
             app_port,
+            app_socket: app
+                .parse()
+                .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, app_port))),
             pool: PoolSettings::default(),
             telemetry,
             config,
             tls: mesh_tls.map(InboundTls::new).transpose()?,
             capture: CaptureSettings::default(),
             own_ports: Vec::new(),
-            other_ports: Mutex::new(HashMap::new()),
+            other_apps: Mutex::new(HashMap::new()),
             warned_strict: AtomicBool::new(false),
             app_health: None,
         })
@@ -152,16 +185,39 @@ impl Inbound {
         self.own_ports.contains(&port)
     }
 
-    /// The app at `127.0.0.1:<port>` (`--app` itself for its port).
-    pub(super) fn app_at(&self, port: u16) -> Arc<Endpoint> {
-        if port == self.app_port {
+    /// Where the app is reached for `port` on a connection the client
+    /// dialled at `pod`: `--app` for its port; otherwise `pod`'s address
+    /// with that port, never loopback for a pod address. What a client
+    /// reaches through the sidecar is thus what it would reach without one:
+    /// a listener the app keeps on 127.0.0.1 stays private to the pod, as
+    /// in Istio since 1.10 (docs/security.md).
+    pub(super) fn app_address(&self, pod: IpAddr, port: u16) -> Option<SocketAddr> {
+        (port != self.app_port).then(|| SocketAddr::new(pod, port))
+    }
+
+    /// [`Self::app_address`], `--app` included, for TCP.
+    pub(super) fn app_socket(&self, pod: IpAddr, port: u16) -> SocketAddr {
+        self.app_address(pod, port).unwrap_or(self.app_socket)
+    }
+
+    /// The app endpoint for `port` dialled at `pod` ([`Self::app_address`]).
+    pub(super) fn app_at(&self, pod: IpAddr, port: u16) -> Arc<Endpoint> {
+        let Some(addr) = self.app_address(pod, port) else {
             return Arc::clone(&self.app);
+        };
+        let mut apps = self.other_apps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(app) = apps.get(&addr) {
+            return Arc::clone(app);
         }
-        let mut apps = self.other_ports.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(
-            apps.entry(port)
-                .or_insert_with(|| Arc::new(Endpoint::app(format!("127.0.0.1:{port}")))),
-        )
+        let app = Arc::new(Endpoint::app(addr.to_string()));
+        if apps.len() >= MAX_OTHER_APPS {
+            // Those no request holds go (their pooled connections close).
+            apps.retain(|_, app| Arc::strong_count(app) > 1);
+        }
+        if apps.len() < MAX_OTHER_APPS {
+            apps.insert(addr, Arc::clone(&app));
+        }
+        app
     }
 
     /// AuthorizationPolicy for a TCP connection to `port` from `peer`:
@@ -202,11 +258,17 @@ impl Inbound {
 
     /// Makes the request target unambiguous (one Host, the path
     /// normalised per the mesh), then authorizes the request as it now is:
-    /// what AuthorizationPolicy checks is what the app gets.
+    /// what AuthorizationPolicy checks is what the app gets. Then sets the
+    /// HTTP version the app gets: its port's declared protocol, else the
+    /// version the request reached this sidecar in.
     fn check(&self, parts: &mut Parts, peer: &Peer, port: u16) -> Result<(), ProxyError> {
         let config = self.config.load();
         check_request_target(parts, config.path_normalization())?;
-        Ok(authorize(&config, parts, peer, port)?)
+        authorize(&config, parts, peer, port)?;
+        let protocol =
+            config.app_protocol(self.telemetry.workload.fqdn(), port, port == self.app_port);
+        parts.version = app_version(protocol, parts.version);
+        Ok(())
     }
 }
 
@@ -245,18 +307,22 @@ fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> R
 ///    `pathNormalization` (400 otherwise; [`check_request_target`]);
 /// 6. AuthorizationPolicy on that Host and path: 403 and never forwarded
 ///    when denied;
-/// 7. forward that same request to the app over a pooled connection (503
-///    if it is down): for a captured connection to `127.0.0.1:<original
-///    port>` ([`AppPort`]), for a peer sidecar's request to the port its
-///    app called ([`dst_port`], believed from an mTLS peer only, 400 if
-///    malformed), else to `--app`;
-/// 8. response headers over the limit are refused with 502, here where
+/// 7. the HTTP version the app gets: its port's declared protocol (the
+///    proxy's own service's ports, [`RuntimeConfig::app_protocol`]), else
+///    the one the request came in (the client sidecar's choice, step 3);
+/// 8. forward that same request to the app over a pooled connection (503
+///    if it is down): to `--app` for its port; for a captured connection to
+///    its original destination ([`Dialled`]); for a peer sidecar's request
+///    to the port its app called ([`dst_port`], believed from an mTLS peer
+///    only, 400 if malformed) at the pod address the peer dialled — never
+///    to loopback for another port ([`Inbound::app_address`]);
+/// 9. response headers over the limit are refused with 502, here where
 ///    they enter the mesh, before they reach the connection between
 ///    sidecars;
-/// 9. the app's answer loses any [`APP_UNREACHED`]; this proxy's own 503
-///    for a connect failure to the app carries it (nothing reached the
-///    app: the client sidecar retries elsewhere), and starts a probe of
-///    the app at once ([`crate::app_health`]).
+/// 10. the app's answer loses any [`APP_UNREACHED`]; this proxy's own 503
+///     for a connect failure to the app carries it (nothing reached the
+///     app: the client sidecar retries elsewhere), and starts a probe of
+///     the app at once ([`crate::app_health`]).
 ///
 /// A `CONNECT` from an mTLS peer is a TCP tunnel instead
 /// ([`super::tunnel::accept`]), served before this function.
@@ -280,12 +346,14 @@ pub async fn handle(inbound: Arc<Inbound>, req: Request<Incoming>) -> Response<O
         }),
         other => Ok(other),
     });
-    let port = match (parts.extensions.get::<AppPort>(), &carried) {
-        (Some(p), _) => p.0,
+    let dialled = parts.extensions.get::<Dialled>().copied();
+    let port = match (dialled.filter(|d| d.captured), &carried) {
+        (Some(d), _) => d.addr.port(),
         (None, Ok(Some(p))) => *p,
         (None, _) => inbound.app_port,
     };
-    let app = inbound.app_at(port);
+    let pod = dialled.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |d| d.addr.ip());
+    let app = inbound.app_at(pod, port);
     record.set_upstream(app.address());
     orig_proto::decode(&mut parts);
     // Our SVID is read only for mTLS peers, and its ID borrowed, not copied.

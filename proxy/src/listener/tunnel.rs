@@ -4,7 +4,9 @@
 //! `:authority` is the connection's original destination (`ip:port`).
 //! The inbound side checks the peer (its SPIFFE ID from the handshake)
 //! against AuthorizationPolicy for that port, connects to the app at
-//! `127.0.0.1:<port>`, answers 200 and forwards bytes.
+//! that port of the pod address the peer dialled (the authority's address
+//! is not believed; `--app` for its own port), answers 200 and forwards
+//! bytes.
 //!
 //! A tunnel is refused with a status and a reason: 400 without a port,
 //! 403 from a peer without an identity, to one of the proxy's own ports,
@@ -22,7 +24,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::inbound::Inbound;
+use super::inbound::{Dialled, Inbound};
 use super::tcp::{self, TcpRecord};
 use crate::http::{ProxyBody, local_reply};
 use crate::peer::Peer;
@@ -113,6 +115,7 @@ pub(super) async fn accept(
     inbound: Arc<Inbound>,
     req: Request<Incoming>,
     peer: Peer,
+    dialled: Dialled,
 ) -> Response<Observed> {
     let port = req.uri().authority().and_then(|a| a.port_u16());
     let mut record = TcpRecord::start(
@@ -155,7 +158,9 @@ pub(super) async fn accept(
     if let Err(denied) = inbound.authorize_tcp(port, &peer) {
         return refused(record, StatusCode::FORBIDDEN, denied.to_string(), "RBAC");
     }
-    let app = SocketAddr::from(([127, 0, 0, 1], port));
+    // At the pod address the peer dialled, as captured TCP is: never
+    // loopback for another port than `--app`'s.
+    let app = inbound.app_socket(dialled.addr.ip(), port);
     record.set_upstream(app.to_string(), true);
     let stream = match tokio::time::timeout(APP_CONNECT_TIMEOUT, TcpStream::connect(app)).await {
         Ok(Ok(s)) => s,

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use remora_e2e::load::failures;
 use remora_e2e::secure::{Tokens, with_identity};
-use remora_e2e::{Backend, EVENT_TIMEOUT, Load, Mesh, Proxy, ProxySpec, yaml};
+use remora_e2e::{
+    Backend, EVENT_TIMEOUT, HttpClient, Load, Mesh, Protocol, Proxy, ProxySpec, yaml,
+};
 
 const HOST: &str = "details";
 const CLUSTER: &str = "|details.default.svc.cluster.local";
@@ -233,4 +235,56 @@ async fn with_the_control_plane_down_a_dead_app_is_ejected_by_the_client() {
         3
     );
     assert_counts("control plane down", &samples, &details.hits());
+}
+
+/// An app cannot play its sidecar: its own 503 with the "app unreached"
+/// mark is an ordinary 503. Were the mark believed, the client sidecar
+/// would replay each POST on the other endpoints (a connect failure is
+/// retried for any method) and eject all three apps.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_forging_the_app_unreached_mark_gets_no_retry_and_no_ejection() {
+    let details = Details::start(&[]).await;
+    let posts = 21;
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let mut client = HttpClient::new(details.client.outbound, protocol);
+        let before: usize = details.hits().iter().sum();
+        for i in 0..posts {
+            let reply = client
+                .request(http::Method::POST, HOST, "/forge-unreached", &[])
+                .await
+                .expect("send");
+            assert_eq!(reply.status, 503, "{protocol:?} POST {i}: {reply:?}");
+            assert!(
+                reply.headers.get("x-remora-app-unreached").is_none(),
+                "{protocol:?}: the mark reached the client app: {reply:?}"
+            );
+        }
+        let seen = details.hits().iter().sum::<usize>() - before;
+        assert_eq!(
+            seen, posts,
+            "{protocol:?}: {posts} POSTs answered 503 by the apps themselves must each reach one \
+             app once (no replay): the apps saw {seen}"
+        );
+    }
+    // No app was ejected: every one still gets requests.
+    let before = details.hits();
+    let mut client = HttpClient::new(details.client.outbound, Protocol::Http1);
+    for _ in 0..30 {
+        let reply = client.get(HOST, "/", &[]).await.expect("send");
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    let gained: Vec<usize> = details
+        .hits()
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| after - before)
+        .collect();
+    println!(
+        "after {} forged marks, 30 GETs reached the apps as {gained:?}",
+        2 * posts
+    );
+    assert!(
+        gained.iter().all(|&n| n > 0),
+        "an app was ejected for marks it forged: {gained:?}"
+    );
 }

@@ -676,11 +676,14 @@ async fn inbound_http_over_mtls_reaches_the_app_on_the_port_its_caller_called() 
     let net = Network::create();
     let cp = PodControlPlane::start(&net, &[("strict.yaml", MESH_STRICT.to_owned())]).await;
 
-    // One app listening on two ports; its sidecar's `--app` names the first.
+    // One app serving two ports to the pod's network; its sidecar's
+    // `--app` names the first. A third port it keeps on loopback, private
+    // to the pod (an admin or debug port, say).
     let server = net.pod("reviews");
     init(&server, &[]).await;
     serve(&server, "127.0.0.1:9080", "app on 9080").await;
-    serve(&server, "127.0.0.1:9090", "app on 9090").await;
+    serve(&server, "0.0.0.0:9090", "app on 9090").await;
+    serve(&server, "127.0.0.1:9091", "private 9091").await;
     let _server_proxy = sidecar(&server, &cp, "reviews", &["--app", "127.0.0.1:9080"]).await;
 
     let client = net.pod("productpage");
@@ -701,6 +704,17 @@ async fn inbound_http_over_mtls_reaches_the_app_on_the_port_its_caller_called() 
             "port {port}"
         );
     }
+
+    // A port the app keeps on loopback is not reached through the
+    // sidecar, by a mesh peer over mTLS (the server's sidecar dials the
+    // pod address, as the caller did) nor by a captured plaintext client
+    // (below): what the mesh exposes is what the app binds.
+    let private = answers(&client, "http://reviews:9091/", 1, &[]).await;
+    println!("a loopback-only port through the mesh: {private:?}");
+    assert!(
+        private.keys().all(|body| !body.contains("private")),
+        "a mesh peer reached the app's loopback-only listener: {private:?}"
+    );
 
     // The app cannot choose the port: the header that carries it between
     // sidecars is replaced by the client's sidecar...
@@ -753,6 +767,25 @@ async fn inbound_http_over_mtls_reaches_the_app_on_the_port_its_caller_called() 
         "app on 9080",
         "{}",
         String::from_utf8_lossy(&forged.stderr)
+    );
+    // Captured from outside (PERMISSIVE lets plaintext in): the port the
+    // app serves to the pod's network answers, the loopback one does not.
+    let served = curl(
+        &permissive,
+        User::Root,
+        &format!("http://{}:9090/", server.ipv4),
+    )
+    .await;
+    assert_eq!(served, Ok("app on 9090".to_owned()));
+    let private = curl(
+        &permissive,
+        User::Root,
+        &format!("http://{}:9091/", server.ipv4),
+    )
+    .await;
+    assert!(
+        !private.as_deref().unwrap_or_default().contains("private"),
+        "a captured client reached the app's loopback-only listener: {private:?}"
     );
 }
 
@@ -1193,11 +1226,13 @@ async fn a_real_redis_and_a_banner_go_through_capture_as_tcp_over_mtls_and_polic
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for (port, banner) in [
-        (2525, &b"220 redis pod banner\r\n"[..]),
-        (2526, b"220 denied banner\r\n"),
+    // Two served to the pod's network, one private to the pod.
+    for (addr, banner) in [
+        ("0.0.0.0:2525", &b"220 redis pod banner\r\n"[..]),
+        ("0.0.0.0:2526", b"220 denied banner\r\n"),
+        ("127.0.0.1:2527", b"220 private banner\r\n"),
     ] {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr: SocketAddr = addr.parse().expect("address");
         banner_server(redis.bind(addr).await.expect("bind banner"), banner);
     }
     let _redis_proxy = sidecar(&redis, &cp, "redis", &["--app", "127.0.0.1:6379"]).await;
@@ -1297,6 +1332,14 @@ async fn a_real_redis_and_a_banner_go_through_capture_as_tcp_over_mtls_and_polic
     assert_eq!(
         denied, b"",
         "a DENY on port 2526 let a TCP connection through"
+    );
+
+    // A tunnel reaches the app at the pod address the peer dialled, not
+    // at loopback: a listener the app keeps private stays private.
+    let (private, _) = first_bytes(&client, SocketAddr::from((redis.ipv4, 2527))).await;
+    assert_eq!(
+        private, b"",
+        "a TCP tunnel reached the app's loopback-only listener"
     );
 
     // STRICT refuses plaintext TCP: a client outside the mesh reaches the

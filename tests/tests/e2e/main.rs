@@ -35,5 +35,6 @@ mod retries;
 mod routing;
 mod timeouts_faults;
 mod traces;
+mod upstream_protocol;
 mod validate;
 mod weight_change;
