@@ -85,7 +85,7 @@ impl FaultPolicy {
                     }
                 }
                 Some(pb::fault_abort::Status::GrpcStatus(name)) => {
-                    Abort::Grpc(grpc_code(name).ok_or_else(|| {
+                    Abort::Grpc(crate::grpc::code(name).ok_or_else(|| {
                         format!("fault.abort.grpcStatus: unknown gRPC status `{name}`")
                     })?)
                 }
@@ -114,34 +114,6 @@ impl FaultPolicy {
     pub fn is_active(&self) -> bool {
         self.delay.is_some() || self.abort.is_some()
     }
-}
-
-/// A gRPC status by its name (`UNAVAILABLE`, any case, `-` or `_`) or number.
-pub fn grpc_code(name: &str) -> Option<u32> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    if let Ok(n) = name.trim().parse::<u32>() {
-        return (n < NAMES.len() as u32).then_some(n);
-    }
-    let wanted = name.trim().to_ascii_uppercase().replace('-', "_");
-    NAMES.iter().position(|n| *n == wanted).map(|i| i as u32)
 }
 
 #[cfg(test)]
@@ -228,13 +200,5 @@ mod tests {
                 .expect_err("bad")
                 .contains("SOMETIMES")
         );
-    }
-
-    #[test]
-    fn grpc_statuses_are_known_by_name_and_number() {
-        assert_eq!(grpc_code("UNAVAILABLE"), Some(14));
-        assert_eq!(grpc_code("resource-exhausted"), Some(8));
-        assert_eq!(grpc_code("16"), Some(16));
-        assert_eq!(grpc_code("17"), None);
     }
 }

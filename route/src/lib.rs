@@ -14,6 +14,7 @@ pub mod authz;
 mod cluster;
 mod error;
 pub mod fault;
+pub mod grpc;
 pub mod host;
 mod inbound;
 mod matcher;

@@ -132,11 +132,9 @@ impl RetryPolicy {
                 "refused-stream" => on.refused_stream = true,
                 "retriable-4xx" => on.retriable_4xx = true,
                 "retriable-status-codes" | "reset-before-request" => {}
-                "cancelled" => on.grpc_codes.push(1),
-                "deadline-exceeded" => on.grpc_codes.push(4),
-                "resource-exhausted" => on.grpc_codes.push(8),
-                "internal" => on.grpc_codes.push(13),
-                "unavailable" => on.grpc_codes.push(14),
+                // The gRPC conditions, by the status names' table.
+                name @ ("cancelled" | "deadline-exceeded" | "resource-exhausted" | "internal"
+                | "unavailable") => on.grpc_codes.extend(crate::grpc::code(name)),
                 other => match other.parse::<u32>() {
                     Ok(code) => on.status_codes.push(status_code(code)?),
                     Err(_) => {
