@@ -16,11 +16,11 @@ use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
 
 use crate::app_health::{AppHealth, AppStatus};
 use crate::config::{ConfigError, RuntimeConfig};
-use crate::error::error_chain;
 use crate::events;
 use crate::identity::{CaAddress, Identity, control_plane_id, tls_channel};
 use crate::telemetry::trace::{SamplingControl, SamplingRatio};
 use crate::upstream::EndpointRegistry;
+use remora_proto::error_chain;
 
 /// First and longest wait between reconnects (before jitter).
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

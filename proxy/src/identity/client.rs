@@ -19,8 +19,8 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::error_chain;
 use crate::identity::args::CaAddress;
+use remora_proto::error_chain;
 
 /// Namespace and service account of the control plane's own identity, which its TLS port
 /// presents: `spiffe://<td>/ns/remora-system/sa/remora`.
