@@ -383,7 +383,7 @@ pub fn describe(
         description.destinations = destinations(r, &snapshot.clusters);
         description.timeout_ms = (r.timeout_ms > 0).then_some(r.timeout_ms);
         description.retries = r.retry.clone();
-        description.fault = r.fault.clone();
+        description.fault = r.fault;
         break;
     }
     Ok(description)

@@ -610,7 +610,7 @@ fn fault(f: &Fault) -> pb::Fault {
         abort: f.abort.as_ref().map(|a| pb::FaultAbort {
             status: Some(match &a.status {
                 AbortStatus::Http(code) => Status::HttpStatus(u32::from(*code)),
-                AbortStatus::Grpc(name) => Status::GrpcStatus(name.clone()),
+                AbortStatus::Grpc(code) => Status::GrpcStatus(*code),
             }),
             percentage: a.percentage,
         }),

@@ -84,10 +84,13 @@ impl FaultPolicy {
                         }
                     }
                 }
-                Some(pb::fault_abort::Status::GrpcStatus(name)) => {
-                    Abort::Grpc(crate::grpc::code(name).ok_or_else(|| {
-                        format!("fault.abort.grpcStatus: unknown gRPC status `{name}`")
-                    })?)
+                Some(pb::fault_abort::Status::GrpcStatus(code)) => {
+                    if *code as usize >= crate::grpc::STATUS_NAMES.len() {
+                        return Err(format!(
+                            "fault.abort.grpcStatus: {code} is not a gRPC status (0..=16)"
+                        ));
+                    }
+                    Abort::Grpc(*code)
                 }
                 None => {
                     return Err("fault.abort: needs httpStatus or grpcStatus".to_owned());
@@ -193,12 +196,16 @@ mod tests {
                 .expect_err("bad")
                 .contains("httpStatus")
         );
-        f.abort.as_mut().expect("abort").status =
-            Some(pb::fault_abort::Status::GrpcStatus("SOMETIMES".into()));
+        f.abort.as_mut().expect("abort").status = Some(pb::fault_abort::Status::GrpcStatus(17));
         assert!(
             FaultPolicy::compile(Some(&f))
                 .expect_err("bad")
-                .contains("SOMETIMES")
+                .contains("grpcStatus: 17")
+        );
+        f.abort.as_mut().expect("abort").status = Some(pb::fault_abort::Status::GrpcStatus(14));
+        assert_eq!(
+            FaultPolicy::compile(Some(&f)).expect("valid").abort(0),
+            Some(Abort::Grpc(14))
         );
     }
 }

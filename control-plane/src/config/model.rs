@@ -208,8 +208,9 @@ pub struct FaultAbort {
 pub enum AbortStatus {
     /// `httpStatus`, 200..=599.
     Http(u16),
-    /// `grpcStatus`: a known gRPC status name (`UNAVAILABLE`, ...), upper case.
-    Grpc(String),
+    /// `grpcStatus`: the code of a known gRPC status name (`UNAVAILABLE`
+    /// is 14), written upper case.
+    Grpc(u32),
 }
 
 // ---------------------------------------------------------------- DestinationRule

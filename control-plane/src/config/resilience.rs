@@ -207,11 +207,12 @@ fn abort(ctx: &mut Ctx, node: &Node<'_>) -> Option<FaultAbort> {
     })
 }
 
-/// A gRPC status name, upper case as Istio requires (`UNAVAILABLE`).
-fn grpc_status(ctx: &mut Ctx, node: &Node<'_>) -> Option<String> {
+/// A gRPC status name, upper case as Istio requires (`UNAVAILABLE`), as
+/// its code.
+fn grpc_status(ctx: &mut Ctx, node: &Node<'_>) -> Option<u32> {
     let name = node.non_empty_str(ctx)?;
-    if GRPC_STATUSES.contains(&name) {
-        return Some(name.to_owned());
+    if let Some(code) = GRPC_STATUSES.iter().position(|s| *s == name) {
+        return Some(code as u32);
     }
     let by_number = name
         .parse::<usize>()

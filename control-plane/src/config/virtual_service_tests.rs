@@ -287,7 +287,7 @@ fn zero_timeouts_mean_none_and_zero_attempts_disable_retries() {
         Some(Fault {
             delay: None,
             abort: Some(FaultAbort {
-                status: AbortStatus::Grpc("UNAVAILABLE".into()),
+                status: AbortStatus::Grpc(14),
                 percentage: None,
             }),
         })

@@ -422,9 +422,7 @@ spec:
             fault: Some(pb::Fault {
                 delay: None,
                 abort: Some(pb::FaultAbort {
-                    status: Some(pb::fault_abort::Status::GrpcStatus(
-                        "RESOURCE_EXHAUSTED".into()
-                    )),
+                    status: Some(pb::fault_abort::Status::GrpcStatus(8)),
                     percentage: None,
                 }),
             }),
