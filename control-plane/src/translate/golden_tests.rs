@@ -305,24 +305,25 @@ fn the_pinned_mesh_exercises_what_translation_reads() {
 
 // Changed by issue 18: virtual hosts carry the service's declared ports, and
 // clusters their protocols. Changed by issue 19: `retryOn` travels as
-// RetryCondition values and gRPC codes instead of names.
+// RetryCondition values and gRPC codes instead of names, and a fault's
+// grpcStatus as its code.
 const GOLDEN_DEFAULT: [&str; 7] = [
-    "ae27f34adba43f86",
-    "d5bfc9311dc90872",
-    "d5bfc9311dc90872",
-    "9407957bf0092051",
-    "5a8cef248179f02f",
-    "c4ebfa743a6f95ec",
-    "0ffa04c0453f984e",
+    "1ce39e708dff0f32",
+    "0f5d06cd52e5ce2e",
+    "0f5d06cd52e5ce2e",
+    "20013a72fe64f6e3",
+    "8ff6458ee7d13f99",
+    "c221b29228ae75e0",
+    "a0eb9e0ca5ce273a",
 ];
 const GOLDEN_OTHER: [&str; 7] = [
-    "4e62494a3bd94315",
-    "8524b6b224c3ff7a",
-    "8524b6b224c3ff7a",
-    "ad000b83b3a69437",
-    "6f120c6a61fcacb7",
-    "9cd146050694a714",
-    "46f51afcdfd0e8af",
+    "d1a6555bb4bf22c9",
+    "374ecb251c6fdc46",
+    "374ecb251c6fdc46",
+    "159bc9837104c3d9",
+    "58c14904f77aa221",
+    "dc86a31f37f159d8",
+    "9afc8d5aeeeabf3b",
 ];
 
 /// Built once per view, the snapshots are byte for byte those translated
