@@ -24,8 +24,8 @@ use remora_certs::TrustDomain;
 use remora_proto::pb;
 
 use crate::config::model::{
-    self, AbortStatus, ConnectionPool, DestinationRule, Fault, HttpMatch, OutlierDetection,
-    Resource, Retries, Spec, StringMatch, VirtualService,
+    self, AbortStatus, AppProtocol, ConnectionPool, DestinationRule, Fault, H2UpgradePolicy,
+    HttpMatch, OutlierDetection, Resource, Retries, Spec, StringMatch, VirtualService,
 };
 use crate::config::{DEFAULT_ROOT_NAMESPACE, qualify_host};
 pub use prepared::{Interrupted, Prepared, TooLarge, prepare};
@@ -176,9 +176,10 @@ struct Service {
     endpoints: BTreeSet<EndpointKey>,
     /// Ports declared TCP (ServiceEntry `protocol: TCP` or a `tcp-` name).
     tcp_ports: BTreeSet<u16>,
-    /// Every declared port (ServiceEntry `ports[].number`); empty for a
-    /// service only registered by sidecars.
-    ports: BTreeSet<u16>,
+    /// Every declared port (ServiceEntry `ports[].number`) with its
+    /// protocol and target port; empty for a service only registered by
+    /// sidecars.
+    ports: BTreeMap<u16, pb::ServicePort>,
     /// The namespace it belongs to for a Sidecar's `egress` hosts: its
     /// workloads' or its (first) ServiceEntry's.
     config_namespace: Option<String>,
@@ -280,7 +281,7 @@ impl Outbound {
             };
             let ports = catalog
                 .get(host)
-                .map(|s| s.ports.iter().copied().map(u32::from).collect())
+                .map(|s| s.ports.keys().copied().map(u32::from).collect())
                 .unwrap_or_default();
             hosts.push(Host {
                 name: host.to_owned(),
@@ -589,7 +590,10 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
                 .and_then(|rest| rest.split_once('.'))
                 .map(|(_, ns)| ns.to_owned());
             let service = catalog.entry(fqdn).or_default();
-            service.ports.insert(port.number);
+            service
+                .ports
+                .entry(port.number)
+                .or_insert_with(|| service_port(port));
             if port.is_tcp() {
                 service.tcp_ports.insert(port.number);
             }
@@ -603,6 +607,23 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
         }
     }
     catalog
+}
+
+/// A declared port as proxies get it: its protocol decides the HTTP
+/// version towards the service's endpoints and, at a sidecar of the
+/// service, towards its app.
+fn service_port(port: &model::ServicePort) -> pb::ServicePort {
+    let protocol = match port.app_protocol() {
+        AppProtocol::Undeclared => pb::PortProtocol::Undeclared,
+        AppProtocol::Http => pb::PortProtocol::Http,
+        AppProtocol::Http2 => pb::PortProtocol::Http2,
+        AppProtocol::Tcp => pb::PortProtocol::Tcp,
+    };
+    pb::ServicePort {
+        number: u32::from(port.number),
+        protocol: protocol.into(),
+        target_port: port.target_port.map_or(0, u32::from),
+    }
 }
 
 fn join_host_port(host: &str, port: u16) -> String {
@@ -780,6 +801,7 @@ fn cluster(
         connection_pool,
         outlier_detection,
         tcp_ports: service.tcp_ports.iter().map(|&p| u32::from(p)).collect(),
+        ports: service.ports.values().cloned().collect(),
     }
 }
 
@@ -799,6 +821,10 @@ fn merge_pool(
     let dur = |f: fn(&ConnectionPool) -> Option<std::time::Duration>| {
         ms(over.and_then(f).or(base.and_then(f)))
     };
+    let upstream = over
+        .and_then(|p| p.upstream_protocol)
+        .or(base.and_then(|p| p.upstream_protocol))
+        .unwrap_or_default();
     Some(pb::ConnectionPool {
         max_connections: get(|p| p.max_connections).unwrap_or(0),
         connect_timeout_ms: dur(|p| p.connect_timeout),
@@ -808,6 +834,15 @@ fn merge_pool(
         max_requests_per_connection: get(|p| p.max_requests_per_connection).unwrap_or(0),
         http_idle_timeout_ms: dur(|p| p.http_idle_timeout),
         max_retries: get(|p| p.max_retries).unwrap_or(0),
+        // One choice, not two fields: a subset's `useClientProtocol` must
+        // not meet its rule's UPGRADE (validation refuses that pair).
+        h2_upgrade_policy: match upstream.h2_upgrade {
+            H2UpgradePolicy::Default => pb::H2UpgradePolicy::Default,
+            H2UpgradePolicy::DoNotUpgrade => pb::H2UpgradePolicy::DoNotUpgrade,
+            H2UpgradePolicy::Upgrade => pb::H2UpgradePolicy::Upgrade,
+        }
+        .into(),
+        use_client_protocol: upstream.use_client_protocol,
     })
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use remora_control_plane::config::model::{
     AbortStatus, AuthorizationAction, AuthorizationPolicy, ConnectionPool, Fault, FaultAbort,
-    FaultDelay, LoadBalancer, OutlierDetection, PeerAuthentication, PeerMode, Resource, Retries,
-    Spec, StringMatch,
+    FaultDelay, H2UpgradePolicy, LoadBalancer, OutlierDetection, PeerAuthentication, PeerMode,
+    Resource, Retries, Spec, StringMatch, UpstreamProtocolPolicy,
 };
 use remora_control_plane::config::{
     Diagnostic, FileOutcome, Severity, check_references, parse_file, parse_str, yaml_files,
@@ -240,6 +240,10 @@ fn seed_resilience_file_reads_every_field() {
             max_requests_per_connection: Some(10),
             http_idle_timeout: Some(Duration::from_secs(90)),
             max_retries: Some(3),
+            upstream_protocol: Some(UpstreamProtocolPolicy {
+                h2_upgrade: H2UpgradePolicy::DoNotUpgrade,
+                use_client_protocol: false,
+            }),
         })
     );
     assert_eq!(
@@ -366,6 +370,17 @@ fn deprecated_and_new_outlier_field_together_are_an_error() {
          spec.trafficPolicy.outlierDetection.consecutiveErrors: `consecutiveErrors` and \
          `consecutiveGatewayErrors` are both given; `consecutiveErrors` is the deprecated name \
          of `consecutiveGatewayErrors`, keep only `consecutiveGatewayErrors`",
+    );
+}
+
+#[test]
+fn h2_upgrade_and_the_client_s_protocol_together_are_an_error() {
+    assert_single_error(
+        "bad/h2-upgrade-and-client-protocol.yaml",
+        "bad/h2-upgrade-and-client-protocol.yaml:11: error: DestinationRule default/httpbin: \
+         spec.trafficPolicy.connectionPool.http.useClientProtocol: `useClientProtocol: true` \
+         keeps the client's HTTP version and `h2UpgradePolicy: UPGRADE` changes it to HTTP/2: \
+         give one of them (Istio refuses both together)",
     );
 }
 

@@ -125,15 +125,38 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Which HTTP versions an app serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Serves {
+    /// HTTP/1.1 and h2c, told apart by the HTTP/2 preface.
+    #[default]
+    Both,
+    /// HTTP/1.1 only: an HTTP/2 preface is a bad request line, and the
+    /// connection closes without a request counted.
+    Http1Only,
+    /// h2c only: an HTTP/1.1 request is not the HTTP/2 preface, and the
+    /// connection closes without a request counted.
+    Http2Only,
+}
+
 impl Backend {
     /// Starts an app that calls itself `name` (e.g. `v1`).
     pub async fn start(name: &str) -> Self {
         Self::start_on(name, "127.0.0.1:0".parse().expect("addr")).await
     }
 
+    /// [`Backend::start`] serving only the HTTP versions `serves` says.
+    pub async fn start_serving(name: &str, serves: Serves) -> Self {
+        Self::launch(name, "127.0.0.1:0".parse().expect("addr"), serves).await
+    }
+
     /// [`Backend::start`] on `addr`: a stopped app's address, to start it
     /// again where its sidecar expects it.
     pub async fn start_on(name: &str, addr: SocketAddr) -> Self {
+        Self::launch(name, addr, Serves::Both).await
+    }
+
+    async fn launch(name: &str, addr: SocketAddr, serves: Serves) -> Self {
         let listener = TcpListener::bind(addr)
             .await
             .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
@@ -153,7 +176,7 @@ impl Backend {
             max_open: AtomicUsize::new(0),
         });
         let (shutdown, stopped) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped, serves));
         Self {
             addr,
             shared,
@@ -265,11 +288,21 @@ impl Drop for Backend {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+    serves: Serves,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Like HTTP/1.1's (~400 KB), not hyper's 16 KiB default for h2: the
     // app takes whatever header sizes the proxy in front of it lets through.
     builder.http2().max_header_list_size(1 << 20);
+    let builder = match serves {
+        Serves::Both => builder,
+        Serves::Http1Only => builder.http1_only(),
+        Serves::Http2Only => builder.http2_only(),
+    };
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,

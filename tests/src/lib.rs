@@ -21,7 +21,7 @@ pub mod scenario;
 pub mod secure;
 pub mod yaml;
 
-pub use backend::Backend;
+pub use backend::{Backend, Serves};
 pub use binaries::{bin, workspace_root};
 pub use client::{HttpClient, Protocol, Reply};
 pub use direct::{Direct, Shot};

@@ -68,8 +68,18 @@ pub fn line_of(yaml: &str, needle: &str) -> usize {
 
 /// A ServiceEntry registering `host` (a short name, qualified in namespace
 /// `default`) with one static endpoint per address, on an HTTP port named
-/// `http`: proxies then connect to these addresses directly.
+/// `http`: proxies then connect to these addresses directly, in HTTP/1.1.
 pub fn service_entry(host: &str, endpoints: &[std::net::SocketAddr]) -> String {
+    service_entry_with_protocol(host, endpoints, "HTTP")
+}
+
+/// [`service_entry`] with its port's `protocol` (`HTTP2`, `GRPC`: proxies
+/// then speak h2 to the endpoints).
+pub fn service_entry_with_protocol(
+    host: &str,
+    endpoints: &[std::net::SocketAddr],
+    protocol: &str,
+) -> String {
     let mut y = format!(
         r#"apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -83,7 +93,7 @@ spec:
   ports:
     - number: 80
       name: http
-      protocol: HTTP
+      protocol: {protocol}
   resolution: STATIC
   endpoints:
 "#

@@ -369,7 +369,10 @@ async fn a_grpc_call_is_retried_on_unavailable_with_its_body() {
     // gRPC sends no content-length: before bodies were teed, no call was ever retried.
     let spec = ProxySpec::client("client").arg("--retry-budget-min-per-sec", "100000");
     let vs = yaml::virtual_service(HOST, "retries:\n  attempts: 2\n  retryOn: unavailable");
-    let direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
+    let mut direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
+    // A gRPC port: the calls reach the backend as h2, as they were sent.
+    let grpc_port = yaml::service_entry_with_protocol(HOST, &[direct.backends[0].addr], "GRPC");
+    direct.apply(remora_e2e::direct::SE_FILE, &grpc_port).await;
     let backend = &direct.backends[0];
     let mut h2 = direct.client.client(Protocol::Http2);
     let (body, chunks) = patterned(3 * 1024);
@@ -380,6 +383,7 @@ async fn a_grpc_call_is_retried_on_unavailable_with_its_body() {
         .expect("the call gets an answer");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.headers["grpc-status"], "14");
+    assert_eq!(reply.headers["x-http-version"], "HTTP/2.0");
     assert_eq!(backend.hits(), 3, "attempts 2 on unavailable: three tries");
     assert_eq!(
         backend.body_bytes(),

@@ -254,7 +254,7 @@ async fn route_timeout_cuts_off_a_body_that_stalls() {
     let (h2_app, h2_resets) = stalling_h2_app(Duration::from_secs(20)).await;
     let se = yaml::service_entry(HOST, &[app]);
     let vs = yaml::virtual_service(HOST, "timeout: 500ms");
-    let h2_se = yaml::service_entry(H2_HOST, &[h2_app]);
+    let h2_se = yaml::service_entry_with_protocol(H2_HOST, &[h2_app], "HTTP2");
     let h2_vs = yaml::virtual_service(H2_HOST, "timeout: 500ms");
     let mesh = Mesh::start(&[
         ("se.yaml", &se),
@@ -316,8 +316,8 @@ async fn route_timeout_cuts_off_a_body_that_stalls() {
         "the proxy closed its connection to the app after the cut-off"
     );
 
-    // Over HTTP/2 (to an HTTP/2 app: the protocol passes through) the
-    // stream is reset at the timeout, both towards the client and the app.
+    // Over HTTP/2 (to an app on a port declared HTTP2) the stream is
+    // reset at the timeout, both towards the client and the app.
     let started = Instant::now();
     let reply = HttpClient::new(client.outbound, Protocol::Http2)
         .get(H2_HOST, "/", &[])

@@ -1,8 +1,9 @@
 //! `DestinationRule.spec`: host, traffic policy and subsets.
 
-use super::cursor::{Ctx, Node, Schema, TransposeNone};
+use super::cursor::{Ctx, Map, Node, Schema, TransposeNone};
 use super::model::{
-    ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Subset, TlsMode, TrafficPolicy,
+    ConnectionPool, DestinationRule, H2UpgradePolicy, LoadBalancer, OutlierDetection, Subset,
+    TlsMode, TrafficPolicy, UpstreamProtocolPolicy,
 };
 use super::values;
 
@@ -73,12 +74,10 @@ const HTTP_SETTINGS: Schema = Schema {
         "maxRequestsPerConnection",
         "maxRetries",
         "idleTimeout",
-    ],
-    unsupported: &[
         "h2UpgradePolicy",
         "useClientProtocol",
-        "maxConcurrentStreams",
     ],
+    unsupported: &["maxConcurrentStreams"],
 };
 
 const OUTLIER_DETECTION: Schema = Schema {
@@ -284,8 +283,58 @@ fn connection_pool(ctx: &mut Ctx, node: &Node<'_>) -> Option<ConnectionPool> {
         out.http_idle_timeout = http
             .get("idleTimeout")
             .and_then(|n| values::duration(ctx, n));
+        out.upstream_protocol = upstream_protocol(ctx, &http);
     }
     (ctx.resource_errors() == errors).then_some(out)
+}
+
+/// `http.h2UpgradePolicy` and `http.useClientProtocol`; `None` when
+/// neither is given (or on an error, reported).
+fn upstream_protocol(ctx: &mut Ctx, http: &Map<'_>) -> Option<UpstreamProtocolPolicy> {
+    let policy_node = http.get("h2UpgradePolicy");
+    let client_node = http.get("useClientProtocol");
+    if policy_node.is_none() && client_node.is_none() {
+        return None;
+    }
+    let h2_upgrade = match policy_node {
+        None => H2UpgradePolicy::Default,
+        Some(n) => match n.str(ctx)? {
+            "DEFAULT" => H2UpgradePolicy::Default,
+            "DO_NOT_UPGRADE" => H2UpgradePolicy::DoNotUpgrade,
+            "UPGRADE" => H2UpgradePolicy::Upgrade,
+            other => {
+                ctx.error(
+                    n.line(),
+                    n.path(),
+                    format!(
+                        "unknown h2UpgradePolicy `{other}`; expected DEFAULT, DO_NOT_UPGRADE \
+                         or UPGRADE"
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    let use_client_protocol = match client_node {
+        None => false,
+        Some(n) => n.bool(ctx)?,
+    };
+    if let Some(n) = client_node.filter(|_| use_client_protocol)
+        && h2_upgrade == H2UpgradePolicy::Upgrade
+    {
+        ctx.error(
+            n.line(),
+            n.path(),
+            "`useClientProtocol: true` keeps the client's HTTP version and \
+             `h2UpgradePolicy: UPGRADE` changes it to HTTP/2: give one of them \
+             (Istio refuses both together)",
+        );
+        return None;
+    }
+    Some(UpstreamProtocolPolicy {
+        h2_upgrade,
+        use_client_protocol,
+    })
 }
 
 fn outlier_detection(ctx: &mut Ctx, node: &Node<'_>) -> Option<OutlierDetection> {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::super::Severity;
 use super::super::model::{
-    ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Spec, TlsMode,
+    ConnectionPool, DestinationRule, H2UpgradePolicy, LoadBalancer, OutlierDetection, Spec,
+    TlsMode, UpstreamProtocolPolicy,
 };
 use super::super::test_support::{messages, only_spec, parse_spec};
 
@@ -69,6 +70,7 @@ fn every_connection_pool_and_outlier_field_parses_without_warnings() {
             max_requests_per_connection: Some(4),
             http_idle_timeout: Some(Duration::from_secs(90)),
             max_retries: Some(5),
+            upstream_protocol: None,
         })
     );
     assert_eq!(
@@ -329,6 +331,89 @@ fn tls_origination_modes_and_fields_are_errors_that_say_why() {
             "spec.trafficPolicy.tls.sin: unknown field `sin`; did you mean `sni`?",
             "spec.trafficPolicy.tls.mode: unknown tls mode `ISTIO_MUTAL`; expected DISABLE or \
              ISTIO_MUTUAL",
+        ]
+    );
+}
+
+#[test]
+fn h2_upgrade_policy_and_use_client_protocol_parse_as_one_choice() {
+    let choice = |http: &str| {
+        let spec = format!(
+            "
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      http: {http}
+"
+        );
+        assert_eq!(errors(&spec), Vec::<String>::new(), "{http}");
+        dr(&spec)
+            .traffic_policy
+            .and_then(|p| p.connection_pool)
+            .expect("pool")
+            .upstream_protocol
+    };
+    let policy = |h2_upgrade, use_client_protocol| {
+        Some(UpstreamProtocolPolicy {
+            h2_upgrade,
+            use_client_protocol,
+        })
+    };
+    assert_eq!(choice("{maxRetries: 1}"), None);
+    assert_eq!(
+        choice("{h2UpgradePolicy: UPGRADE}"),
+        policy(H2UpgradePolicy::Upgrade, false)
+    );
+    assert_eq!(
+        choice("{h2UpgradePolicy: DO_NOT_UPGRADE}"),
+        policy(H2UpgradePolicy::DoNotUpgrade, false)
+    );
+    assert_eq!(
+        choice("{h2UpgradePolicy: DEFAULT}"),
+        policy(H2UpgradePolicy::Default, false)
+    );
+    assert_eq!(
+        choice("{useClientProtocol: true}"),
+        policy(H2UpgradePolicy::Default, true)
+    );
+    assert_eq!(
+        choice("{useClientProtocol: false, h2UpgradePolicy: UPGRADE}"),
+        policy(H2UpgradePolicy::Upgrade, false)
+    );
+}
+
+#[test]
+fn bad_h2_upgrade_policy_and_use_client_protocol_are_errors() {
+    let errs = |http: &str| {
+        errors(&format!(
+            "
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      http: {http}
+"
+        ))
+    };
+    assert_eq!(
+        errs("{h2UpgradePolicy: ALWAYS}"),
+        [
+            "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: unknown h2UpgradePolicy \
+          `ALWAYS`; expected DEFAULT, DO_NOT_UPGRADE or UPGRADE"
+        ]
+    );
+    assert_eq!(
+        errs("{useClientProtocol: 'yes'}"),
+        [
+            "spec.trafficPolicy.connectionPool.http.useClientProtocol: must be a boolean (true \
+          or false), got string \"yes\""
+        ]
+    );
+    assert_eq!(
+        errs("{h2UpgradePolicy: UPGRADE, useClientProtocol: true}"),
+        [
+            "spec.trafficPolicy.connectionPool.http.useClientProtocol: `useClientProtocol: true` \
+          keeps the client's HTTP version and `h2UpgradePolicy: UPGRADE` changes it to HTTP/2: \
+          give one of them (Istio refuses both together)"
         ]
     );
 }

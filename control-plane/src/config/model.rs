@@ -296,6 +296,32 @@ pub struct ConnectionPool {
     pub http_idle_timeout: Option<Duration>,
     /// `http.maxRetries`.
     pub max_retries: Option<u32>,
+    /// `http.h2UpgradePolicy` and `http.useClientProtocol`, which choose
+    /// the upstream's HTTP version together (a subset that sets either
+    /// replaces both); `None` when neither is given.
+    pub upstream_protocol: Option<UpstreamProtocolPolicy>,
+}
+
+/// `http.h2UpgradePolicy` and `http.useClientProtocol`, validated: never
+/// UPGRADE together with `useClientProtocol: true` (Istio refuses that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamProtocolPolicy {
+    /// `h2UpgradePolicy`.
+    pub h2_upgrade: H2UpgradePolicy,
+    /// `useClientProtocol`.
+    pub use_client_protocol: bool,
+}
+
+/// `http.h2UpgradePolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum H2UpgradePolicy {
+    /// `DEFAULT` (or absent): the mesh's default, DO_NOT_UPGRADE.
+    #[default]
+    Default,
+    /// `DO_NOT_UPGRADE`.
+    DoNotUpgrade,
+    /// `UPGRADE`.
+    Upgrade,
 }
 
 /// `outlierDetection`; `None` fields take Istio's defaults in translation.
@@ -352,11 +378,40 @@ impl ServicePort {
     /// Declared opaque TCP: `protocol: TCP`, or (without a protocol) a
     /// name `tcp` or `tcp-*`, as Istio's protocol selection reads it.
     pub fn is_tcp(&self) -> bool {
+        self.app_protocol() == AppProtocol::Tcp
+    }
+
+    /// The port's protocol as Istio selects it: `protocol` when given,
+    /// else the name's prefix before the first `-` (`http-web` is HTTP,
+    /// `grpc-web` gRPC); anything else is [`AppProtocol::Undeclared`]
+    /// (sniffed). A name `h2c` or `h2c-*` is HTTP/2: Istio's reading of
+    /// `appProtocol: kubernetes.io/h2c`, which a ServiceEntry port cannot
+    /// carry.
+    pub fn app_protocol(&self) -> AppProtocol {
+        let named = |p: &str| match p.to_ascii_lowercase().as_str() {
+            "http" => AppProtocol::Http,
+            "http2" | "grpc" | "grpc-web" | "h2c" => AppProtocol::Http2,
+            "tcp" => AppProtocol::Tcp,
+            _ => AppProtocol::Undeclared,
+        };
         match &self.protocol {
-            Some(p) => p == "TCP",
-            None => self.name == "tcp" || self.name.starts_with("tcp-"),
+            Some(p) => named(p),
+            None => named(self.name.split('-').next().unwrap_or_default()),
         }
     }
+}
+
+/// What a port's declared protocol means for the upstream's HTTP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// Nothing (or something else) declared: sniffed.
+    Undeclared,
+    /// `HTTP`: HTTP/1.1.
+    Http,
+    /// `HTTP2`, `GRPC`, `GRPC-WEB`, `h2c`: HTTP/2.
+    Http2,
+    /// `TCP`.
+    Tcp,
 }
 
 /// `location`.

@@ -35,8 +35,8 @@ const WORKLOAD_ENTRY: Schema = Schema {
     unsupported: &["network", "locality", "weight"],
 };
 
-const PROTOCOLS: &[&str] = &["HTTP", "HTTP2", "GRPC", "TCP"];
-const LATER_PROTOCOLS: &[&str] = &["HTTPS", "TLS", "UDP", "MONGO", "MYSQL", "REDIS", "GRPC-WEB"];
+const PROTOCOLS: &[&str] = &["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP"];
+const LATER_PROTOCOLS: &[&str] = &["HTTPS", "TLS", "UDP", "MONGO", "MYSQL", "REDIS"];
 
 /// Reads a ServiceEntry spec.
 pub(crate) fn parse(ctx: &mut Ctx, spec: &Node<'_>) -> Option<ServiceEntry> {
@@ -175,9 +175,11 @@ fn protocol(ctx: &mut Ctx, node: &Node<'_>) -> Option<String> {
         return Some(upper);
     }
     let message = if LATER_PROTOCOLS.contains(&upper.as_str()) {
-        format!("protocol `{written}` is not supported by Remora yet; use HTTP, HTTP2, GRPC or TCP")
+        format!(
+            "protocol `{written}` is not supported by Remora yet; use HTTP, HTTP2, GRPC, GRPC-WEB or TCP"
+        )
     } else {
-        format!("unknown protocol `{written}`; expected HTTP, HTTP2, GRPC or TCP")
+        format!("unknown protocol `{written}`; expected HTTP, HTTP2, GRPC, GRPC-WEB or TCP")
     };
     ctx.error(node.line(), node.path(), message);
     None

@@ -96,7 +96,7 @@ fn one_http_port_and_a_supported_resolution_are_required() {
         ),
         [
             "spec.ports[0].protocol: protocol `TLS` is not supported by Remora yet; use HTTP, \
-             HTTP2, GRPC or TCP",
+             HTTP2, GRPC, GRPC-WEB or TCP",
             "spec.resolution: resolution `NONE` is not supported by Remora yet; use STATIC or DNS",
         ]
     );
@@ -168,5 +168,55 @@ fn endpoints_and_workload_selector_are_exclusive_as_in_istio() {
             "spec.workloadSelector: give either `endpoints` or `workloadSelector`, not both \
           (Istio rejects both)"
         ]
+    );
+}
+
+#[test]
+fn a_port_s_protocol_is_its_protocol_field_else_its_name_s_prefix() {
+    use super::super::model::{AppProtocol, ServicePort};
+    let port = |name: &str, protocol: Option<&str>| {
+        ServicePort {
+            number: 80,
+            name: name.to_owned(),
+            protocol: protocol.map(str::to_owned),
+            target_port: None,
+        }
+        .app_protocol()
+    };
+    for (name, protocol, want) in [
+        ("web", Some("HTTP"), AppProtocol::Http),
+        ("web", Some("HTTP2"), AppProtocol::Http2),
+        ("web", Some("GRPC"), AppProtocol::Http2),
+        ("web", Some("GRPC-WEB"), AppProtocol::Http2),
+        ("web", Some("TCP"), AppProtocol::Tcp),
+        ("tcp-db", Some("HTTP"), AppProtocol::Http),
+        ("http", None, AppProtocol::Http),
+        ("http-web", None, AppProtocol::Http),
+        ("HTTP-web", None, AppProtocol::Http),
+        ("http2-api", None, AppProtocol::Http2),
+        ("grpc", None, AppProtocol::Http2),
+        ("grpc-web", None, AppProtocol::Http2),
+        ("h2c-api", None, AppProtocol::Http2),
+        ("tcp-redis", None, AppProtocol::Tcp),
+        ("web", None, AppProtocol::Undeclared),
+        ("httpbin", None, AppProtocol::Undeclared),
+        ("https-web", None, AppProtocol::Undeclared),
+    ] {
+        assert_eq!(port(name, protocol), want, "{name} {protocol:?}");
+    }
+}
+
+#[test]
+fn grpc_web_is_a_supported_protocol() {
+    assert_eq!(
+        errors(
+            "ServiceEntry",
+            "
+  hosts: [web.example.com]
+  ports: [{number: 8080, name: api, protocol: GRPC-WEB}]
+  resolution: DNS
+",
+        ),
+        Vec::<String>::new()
     );
 }

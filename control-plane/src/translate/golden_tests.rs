@@ -303,24 +303,25 @@ fn the_pinned_mesh_exercises_what_translation_reads() {
     assert!(!svc_2.inbound.expect("inbound").port_mtls.is_empty());
 }
 
-// Changed by issue 18: virtual hosts carry the service's declared ports.
+// Changed by issue 18: virtual hosts carry the service's declared ports, and
+// clusters their protocols.
 const GOLDEN_DEFAULT: [&str; 7] = [
-    "1b8683b972ab280d",
-    "4a230f62cca4770b",
-    "4a230f62cca4770b",
-    "11cfc79b09a2a0e6",
-    "ec265b60371a4302",
-    "b7d605a1ca4e0101",
-    "01e8886b74ed4ea7",
+    "d46264f4babb42aa",
+    "720b7a4b3b2ee176",
+    "720b7a4b3b2ee176",
+    "c3f527d9ef9a17c5",
+    "c6cca588043f10bf",
+    "e01190dff05cb858",
+    "5d007b5135d59068",
 ];
 const GOLDEN_OTHER: [&str; 7] = [
-    "9556aed1cd668a00",
-    "7d1c7d82fa17b363",
-    "7d1c7d82fa17b363",
-    "0398a5df4f706b18",
-    "65cda3bc24f29524",
-    "32e91e9333314931",
-    "16441e24d07fcd3a",
+    "30e848d4bdead0d1",
+    "d3a91b469b5cc79e",
+    "d3a91b469b5cc79e",
+    "f5fc9574771ac68b",
+    "914ce741300efaa7",
+    "f5ac8bac64115340",
+    "d360cd84165193b9",
 ];
 
 /// Built once per view, the snapshots are byte for byte those translated

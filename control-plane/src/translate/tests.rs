@@ -491,6 +491,7 @@ spec:
         maxRequestsPerConnection: 10
         maxRetries: 3
         idleTimeout: 90s
+        h2UpgradePolicy: UPGRADE
     outlierDetection:
       consecutive5xxErrors: 7
       consecutiveGatewayErrors: 4
@@ -506,7 +507,7 @@ spec:
     trafficPolicy:
       connectionPool:
         tcp: {maxConnections: 5}
-        http: {idleTimeout: 30s, maxRetries: 1}
+        http: {idleTimeout: 30s, maxRetries: 1, useClientProtocol: true}
       outlierDetection:
         consecutive5xxErrors: 2
         baseEjectionTime: 10s
@@ -522,6 +523,8 @@ fn full_pool() -> pb::ConnectionPool {
         max_requests_per_connection: 10,
         http_idle_timeout_ms: 90_000,
         max_retries: 3,
+        h2_upgrade_policy: pb::H2UpgradePolicy::Upgrade.into(),
+        use_client_protocol: false,
     }
 }
 
@@ -558,6 +561,10 @@ fn subset_policy_overrides_the_rule_field_by_field() {
             max_connections: 5,
             http_idle_timeout_ms: 30_000,
             max_retries: 1,
+            // The subset's `useClientProtocol` replaces the rule's UPGRADE
+            // whole: the two are one choice.
+            h2_upgrade_policy: pb::H2UpgradePolicy::Default.into(),
+            use_client_protocol: true,
             ..full_pool()
         })
     );
@@ -1110,6 +1117,92 @@ spec:
     assert_eq!(cluster(&s, "|cache.internal").tcp_ports, [6379]);
     // An explicit protocol wins over the name.
     assert!(cluster(&s, "|web.internal").tcp_ports.is_empty());
+}
+
+#[test]
+fn declared_ports_reach_the_clusters_with_their_protocols_and_target_ports() {
+    let entry = |name: &str, port: &str| {
+        format!(
+            "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.internal]
+  resolution: STATIC
+  ports:
+  - {port}
+  endpoints:
+  - address: 10.0.0.9
+---
+"
+        )
+    };
+    let yaml = [
+        entry("h1", "{number: 80, name: web, protocol: HTTP}"),
+        entry(
+            "h2",
+            "{number: 81, name: web, protocol: HTTP2, targetPort: 8081}",
+        ),
+        entry("grpc", "{number: 50051, name: api, protocol: GRPC}"),
+        entry("grpcweb", "{number: 8080, name: api, protocol: GRPC-WEB}"),
+        entry("named", "{number: 82, name: http-admin}"),
+        entry("h2c", "{number: 83, name: h2c-api}"),
+        entry("sniffed", "{number: 84, name: web}"),
+        entry("db", "{number: 5432, name: tcp-pg}"),
+    ]
+    .concat();
+    let s = snap(&client(), &resources(&yaml), &Nodes::new());
+    let port = |host: &str| {
+        let ports = &cluster(&s, &format!("|{host}.internal")).ports;
+        assert_eq!(ports.len(), 1, "{host}: {ports:?}");
+        let p = &ports[0];
+        (p.number, p.protocol(), p.target_port)
+    };
+    use pb::PortProtocol::{Http, Http2, Tcp, Undeclared};
+    assert_eq!(port("h1"), (80, Http, 0));
+    assert_eq!(port("h2"), (81, Http2, 8081));
+    assert_eq!(port("grpc"), (50051, Http2, 0));
+    assert_eq!(port("grpcweb"), (8080, Http2, 0));
+    assert_eq!(port("named"), (82, Http, 0), "the name's prefix");
+    assert_eq!(port("h2c"), (83, Http2, 0));
+    assert_eq!(port("sniffed"), (84, Undeclared, 0));
+    assert_eq!(port("db"), (5432, Tcp, 0));
+
+    // A service only registered by sidecars declares nothing: sniffed.
+    let nodes: Nodes = [node(1, "reviews", "default", "v1", "127.0.0.1:3001")].into();
+    let s = snap(&client(), &[], &nodes);
+    assert!(
+        cluster(&s, "|reviews.default.svc.cluster.local")
+            .ports
+            .is_empty()
+    );
+    // A ServiceEntry for the same host declares the sidecars' app port:
+    // their own sidecars find its protocol in the service's clusters.
+    let declared = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 9080, name: http, protocol: HTTP}
+  workloadSelector:
+    labels: {app: reviews}
+";
+    let s = snap(&nodes[&1], &resources(declared), &nodes);
+    let c = cluster(&s, "|reviews.default.svc.cluster.local");
+    assert_eq!(c.endpoints.len(), 1, "the sidecar's endpoint stays");
+    assert_eq!(
+        c.ports,
+        [pb::ServicePort {
+            number: 9080,
+            protocol: Http.into(),
+            target_port: 0,
+        }]
+    );
 }
 
 #[test]

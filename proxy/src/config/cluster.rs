@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use http::Version;
 use remora_certs::{AllowedPeers, MeshTls, SpiffeId};
 use remora_proto::pb;
 
 use super::ConfigError;
+use super::protocol::{ServicePorts, UpstreamPolicy, upstream_version};
 use crate::balance::{LoadBalancer, pick_index};
 use crate::events;
 use crate::outlier::{OutlierSettings, Verdict};
@@ -37,6 +39,10 @@ pub struct Cluster {
     retries: Arc<AtomicUsize>,
     /// `None` when no endpoint wants mTLS (the usual plaintext fast path).
     mtls: Option<ClusterMtls>,
+    /// The service's declared ports and protocols.
+    ports: ServicePorts,
+    /// `h2UpgradePolicy` and `useClientProtocol`.
+    upstream_policy: UpstreamPolicy,
 }
 
 /// Serialises ejection decisions; see [`Cluster::record_at`].
@@ -118,7 +124,21 @@ impl Cluster {
             max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
             retries: Arc::new(AtomicUsize::new(0)),
             mtls: cluster_mtls(c, mesh_tls)?,
+            ports: ServicePorts::build(&c.ports, &c.name)?,
+            upstream_policy: UpstreamPolicy::build(c.connection_pool.as_ref(), &c.name)?,
         })
+    }
+
+    /// The HTTP version a request sent in `client` goes to this cluster's
+    /// endpoints in, for the service port `port` it calls (its captured
+    /// original port, else its Host's): see [`upstream_version`].
+    pub fn upstream_version(&self, port: Option<u16>, client: Version) -> Version {
+        upstream_version(self.ports.for_request(port), self.upstream_policy, client)
+    }
+
+    /// The ports the service declares.
+    pub fn service_ports(&self) -> &ServicePorts {
+        &self.ports
     }
 
     /// The service as the request metrics' `destination_service`.

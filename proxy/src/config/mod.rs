@@ -8,6 +8,7 @@
 mod capture;
 mod cluster;
 mod inbound;
+mod protocol;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::upstream::EndpointRegistry;
 pub use capture::{CaptureIndex, KnownDestination, OutboundPolicy};
 pub use cluster::Cluster;
 pub use inbound::{InboundPolicy, MtlsMode};
+pub use protocol::{PortProtocol, ServicePorts, UpstreamPolicy, app_version, upstream_version};
 
 /// Why a snapshot cannot be applied. The text is what the NACK carries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,6 +155,9 @@ pub struct RuntimeConfig {
     hosts: HashMap<String, Arc<VirtualHost>>,
     /// Every cluster, by name, for the admin API.
     clusters: Vec<Arc<Cluster>>,
+    /// The declared ports of every service with a cluster, by FQDN: a
+    /// sidecar finds its own app's here.
+    service_ports: HashMap<String, ServicePorts>,
     inbound: InboundPolicy,
     paths: PathNormalization,
     capture: CaptureIndex,
@@ -166,6 +171,7 @@ impl RuntimeConfig {
             version: String::new(),
             hosts: HashMap::new(),
             clusters: Vec::new(),
+            service_ports: HashMap::new(),
             inbound: InboundPolicy::default(),
             paths: PathNormalization::default(),
             capture: CaptureIndex::default(),
@@ -227,10 +233,17 @@ impl RuntimeConfig {
         snapshot.nonce.clear();
         let mut clusters: Vec<Arc<Cluster>> = clusters.into_values().collect();
         clusters.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut service_ports = HashMap::new();
+        for c in &clusters {
+            service_ports
+                .entry(c.service().to_owned())
+                .or_insert_with(|| c.service_ports().clone());
+        }
         Ok(Self {
             version: snapshot.version.clone(),
             hosts,
             clusters,
+            service_ports,
             inbound,
             paths,
             capture,
@@ -268,6 +281,16 @@ impl RuntimeConfig {
     /// Every cluster, sorted by name.
     pub fn clusters(&self) -> &[Arc<Cluster>] {
         &self.clusters
+    }
+
+    /// The protocol of app port `port` at a sidecar of `service` (an
+    /// FQDN), `is_app` for its `--app` port: see
+    /// [`ServicePorts::for_app_port`]. Undeclared for a service without
+    /// declared ports.
+    pub fn app_protocol(&self, service: &str, port: u16, is_app: bool) -> PortProtocol {
+        self.service_ports
+            .get(service)
+            .map_or(PortProtocol::Undeclared, |p| p.for_app_port(port, is_app))
     }
 
     /// The virtual host for a lower-case host name without port.

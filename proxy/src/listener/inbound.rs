@@ -20,7 +20,7 @@ use super::outbound::{into_downstream_response, prepare_upstream_request};
 use super::{dst_port, orig_proto};
 use crate::app_health::AppHealth;
 use crate::authz::{Denied, RequestAttributes};
-use crate::config::RuntimeConfig;
+use crate::config::{RuntimeConfig, app_version};
 use crate::error::ProxyError;
 use crate::http::{APP_UNREACHED, authority, check_request_target, host_of, strip_hop_by_hop};
 use crate::peer::Peer;
@@ -258,11 +258,17 @@ impl Inbound {
 
     /// Makes the request target unambiguous (one Host, the path
     /// normalised per the mesh), then authorizes the request as it now is:
-    /// what AuthorizationPolicy checks is what the app gets.
+    /// what AuthorizationPolicy checks is what the app gets. Then sets the
+    /// HTTP version the app gets: its port's declared protocol, else the
+    /// version the request reached this sidecar in.
     fn check(&self, parts: &mut Parts, peer: &Peer, port: u16) -> Result<(), ProxyError> {
         let config = self.config.load();
         check_request_target(parts, config.path_normalization())?;
-        Ok(authorize(&config, parts, peer, port)?)
+        authorize(&config, parts, peer, port)?;
+        let protocol =
+            config.app_protocol(self.telemetry.workload.fqdn(), port, port == self.app_port);
+        parts.version = app_version(protocol, parts.version);
+        Ok(())
     }
 }
 
@@ -301,19 +307,22 @@ fn authorize(config: &RuntimeConfig, parts: &Parts, peer: &Peer, port: u16) -> R
 ///    `pathNormalization` (400 otherwise; [`check_request_target`]);
 /// 6. AuthorizationPolicy on that Host and path: 403 and never forwarded
 ///    when denied;
-/// 7. forward that same request to the app over a pooled connection (503
+/// 7. the HTTP version the app gets: its port's declared protocol (the
+///    proxy's own service's ports, [`RuntimeConfig::app_protocol`]), else
+///    the one the request came in (the client sidecar's choice, step 3);
+/// 8. forward that same request to the app over a pooled connection (503
 ///    if it is down): to `--app` for its port; for a captured connection to
 ///    its original destination ([`Dialled`]); for a peer sidecar's request
 ///    to the port its app called ([`dst_port`], believed from an mTLS peer
 ///    only, 400 if malformed) at the pod address the peer dialled — never
 ///    to loopback for another port ([`Inbound::app_address`]);
-/// 8. response headers over the limit are refused with 502, here where
+/// 9. response headers over the limit are refused with 502, here where
 ///    they enter the mesh, before they reach the connection between
 ///    sidecars;
-/// 9. the app's answer loses any [`APP_UNREACHED`]; this proxy's own 503
-///    for a connect failure to the app carries it (nothing reached the
-///    app: the client sidecar retries elsewhere), and starts a probe of
-///    the app at once ([`crate::app_health`]).
+/// 10. the app's answer loses any [`APP_UNREACHED`]; this proxy's own 503
+///     for a connect failure to the app carries it (nothing reached the
+///     app: the client sidecar retries elsewhere), and starts a probe of
+///     the app at once ([`crate::app_health`]).
 ///
 /// A `CONNECT` from an mTLS peer is a TCP tunnel instead
 /// ([`super::tunnel::accept`]), served before this function.

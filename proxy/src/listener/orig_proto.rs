@@ -3,15 +3,18 @@
 //!
 //! The outbound side marks the request with [`ORIG_PROTO`] and gives it the
 //! absolute URI HTTP/2 needs (scheme, and the `Host` as `:authority`); the
-//! inbound side removes the mark and sends the request to the app as the
-//! HTTP/1.1 request it was, with its `Host`. HTTP/2 from the app (gRPC) is
-//! not marked and stays HTTP/2 end to end.
+//! inbound side removes the mark and takes the request for the HTTP/1.1
+//! request it was, with its `Host`. HTTP/2 is not marked. The version so
+//! carried is the one the client's sidecar chose for the service port
+//! ([`crate::config::upstream_version`]); the server's sidecar sends the
+//! request to its app in it unless the app port declares its own
+//! protocol ([`crate::config::app_version`]).
 
 use http::Version;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::{Authority, Scheme, Uri};
 
+use super::outbound::absolute_form;
 use crate::error::ProxyError;
 
 /// The header that says an HTTP/2 request between proxies was HTTP/1.1
@@ -27,23 +30,7 @@ pub fn encode(parts: &mut Parts) -> Result<(), ProxyError> {
     if parts.version == Version::HTTP_2 {
         return Ok(());
     }
-    let authority = match parts.headers.get(header::HOST) {
-        Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::NoHost)?,
-        None => parts.uri.authority().cloned().ok_or(ProxyError::NoHost)?,
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::NoHost)?;
-    // `:authority` carries it now.
-    parts.headers.remove(header::HOST);
+    absolute_form(parts)?;
     parts.headers.insert(ORIG_PROTO, HTTP_11);
     parts.version = Version::HTTP_2;
     Ok(())
@@ -137,5 +124,38 @@ mod tests {
     fn a_host_that_is_not_an_authority_is_a_bad_request() {
         let mut parts = h1("/", "bad host");
         assert!(matches!(encode(&mut parts), Err(ProxyError::NoHost)));
+    }
+
+    #[test]
+    fn an_h2_request_sent_on_as_http11_takes_its_authority_as_host() {
+        let mut parts = Request::get("http://httpbin:8000/get?x=1")
+            .version(Version::HTTP_2)
+            .header("x-app", "1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        parts.version = Version::HTTP_11; // an HTTP port's protocol
+        prepare_upstream_request(&mut parts).unwrap();
+        assert_eq!(parts.version, Version::HTTP_11);
+        assert_eq!(parts.uri, "/get?x=1");
+        assert_eq!(parts.headers.get(header::HOST).unwrap(), "httpbin:8000");
+        assert_eq!(parts.headers.get("x-app").unwrap(), "1");
+    }
+
+    #[test]
+    fn an_http11_request_sent_on_as_h2_takes_its_host_as_authority() {
+        let mut parts = h1("/get?x=1", "httpbin:8000");
+        parts.version = Version::HTTP_2; // an HTTP2 port's protocol
+        prepare_upstream_request(&mut parts).unwrap();
+        assert_eq!(parts.version, Version::HTTP_2);
+        assert_eq!(parts.uri, "http://httpbin:8000/get?x=1");
+        assert!(
+            parts.headers.get(header::HOST).is_none(),
+            ":authority carries it"
+        );
+        // Not marked: it is h2 now, and the server's sidecar sees h2.
+        encode(&mut parts).unwrap();
+        assert!(parts.headers.get(ORIG_PROTO).is_none());
     }
 }

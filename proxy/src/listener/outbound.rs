@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::request::Parts;
+use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -63,16 +64,19 @@ pub struct Outbound {
 /// 7. pick a destination by smooth weighted round robin (an aborted
 ///    request is labelled with it too);
 /// 8. apply the route's `fault`: delay and abort, each by its percentage;
-/// 9. try it, within the route's `timeout` (504 when it fires): pick an
-///    endpoint per the load balancer, leaving out ejected hosts and, on a
-///    retry, hosts that already failed this request; send over a pooled
-///    connection in the protocol the app used (HTTP/1.1 or h2) or, to an
-///    mTLS endpoint, over the mTLS h2 connection (HTTP/1.1 marked with
-///    `remora-orig-proto`), bounded by `perTryTimeout`; record the outcome
-///    for outlier detection; retry
-///    while the policy, `maxRetries` and the retry budget allow, after a
-///    jittered backoff;
-/// 10. refuse a response whose headers are over the limit with 502.
+/// 9. choose the HTTP version upstream: the destination's declared port
+///    protocol, its DestinationRule's `h2UpgradePolicy` or
+///    `useClientProtocol`, else the one the app used
+///    ([`Cluster::upstream_version`]);
+/// 10. try it, within the route's `timeout` (504 when it fires): pick an
+///     endpoint per the load balancer, leaving out ejected hosts and, on a
+///     retry, hosts that already failed this request; send over a pooled
+///     connection in that version or, to an mTLS endpoint, over the mTLS
+///     h2 connection (HTTP/1.1 marked with `remora-orig-proto`), bounded
+///     by `perTryTimeout`; record the outcome for outlier detection; retry
+///     while the policy, `maxRetries` and the retry budget allow, after a
+///     jittered backoff;
+/// 11. refuse a response whose headers are over the limit with 502.
 pub async fn handle(outbound: Arc<Outbound>, req: Request<Incoming>) -> Response<Observed> {
     let (mut parts, body) = req.into_parts();
     // Before the telemetry adds its headers: the app's request is measured.
@@ -169,6 +173,10 @@ async fn route_and_send(
             return Ok(abort.response());
         }
     }
+    // The destination port's protocol (or its DestinationRule) decides the
+    // HTTP version upstream, not the client's: an h2 client of an
+    // HTTP/1.1-only service is served in HTTP/1.1.
+    parts.version = cluster.upstream_version(captured_port.or(port), parts.version);
     prepare_upstream_request(&mut parts)?;
     let budget = outbound.retries.budgets.for_service(vhost.name());
     budget.deposit(Instant::now());
@@ -447,13 +455,18 @@ fn no_body_left(endpoint: &Endpoint) -> ProxyError {
     })
 }
 
-/// Makes the request fit for the next hop: HTTP/1.1 requests go out in
-/// origin form with a Host header; h2 keeps its absolute URI (`:authority`).
-/// Hop-by-hop headers were stripped when the request arrived, and the
-/// target checked: the Host it keeps or sets is the authority the request
-/// was routed or authorized on.
+/// Makes the request fit for the next hop in `parts.version`, whatever
+/// version it came in: HTTP/1.1 requests go out in origin form with a Host
+/// header; h2 in absolute form, the authority as `:authority` (from the
+/// Host of a request that came in HTTP/1.1). Hop-by-hop headers were
+/// stripped when the request arrived, and the target checked: the Host it
+/// keeps or sets is the authority the request was routed or authorized on.
 pub(crate) fn prepare_upstream_request(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
-    if parts.version != Version::HTTP_2 {
+    if parts.version == Version::HTTP_2 {
+        if parts.uri.authority().is_none() {
+            absolute_form(parts)?;
+        }
+    } else {
         if !parts.headers.contains_key(header::HOST) {
             let host = parts.uri.authority().ok_or(ProxyError::NoHost)?.as_str();
             let value = header::HeaderValue::from_str(host).map_err(|_| ProxyError::NoHost)?;
@@ -465,6 +478,29 @@ pub(crate) fn prepare_upstream_request(parts: &mut http::request::Parts) -> Resu
         }
         parts.version = Version::HTTP_11;
     }
+    Ok(())
+}
+
+/// Gives a request the absolute URI HTTP/2 needs: scheme `http`, the Host
+/// (else the target's authority) as authority, and its path. The Host
+/// header goes: `:authority` carries it.
+pub(crate) fn absolute_form(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
+    let authority = match parts.headers.get(header::HOST) {
+        Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::NoHost)?,
+        None => parts.uri.authority().cloned().ok_or(ProxyError::NoHost)?,
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::NoHost)?;
+    parts.headers.remove(header::HOST);
     Ok(())
 }
 

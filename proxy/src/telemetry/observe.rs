@@ -74,6 +74,12 @@ impl Workload {
         Arc::clone(&self.fqdn)
     }
 
+    /// The service's FQDN (`unknown` when not told), as the control plane
+    /// names the service in snapshots.
+    pub fn fqdn(&self) -> &str {
+        &self.fqdn
+    }
+
     /// The `version` label, as the subset of inbound metrics.
     pub fn version_label(&self) -> Arc<str> {
         Arc::clone(&self.version)
