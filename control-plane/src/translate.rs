@@ -210,10 +210,7 @@ pub fn snapshot_for(
     let index = Index::new(resources, settings);
     let catalog = catalog(&index, nodes, settings);
     let outbound = Outbound::new(&index, &catalog);
-    let scope =
-        index
-            .sidecars
-            .of_workload(namespace_of(node), &node.labels, &settings.root_namespace);
+    let scope = index.sidecars.of_workload(node, &settings.root_namespace);
     pb::Snapshot {
         version: String::new(),
         nonce: String::new(),
@@ -343,7 +340,8 @@ impl Outbound {
     }
 
     /// The clusters of a proxy under `scope`: those of the services it
-    /// takes, and every one their routes name.
+    /// takes, every one their routes name, and its own service's (whose
+    /// declared ports tell its inbound side the app's protocol).
     fn clusters_in<'s>(
         &'s self,
         scope: Option<&'s Scope<'_>>,
@@ -363,6 +361,7 @@ impl Outbound {
         }
         Box::new(self.clusters.iter().filter(move |c| {
             named.contains(c.name.as_str())
+                || scope.is_own_service(&c.service)
                 || self
                     .cluster_namespaces
                     .get(&c.name)

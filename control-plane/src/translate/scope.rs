@@ -12,10 +12,13 @@
 //! name (`namespace/dnsName`; `.` is the workload's own namespace, also in
 //! the root namespace's default, as in Istio), and the clusters of those services and of
 //! every destination their routes name — a route is never left pointing at a
-//! cluster the proxy does not have. A host outside the scope is, to the
+//! cluster the proxy does not have — and its own service's clusters, whose
+//! declared ports tell its inbound side the protocol of its app. A host outside the scope is, to the
 //! proxy, outside the mesh: `outboundTrafficPolicy` decides, as in Istio.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use remora_proto::pb;
 
 use crate::config::model::{
     DnsPattern, EgressHost, HostNamespace, OutboundMode, Resource, Sidecar, Spec,
@@ -36,6 +39,8 @@ struct SidecarRef<'a> {
 pub(super) struct Scope<'a> {
     sidecar: SidecarRef<'a>,
     namespace: String,
+    /// The workload's own service, fully qualified (empty for none).
+    own_service: String,
 }
 
 impl Scope<'_> {
@@ -43,9 +48,18 @@ impl Scope<'_> {
     /// position among the resources, the same in every view of one
     /// translation) and the namespace its `.` means; `None` when it narrows
     /// nothing.
-    pub(super) fn key(&self) -> Option<(usize, &str)> {
-        self.scopes()
-            .then_some((self.sidecar.id, self.namespace.as_str()))
+    pub(super) fn key(&self) -> Option<(usize, &str, &str)> {
+        self.scopes().then_some((
+            self.sidecar.id,
+            self.namespace.as_str(),
+            self.own_service.as_str(),
+        ))
+    }
+
+    /// Whether `host` is the workload's own service: its clusters stay in
+    /// any scope.
+    pub(super) fn is_own_service(&self, host: &str) -> bool {
+        !self.own_service.is_empty() && host == self.own_service
     }
 
     /// Whether a proxy under this Sidecar is told about `host` (fully
@@ -106,12 +120,9 @@ impl<'a> Sidecars<'a> {
 
     /// The Sidecar of a workload in `namespace` with `labels` (see the
     /// module's doc), if any applies.
-    pub(super) fn of_workload(
-        &self,
-        namespace: &str,
-        labels: &BTreeMap<String, String>,
-        root_namespace: &str,
-    ) -> Option<Scope<'a>> {
+    pub(super) fn of_workload(&self, node: &pb::Node, root_namespace: &str) -> Option<Scope<'a>> {
+        let namespace = super::namespace_of(node);
+        let labels = &node.labels;
         let own = self.by_namespace.get(namespace).map(Vec::as_slice);
         let selected = own.into_iter().flatten().find(|s| {
             s.sidecar
@@ -134,6 +145,11 @@ impl<'a> Sidecars<'a> {
         Some(Scope {
             sidecar,
             namespace: namespace.to_owned(),
+            own_service: if node.service.is_empty() {
+                String::new()
+            } else {
+                format!("{}.{namespace}.{}", node.service, super::CLUSTER_DOMAIN)
+            },
         })
     }
 }

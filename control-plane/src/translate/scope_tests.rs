@@ -78,6 +78,12 @@ fn mesh() -> (Vec<Resource>, Nodes) {
         workload(3, "productpage", "bookinfo", "productpage"),
         workload(4, "details", "shop", "details"),
         workload(5, "payments", "pay", "payments"),
+        // Another reviews, other labels: another view, the same scope.
+        (6, {
+            let (_, mut node) = workload(6, "reviews", "bookinfo", "reviews");
+            node.labels.insert("version".into(), "v2".into());
+            node
+        }),
     ]
     .into_iter()
     .collect();
@@ -108,12 +114,15 @@ fn a_workload_selector_wins_over_its_namespace_and_routes_keep_their_clusters() 
         hosts(&s),
         ["httpbin.org", "reviews.bookinfo.svc.cluster.local"]
     );
-    // payments is outside the scope, but a route of reviews names it.
+    // payments is outside the scope, but a route of reviews names it; its
+    // own service's cluster stays (its ports tell the inbound side the
+    // app's protocol).
     assert_eq!(
         clusters(&s),
         [
             "|httpbin.org",
             "|payments.pay.svc.cluster.local",
+            "|productpage.bookinfo.svc.cluster.local",
             "|reviews.bookinfo.svc.cluster.local"
         ]
     );
@@ -141,6 +150,25 @@ fn the_namespace_default_then_the_root_default_apply() {
     let details = snapshot_for(&nodes[&4], &resources, &nodes, &MeshSettings::default());
     assert_eq!(hosts(&details), ["details.shop.svc.cluster.local"]);
     assert_eq!(clusters(&details), ["|details.shop.svc.cluster.local"]);
+    // A Sidecar that leaves out the workload's own service keeps its
+    // cluster anyway, not its virtual host.
+    let payments = snapshot_for(&nodes[&5], &resources, &nodes, &MeshSettings::default());
+    assert_eq!(hosts(&payments), ["payments.pay.svc.cluster.local"]);
+    let narrowed: Vec<Resource> = resources
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            if let Spec::Sidecar(sc) = &mut r.spec
+                && r.meta.namespace == "istio-system"
+            {
+                sc.egress = Some(Vec::new());
+            }
+            r
+        })
+        .collect();
+    let payments = snapshot_for(&nodes[&5], &narrowed, &nodes, &MeshSettings::default());
+    assert!(hosts(&payments).is_empty(), "{:?}", hosts(&payments));
+    assert_eq!(clusters(&payments), ["|payments.pay.svc.cluster.local"]);
 }
 
 #[test]
@@ -175,10 +203,12 @@ fn views_under_sidecars_are_those_of_each_proxy_and_share_their_parts() {
             node.id
         );
     }
-    // reviews and ratings (other labels, the same namespace default) share
-    // their virtual hosts and clusters; productpage's scope has its own.
+    // Two reviews with other labels (two views, one scope) share their
+    // virtual hosts and clusters; ratings (its own service) and
+    // productpage (its own Sidecar) do not.
     assert_eq!(views[0].virtual_hosts, 4);
-    assert!(views[0].shares_outbound_with(&views[1]));
+    assert!(views[0].shares_outbound_with(&views[5]));
+    assert!(!views[0].shares_outbound_with(&views[1]));
     assert!(!views[0].shares_outbound_with(&views[2]));
     assert_eq!(views[2].virtual_hosts, 2);
 }

@@ -38,6 +38,9 @@ pub struct ViewKey {
     pub namespace: String,
     /// `node.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `node.service`: a Sidecar scope keeps the proxy's own service's
+    /// clusters, whose ports tell its inbound side the app's protocol.
+    pub service: String,
 }
 
 impl ViewKey {
@@ -46,6 +49,7 @@ impl ViewKey {
         ViewKey {
             namespace: node.namespace.clone(),
             labels: node.labels.clone(),
+            service: node.service.clone(),
         }
     }
 
@@ -54,6 +58,7 @@ impl ViewKey {
         pb::Node {
             namespace: self.namespace.clone(),
             labels: self.labels.clone(),
+            service: self.service.clone(),
             ..Default::default()
         }
     }
@@ -121,8 +126,9 @@ impl ViewSnapshot {
 }
 
 /// A Sidecar scope, as views share parts by it: the Sidecar's position
-/// among the resources and the namespace its `.` means.
-type ScopeKey = (usize, String);
+/// among the resources, the namespace its `.` means and the workload's own
+/// service.
+type ScopeKey = (usize, String, String);
 
 /// The clusters of one Sidecar scope (every cluster without one), encoded.
 struct ClusterParts {
@@ -158,15 +164,11 @@ pub fn build_views(
     keys.iter()
         .map(|key| {
             let node = key.node();
-            let scope = index.sidecars.of_workload(
-                namespace_of(&node),
-                &key.labels,
-                &settings.root_namespace,
-            );
+            let scope = index.sidecars.of_workload(&node, &settings.root_namespace);
             let scope = scope.as_ref();
             let scope_key = scope
                 .and_then(|s| s.key())
-                .map(|(id, ns)| (id, ns.to_owned()));
+                .map(|(id, ns, own)| (id, ns.to_owned(), own.to_owned()));
             let clusters = cluster_parts.entry(scope_key.clone()).or_insert_with(|| {
                 let mut buf = Vec::new();
                 let (mut count, mut endpoints) = (0, 0);
