@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Puts Compose v2 at target/compose-v2/docker-compose, for the Compose test's
-# v2 run (tests/tests/deploy.rs): Debian trixie's `docker-compose` package
+# v2 run (tests/tests/e2e/deploy.rs): Debian trixie's `docker-compose` package
 # (2.x, a static Go binary that runs standalone as well as as a docker
 # plugin), downloaded with apt from the machine's own Debian mirror through
 # a private package list, so that the system's sources and lists stay as they

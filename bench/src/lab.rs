@@ -18,12 +18,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use remora_harness::Process;
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 
 use crate::configs::{self, Listen};
 use crate::loadgen::{self, Protocol};
-use crate::process::{Pinning, Proc};
+use crate::process::{self, Pinning, STOP_GRACE};
 use crate::procstat;
 
 /// How long a process may take to start and a target to answer.
@@ -118,7 +119,7 @@ pub struct LabOptions {
 #[derive(Debug)]
 pub struct Lab {
     dir: TempDir,
-    procs: Vec<Proc>,
+    procs: Vec<Process>,
     /// The upstream's pid.
     pub upstream_pid: u32,
     /// The targets that run, `direct` first.
@@ -225,15 +226,18 @@ impl Lab {
             targets: Vec::new(),
             unavailable: Vec::new(),
         };
-        let mut up = Proc::spawn(
+        let mut up = process::spawn(
             "upstream",
             &opts.self_exe,
             ["upstream", "--listen", "127.0.0.1:0"],
             &opts.pin,
             lab.dir.path(),
         )?;
-        let upstream = event_addr(&up.wait_event("listening", START_TIMEOUT).await?, "addr")?;
-        lab.upstream_pid = up.pid();
+        let upstream = event_addr(
+            &up.try_wait_event("listening", START_TIMEOUT).await?,
+            "addr",
+        )?;
+        lab.upstream_pid = up.pid().context("the upstream exited at once")?;
         lab.procs.push(up);
         let direct = Target {
             id: TargetId::Direct,
@@ -321,14 +325,14 @@ impl Lab {
         if String::from_utf8_lossy(&serve_help.stdout).contains(plaintext_flag) {
             cp_args.push(plaintext_flag.into());
         }
-        let mut cp = Proc::spawn(
+        let mut cp = process::spawn(
             "remora serve",
             &remora,
             &cp_args,
             &opts.pin,
             self.dir.path(),
         )?;
-        let listening = cp.wait_event("listening", START_TIMEOUT).await?;
+        let listening = cp.try_wait_event("listening", START_TIMEOUT).await?;
         let grpc = event_addr(&listening, "grpc")?;
         let grpc_tls = event_addr(&listening, "grpc_tls").ok();
         self.procs.push(cp);
@@ -412,11 +416,11 @@ impl Lab {
         args: &[String],
         opts: &LabOptions,
     ) -> anyhow::Result<(u32, SocketAddr)> {
-        let mut p = Proc::spawn(name, proxy, args, &opts.pin, self.dir.path())?;
-        let listening = p.wait_event("listening", START_TIMEOUT).await?;
+        let mut p = process::spawn(name, proxy, args, &opts.pin, self.dir.path())?;
+        let listening = p.try_wait_event("listening", START_TIMEOUT).await?;
         let outbound = event_addr(&listening, "outbound")?;
-        p.wait_event("ready", START_TIMEOUT).await?;
-        let pid = p.pid();
+        p.try_wait_event("ready", START_TIMEOUT).await?;
+        let pid = p.pid().with_context(|| format!("{name} exited"))?;
         self.procs.push(p);
         Ok((pid, outbound))
     }
@@ -526,7 +530,7 @@ impl Lab {
                 )
             }
         };
-        let mut p = Proc::spawn(id.label(), &binary, &args, &opts.pin, self.dir.path())?;
+        let mut p = process::spawn(id.label(), &binary, &args, &opts.pin, self.dir.path())?;
         let mut t = Target {
             id,
             h1: listen.h1,
@@ -535,10 +539,10 @@ impl Lab {
             proxy_pids: Vec::new(),
         };
         let serving = wait_serving(&t).await;
-        if p.exited() {
-            bail!("{} exited; its log:\n    {}", id.label(), p.log_tail());
-        }
-        let pid = p.pid();
+        let pid = match p.pid() {
+            Some(pid) if !p.has_exited() => pid,
+            _ => bail!("{} exited; its log:\n{}", id.label(), p.stderr_tail()),
+        };
         self.procs.push(p);
         serving?;
         t.proxy_pids = procstat::with_children(pid);
@@ -548,8 +552,8 @@ impl Lab {
 
     /// Stops every process, last started first.
     pub async fn stop(mut self) {
-        while let Some(p) = self.procs.pop() {
-            p.stop().await;
+        while let Some(mut p) = self.procs.pop() {
+            let _ = p.stop(STOP_GRACE).await;
         }
     }
 
@@ -557,7 +561,7 @@ impl Lab {
     pub fn dead(&mut self) -> Vec<String> {
         self.procs
             .iter_mut()
-            .filter_map(|p| p.exited().then(|| p.name().to_owned()))
+            .filter_map(|p| p.has_exited().then(|| p.name().to_owned()))
             .collect()
     }
 }

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Buf;
+use remora_harness::{Process, Stderr};
 use remora_proto::pb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -486,19 +487,21 @@ fn free_port() -> anyhow::Result<u16> {
 /// The control plane under test.
 struct ControlPlane {
     /// Held: dropping it kills the control plane.
-    _child: tokio::process::Child,
+    _process: Process,
     pid: u32,
     url: String,
     clock_ticks: u64,
 }
 
 impl ControlPlane {
-    async fn start(remora: &Path, dir: &Path, loaded: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    /// Starts `remora serve` (stderr into `remora.log` in `dir`) and waits
+    /// until it listens and has loaded the config.
+    async fn start(remora: &Path, dir: &Path) -> anyhow::Result<Self> {
         let grpc = free_port()?;
         let tls = free_port()?;
         let monitoring = free_port()?;
-        let log = std::fs::File::create(dir.join("remora.log"))?;
-        let mut child = tokio::process::Command::new(remora)
+        let mut command = tokio::process::Command::new(remora);
+        command
             .arg("serve")
             .arg("--config-dir")
             .arg(dir.join("config"))
@@ -509,42 +512,20 @@ impl ControlPlane {
             .args(["--monitoring-addr", &format!("127.0.0.1:{monitoring}")])
             .args(["--warmup-secs", "0"])
             .args(["--allow-plaintext-discovery", "--trust-advertised-address"])
-            .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", remora.display()))?;
-        let pid = child.id().context("remora exited at once")?;
-        let stdout = child.stdout.take().context("stdout is piped")?;
-        tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("\"event\":\"loaded\"") {
-                    loaded.store(true, Ordering::Relaxed);
-                }
-            }
-        });
-        let url = format!("http://127.0.0.1:{grpc}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", grpc))
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!(
-                    "remora serve did not listen within 30 s (see {}/remora.log)",
-                    dir.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .env("RUST_LOG", "warn");
+        let log = Stderr::File(dir.join("remora.log"));
+        let mut process = Process::try_spawn("remora serve", command, log)?;
+        let pid = process.pid().context("remora exited at once")?;
+        process
+            .try_wait_event("listening", Duration::from_secs(30))
+            .await?;
+        process
+            .try_wait_event("loaded", Duration::from_secs(60))
+            .await?;
         Ok(Self {
-            _child: child,
+            _process: process,
             pid,
-            url,
+            url: format!("http://127.0.0.1:{grpc}"),
             clock_ticks: procstat::clock_ticks(),
         })
     }
@@ -611,15 +592,7 @@ async fn run_async(opts: &StreamsOptions) -> anyhow::Result<StreamsRow> {
         write_file(&config, &format!("svc-{i}.yaml"), &service_yaml(i, 10))?;
     }
     write_file(&config, "sidecar.yaml", SCOPED_SIDECAR)?;
-    let loaded = Arc::new(AtomicBool::new(false));
-    let cp = ControlPlane::start(&opts.remora, dir.path(), Arc::clone(&loaded)).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !loaded.load(Ordering::Relaxed) {
-        if Instant::now() > deadline {
-            bail!("remora serve did not load the config within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let cp = ControlPlane::start(&opts.remora, dir.path()).await?;
 
     let shared = Arc::new(Shared {
         slots: Mutex::new(Vec::new()),

@@ -14,7 +14,7 @@
 //! 3. **Its own address** ([`AdmissionPolicy::bind_inbound_ip`]): the inbound address must be
 //!    on the IP the stream comes from, so a workload cannot register another pod's address.
 //! 4. **Shape** (D2): every field is checked, and the node's contribution to a snapshot is built
-//!    and validated with the proxies' own code ([`RuntimeConfig::build`]), so that nothing one
+//!    and validated with the proxies' own code ([`CompiledSnapshot::compile`]), so that nothing one
 //!    node sends can make the snapshot of another proxy invalid.
 //!
 //! A refusal is a gRPC status on the node's own stream with the field and the reason.
@@ -24,8 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use remora_certs::SpiffeId;
 use remora_proto::pb;
-use remora_proxy::config::RuntimeConfig;
-use remora_proxy::upstream::EndpointRegistry;
+use remora_route::CompiledSnapshot;
 use tonic::{Code, Status};
 
 use crate::config::model::{Resource, Spec};
@@ -449,7 +448,7 @@ fn check_own_address(node: &pb::Node, remote: Option<SocketAddr>) -> Result<(), 
 fn check_as_the_proxies_would(node: &pb::Node, settings: &MeshSettings) -> Result<(), Refusal> {
     let nodes: Nodes = BTreeMap::from([(0, node.clone())]);
     let snapshot = snapshot_for(node, &[], &nodes, settings);
-    RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None)
+    CompiledSnapshot::compile(&snapshot, |_| Ok(()))
         .map(drop)
         .map_err(|e| Refusal::invalid(node, format!("the proxies would refuse it: {e}")))
 }

@@ -4,8 +4,9 @@
 //! The snapshot is the one `remora serve` would push to a proxy in
 //! `--namespace` (translated from the config directory, plus the running
 //! mesh's workloads when `--control-plane-monitoring` is given), and it is
-//! routed by the proxy's own code ([`RuntimeConfig`], [`VirtualHost::route`],
-//! [`RequestMatch`]): there is one implementation of route matching.
+//! routed by the proxies' own code ([`CompiledSnapshot`],
+//! [`VirtualHost::route`](remora_route::VirtualHost::route), [`RequestMatch`]):
+//! there is one implementation of route matching.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +15,7 @@ use std::process::ExitCode;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Request, header};
 use remora_proto::pb;
-use remora_proxy::config::RuntimeConfig;
-use remora_proxy::route::RequestMatch;
-use remora_proxy::upstream::EndpointRegistry;
+use remora_route::{CompiledSnapshot, RequestMatch};
 use serde::Serialize;
 
 use crate::config::{self, Severity};
@@ -314,11 +313,11 @@ pub fn describe(
         ..Default::default()
     };
     let snapshot = translate::snapshot_for(&node, resources, nodes, &MeshSettings::default());
-    let config = RuntimeConfig::build(snapshot.clone(), &EndpointRegistry::default(), None)
+    let config = CompiledSnapshot::compile(&snapshot, |_| Ok(()))
         .map_err(|e| DescribeError::Snapshot(e.to_string()))?;
     // The proxy's lookup: host without port, lower-cased.
-    let lookup = remora_proxy::http::host_of(host).to_ascii_lowercase();
-    let Some(vhost) = config.virtual_host(&lookup) else {
+    let lookup = remora_route::host::host_of(host).to_ascii_lowercase();
+    let Some(vhost) = config.routes.virtual_host(&lookup) else {
         let mut known: Vec<&str> = snapshot
             .virtual_hosts
             .iter()

@@ -36,21 +36,3 @@ pub mod status;
 pub mod token;
 pub mod translate;
 pub mod watch;
-
-/// An error and its sources, `: `-separated, each source left out when the
-/// text so far already says it: hyper's top-level messages alone say little
-/// ("client error (Connect)"), and many of our errors already name their
-/// cause, which a plain walk down the sources would print again.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
-}

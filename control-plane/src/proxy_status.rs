@@ -21,9 +21,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::error_chain;
 use crate::monitoring::PROXIES_PATH;
 use crate::status::{ProxyStatus, SyncStatus};
+use remora_proto::error_chain;
 
 /// The default `--control-plane-admin`.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:15014";

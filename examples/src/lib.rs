@@ -5,8 +5,8 @@
 //!   ([`demo_client`]), the calling `productpage` of the Compose example.
 //! - `remora-canary`: starts a control plane, two versions of `reviews` with
 //!   their sidecars and a client sidecar, and shows the 90/10 canary split
-//!   (see `examples/canary/README.md`). [`child`] holds its process helpers.
+//!   (see `examples/canary/README.md`), with the children's harness of
+//!   `remora-harness`.
 
-pub mod child;
 pub mod demo_app;
 pub mod demo_client;

@@ -15,6 +15,9 @@ pub mod pb {
 }
 
 pub mod encoded;
+mod error_chain;
+
+pub use error_chain::error_chain;
 
 /// The `Discovery` server of the control plane: the service of [`pb`], its
 /// snapshots sent as [`encoded::EncodedSnapshot`] (encoded once per view).

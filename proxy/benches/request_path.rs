@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use remora_proto::pb;
-use remora_proxy::balance::WeightedSchedule;
 use remora_proxy::config::RuntimeConfig;
 use remora_proxy::telemetry::trace::{RequestInfo, SamplingRatio, TraceConfig, Tracer};
 use remora_proxy::upstream::{EndpointRegistry, Outcome};
+use remora_route::WeightedSchedule;
 
 /// The service every route sends to.
 const CLUSTER: &str = "|svc.default.svc.cluster.local";

@@ -28,10 +28,11 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// How long one probe (connect, and for HTTP the answer's headers) may take.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The default pause between two probes.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+#[cfg(test)]
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The shortest pause between two probes, however often inbound requests
 /// find the app's port closed.
@@ -182,7 +183,7 @@ impl AppHealth {
 
     /// Asks for a probe now (an inbound request could not connect to the
     /// app); probes stay at least 100 ms apart.
-    pub fn poke(&self) {
+    pub(crate) fn poke(&self) {
         self.poke.notify_one();
     }
 

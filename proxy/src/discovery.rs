@@ -16,11 +16,11 @@ use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
 
 use crate::app_health::{AppHealth, AppStatus};
 use crate::config::{ConfigError, RuntimeConfig};
-use crate::error::error_chain;
 use crate::events;
 use crate::identity::{CaAddress, Identity, control_plane_id, tls_channel};
 use crate::telemetry::trace::{SamplingControl, SamplingRatio};
 use crate::upstream::EndpointRegistry;
+use remora_proto::error_chain;
 
 /// First and longest wait between reconnects (before jitter).
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -71,15 +71,8 @@ impl ConfigState {
         self
     }
 
-    /// Whether the proxy may serve: it has a config and, when mTLS is on, a
-    /// certificate that has not expired. `/ready` and the health port answer
-    /// with this.
-    pub fn is_ready(&self) -> bool {
-        self.not_ready_reason().is_none()
-    }
-
     /// Why the proxy is not ready, or `None` when it is (see [`Self::is_ready`]).
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
+    pub(crate) fn not_ready_reason(&self) -> Option<&'static str> {
         if !*self.ready.borrow() {
             return Some("no config from the control plane yet");
         }
@@ -93,7 +86,7 @@ impl ConfigState {
 
     /// Why the app is not ready, once it has been ready (before that the
     /// proxy's readiness does not wait for it: see [`crate::app_health`]).
-    pub fn app_not_ready_reason(&self) -> Option<String> {
+    pub(crate) fn app_not_ready_reason(&self) -> Option<String> {
         let status = self.app.get()?.status();
         (status.ever_ready && !status.ready).then(|| format!("app not ready: {}", status.reason))
     }

@@ -151,7 +151,7 @@ impl ProxyError {
     }
 
     /// The local reply for this error; the body says why.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
         let overloaded = matches!(self, Self::Upstream(UpstreamError::Overflow { .. }));
         let mut resp = local_reply(self.status(), self.to_string());
         if overloaded {
@@ -162,22 +162,4 @@ impl ProxyError {
         }
         resp
     }
-}
-
-/// An error and its sources, `: `-separated, each source left out when the
-/// text so far already says it: tonic's and hyper's errors say little at
-/// the top ("transport error") and the cause below ("Connection refused"),
-/// and many of ours already name their cause.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }

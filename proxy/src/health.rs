@@ -25,10 +25,10 @@ pub struct Health {
 }
 
 /// The answer while the proxy drains.
-pub const DRAINING: &str = "draining: the proxy is shutting down";
+pub(crate) const DRAINING: &str = "draining: the proxy is shutting down";
 
 /// The readiness path.
-pub const READY_PATH: &str = "/healthz/ready";
+pub(crate) const READY_PATH: &str = "/healthz/ready";
 
 /// Answers one request on the health port.
 pub async fn handle(state: Arc<Health>, req: Request<Incoming>) -> Response<ProxyBody> {

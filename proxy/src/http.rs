@@ -3,13 +3,15 @@
 //! hop-by-hop headers, and the body type the proxy answers with.
 
 pub mod host;
-pub mod path;
+pub(crate) use remora_route::host::{authority, host_of, port_of};
+pub use remora_route::path;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
+use remora_route::fault::Abort;
 
 use crate::error::ProxyError;
 use crate::upstream::UpstreamBody;
@@ -25,36 +27,7 @@ pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 /// for any method, counted toward ejection) and never forwards it; the
 /// server sidecar removes it from every answer of its app, so no app can
 /// forge it.
-pub const APP_UNREACHED: HeaderName = HeaderName::from_static("x-remora-app-unreached");
-
-/// The request's authority: the `Host` header, else the URI's (h2 `:authority`).
-pub fn authority(req: &Parts) -> Option<&str> {
-    req.headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// The host part of an authority, without port or IPv6 brackets.
-pub fn host_of(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
-    }
-}
-
-/// The port of an authority, if it carries one.
-pub fn port_of(authority: &str) -> Option<u16> {
-    let rest = match authority.strip_prefix('[') {
-        Some(rest) => rest.split_once(']')?.1,
-        None => authority,
-    };
-    let (_, port) = rest.rsplit_once(':')?;
-    port.parse().ok()
-}
+pub(crate) const APP_UNREACHED: HeaderName = HeaderName::from_static("x-remora-app-unreached");
 
 /// A reply made by the proxy itself, with a plain-text reason.
 pub fn local_reply(status: StatusCode, reason: String) -> Response<ProxyBody> {
@@ -67,11 +40,33 @@ pub fn local_reply(status: StatusCode, reason: String) -> Response<ProxyBody> {
     resp
 }
 
+/// The local reply to a request that `fault.abort` aborts; the request
+/// never reaches the upstream. A gRPC abort is a trailers-only response.
+pub(crate) fn abort_reply(abort: Abort) -> Response<ProxyBody> {
+    match abort {
+        Abort::Http(status) => local_reply(status, "fault filter abort".into()),
+        Abort::Grpc(code) => {
+            let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+            let headers = resp.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(code));
+            headers.insert("grpc-message", HeaderValue::from_static("fault injected"));
+            resp
+        }
+    }
+}
+
 /// Makes the request target unambiguous before anything reads it: exactly
 /// one authority ([`check_host`]) and the path normalised per `paths`
 /// ([`PathNormalization::apply`]). Routing, AuthorizationPolicy and the
 /// upstream all see the result; on error the request gets 400.
-pub fn check_request_target(parts: &mut Parts, paths: PathNormalization) -> Result<(), ProxyError> {
+pub(crate) fn check_request_target(
+    parts: &mut Parts,
+    paths: PathNormalization,
+) -> Result<(), ProxyError> {
     check_host(parts)?;
     paths.apply(&mut parts.uri)?;
     Ok(())
@@ -92,7 +87,7 @@ const NEVER_CONNECTION_SCOPED: [HeaderName; 2] = [
 ///
 /// Both directions call this first, before the proxy reads or sets any
 /// header, so a client's `Connection` can remove only what it sent.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them: one pass over the names is cheaper
     // than a hashed lookup for each.
     if !headers.keys().any(is_hop_by_hop) {
@@ -149,20 +144,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_of_strips_port_and_brackets() {
-        assert_eq!(host_of("reviews"), "reviews");
-        assert_eq!(host_of("reviews:9080"), "reviews");
-        assert_eq!(host_of("[::1]:80"), "::1");
-        assert_eq!(host_of("[::1]"), "::1");
-    }
-
-    #[test]
-    fn port_of_reads_the_port_if_any() {
-        assert_eq!(port_of("httpbin:9999"), Some(9999));
-        assert_eq!(port_of("httpbin"), None);
-        assert_eq!(port_of("[::1]:80"), Some(80));
-        assert_eq!(port_of("[::1]"), None);
-        assert_eq!(port_of("httpbin:x"), None);
+    fn grpc_abort_is_a_trailers_only_response() {
+        let resp = abort_reply(Abort::Grpc(14));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        assert_eq!(resp.headers()["grpc-message"], "fault injected");
     }
 
     #[test]

@@ -22,9 +22,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// Istio's `terminationDrainDuration` default.
-pub const DEFAULT_DRAIN_DURATION: Duration = Duration::from_secs(5);
-
 /// Whether the proxy is draining, and the `/quitquitquit` trigger.
 #[derive(Debug)]
 pub struct Lifecycle {
@@ -45,7 +42,7 @@ impl Lifecycle {
     }
 
     /// Whether the drain has begun.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
@@ -55,12 +52,12 @@ impl Lifecycle {
     }
 
     /// Whether `/quitquitquit` is honoured.
-    pub fn quit_allowed(&self) -> bool {
+    pub(crate) fn quit_allowed(&self) -> bool {
         self.quit_allowed
     }
 
     /// Asks the proxy to drain and exit, as SIGTERM does.
-    pub fn request_quit(&self) {
+    pub(crate) fn request_quit(&self) {
         // A stored permit: the request is not lost if nobody waits yet.
         self.quit.notify_one();
     }

@@ -38,7 +38,7 @@ pub const DEFAULT_HEADERS_COUNT: usize = 100;
 /// What a sidecar may add to a message on its way to the next one (trace
 /// context, `x-request-id`, `remora-orig-proto`, the authority moved into
 /// the URI): the second sidecar checks the limit plus this.
-pub const HOP_ALLOWANCE: usize = 1024;
+pub(crate) const HOP_ALLOWANCE: usize = 1024;
 /// Headers a sidecar may add, in number, as [`HOP_ALLOWANCE`] in bytes.
 const HOP_ALLOWANCE_COUNT: usize = 16;
 /// RFC 9113 §6.5.2: each field costs its name, its value and 32 octets.
@@ -108,7 +108,11 @@ impl HeaderLimits {
 
     /// Checks a request head. `from_proxy`: it came from another sidecar,
     /// which may have added [`HOP_ALLOWANCE`].
-    pub fn check_request(&self, parts: &request::Parts, from_proxy: bool) -> Result<(), TooLarge> {
+    pub(crate) fn check_request(
+        &self,
+        parts: &request::Parts,
+        from_proxy: bool,
+    ) -> Result<(), TooLarge> {
         let uri = &parts.uri;
         let line = parts.method.as_str().len()
             + uri.scheme_str().map_or(0, str::len)
@@ -126,7 +130,11 @@ impl HeaderLimits {
     }
 
     /// Checks response headers. `from_proxy` as in [`Self::check_request`].
-    pub fn check_response(&self, headers: &HeaderMap, from_proxy: bool) -> Result<(), TooLarge> {
+    pub(crate) fn check_response(
+        &self,
+        headers: &HeaderMap,
+        from_proxy: bool,
+    ) -> Result<(), TooLarge> {
         check(
             "response",
             "--max-response-headers-kb",
@@ -142,14 +150,14 @@ impl HeaderLimits {
     /// twice the limit, so that a head over the limit is still read whole
     /// and answered by our check, with a reason; beyond the cap hyper
     /// itself answers 431 (or fails the upstream response) and closes.
-    pub fn h1_buf_size(bytes: usize) -> usize {
+    pub(crate) fn h1_buf_size(bytes: usize) -> usize {
         (bytes * 2).max(H1_MIN_BUF)
     }
 
     /// SETTINGS_MAX_HEADER_LIST_SIZE for messages limited to `bytes`: twice
     /// the limit plus h2's per-field overhead, so that every message that
     /// passed a sidecar's check is accepted by the next one's h2 layer.
-    pub fn h2_list_size(&self, bytes: usize) -> u32 {
+    pub(crate) fn h2_list_size(&self, bytes: usize) -> u32 {
         let size = bytes * 2 + (self.count + HOP_ALLOWANCE_COUNT) * H2_FIELD_OVERHEAD;
         u32::try_from(size).unwrap_or(u32::MAX)
     }
@@ -157,7 +165,7 @@ impl HeaderLimits {
     /// hyper's HTTP/1.1 header count cap: ours plus what a sidecar adds, so
     /// that our check answers first. `None` keeps hyper's default (100,
     /// parsed on the stack), which suffices for the default count.
-    pub fn h1_max_headers(&self) -> Option<usize> {
+    pub(crate) fn h1_max_headers(&self) -> Option<usize> {
         (self.count > DEFAULT_HEADERS_COUNT).then_some(self.count + HOP_ALLOWANCE_COUNT)
     }
 }
@@ -232,14 +240,14 @@ pub struct Timeouts {
 }
 
 /// Envoy's `listener_filters_timeout`.
-pub const DEFAULT_LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 /// Finite where Envoy's is off: a request head is a few KiB that a client
 /// sends at once; 10 s allows a slow link and ends a slowloris.
-pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Envoy's `stream_idle_timeout`.
-pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Envoy's `idle_timeout`, of the HTTP connection manager and tcp_proxy.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -267,7 +275,7 @@ pub struct ConnectionLimits {
 pub const DEFAULT_MTLS_RESERVE_PERCENT: u8 = 25;
 /// The most connections a listener holds by default, whatever the
 /// open-file limit.
-pub const DEFAULT_MAX_CONNECTIONS_CAP: usize = 16_384;
+pub(crate) const DEFAULT_MAX_CONNECTIONS_CAP: usize = 16_384;
 
 impl ConnectionLimits {
     /// The default for a process that may open `open_files` files: a
@@ -286,7 +294,7 @@ impl ConnectionLimits {
 
     /// How many connections without a proven identity a listener holds:
     /// all of `max`, less the mTLS reserve when `reserve` applies.
-    pub fn plaintext_max(&self, reserve: bool) -> usize {
+    pub(crate) fn plaintext_max(&self, reserve: bool) -> usize {
         if !reserve {
             return self.max;
         }
@@ -331,7 +339,7 @@ pub fn set_timeouts(timeouts: Timeouts) {
 }
 
 /// The downstream timeouts in force: as set, else the defaults.
-pub fn timeouts() -> &'static Timeouts {
+pub(crate) fn timeouts() -> &'static Timeouts {
     TIMEOUTS.get_or_init(Timeouts::default)
 }
 

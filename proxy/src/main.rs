@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use remora_proto::error_chain;
 use remora_proto::pb;
 use remora_proxy::app_health::{AppHealth, AppProbe};
 use remora_proxy::capture::{self, InitArgs, nft};
 use remora_proxy::discovery::{self, ConfigState};
-use remora_proxy::error::error_chain;
 use remora_proxy::http::{ProxyBody, local_reply};
 use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::lifecycle::{Lifecycle, parse_duration};

@@ -8,7 +8,7 @@ use remora_certs::SpiffeId;
 
 /// The downstream peer of an inbound request, as its connection showed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The client's SPIFFE ID, verified against the trust bundle: set only
     /// for mTLS with a client certificate.
     pub identity: Option<SpiffeId>,
@@ -18,17 +18,12 @@ pub struct Peer {
 
 impl Peer {
     /// A plaintext peer.
-    pub fn plaintext() -> Self {
+    pub(crate) fn plaintext() -> Self {
         Self::default()
     }
 
-    /// The peer of `req`, plaintext if the listener recorded none.
-    pub fn of<B>(req: &http::Request<B>) -> Self {
-        req.extensions().get::<Self>().cloned().unwrap_or_default()
-    }
-
     /// Whether the connection was mutual TLS (a verified client identity).
-    pub fn is_mtls(&self) -> bool {
+    pub(crate) fn is_mtls(&self) -> bool {
         self.identity.is_some()
     }
 }

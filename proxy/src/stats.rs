@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 
 /// One counter.
 #[derive(Debug)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
     const fn new() -> Self {
@@ -20,41 +20,41 @@ impl Counter {
     }
 
     /// Adds one.
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The current value.
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// Retries sent (tries after the first).
-pub static RETRY_ATTEMPTS: Counter = Counter::new();
+pub(crate) static RETRY_ATTEMPTS: Counter = Counter::new();
 /// Retries the retry budget refused; the client got the failure.
-pub static RETRY_BUDGET_EXHAUSTED: Counter = Counter::new();
+pub(crate) static RETRY_BUDGET_EXHAUSTED: Counter = Counter::new();
 /// Retries `connectionPool.http.maxRetries` refused.
-pub static RETRY_OVERFLOW: Counter = Counter::new();
+pub(crate) static RETRY_OVERFLOW: Counter = Counter::new();
 /// Requests a circuit-breaker limit refused (503, `x-remora-overloaded`).
-pub static UPSTREAM_OVERFLOW: Counter = Counter::new();
+pub(crate) static UPSTREAM_OVERFLOW: Counter = Counter::new();
 /// Requests answered 504 because the route `timeout` fired.
-pub static UPSTREAM_TIMEOUT: Counter = Counter::new();
+pub(crate) static UPSTREAM_TIMEOUT: Counter = Counter::new();
 /// Tries cut off by `perTryTimeout`.
-pub static UPSTREAM_PER_TRY_TIMEOUT: Counter = Counter::new();
+pub(crate) static UPSTREAM_PER_TRY_TIMEOUT: Counter = Counter::new();
 /// Hosts ejected by outlier detection.
-pub static OUTLIER_EJECTIONS: Counter = Counter::new();
+pub(crate) static OUTLIER_EJECTIONS: Counter = Counter::new();
 /// Requests delayed by fault injection.
-pub static FAULT_DELAYS: Counter = Counter::new();
+pub(crate) static FAULT_DELAYS: Counter = Counter::new();
 /// Requests aborted by fault injection.
-pub static FAULT_ABORTS: Counter = Counter::new();
+pub(crate) static FAULT_ABORTS: Counter = Counter::new();
 
 /// Access log lines dropped because the writer was behind.
-pub static ACCESS_LOG_DROPPED: Counter = Counter::new();
+pub(crate) static ACCESS_LOG_DROPPED: Counter = Counter::new();
 
 /// Every counter with its metric name (before the `remora_` prefix and the
 /// `_total` suffix) and help, in a stable order.
-pub fn all() -> [(&'static str, &'static str, &'static Counter); 10] {
+pub(crate) fn all() -> [(&'static str, &'static str, &'static Counter); 10] {
     [
         (
             "retry_attempts",
@@ -111,7 +111,7 @@ pub fn all() -> [(&'static str, &'static str, &'static Counter); 10] {
 
 /// Exports the counters above into a registry at scrape time.
 #[derive(Debug)]
-pub struct StaticCounters;
+pub(crate) struct StaticCounters;
 
 impl Collector for StaticCounters {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -125,6 +125,6 @@ impl Collector for StaticCounters {
 
 /// Every metric of the registry as `name{labels} value` lines: the admin
 /// API's `/stats`, with the same figures as `/stats/prometheus`.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     crate::telemetry::metrics::global().encode_samples()
 }

@@ -21,11 +21,11 @@ fn counter(direction: Direction) -> &'static AtomicU64 {
 /// Counts one failed TLS handshake. Outbound: a peer proxy refused, or
 /// failed our checks (chain, SPIFFE ID, ALPN). Inbound: a client failed the
 /// handshake, or sent plaintext to a STRICT listener.
-pub fn tls_handshake_failed(direction: Direction) {
+pub(crate) fn tls_handshake_failed(direction: Direction) {
     counter(direction).fetch_add(1, Ordering::Relaxed);
 }
 
 /// Handshakes failed in `direction` since the process started.
-pub fn handshake_failures(direction: Direction) -> u64 {
+pub(crate) fn handshake_failures(direction: Direction) -> u64 {
     counter(direction).load(Ordering::Relaxed)
 }

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use crate::binaries::bin;
 use crate::client::{HttpClient, Protocol};
-use crate::process::Process;
+use remora_harness::Process;
 
 /// How long a process may take to print an event the test is waiting for.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);

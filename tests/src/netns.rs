@@ -37,7 +37,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::process::Process;
+use remora_harness::Process;
 
 /// Every pod network's IPv4 subnet (a /24); pod `n` is `.n`.
 pub const SUBNET_V4: [u8; 3] = [10, 88, 0];

@@ -63,26 +63,8 @@ const RETRY_ON_UNSUPPORTED: &[&str] = &[
     "http3-post-connect-failure",
 ];
 
-/// gRPC status names, by code (0 to 16).
-const GRPC_STATUSES: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
+/// gRPC status names, by code: the table the proxies read too.
+const GRPC_STATUSES: &[&str] = &remora_route::grpc::STATUS_NAMES;
 
 /// What a route's resilience fields parsed to.
 pub(crate) struct RouteResilience {

@@ -18,8 +18,8 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use remora_examples::child::{Child, find_binary, stop_all};
 use remora_examples::demo_client::{Call, HttpClient, Tally, mtls_count, send, write_tally};
+use remora_harness::{Process, Stderr, stop_all};
 use serde_json::Value;
 use tokio::process::Command;
 use tokio::time::Instant;
@@ -98,7 +98,7 @@ async fn main() -> ExitCode {
 /// Starts the mesh (pushing each child onto `children` as it starts, so the
 /// caller can stop them whatever happens), sends the traffic and prints the
 /// tables. `Ok(false)` when any request failed.
-async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyhow::Result<bool> {
+async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Process>) -> anyhow::Result<bool> {
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
         None => std::env::current_exe()
@@ -128,18 +128,16 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
         .args(["--grpc-tls-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(config_dir.join(".data"));
-    children.push(Child::spawn("control plane (remora serve)", cmd, logs)?);
+    children.push(spawn("control plane (remora serve)", cmd, logs)?);
     for version in SUBSETS {
         let mut cmd = Command::new(&demo_app);
         cmd.args(["--listen", "127.0.0.1:0", "--service", SERVICE])
             .args(["--version", version]);
-        children.push(Child::spawn(
-            &format!("demo app {SERVICE} {version}"),
-            cmd,
-            logs,
-        )?);
+        children.push(spawn(&format!("demo app {SERVICE} {version}"), cmd, logs)?);
     }
-    let listening = children[0].wait_event("listening", STEP_TIMEOUT).await?;
+    let listening = children[0]
+        .try_wait_event("listening", STEP_TIMEOUT)
+        .await?;
     let cp_field = |name: &str| {
         listening
             .get(name)
@@ -166,7 +164,7 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
     let mut apps = Vec::new();
     for (i, version) in SUBSETS.into_iter().enumerate() {
         let addr = children[1 + i]
-            .wait_field("listening", "addr", STEP_TIMEOUT)
+            .try_wait_field("listening", "addr", STEP_TIMEOUT)
             .await?;
         println!("{SERVICE} {version}      app  {addr}");
         apps.push((version, addr));
@@ -191,9 +189,9 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             .args(["--health-addr", "127.0.0.1:0"]);
         identity.add_to(&mut cmd, SERVICE);
         traces(&mut cmd);
-        let mut sidecar = Child::spawn(&format!("sidecar {SERVICE} {version}"), cmd, logs)?;
+        let mut sidecar = spawn(&format!("sidecar {SERVICE} {version}"), cmd, logs)?;
         let addr = sidecar
-            .wait_field("listening", "inbound", STEP_TIMEOUT)
+            .try_wait_field("listening", "inbound", STEP_TIMEOUT)
             .await?;
         println!("{SERVICE} {version}      sidecar inbound {addr}");
         inbound.insert(version.to_string(), addr);
@@ -204,7 +202,7 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             .iter_mut()
             .find(|c| c.name() == format!("sidecar {SERVICE} {version}"))
             .context("sidecar was started above")?;
-        sidecar.wait_event("ready", STEP_TIMEOUT).await?;
+        sidecar.try_wait_event("ready", STEP_TIMEOUT).await?;
     }
 
     let mut cmd = Command::new(&proxy);
@@ -217,9 +215,11 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
         .args(["--access-log", "off"]);
     identity.add_to(&mut cmd, "productpage");
     traces(&mut cmd);
-    children.push(Child::spawn("sidecar productpage", cmd, logs)?);
+    children.push(spawn("sidecar productpage", cmd, logs)?);
     let client_proxy = children.last_mut().context("just pushed")?;
-    let listening = client_proxy.wait_event("listening", STEP_TIMEOUT).await?;
+    let listening = client_proxy
+        .try_wait_event("listening", STEP_TIMEOUT)
+        .await?;
     let field = |name: &str| {
         listening
             .get(name)
@@ -229,7 +229,7 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
     };
     let (outbound, admin) = (field("outbound")?, field("admin")?);
     let stats = field("stats")?;
-    client_proxy.wait_event("ready", STEP_TIMEOUT).await?;
+    client_proxy.try_wait_event("ready", STEP_TIMEOUT).await?;
     println!("productpage     sidecar outbound {outbound}  admin {admin}");
     println!("productpage     metrics http://{stats}/stats/prometheus");
 
@@ -242,7 +242,7 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             .context("just pushed")?
             .failure(&format!("{e:#}"))
             .await;
-        return Err(err);
+        return Err(err.into());
     }
 
     let url = format!("http://{outbound}/version");
@@ -288,6 +288,35 @@ async fn run(args: &Args, config_dir: &Path, children: &mut Vec<Child>) -> anyho
             && jason.failed == 0
             && mtls == u64::from(args.requests + JASON_REQUESTS),
     )
+}
+
+/// Starts `cmd` as the child called `name`: its logs at `warn` unless
+/// `RUST_LOG` says otherwise, echoed to our stderr with `--show-logs`.
+fn spawn(name: &str, mut cmd: Command, show_logs: bool) -> anyhow::Result<Process> {
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    let stderr = if show_logs {
+        Stderr::Echo
+    } else {
+        Stderr::Keep
+    };
+    Ok(Process::try_spawn(name, cmd, stderr)?)
+}
+
+/// Finds `name` (plus the platform's executable suffix) in `dir`, or says how
+/// to build it.
+fn find_binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!(
+            "cannot find `{name}` in {}; build it with `cargo build --release --workspace --bins` \
+             (or point --bin-dir at the directory that holds it)",
+            dir.display()
+        )
+    }
 }
 
 /// What each proxy needs to get its certificate.

@@ -1,37 +1,20 @@
 //! Picking an endpoint within a cluster, per DestinationRule `loadBalancer`.
 
+#[cfg(test)]
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::Rng;
-use remora_proto::pb;
 
+use super::LoadBalancer;
+#[cfg(test)]
 use crate::upstream::Endpoint;
 
-/// `loadBalancer.simple`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadBalancer {
-    /// Power of two choices over active requests (Istio's default).
-    LeastRequest,
-    /// In turn.
-    RoundRobin,
-    /// Uniformly at random.
-    Random,
-}
-
-impl From<pb::LoadBalancer> for LoadBalancer {
-    fn from(lb: pb::LoadBalancer) -> Self {
-        match lb {
-            pb::LoadBalancer::LeastRequest => Self::LeastRequest,
-            pb::LoadBalancer::RoundRobin => Self::RoundRobin,
-            pb::LoadBalancer::Random => Self::Random,
-        }
-    }
-}
-
 /// Picks an endpoint, or `None` when there is none. `cursor` is the
-/// cluster's round-robin position.
-pub fn pick_endpoint<'e>(
+/// cluster's round-robin position. (Clusters pick with [`pick_index`],
+/// leaving out ejected hosts; this is the plain pick the tests measure.)
+#[cfg(test)]
+pub(crate) fn pick_endpoint<'e>(
     lb: LoadBalancer,
     endpoints: &'e [Arc<Endpoint>],
     cursor: &AtomicUsize,
@@ -45,7 +28,7 @@ pub fn pick_endpoint<'e>(
 /// Picks one of `n` candidates, or `None` when `n` is 0; `active(i)` is
 /// candidate `i`'s requests in flight (for least request). Callers that
 /// leave out ejected hosts pass only the remaining ones.
-pub fn pick_index(
+pub(crate) fn pick_index(
     lb: LoadBalancer,
     n: usize,
     cursor: &AtomicUsize,

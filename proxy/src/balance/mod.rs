@@ -1,8 +1,8 @@
-//! Load balancing: which destination (subset) a route sends to, and which
-//! endpoint of that subset serves the request.
+//! Load balancing: which endpoint of a cluster serves the request. Which
+//! destination (subset) a route sends to is the route's
+//! ([`remora_route::WeightedSchedule`]).
 
 mod endpoint;
-mod weighted;
 
-pub use endpoint::{LoadBalancer, pick_endpoint, pick_index};
-pub use weighted::WeightedSchedule;
+pub(crate) use endpoint::pick_index;
+pub(crate) use remora_route::LoadBalancer;

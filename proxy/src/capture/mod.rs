@@ -35,11 +35,11 @@ pub const TABLE: &str = "inet remora";
 /// the proxy itself, never the app: the inbound listener, the health port
 /// (15021, and 15020 where Istio's agent merges metrics) and Prometheus
 /// metrics (15090). Istio's `ISTIO_INBOUND` returns for the same ones.
-pub const PROXY_INBOUND_PORTS: [u16; 4] = [15006, 15020, 15021, 15090];
+pub(crate) const PROXY_INBOUND_PORTS: [u16; 4] = [15006, 15020, 15021, 15090];
 
 /// The uid (and gid) the proxy runs as, whose traffic is never captured:
 /// Istio's 1337.
-pub const DEFAULT_PROXY_UID: u32 = 1337;
+pub(crate) const DEFAULT_PROXY_UID: u32 = 1337;
 
 /// What the capture rules do: built from the flags by [`InitArgs::capture`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub struct Cidr {
 
 impl Cidr {
     /// Whether this is an IPv4 network.
-    pub fn is_ipv4(&self) -> bool {
+    pub(crate) fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
     }
 }
@@ -140,7 +140,7 @@ impl fmt::Display for Cidr {
 
 /// A comma-separated port list (`80,443`); empty means none. Sorted, without
 /// duplicates.
-pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
+pub(crate) fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
     let mut ports = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.parse::<u16>() {

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 /// Where `nft` is looked for when neither `--nft` nor `REMORA_NFT` names it
 /// and it is not on `PATH`.
-pub const FALLBACK_NFT: &str = "/usr/sbin/nft";
+pub(crate) const FALLBACK_NFT: &str = "/usr/sbin/nft";
 
 /// Why the rules could not be applied.
 #[derive(Debug, thiserror::Error)]

@@ -8,36 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use remora_proto::pb;
-
-use super::{Cluster, ConfigError};
+use super::{Cluster, OutboundPolicy};
 use crate::upstream::Endpoint;
-
-/// Istio's `outboundTrafficPolicy.mode`: what a captured connection to a
-/// destination outside the mesh gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutboundPolicy {
-    /// Through to its original destination, untouched (Istio's default).
-    #[default]
-    AllowAny,
-    /// Refused: 502 with the reason for HTTP, closed for TCP.
-    RegistryOnly,
-}
-
-impl OutboundPolicy {
-    /// The policy of a snapshot's mesh settings (absent: `ALLOW_ANY`).
-    pub fn from_proto(mesh: Option<&pb::MeshSettings>) -> Result<Self, ConfigError> {
-        let value = mesh.map_or(0, |m| m.outbound_traffic_policy);
-        match pb::OutboundTrafficPolicy::try_from(value) {
-            Ok(pb::OutboundTrafficPolicy::AllowAny) => Ok(Self::AllowAny),
-            Ok(pb::OutboundTrafficPolicy::RegistryOnly) => Ok(Self::RegistryOnly),
-            Err(_) => Err(ConfigError::MeshSettings {
-                field: "outbound_traffic_policy",
-                error: format!("unknown policy {value}"),
-            }),
-        }
-    }
-}
 
 /// A service endpoint that a captured connection's original IP names.
 #[derive(Debug, Clone)]
@@ -60,39 +32,17 @@ pub struct CaptureIndex {
 }
 
 impl CaptureIndex {
-    /// Indexes the default clusters (no subset) of `snapshot` by their
+    /// Indexes the default clusters (no subset) of a snapshot by their
     /// endpoints' IPs; an IP two services share goes to the first by name.
     /// Endpoints named by DNS are not indexed (their IP is not known
     /// before a connection resolves it).
-    pub fn build(
-        snapshot: &pb::Snapshot,
-        clusters: &HashMap<String, Arc<Cluster>>,
-    ) -> Result<Self, ConfigError> {
-        let policy = OutboundPolicy::from_proto(snapshot.mesh.as_ref())?;
+    pub fn build(policy: OutboundPolicy, clusters: &[Arc<Cluster>]) -> Self {
         let mut by_ip = HashMap::new();
         let mut all_tcp = HashSet::new();
-        let mut defaults: Vec<&pb::Cluster> = snapshot
-            .clusters
-            .iter()
-            .filter(|c| c.subset.is_empty())
-            .collect();
-        defaults.sort_by(|a, b| a.name.cmp(&b.name));
-        for c in defaults {
-            let tcp_ports = c
-                .tcp_ports
-                .iter()
-                .map(|&p| match u16::try_from(p) {
-                    Ok(port) if port > 0 => Ok(port),
-                    _ => Err(ConfigError::Policy {
-                        cluster: c.name.clone(),
-                        error: format!("tcp_ports: {p} is not a port (1-65535)"),
-                    }),
-                })
-                .collect::<Result<Arc<[u16]>, _>>()?;
+        // `clusters` is sorted by name.
+        for cluster in clusters.iter().filter(|c| c.subset().is_empty()) {
+            let tcp_ports = cluster.tcp_ports();
             all_tcp.extend(tcp_ports.iter().copied());
-            let Some(cluster) = clusters.get(&c.name) else {
-                continue;
-            };
             for endpoint in cluster.endpoints() {
                 let Ok(addr) = endpoint.address().parse::<SocketAddr>() else {
                     continue;
@@ -100,15 +50,15 @@ impl CaptureIndex {
                 by_ip.entry(addr.ip()).or_insert_with(|| KnownDestination {
                     cluster: Arc::clone(cluster),
                     endpoint: Arc::clone(endpoint),
-                    tcp_ports: Arc::clone(&tcp_ports),
+                    tcp_ports: Arc::clone(tcp_ports),
                 });
             }
         }
-        Ok(Self {
+        Self {
             policy,
             by_ip,
             tcp_ports: all_tcp,
-        })
+        }
     }
 
     /// The mesh's `outboundTrafficPolicy`.
@@ -123,7 +73,7 @@ impl CaptureIndex {
 
     /// Whether connections to `dst` are declared TCP: by the service at
     /// its IP, or, for an IP the mesh does not know, by any service.
-    pub fn is_declared_tcp(&self, dst: SocketAddr) -> bool {
+    pub(crate) fn is_declared_tcp(&self, dst: SocketAddr) -> bool {
         match self.by_ip.get(&dst.ip()) {
             Some(known) => known.tcp_ports.contains(&dst.port()),
             None => self.tcp_ports.contains(&dst.port()),
@@ -133,6 +83,8 @@ impl CaptureIndex {
 
 #[cfg(test)]
 mod tests {
+    use remora_proto::pb;
+
     use super::*;
     use crate::upstream::EndpointRegistry;
 

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use http::Version;
 use remora_certs::{AllowedPeers, MeshTls, SpiffeId};
 use remora_proto::pb;
+use remora_route::ClusterSpec;
 
 use super::ConfigError;
-use super::protocol::{ServicePorts, UpstreamPolicy, upstream_version};
+use super::{ServicePorts, UpstreamPolicy, upstream_version};
 use crate::balance::{LoadBalancer, pick_index};
 use crate::events;
 use crate::outlier::{OutlierSettings, Verdict};
@@ -39,6 +40,8 @@ pub struct Cluster {
     retries: Arc<AtomicUsize>,
     /// `None` when no endpoint wants mTLS (the usual plaintext fast path).
     mtls: Option<ClusterMtls>,
+    /// The ports the service declares TCP.
+    tcp_ports: Arc<[u16]>,
     /// The service's declared ports and protocols.
     ports: ServicePorts,
     /// `h2UpgradePolicy` and `useClientProtocol`.
@@ -58,7 +61,7 @@ struct ClusterMtls {
 
 /// A retry in flight under `http.maxRetries`; dropping it ends the retry.
 #[derive(Debug)]
-pub struct RetryGuard(Arc<AtomicUsize>);
+pub(crate) struct RetryGuard(Arc<AtomicUsize>);
 
 impl Drop for RetryGuard {
     fn drop(&mut self) {
@@ -67,88 +70,83 @@ impl Drop for RetryGuard {
 }
 
 impl Cluster {
+    /// The live cluster of a validated one: its endpoints from
+    /// `registry` (shared with other clusters and config versions), its
+    /// metric labels, and, with `mesh_tls`, its mTLS client config.
     pub(super) fn build(
+        spec: ClusterSpec,
+        registry: &EndpointRegistry,
+        mesh_tls: Option<&MeshTls>,
+    ) -> Result<Self, ConfigError> {
+        let endpoints = spec
+            .endpoints
+            .iter()
+            .map(|e| registry.get(&e.address))
+            .collect();
+        let pool = spec
+            .connection_pool
+            .as_ref()
+            .map_or_else(PoolSettings::default, pool_settings);
+        Ok(Self {
+            service_label: metrics::global().intern(&spec.service),
+            subset_label: if spec.subset.is_empty() {
+                metrics::unknown()
+            } else {
+                metrics::global().intern(&spec.subset)
+            },
+            mtls: cluster_mtls(&spec, mesh_tls)?,
+            name: spec.name,
+            service: spec.service,
+            subset: spec.subset,
+            load_balancer: spec.load_balancer,
+            endpoints,
+            cursor: AtomicUsize::new(0),
+            pool,
+            ejection: spec.outlier.unwrap_or(OutlierSettings::FAILURE_ACCRUAL),
+            outlier: spec.outlier,
+            max_retries: spec.max_retries,
+            retries: Arc::new(AtomicUsize::new(0)),
+            tcp_ports: spec.tcp_ports.into(),
+            ports: spec.ports,
+            upstream_policy: spec.upstream_policy,
+        })
+    }
+
+    /// [`Self::build`] from a proto cluster, for tests.
+    #[cfg(test)]
+    pub(super) fn from_proto(
         c: &pb::Cluster,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
     ) -> Result<Self, ConfigError> {
-        let load_balancer = pb::LoadBalancer::try_from(c.load_balancer)
-            .map_err(|_| ConfigError::UnknownLoadBalancer {
-                cluster: c.name.clone(),
-                value: c.load_balancer,
-            })?
-            .into();
-        let endpoints = c
-            .endpoints
-            .iter()
-            .map(|e| {
-                if is_host_port(&e.address) {
-                    Ok(registry.get(&e.address))
-                } else {
-                    Err(ConfigError::BadAddress {
-                        cluster: c.name.clone(),
-                        address: e.address.clone(),
-                    })
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let pool = c
-            .connection_pool
-            .as_ref()
-            .map_or_else(PoolSettings::default, pool_settings);
-        let outlier = c
-            .outlier_detection
-            .as_ref()
-            .map(OutlierSettings::from_proto)
-            .transpose()
-            .map_err(|e| ConfigError::Policy {
-                cluster: c.name.clone(),
-                error: e.to_string(),
-            })?;
-        Ok(Self {
-            name: c.name.clone(),
-            service: c.service.clone(),
-            subset: c.subset.clone(),
-            service_label: metrics::global().intern(&c.service),
-            subset_label: if c.subset.is_empty() {
-                metrics::unknown()
-            } else {
-                metrics::global().intern(&c.subset)
-            },
-            load_balancer,
-            endpoints,
-            cursor: AtomicUsize::new(0),
-            pool,
-            ejection: outlier.unwrap_or(OutlierSettings::FAILURE_ACCRUAL),
-            outlier,
-            max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
-            retries: Arc::new(AtomicUsize::new(0)),
-            mtls: cluster_mtls(c, mesh_tls)?,
-            ports: ServicePorts::build(&c.ports, &c.name)?,
-            upstream_policy: UpstreamPolicy::build(c.connection_pool.as_ref(), &c.name)?,
-        })
+        Self::build(ClusterSpec::compile(c)?, registry, mesh_tls)
+    }
+
+    /// The ports the service declares TCP.
+    pub(crate) fn tcp_ports(&self) -> &Arc<[u16]> {
+        &self.tcp_ports
     }
 
     /// The HTTP version a request sent in `client` goes to this cluster's
     /// endpoints in, for the service port `port` it calls (its captured
     /// original port, else its Host's): see [`upstream_version`].
-    pub fn upstream_version(&self, port: Option<u16>, client: Version) -> Version {
+    pub(crate) fn upstream_version(&self, port: Option<u16>, client: Version) -> Version {
         upstream_version(self.ports.for_request(port), self.upstream_policy, client)
     }
 
     /// The ports the service declares.
-    pub fn service_ports(&self) -> &ServicePorts {
+    pub(crate) fn service_ports(&self) -> &ServicePorts {
         &self.ports
     }
 
     /// The service as the request metrics' `destination_service`.
-    pub fn service_label(&self) -> &Arc<str> {
+    pub(crate) fn service_label(&self) -> &Arc<str> {
         &self.service_label
     }
 
     /// The subset as the request metrics' `destination_subset`
     /// (`unknown` when the cluster has none).
-    pub fn subset_label(&self) -> &Arc<str> {
+    pub(crate) fn subset_label(&self) -> &Arc<str> {
         &self.subset_label
     }
 
@@ -176,12 +174,12 @@ impl Cluster {
     }
 
     /// The subset, empty for the whole service.
-    pub fn subset(&self) -> &str {
+    pub(crate) fn subset(&self) -> &str {
         &self.subset
     }
 
     /// Connection pool settings for requests to this cluster.
-    pub fn pool(&self) -> &PoolSettings {
+    pub(crate) fn pool(&self) -> &PoolSettings {
         &self.pool
     }
 
@@ -192,7 +190,8 @@ impl Cluster {
 
     /// What ejects this cluster's hosts: its `outlierDetection`, else the
     /// default failure accrual on connect failures.
-    pub fn ejection(&self) -> &OutlierSettings {
+    #[cfg(test)]
+    pub(crate) fn ejection(&self) -> &OutlierSettings {
         &self.ejection
     }
 
@@ -204,14 +203,15 @@ impl Cluster {
     /// Picks an endpoint per the cluster's load balancer among the hosts
     /// outlier detection has not ejected (among all of them when too few
     /// are left: see [`OutlierSettings::panics`]).
-    pub fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
+    #[cfg(test)]
+    pub(crate) fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
         self.pick_endpoint_at(&[], Instant::now())
     }
 
     /// Picks an endpoint like [`Self::pick_endpoint`], preferring one not
     /// in `avoid` (the endpoints that already failed this request) when
     /// another healthy one exists.
-    pub fn pick_endpoint_avoiding(&self, avoid: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
+    pub(crate) fn pick_endpoint_avoiding(&self, avoid: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
         self.pick_endpoint_at(avoid, Instant::now())
     }
 
@@ -337,7 +337,7 @@ impl Cluster {
     ///
     /// The count belongs to this config version: a config push starts a
     /// fresh count (retries of the old version still finish).
-    pub fn try_start_retry(&self) -> Option<RetryGuard> {
+    pub(crate) fn try_start_retry(&self) -> Option<RetryGuard> {
         let max = self.max_retries;
         self.retries
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -351,32 +351,28 @@ impl Cluster {
 /// The cluster's mTLS endpoints and one client config that accepts any of
 /// their SPIFFE IDs (Istio's `subjectAltNames`); `None` without any.
 fn cluster_mtls(
-    c: &pb::Cluster,
+    spec: &ClusterSpec,
     mesh_tls: Option<&MeshTls>,
 ) -> Result<Option<ClusterMtls>, ConfigError> {
-    if !c.endpoints.iter().any(|e| e.mtls) {
+    let ids: Vec<SpiffeId> = spec
+        .endpoints
+        .iter()
+        .filter_map(|e| e.spiffe_id.clone())
+        .collect();
+    if ids.is_empty() {
         return Ok(None);
-    }
-    let mut ids = Vec::new();
-    for e in c.endpoints.iter().filter(|e| e.mtls) {
-        let error = |error: String| ConfigError::EndpointIdentity {
-            cluster: c.name.clone(),
-            address: e.address.clone(),
-            error,
-        };
-        if e.spiffe_id.is_empty() {
-            return Err(error("mtls is set but spiffe_id is empty".to_owned()));
-        }
-        let id = SpiffeId::parse(&e.spiffe_id).map_err(|err| error(format!("spiffe_id: {err}")))?;
-        ids.push(id);
     }
     let client =
         MtlsClient::new(mesh_tls, AllowedPeers::ids(ids)).map_err(|e| ConfigError::Tls {
-            cluster: c.name.clone(),
+            cluster: spec.name.clone(),
             error: e.to_string(),
         })?;
     Ok(Some(ClusterMtls {
-        endpoints: c.endpoints.iter().map(|e| e.mtls).collect(),
+        endpoints: spec
+            .endpoints
+            .iter()
+            .map(|e| e.spiffe_id.is_some())
+            .collect(),
         client,
     }))
 }
@@ -397,13 +393,6 @@ fn pool_settings(cp: &pb::ConnectionPool) -> PoolSettings {
         }
     }
     pool
-}
-
-fn is_host_port(address: &str) -> bool {
-    match address.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
-        None => false,
-    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ fn cluster(
     od: Option<pb::OutlierDetection>,
     registry: &EndpointRegistry,
 ) -> Cluster {
-    Cluster::build(&proto(n, lb, od), registry, None).unwrap()
+    Cluster::from_proto(&proto(n, lb, od), registry, None).unwrap()
 }
 
 /// `outlierDetection: {}`: every field at Istio's default.
@@ -302,7 +302,7 @@ fn an_ejection_is_shared_by_clusters_and_config_versions_listing_the_host() {
     let mut v1 = proto(2, pb::LoadBalancer::RoundRobin, defaults());
     v1.name = "v1|reviews.default.svc.cluster.local".into();
     v1.subset = "v1".into();
-    let subset = Cluster::build(&v1, &registry, None).unwrap();
+    let subset = Cluster::from_proto(&v1, &registry, None).unwrap();
     let t0 = Instant::now();
     let bad = Arc::clone(&all.endpoints()[0]);
     assert!(Arc::ptr_eq(&bad, &subset.endpoints()[0]));
@@ -318,7 +318,7 @@ fn an_ejection_is_shared_by_clusters_and_config_versions_listing_the_host() {
 #[test]
 fn a_percent_above_100_is_a_config_error() {
     let c = proto(1, pb::LoadBalancer::RoundRobin, percents(101, 0));
-    let err = Cluster::build(&c, &EndpointRegistry::default(), None).unwrap_err();
+    let err = Cluster::from_proto(&c, &EndpointRegistry::default(), None).unwrap_err();
     assert!(matches!(err, ConfigError::Policy { .. }), "{err}");
     assert!(err.to_string().contains("maxEjectionPercent"), "{err}");
 }
@@ -329,7 +329,7 @@ fn with_max_retries(max_retries: Option<u32>) -> Cluster {
         max_retries,
         ..Default::default()
     });
-    Cluster::build(&c, &EndpointRegistry::default(), None).unwrap()
+    Cluster::from_proto(&c, &EndpointRegistry::default(), None).unwrap()
 }
 
 #[test]
@@ -367,7 +367,7 @@ fn mixed(spiffe_id: &str) -> pb::Cluster {
 
 #[test]
 fn only_mtls_endpoints_are_dialled_with_mtls() {
-    let c = Cluster::build(
+    let c = Cluster::from_proto(
         &mixed("spiffe://cluster.local/ns/default/sa/reviews"),
         &EndpointRegistry::default(),
         None,
@@ -401,7 +401,7 @@ fn an_mtls_endpoint_needs_a_valid_spiffe_id() {
         ("https://reviews", "spiffe_id: "),
     ] {
         let err =
-            Cluster::build(&mixed(spiffe_id), &EndpointRegistry::default(), None).unwrap_err();
+            Cluster::from_proto(&mixed(spiffe_id), &EndpointRegistry::default(), None).unwrap_err();
         assert!(matches!(err, ConfigError::EndpointIdentity { .. }), "{err}");
         let text = err.to_string();
         assert!(

@@ -82,12 +82,12 @@ fn canary_routes_jason_first_then_splits_ninety_ten() {
     let vh = config.virtual_host("reviews").unwrap();
     for _ in 0..20 {
         let r = vh.route(&parts(&[("end-user", "jason")])).unwrap();
-        assert_eq!(r.pick_cluster().subset(), "v2");
+        assert_eq!(r.pick_destination().subset(), "v2");
     }
     let split = vh.route(&parts(&[])).unwrap();
     assert_eq!(split.name(), "split");
     let v2 = (0..1000)
-        .filter(|_| split.pick_cluster().subset() == "v2")
+        .filter(|_| split.pick_destination().subset() == "v2")
         .count();
     assert_eq!(v2, 100);
     assert!(config.virtual_host("ratings").is_none());
@@ -166,7 +166,7 @@ fn endpoint_state_survives_a_new_config() {
         .unwrap()
         .route(&parts(&[("end-user", "jason")]))
         .unwrap()
-        .pick_cluster()
+        .pick_destination()
         .pick_endpoint()
         .unwrap()
         .clone();
@@ -177,7 +177,7 @@ fn endpoint_state_survives_a_new_config() {
         .unwrap()
         .route(&parts(&[("end-user", "jason")]))
         .unwrap()
-        .pick_cluster()
+        .pick_destination()
         .pick_endpoint()
         .unwrap()
         .clone();

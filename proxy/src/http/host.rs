@@ -35,7 +35,7 @@ pub enum HostError {
 /// (required in HTTP/1.1), a valid `host[:port]`, and equal (ignoring ASCII
 /// case) to the request target's authority when it has one. After this,
 /// [`super::authority`] is the only answer a reader can get.
-pub fn check_host(parts: &Parts) -> Result<(), HostError> {
+pub(crate) fn check_host(parts: &Parts) -> Result<(), HostError> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {

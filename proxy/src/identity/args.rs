@@ -7,9 +7,9 @@ use std::time::Duration;
 use remora_certs::{SpiffeId, SpiffeIdError, TlsError, TrustBundle, TrustDomain};
 
 /// The control plane's gRPC-over-TLS port, where `Sign` goes when the proxy has a trust bundle.
-pub const CONTROL_PLANE_TLS_PORT: u16 = 15012;
+pub(crate) const CONTROL_PLANE_TLS_PORT: u16 = 15012;
 /// The control plane's plaintext gRPC port, when `--control-plane` names none.
-pub const CONTROL_PLANE_PORT: u16 = 15010;
+pub(crate) const CONTROL_PLANE_PORT: u16 = 15010;
 
 /// The workload identity flags. With a token the proxy gets an X509-SVID from the control
 /// plane's CA and serves mTLS; without one it runs plaintext.
@@ -263,7 +263,7 @@ fn parse_trust_domain(text: &str) -> Result<TrustDomain, String> {
 
 /// A lifetime of whole seconds, at least one: `<number><unit>` repeated (`h`, `m`, `s`), e.g.
 /// `24h`, `90m`, `1h30m`, `10s`.
-pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_lifetime(text: &str) -> Result<Duration, String> {
     let usage = "write whole numbers with units h, m or s, such as \"24h\", \"90m\" or \"10s\"";
     if text.is_empty() {
         return Err(format!("the lifetime is empty; {usage}"));

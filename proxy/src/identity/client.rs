@@ -19,14 +19,14 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::error_chain;
 use crate::identity::args::CaAddress;
+use remora_proto::error_chain;
 
 /// Namespace and service account of the control plane's own identity, which its TLS port
 /// presents: `spiffe://<td>/ns/remora-system/sa/remora`.
-pub const CONTROL_PLANE_NAMESPACE: &str = "remora-system";
+pub(crate) const CONTROL_PLANE_NAMESPACE: &str = "remora-system";
 /// See [`CONTROL_PLANE_NAMESPACE`].
-pub const CONTROL_PLANE_SERVICE_ACCOUNT: &str = "remora";
+pub(crate) const CONTROL_PLANE_SERVICE_ACCOUNT: &str = "remora";
 
 /// Connecting, the handshake and the call together take at most this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,7 +64,7 @@ pub enum SignError {
 
 impl SignError {
     /// Whether the CA itself refused (as opposed to not being reachable).
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         matches!(self, Self::Refused { .. })
     }
 
@@ -87,7 +87,7 @@ impl SignError {
 
 /// Something that signs CSRs: the control plane's CA over gRPC ([`CaClient`]), or an
 /// in-memory CA in tests.
-pub trait Signer: Send + Sync + 'static {
+pub(crate) trait Signer: Send + Sync + 'static {
     /// Sends one `Sign` request. `present_svid`: over TLS, present the workload's current SVID
     /// as the client certificate (false once it has expired, since the CA would refuse the
     /// handshake).
@@ -103,7 +103,7 @@ pub trait Signer: Send + Sync + 'static {
 
 /// The control plane's identity service.
 #[derive(Debug, Clone)]
-pub struct CaClient {
+pub(crate) struct CaClient {
     address: CaAddress,
     tls: Option<CaTls>,
 }
@@ -120,13 +120,13 @@ struct CaTls {
 
 impl CaClient {
     /// A plaintext client: the token travels in clear.
-    pub fn plaintext(address: CaAddress) -> Self {
+    pub(crate) fn plaintext(address: CaAddress) -> Self {
         Self { address, tls: None }
     }
 
     /// A TLS client verifying the control plane's identity in `trust_domain` against `mesh`'s
     /// trust bundle and presenting `mesh`'s SVID.
-    pub fn tls(
+    pub(crate) fn tls(
         address: CaAddress,
         mesh: MeshTls,
         trust_domain: &TrustDomain,
@@ -144,7 +144,7 @@ impl CaClient {
     }
 
     /// The address dialled.
-    pub fn address(&self) -> &CaAddress {
+    pub(crate) fn address(&self) -> &CaAddress {
         &self.address
     }
 
@@ -184,7 +184,7 @@ impl CaClient {
 /// A gRPC channel to the control plane's TLS port at `address`, connected now with `config`
 /// (which verifies the control plane and, if it has one, presents the workload's SVID as the
 /// handshake happens). `endpoint` carries the channel settings; its URI is not dialled.
-pub async fn tls_channel(
+pub(crate) async fn tls_channel(
     endpoint: Endpoint,
     address: &CaAddress,
     config: Arc<ClientConfig>,
@@ -246,14 +246,14 @@ impl Signer for CaClient {
 /// 15012, say) does a renewal go over plaintext with the token, with a `warning` event each
 /// time: losing the identity at expiry would be worse.
 #[derive(Debug)]
-pub struct RenewOverTls {
+pub(crate) struct RenewOverTls {
     tls: CaClient,
     plaintext: CaClient,
 }
 
 impl RenewOverTls {
     /// Renewals over `tls`, over `plaintext` while `tls` is unreachable.
-    pub fn new(tls: CaClient, plaintext: CaClient) -> Self {
+    pub(crate) fn new(tls: CaClient, plaintext: CaClient) -> Self {
         Self { tls, plaintext }
     }
 }
@@ -283,7 +283,7 @@ impl Signer for RenewOverTls {
 }
 
 /// `spiffe://<td>/ns/remora-system/sa/remora`.
-pub fn control_plane_id(trust_domain: &TrustDomain) -> SpiffeId {
+pub(crate) fn control_plane_id(trust_domain: &TrustDomain) -> SpiffeId {
     // Two constant, valid segments and an already validated trust domain.
     SpiffeId::workload(
         trust_domain,

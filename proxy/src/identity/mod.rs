@@ -19,7 +19,7 @@
 
 pub mod args;
 pub mod client;
-pub mod renew;
+pub(crate) mod renew;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use args::{IdentityArgs, IdentitySettings};
-pub use client::{CaClient, RenewOverTls, SignError, Signer, control_plane_id, tls_channel};
-pub use renew::Credentials;
+pub(crate) use client::{CaClient, RenewOverTls, SignError, Signer, control_plane_id, tls_channel};
+pub(crate) use renew::Credentials;
 
 use crate::events;
 pub use crate::identity::args::CaAddress;
@@ -154,11 +154,6 @@ impl Issued {
         })
     }
 
-    /// The trust bundle the CA sent, if it sent one.
-    pub fn trust_bundle(&self) -> Option<&TrustBundle> {
-        self.bundle.as_ref()
-    }
-
     /// The schedule of this certificate: validity left on arrival, renewal `jitter` in
     /// `[-1, 1]` (see [`schedule::renew_delay`]).
     fn certificate(&self, renewal: u64, trust_bundle_pem: String, jitter: f64) -> Certificate {
@@ -200,7 +195,7 @@ impl Identity {
     }
 
     /// The control plane's TLS port, as the answer with the first certificate gave it.
-    pub fn ca_tls_port(&self) -> Option<u16> {
+    pub(crate) fn ca_tls_port(&self) -> Option<u16> {
         self.ca_tls_port
     }
 
@@ -234,20 +229,14 @@ impl Identity {
         self.changes.subscribe()
     }
 
-    /// When the current certificate expires, in seconds since the Unix epoch (for the
-    /// metrics' expiry gauge).
-    pub fn cert_expiry_unix(&self) -> Option<i64> {
-        Some(unix(self.current.load().not_after))
-    }
-
     /// Whether the current certificate is still valid: readiness requires it.
-    pub fn has_valid_certificate(&self) -> bool {
+    pub(crate) fn has_valid_certificate(&self) -> bool {
         Instant::now() < self.current.load().expires
     }
 
     /// What admin `/certs` shows: the identity, the leaf's serial and validity, when renewal
     /// starts, the chain and the trust bundle (all public; the key is never shown).
-    pub fn certs_json(&self) -> serde_json::Value {
+    pub(crate) fn certs_json(&self) -> serde_json::Value {
         let c = self.current.load();
         serde_json::json!({
             "identity": self.id.as_str(),
@@ -375,7 +364,7 @@ pub async fn start(
 }
 
 /// What admin `/certs` shows when the proxy runs without identity.
-pub fn no_identity_json() -> serde_json::Value {
+pub(crate) fn no_identity_json() -> serde_json::Value {
     serde_json::json!({ "identity": null, "reason": "no token: mTLS is off" })
 }
 

@@ -12,7 +12,7 @@ use crate::identity::{Identity, Issued, SignError, Signer, schedule};
 
 /// What every `Sign` request carries besides the CSR.
 #[derive(Debug, Clone)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// The identity asked for.
     pub id: SpiffeId,
     /// The bootstrap token.
@@ -29,7 +29,7 @@ pub struct Credentials {
 /// event each time; when the CA refuses (a token for another identity, a forged or expired
 /// token) it prints the CA's message in that event and returns the refusal: the proxy must
 /// not start.
-pub async fn first_certificate<S: Signer>(
+pub(crate) async fn first_certificate<S: Signer>(
     signer: &S,
     credentials: &Credentials,
     mesh: Option<MeshTls>,
@@ -87,7 +87,7 @@ fn with_mesh(mut issued: Issued, mesh: Option<&MeshTls>) -> Result<(MeshTls, Iss
 /// If the CA refuses the token while the certificate is still valid (an expired bootstrap
 /// token, say), renewal continues with the certificate alone, which the CA accepts on its TLS
 /// port. Once the certificate has expired it cannot be presented, and the token is sent again.
-pub async fn renew_forever<S: Signer>(
+pub(crate) async fn renew_forever<S: Signer>(
     identity: Arc<Identity>,
     signer: S,
     credentials: Credentials,

@@ -10,20 +10,20 @@ use std::time::Duration;
 
 /// Renewal starts this fraction of the remaining half-life early or late (uniformly), so that
 /// proxies started together do not all renew at the same moment.
-pub const RENEW_JITTER: f64 = 0.10;
+pub(crate) const RENEW_JITTER: f64 = 0.10;
 /// The first retry waits up to this long; each failure doubles it…
-pub const RETRY_BASE: Duration = Duration::from_millis(200);
+pub(crate) const RETRY_BASE: Duration = Duration::from_millis(200);
 /// …up to this cap.
-pub const RETRY_CAP: Duration = Duration::from_secs(30);
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(30);
 /// The shortest wait between attempts, so that a CA that refuses instantly is not hammered.
-pub const RETRY_FLOOR: Duration = Duration::from_millis(10);
+pub(crate) const RETRY_FLOOR: Duration = Duration::from_millis(10);
 
 /// How long after the certificate arrived to start renewing it: half of `remaining` (the
 /// validity left on arrival), moved by `jitter` × [`RENEW_JITTER`] of that half.
 ///
 /// `jitter` is clamped to `[-1, 1]`; the result is always shorter than `remaining` (when
 /// `remaining` is not zero), so renewal is never scheduled after expiry.
-pub fn renew_delay(remaining: Duration, jitter: f64) -> Duration {
+pub(crate) fn renew_delay(remaining: Duration, jitter: f64) -> Duration {
     let half = remaining / 2;
     let jitter = if jitter.is_finite() {
         jitter.clamp(-1.0, 1.0)
@@ -45,7 +45,7 @@ pub fn renew_delay(remaining: Duration, jitter: f64) -> Duration {
 /// `until_expiry` is the validity left on the current certificate: while it is not zero the
 /// wait ends no later than expiry, so an attempt is made at the last moment and the failure
 /// that lets the certificate lapse is reported, never silent.
-pub fn retry_delay(attempt: u32, fraction: f64, until_expiry: Duration) -> Duration {
+pub(crate) fn retry_delay(attempt: u32, fraction: f64, until_expiry: Duration) -> Duration {
     let doublings = attempt.saturating_sub(1).min(20);
     let cap = RETRY_BASE.saturating_mul(1 << doublings).min(RETRY_CAP);
     let fraction = if fraction.is_finite() {

@@ -44,14 +44,14 @@ use crate::tls_stats::tls_handshake_failed;
 
 /// How long a new connection may take to send its first byte, and then to
 /// finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// What the listener does with a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handshake {
+pub(crate) enum Handshake {
     /// Serve plaintext HTTP.
     Plaintext,
     /// Peek: TLS (client certificate optional) or plaintext.
@@ -62,7 +62,7 @@ pub enum Handshake {
 
 /// The handshake for `mode`; without an identity (`has_identity` false)
 /// the listener can only serve plaintext.
-pub fn handshake_for(mode: MtlsMode, has_identity: bool) -> Handshake {
+pub(crate) fn handshake_for(mode: MtlsMode, has_identity: bool) -> Handshake {
     match (mode, has_identity) {
         (_, false) | (MtlsMode::Disable, true) => Handshake::Plaintext,
         (MtlsMode::Permissive, true) => Handshake::Detect,

@@ -66,7 +66,7 @@ fn stats(name: &str) -> &'static ListenerStats {
 
 /// The connections of one listener.
 #[derive(Debug)]
-pub struct ConnectionLimit {
+pub(crate) struct ConnectionLimit {
     name: &'static str,
     stats: &'static ListenerStats,
     max: usize,
@@ -83,12 +83,12 @@ impl ConnectionLimit {
     /// `admin`, `stats`, `health`) per [`crate::limits::connections`];
     /// `mtls_reserve`: keep the reserve for mTLS peers (the inbound
     /// listener with an identity).
-    pub fn new(name: &'static str, mtls_reserve: bool) -> Arc<Self> {
+    pub(crate) fn new(name: &'static str, mtls_reserve: bool) -> Arc<Self> {
         Self::with_limits(name, crate::limits::connections(), mtls_reserve)
     }
 
     /// As [`Self::new`], with `limits` rather than the process's.
-    pub fn with_limits(
+    pub(crate) fn with_limits(
         name: &'static str,
         limits: &crate::limits::ConnectionLimits,
         mtls_reserve: bool,
@@ -107,7 +107,7 @@ impl ConnectionLimit {
     /// Admits a new connection, evicting the oldest one still detecting
     /// when the listener is full; `None` (counted as overflow) when every
     /// slot is past detection.
-    pub fn admit(self: &Arc<Self>) -> Option<Slot> {
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<Slot> {
         self.stats.total.fetch_add(1, Ordering::Relaxed);
         let mut queue = self.detecting.lock().unwrap_or_else(|e| e.into_inner());
         if self.open.load(Ordering::Relaxed) >= self.max {
@@ -144,25 +144,25 @@ fn evict_oldest(queue: &mut VecDeque<Weak<Activity>>) -> bool {
 
 /// An admitted connection's place in its listener, until it closes.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     activity: Arc<Activity>,
 }
 
 impl Slot {
     /// The connection's activity, for its requests' [`Activity::stream`].
-    pub fn activity(&self) -> &Arc<Activity> {
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
         &self.activity
     }
 
     /// `io`, counted for the watchdog.
-    pub fn watch<T>(&self, io: T) -> Watched<T> {
+    pub(crate) fn watch<T>(&self, io: T) -> Watched<T> {
         Watched::new(io, Arc::clone(&self.activity))
     }
 
     /// Runs `conn` (everything the connection does, detection included)
     /// beside its watchdog, which ends it when it overstays a timeout or is
     /// evicted; then frees the slot.
-    pub async fn guard<F: Future<Output = ()>>(self, conn: F) {
+    pub(crate) async fn guard<F: Future<Output = ()>>(self, conn: F) {
         let timeouts = crate::limits::timeouts();
         let stats = self.activity.limit.stats;
         tokio::select! {
@@ -182,7 +182,7 @@ impl Activity {
     /// an mTLS peer with an identity. False (counted as overflow) when the
     /// connection must close: it has no identity and the listener's share
     /// for such connections is full.
-    pub fn established(&self, phase: Phase, authenticated: bool) -> bool {
+    pub(crate) fn established(&self, phase: Phase, authenticated: bool) -> bool {
         let limit = &self.limit;
         if !authenticated {
             let held = limit.plaintext.fetch_add(1, Ordering::Relaxed);
@@ -220,7 +220,7 @@ type ReadCounter = fn(&ListenerStats) -> u64;
 /// Exports the listeners' counters (registered in
 /// [`crate::telemetry::metrics`]).
 #[derive(Debug)]
-pub struct DownstreamCounters;
+pub(crate) struct DownstreamCounters;
 
 impl Collector for DownstreamCounters {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {

@@ -68,7 +68,7 @@ pub struct Captured {
 
 impl Captured {
     /// The original destination as an endpoint.
-    pub fn passthrough(&self) -> &Arc<Endpoint> {
+    pub(crate) fn passthrough(&self) -> &Arc<Endpoint> {
         self.passthrough
             .get_or_init(|| Arc::new(Endpoint::new(self.dst.to_string())))
     }

@@ -33,21 +33,21 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// How long a captured connection may stay silent before it is forwarded
 /// as TCP: the delay a server-first protocol's greeting takes.
-pub const DEFAULT_SILENCE: Duration = Duration::from_millis(100);
+pub(crate) const DEFAULT_SILENCE: Duration = Duration::from_millis(100);
 
 /// How long the rest of the first line may take once bytes came.
-pub const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// At most this many bytes are read to decide; a longer request line that
 /// is still plausible HTTP is left to the HTTP server (and its limits).
-pub const MAX_DETECT_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_DETECT_BYTES: usize = 8 * 1024;
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What a captured connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// An HTTP/1.0 or HTTP/1.1 request line came first.
     Http1,
     /// The HTTP/2 preface came first.
@@ -56,20 +56,11 @@ pub enum Protocol {
     Tcp,
 }
 
-impl Protocol {
-    /// `HTTP/1.1`, `HTTP/2` or `TCP`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Http1 => "HTTP/1.1",
-            Self::Http2 => "HTTP/2",
-            Self::Tcp => "TCP",
-        }
-    }
-}
+impl Protocol {}
 
 /// Reads the first bytes of `io` and decides. The bytes read are returned
 /// with the verdict; nothing is lost. An I/O error ends the connection.
-pub async fn detect<T>(io: &mut T, silence: Duration) -> io::Result<(Protocol, Bytes)>
+pub(crate) async fn detect<T>(io: &mut T, silence: Duration) -> io::Result<(Protocol, Bytes)>
 where
     T: AsyncRead + Unpin,
 {
@@ -103,7 +94,7 @@ where
 /// caller's watchdog: which HTTP version the client speaks
 /// ([`Protocol::Http1`] or [`Protocol::Http2`]) and the bytes read (at
 /// most the preface's 24). `None` when the client closes first.
-pub async fn http_version<T>(io: &mut T) -> io::Result<Option<(Protocol, Bytes)>>
+pub(crate) async fn http_version<T>(io: &mut T) -> io::Result<Option<(Protocol, Bytes)>>
 where
     T: AsyncRead + Unpin,
 {
@@ -124,7 +115,7 @@ where
 }
 
 /// The verdict on the bytes so far, or `None` when more are needed.
-pub fn classify(buf: &[u8]) -> Option<Protocol> {
+pub(crate) fn classify(buf: &[u8]) -> Option<Protocol> {
     let n = buf.len().min(H2_PREFACE.len());
     if buf[..n] == H2_PREFACE[..n] {
         return (n == H2_PREFACE.len()).then_some(Protocol::Http2);
@@ -177,20 +168,15 @@ fn is_tchar(b: u8) -> bool {
 /// A connection whose first bytes were already read: reads give them
 /// back first, then read the connection; writes go straight to it.
 #[derive(Debug)]
-pub struct Prefixed<T> {
+pub(crate) struct Prefixed<T> {
     prefix: Bytes,
     inner: T,
 }
 
 impl<T> Prefixed<T> {
     /// `inner`, with `prefix` read again first.
-    pub fn new(prefix: Bytes, inner: T) -> Self {
+    pub(crate) fn new(prefix: Bytes, inner: T) -> Self {
         Self { prefix, inner }
-    }
-
-    /// The connection underneath.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
     }
 }
 

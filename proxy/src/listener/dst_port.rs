@@ -17,15 +17,15 @@ use http::header::{HeaderName, HeaderValue};
 use crate::peer::Peer;
 
 /// The header, between sidecars only.
-pub const DST_PORT: HeaderName = HeaderName::from_static("remora-dst-port");
+pub(crate) const DST_PORT: HeaderName = HeaderName::from_static("remora-dst-port");
 
 /// Outbound: sets the port for the peer sidecar.
-pub fn mark(headers: &mut HeaderMap, port: u16) {
+pub(crate) fn mark(headers: &mut HeaderMap, port: u16) {
     headers.insert(DST_PORT, HeaderValue::from(port));
 }
 
 /// Removes every [`DST_PORT`] header (what an app sent, on the way out).
-pub fn strip(headers: &mut HeaderMap) {
+pub(crate) fn strip(headers: &mut HeaderMap) {
     headers.remove(DST_PORT);
 }
 
@@ -43,7 +43,7 @@ pub struct BadDstPort {
 /// workload with an identity; `None` when it was absent, or sent by a peer
 /// without one (ignored: not a sidecar's word). A sidecar's value that is
 /// not one port from 1 to 65535 is an error.
-pub fn take(headers: &mut HeaderMap, peer: &Peer) -> Result<Option<u16>, BadDstPort> {
+pub(crate) fn take(headers: &mut HeaderMap, peer: &Peer) -> Result<Option<u16>, BadDstPort> {
     let mut values = match headers.entry(DST_PORT) {
         http::header::Entry::Occupied(e) => e.remove_entry_mult().1,
         http::header::Entry::Vacant(_) => return Ok(None),

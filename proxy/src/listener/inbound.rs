@@ -28,7 +28,7 @@ use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, PoolSettings, Transport};
 
 /// The header that tells the app who called (Envoy's format).
-pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+pub(crate) const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// What the inbound path reads: the app, the config (PeerAuthentication
 /// mode and AuthorizationPolicies) and the TLS state.
@@ -74,7 +74,7 @@ const MAX_OTHER_APPS: usize = 64;
 /// original destination, else the listener's own local address: the pod's
 /// address for a peer sidecar), and whether it was captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dialled {
+pub(crate) struct Dialled {
     /// The pod address and port the client connected to.
     pub addr: SocketAddr,
     /// Redirected here by the capture rules: `addr`'s port is the app's.
@@ -85,7 +85,7 @@ impl Dialled {
     /// For a connection that arrived at `local`, captured from `original`
     /// when there is one. An IPv4 client of a dual-stack listener is seen
     /// at `::ffff:a.b.c.d`; the app is dialled at `a.b.c.d`.
-    pub fn new(local: SocketAddr, original: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(local: SocketAddr, original: Option<SocketAddr>) -> Self {
         let addr = original.unwrap_or(local);
         Self {
             addr: SocketAddr::new(addr.ip().to_canonical(), addr.port()),

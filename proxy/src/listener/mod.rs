@@ -3,19 +3,20 @@
 //! adds TLS per PeerAuthentication ([`serve_inbound`]).
 
 mod accept;
-pub mod admit;
+pub(crate) mod admit;
 pub mod capture;
-pub mod detect;
-pub mod dst_port;
+pub(crate) mod detect;
+pub(crate) mod dst_port;
 pub mod inbound;
-pub mod orig_dst;
+pub(crate) mod orig_dst;
 pub mod orig_proto;
 pub mod outbound;
 pub mod tcp;
 pub mod tunnel;
-pub mod watchdog;
+pub(crate) mod watchdog;
 
-pub use accept::{HANDSHAKE_TIMEOUT, Handshake, handshake_for, serve_inbound};
+pub(crate) use accept::HANDSHAKE_TIMEOUT;
+pub use accept::serve_inbound;
 pub use capture::{CaptureSettings, serve_outbound};
 
 use std::convert::Infallible;

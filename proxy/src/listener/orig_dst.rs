@@ -16,18 +16,18 @@ use tokio::net::TcpStream;
 
 /// Where a captured connection was going, when it was captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OriginalDst(pub SocketAddr);
+pub(crate) struct OriginalDst(pub SocketAddr);
 
 /// The original destination of `stream` if the capture rules redirected it
 /// to this listener; `None` for a connection made to the listener itself.
-pub fn captured(stream: &TcpStream) -> Option<OriginalDst> {
+pub(crate) fn captured(stream: &TcpStream) -> Option<OriginalDst> {
     captured_at(stream, None)
 }
 
 /// [`captured`], for a connection accepted by a listener bound to
 /// `listener`: when that is a specific address, it is the connection's
 /// local address too, and the `getsockname` is saved.
-pub fn captured_at(stream: &TcpStream, listener: Option<SocketAddr>) -> Option<OriginalDst> {
+pub(crate) fn captured_at(stream: &TcpStream, listener: Option<SocketAddr>) -> Option<OriginalDst> {
     let local = match listener {
         Some(addr) if !addr.ip().is_unspecified() => addr,
         _ => stream.local_addr().ok()?,

@@ -19,7 +19,7 @@ use crate::error::ProxyError;
 
 /// The header that says an HTTP/2 request between proxies was HTTP/1.1
 /// when the app sent it.
-pub const ORIG_PROTO: HeaderName = HeaderName::from_static("remora-orig-proto");
+pub(crate) const ORIG_PROTO: HeaderName = HeaderName::from_static("remora-orig-proto");
 
 const HTTP_11: HeaderValue = HeaderValue::from_static("HTTP/1.1");
 
@@ -39,7 +39,7 @@ pub fn encode(parts: &mut Parts) -> Result<(), ProxyError> {
 /// Inbound, first thing: an HTTP/2 request marked with [`ORIG_PROTO`]
 /// becomes the HTTP/1.1 request it was, with `Host` from `:authority`. The
 /// mark is removed from every request, so the app never sees it.
-pub fn decode(parts: &mut Parts) {
+pub(crate) fn decode(parts: &mut Parts) {
     let Some(orig) = parts.headers.remove(ORIG_PROTO) else {
         return;
     };

@@ -14,17 +14,17 @@ use hyper::body::Incoming;
 use super::capture::{CaptureSettings, Captured};
 use super::dst_port;
 use super::tcp::{BLACKHOLE, PASSTHROUGH};
+use crate::config::Route;
 use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
-use crate::fault::Percentage;
 use crate::http::{
     APP_UNREACHED, ProxyBody, authority, check_request_target, host_of, port_of, strip_hop_by_hop,
 };
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
-use crate::route::Route;
 use crate::stats;
 use crate::telemetry::{Direction, Observed, Record, Telemetry};
 use crate::upstream::{Endpoint, Outcome, Transport, UpstreamBody, UpstreamError};
+use remora_route::fault::Percentage;
 
 /// What the outbound path reads: the current config and the retry state.
 #[derive(Debug)]
@@ -158,7 +158,7 @@ async fn route_and_send(
     record.set_route(route.name());
     // Picked before the fault: an aborted request is labelled with the
     // destination it would have gone to (Envoy picks it with the route).
-    let cluster = route.pick_cluster();
+    let cluster = route.pick_destination();
     record.set_cluster(cluster);
     let fault = route.fault();
     if fault.is_active() {
@@ -170,7 +170,7 @@ async fn route_and_send(
         if let Some(abort) = fault.abort(Percentage::roll()) {
             stats::FAULT_ABORTS.inc();
             record.flag("FI");
-            return Ok(abort.response());
+            return Ok(crate::http::abort_reply(abort));
         }
     }
     // The destination port's protocol (or its DestinationRule) decides the
@@ -239,11 +239,11 @@ async fn passthrough(
 
 /// The response flag of a request whose retries were all spent, or whose
 /// next retry `maxRetries` refused (Envoy's `URX`).
-pub const RETRIES_EXHAUSTED: &str = "URX";
+pub(crate) const RETRIES_EXHAUSTED: &str = "URX";
 
 /// The response flag of a request whose retry the retry budget refused
 /// (Remora's own: Envoy has no retry budget of this kind).
-pub const RETRY_BUDGET_REFUSED: &str = "URB";
+pub(crate) const RETRY_BUDGET_REFUSED: &str = "URB";
 
 /// One request's tries on its destination.
 struct Tries<'a> {

@@ -25,14 +25,14 @@ use crate::telemetry::metrics::{self, TcpLabels};
 use crate::telemetry::{Direction, Telemetry};
 
 /// Istio's name for a destination outside the mesh, let through.
-pub const PASSTHROUGH: &str = "PassthroughCluster";
+pub(crate) const PASSTHROUGH: &str = "PassthroughCluster";
 /// Istio's name for a destination outside the mesh, refused
 /// (`REGISTRY_ONLY`).
-pub const BLACKHOLE: &str = "BlackHoleCluster";
+pub(crate) const BLACKHOLE: &str = "BlackHoleCluster";
 
 /// One TCP connection as the proxy learns about it.
 #[derive(Debug)]
-pub struct TcpRecord {
+pub(crate) struct TcpRecord {
     telemetry: Arc<Telemetry>,
     start: Instant,
     start_time: SystemTime,
@@ -49,7 +49,11 @@ pub struct TcpRecord {
 impl TcpRecord {
     /// The record of a connection that just arrived, for `authority`
     /// (`ip:port` the client meant).
-    pub fn start(telemetry: Arc<Telemetry>, direction: Direction, authority: String) -> Self {
+    pub(crate) fn start(
+        telemetry: Arc<Telemetry>,
+        direction: Direction,
+        authority: String,
+    ) -> Self {
         let workload = &telemetry.workload;
         let labels = match direction {
             Direction::Outbound => TcpLabels {
@@ -84,7 +88,7 @@ impl TcpRecord {
     }
 
     /// Outbound: the destination service.
-    pub fn set_cluster(&mut self, cluster: &Cluster) {
+    pub(crate) fn set_cluster(&mut self, cluster: &Cluster) {
         self.labels.destination_service = Arc::clone(cluster.service_label());
         self.labels.destination_subset = Arc::clone(cluster.subset_label());
         self.upstream_cluster = Some(cluster.name().to_owned());
@@ -92,14 +96,14 @@ impl TcpRecord {
 
     /// Outbound: a destination outside the mesh ([`PASSTHROUGH`] or
     /// [`BLACKHOLE`]).
-    pub fn set_outside_mesh(&mut self, name: &'static str) {
+    pub(crate) fn set_outside_mesh(&mut self, name: &'static str) {
         self.labels.destination_service = metrics::global().intern(name);
         self.upstream_cluster = Some(name.to_owned());
     }
 
     /// Inbound: the peer's verified SPIFFE ID (mTLS), whose service
     /// account is the source service.
-    pub fn set_peer(&mut self, identity: &remora_certs::SpiffeId) {
+    pub(crate) fn set_peer(&mut self, identity: &remora_certs::SpiffeId) {
         if let Some((_, sa)) = identity.path().rsplit_once("/sa/") {
             self.labels.source_service = metrics::global().intern(sa);
         }
@@ -108,7 +112,7 @@ impl TcpRecord {
     }
 
     /// The address forwarded to, and whether the hop is mTLS.
-    pub fn set_upstream(&mut self, host: String, mtls: bool) {
+    pub(crate) fn set_upstream(&mut self, host: String, mtls: bool) {
         self.upstream_host = Some(host);
         if self.labels.direction == Direction::Outbound.as_str() {
             self.labels.mtls = mtls;
@@ -117,7 +121,7 @@ impl TcpRecord {
 
     /// Adds an Envoy-style flag (`UF` connect failure, `NR` no route,
     /// `UAEX` denied, ...).
-    pub fn flag(&mut self, flag: &str) {
+    pub(crate) fn flag(&mut self, flag: &str) {
         if !self.flags.split(',').any(|f| f == flag) {
             if !self.flags.is_empty() {
                 self.flags.push(',');
@@ -135,7 +139,7 @@ impl TcpRecord {
     }
 
     /// Ends the record: `sent` bytes to the client, `received` from it.
-    pub fn finish(mut self, sent: u64, received: u64) {
+    pub(crate) fn finish(mut self, sent: u64, received: u64) {
         self.open();
         if !self.flags.is_empty() {
             self.labels.response_flags = metrics::global().intern(&self.flags);
@@ -197,7 +201,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// or until the drain is over ([`end_all`]: both sides are shut down),
 /// then finishes `record` with the byte counts. An error on either side
 /// ends both.
-pub async fn forward<C, U>(client: C, upstream: U, mut record: TcpRecord)
+pub(crate) async fn forward<C, U>(client: C, upstream: U, mut record: TcpRecord)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,

@@ -39,7 +39,7 @@ use crate::limits::Timeouts;
 /// What a connection is doing, as far as its timeouts go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Accepted; the protocol is not known yet.
     Detecting = 0,
     /// Serving HTTP/1.
@@ -63,7 +63,7 @@ impl Phase {
 
 /// Why the watchdog closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// The protocol was not known within `listener_filters_timeout`.
     ListenerFilters,
     /// An HTTP/1 request head did not arrive whole within
@@ -82,7 +82,7 @@ pub enum Ended {
 impl Ended {
     /// The timeouts, in the order of [`Self::index`]: the `timeout` label
     /// of `remora_downstream_cx_timeout_total`.
-    pub const TIMEOUTS: [&'static str; 5] = [
+    pub(crate) const TIMEOUTS: [&'static str; 5] = [
         "listener_filters",
         "request_headers",
         "stream_idle",
@@ -91,7 +91,7 @@ impl Ended {
     ];
 
     /// The position in [`Self::TIMEOUTS`]; `None` for an eviction.
-    pub fn index(self) -> Option<usize> {
+    pub(crate) fn index(self) -> Option<usize> {
         match self {
             Self::ListenerFilters => Some(0),
             Self::RequestHeaders => Some(1),
@@ -105,7 +105,7 @@ impl Ended {
 
 /// What the watchdog reads about one connection.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     read: AtomicU64,
     written: AtomicU64,
     /// Requests whose handler is running.
@@ -142,7 +142,7 @@ impl Activity {
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Relaxed))
     }
 
@@ -154,7 +154,7 @@ impl Activity {
     }
 
     /// A request handed to the handler; in flight until the guard drops.
-    pub fn stream(self: &Arc<Self>) -> Stream {
+    pub(crate) fn stream(self: &Arc<Self>) -> Stream {
         self.streams.fetch_add(1, Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Relaxed);
         Stream(Arc::clone(self))
@@ -167,7 +167,7 @@ impl Activity {
 
 /// A request in flight on a connection (see [`Activity::stream`]).
 #[derive(Debug)]
-pub struct Stream(Arc<Activity>);
+pub(crate) struct Stream(Arc<Activity>);
 
 impl Drop for Stream {
     fn drop(&mut self) {
@@ -181,7 +181,7 @@ impl Drop for Stream {
 
 /// A connection whose reads and writes are counted for its watchdog.
 #[derive(Debug)]
-pub struct Watched<T> {
+pub(crate) struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
 }
@@ -192,7 +192,7 @@ impl<T> Watched<T> {
     }
 
     /// The connection underneath.
-    pub fn get_ref(&self) -> &T {
+    pub(crate) fn get_ref(&self) -> &T {
         &self.inner
     }
 }
@@ -271,7 +271,7 @@ fn tick(phase: Phase, t: &Timeouts) -> Option<Duration> {
 
 /// Resolves when `activity`'s connection has overstayed one of `t`, or
 /// was evicted while detecting; runs as long as the connection otherwise.
-pub async fn watch(activity: &Activity, t: &Timeouts) -> Ended {
+pub(crate) async fn watch(activity: &Activity, t: &Timeouts) -> Ended {
     let accepted = Instant::now();
     let mut moved = (activity.moved(), accepted);
     // An HTTP/1 request head in progress: since when, and how many

@@ -7,7 +7,7 @@ use crate::upstream::Outcome;
 
 /// What a recorded outcome asks of the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Nothing to do.
     Keep,
     /// A consecutive-error threshold was reached: the cluster decides
@@ -22,7 +22,7 @@ pub enum Verdict {
 /// its multiplier, when a call sees that the time has come. Nothing needs
 /// a background sweep.
 #[derive(Debug, Default, Clone)]
-pub struct OutlierDetector {
+pub(crate) struct OutlierDetector {
     consecutive_5xx: u32,
     consecutive_gateway: u32,
     consecutive_connect: u32,
@@ -38,7 +38,12 @@ impl OutlierDetector {
     /// Counts what an attempt came to. Outcomes that arrive while the host
     /// is ejected (requests that were already in flight) are ignored, and
     /// overflow never counts.
-    pub fn record(&mut self, outcome: Outcome, now: Instant, s: &OutlierSettings) -> Verdict {
+    pub(crate) fn record(
+        &mut self,
+        outcome: Outcome,
+        now: Instant,
+        s: &OutlierSettings,
+    ) -> Verdict {
         if self.is_ejected(now, s) {
             return Verdict::Keep;
         }
@@ -80,7 +85,7 @@ impl OutlierDetector {
 
     /// Ejects the host: for `baseEjectionTime × multiplier` (capped) plus
     /// `jitter`. Returns when it will be back.
-    pub fn eject(&mut self, now: Instant, s: &OutlierSettings, jitter: Duration) -> Instant {
+    pub(crate) fn eject(&mut self, now: Instant, s: &OutlierSettings, jitter: Duration) -> Instant {
         self.earn_back(now, s);
         self.times_ejected = self.times_ejected.saturating_add(1);
         let until = now + s.ejection_time(self.times_ejected, jitter);
@@ -93,13 +98,13 @@ impl OutlierDetector {
     /// The cluster refused the ejection (`maxEjectionPercent` reached): the
     /// host starts counting again, so it is considered once more after
     /// another run of errors.
-    pub fn spare(&mut self) {
+    pub(crate) fn spare(&mut self) {
         self.reset_counters();
     }
 
     /// Whether the host is ejected at `now`; returns it (counters reset)
     /// when its time is up.
-    pub fn is_ejected(&mut self, now: Instant, s: &OutlierSettings) -> bool {
+    pub(crate) fn is_ejected(&mut self, now: Instant, s: &OutlierSettings) -> bool {
         match self.ejected_until {
             Some(until) if now < until => true,
             Some(until) => {
@@ -117,13 +122,14 @@ impl OutlierDetector {
     }
 
     /// The ejection multiplier at `now`: ejections not yet earned back.
-    pub fn multiplier(&mut self, now: Instant, s: &OutlierSettings) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn multiplier(&mut self, now: Instant, s: &OutlierSettings) -> u32 {
         self.is_ejected(now, s);
         self.times_ejected
     }
 
     /// When the current ejection ends, if the host is ejected.
-    pub fn ejected_until(&self) -> Option<Instant> {
+    pub(crate) fn ejected_until(&self) -> Option<Instant> {
         self.ejected_until
     }
 
@@ -148,7 +154,7 @@ impl OutlierDetector {
     }
 
     /// Whether some error count is running: a success must then reset it.
-    pub fn counting(&self) -> bool {
+    pub(crate) fn counting(&self) -> bool {
         self.consecutive_5xx > 0 || self.consecutive_gateway > 0 || self.consecutive_connect > 0
     }
 

@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use remora_proto::pb;
+use remora_route::outlier::{MAX_EJECTION_TIME, OutlierError};
 
 use super::*;
 use crate::upstream::Outcome;

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 /// The base interval: retry 1 waits up to 25 ms, retry 2 up to 75 ms, ...
-pub const BASE: Duration = Duration::from_millis(25);
+pub(crate) const BASE: Duration = Duration::from_millis(25);
 
 /// No wait exceeds this, however many retries came before.
-pub const CAP: Duration = Duration::from_millis(250);
+pub(crate) const CAP: Duration = Duration::from_millis(250);
 
 /// The upper bound (exclusive) of the wait before retry `n` (1-based):
 /// `(2^n − 1) × 25 ms`, capped at [`CAP`].
-pub fn ceiling(n: u32) -> Duration {
+pub(crate) fn ceiling(n: u32) -> Duration {
     let factor = 1u64
         .checked_shl(n.min(32))
         .map_or(u64::MAX, |p| p.saturating_sub(1));
@@ -23,7 +23,7 @@ pub fn ceiling(n: u32) -> Duration {
 ///
 /// `unit` is a random number in `[0, 1)`; callers pass `rand::random()`,
 /// tests pass fixed values.
-pub fn backoff(n: u32, unit: f64) -> Duration {
+pub(crate) fn backoff(n: u32, unit: f64) -> Duration {
     let unit = if unit.is_finite() {
         unit.clamp(0.0, 1.0)
     } else {

@@ -35,7 +35,7 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A request body as the attempt loop holds it.
 #[derive(Debug)]
-pub enum ReplayableBody {
+pub(crate) enum ReplayableBody {
     /// Read whole: every try gets a copy.
     Buffered(Bytes),
     /// Streamed through on the first try only (no retries configured).
@@ -47,7 +47,7 @@ pub enum ReplayableBody {
 impl ReplayableBody {
     /// Whether another try can have the body (for a teed body: now, as
     /// far as it has been read).
-    pub fn is_replayable(&self) -> bool {
+    pub(crate) fn is_replayable(&self) -> bool {
         match self {
             Self::Buffered(_) => true,
             Self::Streaming(_) => false,
@@ -57,7 +57,7 @@ impl ReplayableBody {
 
     /// The body for the next try; `None` once a streaming body was sent or
     /// a teed one outgrew its copy.
-    pub fn for_attempt(&mut self) -> Option<RequestBody> {
+    pub(crate) fn for_attempt(&mut self) -> Option<RequestBody> {
         match self {
             Self::Buffered(bytes) => Some(Either::Right(Either::Left(Full::new(bytes.clone())))),
             Self::Streaming(body) => body.take().map(Either::Left),
@@ -71,12 +71,12 @@ impl ReplayableBody {
 /// A request body a retry can send again: read whole, or teed. The teed
 /// reader is boxed: every request's body moves with it, and most are read
 /// whole.
-pub type Replay = Either<Full<Bytes>, Box<TeeReader<Incoming>>>;
+pub(crate) type Replay = Either<Full<Bytes>, Box<TeeReader<Incoming>>>;
 
 /// A client's body streamed to one try at a time, with a copy of what has
 /// passed kept up to a bound so that a later try can start over.
 #[derive(Debug)]
-pub struct Tee<B> {
+pub(crate) struct Tee<B> {
     shared: Arc<Mutex<TeeState<B>>>,
     /// The body's size as the client announced it (exact with a length).
     hint: SizeHint,
@@ -103,7 +103,7 @@ struct TeeState<B> {
 
 impl<B: Body> Tee<B> {
     /// Tees `body`, keeping up to `limit` bytes.
-    pub fn new(body: B, limit: usize) -> Self {
+    pub(crate) fn new(body: B, limit: usize) -> Self {
         let hint = body.size_hint();
         Self {
             shared: Arc::new(Mutex::new(TeeState {
@@ -120,13 +120,13 @@ impl<B: Body> Tee<B> {
     }
 
     /// Whether a new reader would get the whole body.
-    pub fn is_replayable(&self) -> bool {
+    pub(crate) fn is_replayable(&self) -> bool {
         !lock(&self.shared).overflowed
     }
 
     /// A reader from the start of the body, which supersedes every earlier
     /// one; `None` once the copy was dropped.
-    pub fn reader(&self) -> Option<TeeReader<B>> {
+    pub(crate) fn reader(&self) -> Option<TeeReader<B>> {
         let mut state = lock(&self.shared);
         if state.overflowed {
             return None;
@@ -159,7 +159,7 @@ pub struct TeeReader<B> {
 /// A reader of an earlier try, after a retry started.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body was handed to a newer try")]
-pub struct Superseded;
+pub(crate) struct Superseded;
 
 impl<B> Body for TeeReader<B>
 where
@@ -275,7 +275,7 @@ pub enum BufferError {
 
 /// Reads `body` whole if its headers promise at most `limit` bytes, else
 /// tees it.
-pub async fn buffer_body(
+pub(crate) async fn buffer_body(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,

@@ -50,7 +50,7 @@ struct Bucket {
 /// # Concurrency
 /// One short mutex per destination service, never held across an await.
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     settings: BudgetSettings,
     epoch: Instant,
     buckets: Mutex<Vec<Bucket>>,
@@ -58,7 +58,7 @@ pub struct RetryBudget {
 
 impl RetryBudget {
     /// An empty budget whose clock starts at `epoch`.
-    pub fn new(settings: BudgetSettings, epoch: Instant) -> Self {
+    pub(crate) fn new(settings: BudgetSettings, epoch: Instant) -> Self {
         let slots = settings.ttl.as_secs().max(1) as usize;
         Self {
             settings,
@@ -68,7 +68,7 @@ impl RetryBudget {
     }
 
     /// Counts a first try made at `now`.
-    pub fn deposit(&self, now: Instant) {
+    pub(crate) fn deposit(&self, now: Instant) {
         self.with_bucket(now, |b| b.requests += 1);
     }
 
@@ -78,7 +78,7 @@ impl RetryBudget {
     /// for each second of the window the budget has existed (so a fresh
     /// budget does not hand out `min_per_sec × ttl` retries in its first
     /// second, as Finagle's reserve does).
-    pub fn try_withdraw(&self, now: Instant) -> bool {
+    pub(crate) fn try_withdraw(&self, now: Instant) -> bool {
         let second = self.second(now);
         let mut buckets = self.lock();
         let (requests, retries) = window(&buckets, second, self.slots());
@@ -93,7 +93,8 @@ impl RetryBudget {
     }
 
     /// Requests and retries counted in the window ending at `now`.
-    pub fn counts(&self, now: Instant) -> (u64, u64) {
+    #[cfg(test)]
+    pub(crate) fn counts(&self, now: Instant) -> (u64, u64) {
         let second = self.second(now);
         window(&self.lock(), second, self.slots())
     }
@@ -160,7 +161,7 @@ impl RetryBudgets {
     }
 
     /// The budget of destination `service`.
-    pub fn for_service(&self, service: &str) -> Arc<RetryBudget> {
+    pub(crate) fn for_service(&self, service: &str) -> Arc<RetryBudget> {
         if let Some(b) = self.budgets.load().get(service) {
             return Arc::clone(b);
         }

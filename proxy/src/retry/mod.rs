@@ -5,15 +5,48 @@
 //! The attempt loop itself is on the request path, in
 //! [`crate::listener::outbound`].
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod body;
 pub mod budget;
-pub mod policy;
 
-pub use backoff::backoff;
-pub use body::{ReplayableBody, buffer_body};
-pub use budget::{BudgetSettings, RetryBudget, RetryBudgets};
-pub use policy::{RetryOn, RetryPolicy, TryFailure};
+pub(crate) use backoff::backoff;
+pub(crate) use body::{ReplayableBody, buffer_body};
+pub use budget::BudgetSettings;
+pub(crate) use budget::{RetryBudget, RetryBudgets};
+pub(crate) use remora_route::retry::{AttemptError, RetryPolicy};
+
+use crate::upstream::UpstreamError;
+
+/// Why a try failed, as the retry decision ([`RetryPolicy::should_retry`])
+/// sees it.
+pub(crate) type TryFailure<'a> = remora_route::retry::TryFailure<'a, UpstreamError>;
+
+/// The retry decision reads the upstream error's typed predicates.
+impl AttemptError for UpstreamError {
+    fn is_overflow(&self) -> bool {
+        UpstreamError::is_overflow(self)
+    }
+
+    fn never_reached_app(&self) -> bool {
+        UpstreamError::never_reached_app(self)
+    }
+
+    fn is_stale(&self) -> bool {
+        UpstreamError::is_stale(self)
+    }
+
+    fn is_connect_failure(&self) -> bool {
+        UpstreamError::is_connect_failure(self)
+    }
+
+    fn is_refused_stream(&self) -> bool {
+        UpstreamError::is_refused_stream(self)
+    }
+
+    fn is_reset(&self) -> bool {
+        UpstreamError::is_reset(self)
+    }
+}
 
 /// Request bodies up to this size are kept for replay by default.
 pub const DEFAULT_BUFFER_BYTES: usize = 64 * 1024;
@@ -42,3 +75,7 @@ impl Default for Retries {
         Self::new(BudgetSettings::default(), DEFAULT_BUFFER_BYTES)
     }
 }
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod policy_tests;

@@ -73,7 +73,7 @@ pub struct Entry {
 
 impl Entry {
     /// The line for `format` (without newline).
-    pub fn render(&self, format: Format) -> String {
+    pub(crate) fn render(&self, format: Format) -> String {
         match format {
             Format::Off => String::new(),
             Format::Json => serde_json::to_string(self).unwrap_or_default(),
@@ -102,7 +102,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// Formats a wall-clock time as RFC 3339 UTC with milliseconds.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let since = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
@@ -175,7 +175,7 @@ impl AccessLog {
     }
 
     /// Whether lines are written at all (to skip building entries).
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.tx.is_some()
     }
 

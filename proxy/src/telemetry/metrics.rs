@@ -47,17 +47,17 @@ use crate::http::{ProxyBody, local_reply};
 use crate::upstream::Endpoint;
 
 /// The `Content-Type` of `/stats/prometheus`: the Prometheus text format 0.0.4.
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds (ms) of the request duration buckets: from half a
 /// millisecond (a sidecar's own cost) to ten seconds (a slow upstream).
-pub const DURATION_BUCKETS_MS: [f64; 14] = [
+pub(crate) const DURATION_BUCKETS_MS: [f64; 14] = [
     0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
 
 /// The label value for what the proxy cannot name (an unknown Host, an
 /// unauthenticated peer, a workload without a `version` label).
-pub const UNKNOWN: &str = "unknown";
+pub(crate) const UNKNOWN: &str = "unknown";
 
 /// Interned label values beyond this many are all reported as
 /// [`OVERFLOW`]: a backstop, since values come from the config only.
@@ -69,7 +69,7 @@ const OVERFLOW: &str = "overflow";
 /// The labels of `remora_requests_total` and
 /// `remora_request_duration_milliseconds`, in Istio's spirit.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
     /// Outbound: this proxy's service; inbound: the peer's service account
@@ -93,7 +93,7 @@ pub struct RequestLabels {
 /// The labels of the `remora_tcp_*` metrics (Istio's `istio_tcp_*`): those
 /// of [`RequestLabels`] but the status, which TCP has not.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TcpLabels {
+pub(crate) struct TcpLabels {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
     /// As in [`RequestLabels`].
@@ -252,7 +252,7 @@ impl Metrics {
     }
 
     /// Counts one finished request and observes its duration.
-    pub fn record_request(&self, labels: RequestLabels, duration_ms: f64) {
+    pub(crate) fn record_request(&self, labels: RequestLabels, duration_ms: f64) {
         SERIES.with_borrow_mut(|cache| {
             let series = cache
                 .entry(labels)
@@ -266,13 +266,13 @@ impl Metrics {
     }
 
     /// Counts an opaque TCP connection that starts being forwarded.
-    pub fn tcp_opened(&self, labels: &TcpLabels) {
+    pub(crate) fn tcp_opened(&self, labels: &TcpLabels) {
         self.tcp_opened.get_or_create(labels).inc();
     }
 
     /// Counts an opaque TCP connection that ended, with its bytes: `sent`
     /// to the client, `received` from it.
-    pub fn tcp_closed(&self, labels: &TcpLabels, sent: u64, received: u64) {
+    pub(crate) fn tcp_closed(&self, labels: &TcpLabels, sent: u64, received: u64) {
         self.tcp_closed.get_or_create(labels).inc();
         self.tcp_sent.get_or_create(labels).inc_by(sent);
         self.tcp_received.get_or_create(labels).inc_by(received);
@@ -281,7 +281,7 @@ impl Metrics {
     /// `value` as a shared label value. No allocation once a value was
     /// seen: the set of values is the set of services, subsets, identities
     /// and flag combinations, fixed by the config.
-    pub fn intern(&self, value: &str) -> Arc<str> {
+    pub(crate) fn intern(&self, value: &str) -> Arc<str> {
         {
             let set = self.interned.read().unwrap_or_else(|e| e.into_inner());
             if let Some(v) = set.get(value) {
@@ -315,7 +315,7 @@ impl Metrics {
 
     /// The samples of [`Self::encode`] without comments: the admin API's
     /// `/stats` (`name{labels} value` lines, the same figures).
-    pub fn encode_samples(&self) -> String {
+    pub(crate) fn encode_samples(&self) -> String {
         self.encode()
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -325,19 +325,19 @@ impl Metrics {
 }
 
 /// The interned [`UNKNOWN`].
-pub fn unknown() -> Arc<str> {
+pub(crate) fn unknown() -> Arc<str> {
     static UNKNOWN_VALUE: LazyLock<Arc<str>> = LazyLock::new(|| global().intern(UNKNOWN));
     Arc::clone(&UNKNOWN_VALUE)
 }
 
 /// The interned `-`: the response flags of a request without any.
-pub fn no_flags() -> Arc<str> {
+pub(crate) fn no_flags() -> Arc<str> {
     static NO_FLAGS: LazyLock<Arc<str>> = LazyLock::new(|| global().intern("-"));
     Arc::clone(&NO_FLAGS)
 }
 
 /// The scrape path on the stats port.
-pub const PROMETHEUS_PATH: &str = "/stats/prometheus";
+pub(crate) const PROMETHEUS_PATH: &str = "/stats/prometheus";
 
 /// Answers one request on the stats port (15090 by default, as Envoy's):
 /// `GET /stats/prometheus` is every metric in the Prometheus text format.
@@ -375,7 +375,7 @@ fn direction_label(direction: &str) -> &'static str {
 
 /// Counts an upstream connection opened; `direction` is `outbound` (to an
 /// endpoint) or `inbound` (to the app).
-pub fn upstream_connection_opened(direction: &str) {
+pub(crate) fn upstream_connection_opened(direction: &str) {
     global()
         .connections_opened
         .get_or_create(&DirectionLabel {
@@ -386,12 +386,12 @@ pub fn upstream_connection_opened(direction: &str) {
 
 /// Sets when the workload certificate expires, in Unix seconds; the
 /// identity module calls it whenever it installs a certificate.
-pub fn set_cert_expiry(unix: i64) {
+pub(crate) fn set_cert_expiry(unix: i64) {
     global().cert_expiry.set(unix);
 }
 
 /// Records that a config snapshot was applied now.
-pub fn config_applied() {
+pub(crate) fn config_applied() {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());

@@ -4,7 +4,8 @@
 pub mod access_log;
 pub mod log_level;
 pub mod metrics;
-pub mod observe;
+pub(crate) mod observe;
 pub mod trace;
 
-pub use observe::{Direction, Observed, Record, Telemetry, Workload};
+pub(crate) use observe::{Direction, Observed, Record};
+pub use observe::{Telemetry, Workload};

@@ -65,28 +65,28 @@ impl Workload {
     }
 
     /// The service name, as the source of outbound metrics.
-    pub fn service_label(&self) -> Arc<str> {
+    pub(crate) fn service_label(&self) -> Arc<str> {
         Arc::clone(&self.service)
     }
 
     /// The service's FQDN, as the destination of inbound metrics.
-    pub fn fqdn_label(&self) -> Arc<str> {
+    pub(crate) fn fqdn_label(&self) -> Arc<str> {
         Arc::clone(&self.fqdn)
     }
 
     /// The service's FQDN (`unknown` when not told), as the control plane
     /// names the service in snapshots.
-    pub fn fqdn(&self) -> &str {
+    pub(crate) fn fqdn(&self) -> &str {
         &self.fqdn
     }
 
     /// The `version` label, as the subset of inbound metrics.
-    pub fn version_label(&self) -> Arc<str> {
+    pub(crate) fn version_label(&self) -> Arc<str> {
         Arc::clone(&self.version)
     }
 
     /// A workload the proxy was not told about.
-    pub fn unknown() -> Self {
+    pub(crate) fn unknown() -> Self {
         let unknown = metrics::unknown();
         Self {
             service: Arc::clone(&unknown),
@@ -98,7 +98,7 @@ impl Workload {
 
 /// Which way a request goes through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// From the app to a service.
     Outbound,
     /// From a peer to the app.
@@ -107,7 +107,7 @@ pub enum Direction {
 
 impl Direction {
     /// `outbound` or `inbound`, as logs and metric labels say it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Outbound => "outbound",
             Self::Inbound => "inbound",
@@ -117,7 +117,7 @@ impl Direction {
 
 /// One request as the path learns about it.
 #[derive(Debug)]
-pub struct Record {
+pub(crate) struct Record {
     telemetry: Arc<Telemetry>,
     start: Instant,
     span: RequestSpan,
@@ -145,7 +145,11 @@ impl Record {
     /// Starts the record of a request that just arrived: starts its span
     /// (continuing the caller's trace, and rewriting the trace headers for
     /// the next hop) and gives it an `x-request-id` if it has none.
-    pub fn start(telemetry: Arc<Telemetry>, direction: Direction, parts: &mut Parts) -> Self {
+    pub(crate) fn start(
+        telemetry: Arc<Telemetry>,
+        direction: Direction,
+        parts: &mut Parts,
+    ) -> Self {
         let info = RequestInfo::new(&parts.method, &parts.uri).version(parts.version);
         let mut span = match direction {
             Direction::Inbound => telemetry.tracer.start_server(&mut parts.headers, &info),
@@ -224,12 +228,12 @@ impl Record {
     }
 
     /// The route that matched (its name, never the raw path).
-    pub fn set_route(&mut self, route: &str) {
+    pub(crate) fn set_route(&mut self, route: &str) {
         self.span.set_route(route);
     }
 
     /// The endpoint of the latest try.
-    pub fn set_upstream(&mut self, host: &str) {
+    pub(crate) fn set_upstream(&mut self, host: &str) {
         if let Some(entry) = &mut self.log {
             entry.upstream_host = Some(host.to_owned());
         }
@@ -238,7 +242,7 @@ impl Record {
 
     /// The cluster the request was sent to: its service and subset are the
     /// destination in the request metrics.
-    pub fn set_cluster(&mut self, cluster: &Cluster) {
+    pub(crate) fn set_cluster(&mut self, cluster: &Cluster) {
         if let Some(entry) = &mut self.log {
             entry.upstream_cluster = Some(cluster.name().to_owned());
         }
@@ -252,7 +256,7 @@ impl Record {
     /// or `BlackHoleCluster`, Istio's names): the name stands for the
     /// service in the metrics, so that a host outside the mesh never
     /// becomes a label value.
-    pub fn set_outside_mesh(&mut self, name: &'static str) {
+    pub(crate) fn set_outside_mesh(&mut self, name: &'static str) {
         if let Some(entry) = &mut self.log {
             entry.upstream_cluster = Some(name.to_owned());
         }
@@ -262,17 +266,17 @@ impl Record {
 
     /// Whether the upstream connection of the latest try was mTLS
     /// (outbound; inbound requests take it from their [`Peer`]).
-    pub fn set_mtls(&mut self, mtls: bool) {
+    pub(crate) fn set_mtls(&mut self, mtls: bool) {
         self.mtls = mtls;
     }
 
     /// Whether the latest try went over mTLS, i.e. to another sidecar.
-    pub fn mtls(&self) -> bool {
+    pub(crate) fn mtls(&self) -> bool {
         self.mtls
     }
 
     /// Counts retry number `attempt`, made because of `reason`.
-    pub fn add_retry(&mut self, attempt: u32, reason: &str) {
+    pub(crate) fn add_retry(&mut self, attempt: u32, reason: &str) {
         if let Some(entry) = &mut self.log {
             entry.retries += 1;
         }
@@ -281,13 +285,13 @@ impl Record {
 
     /// The proxy failed the request: its response flag, also the span's
     /// `error.type`.
-    pub fn fail(&mut self, flag: &'static str) {
+    pub(crate) fn fail(&mut self, flag: &'static str) {
         self.error = Some(flag);
         self.flag(flag);
     }
 
     /// Adds an Envoy-style response flag (`UO`, `NR`, ...).
-    pub fn flag(&mut self, flag: &str) {
+    pub(crate) fn flag(&mut self, flag: &str) {
         if !self.flags.split(',').any(|f| f == flag) {
             if !self.flags.is_empty() {
                 self.flags.push(',');
@@ -297,7 +301,7 @@ impl Record {
     }
 
     /// Wraps the response: the record finishes when its body has been sent.
-    pub fn observe(mut self, resp: Response<ProxyBody>) -> Response<Observed> {
+    pub(crate) fn observe(mut self, resp: Response<ProxyBody>) -> Response<Observed> {
         self.code = resp.status().as_u16();
         resp.map(|inner| {
             let done = inner.is_end_stream();
@@ -368,7 +372,7 @@ pub struct Observed {
 impl Observed {
     /// A response that is no request's: a CONNECT tunnel's answer, whose
     /// connection is recorded as TCP instead.
-    pub fn unrecorded(inner: ProxyBody) -> Self {
+    pub(crate) fn unrecorded(inner: ProxyBody) -> Self {
         Self {
             inner,
             record: None,

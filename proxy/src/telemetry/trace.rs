@@ -56,10 +56,7 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
 
-pub use config::{
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SERVICE_NAME,
-    SamplingRatio, TraceConfig,
-};
+pub use config::{OTEL_EXPORTER_OTLP_ENDPOINT, SamplingRatio, TraceConfig};
 pub use sampler::SamplingControl;
 pub use span::{RequestInfo, RequestSpan, attr};
 

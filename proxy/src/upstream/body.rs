@@ -17,7 +17,7 @@ use super::pool::IdleH1;
 
 /// A request body on its way upstream: the client's body streamed through
 /// as it arrives, or one a retry can send again (read whole, or teed).
-pub type RequestBody = http_body_util::Either<Incoming, crate::retry::body::Replay>;
+pub(crate) type RequestBody = http_body_util::Either<Incoming, crate::retry::body::Replay>;
 
 pin_project_lite::pin_project! {
     /// An upstream response body.
@@ -49,7 +49,7 @@ pin_project_lite::pin_project! {
 /// flags it `UT`.
 #[derive(Debug, thiserror::Error)]
 #[error("the route timeout of {after:?} passed while the response body was coming")]
-pub struct BodyTimeout {
+pub(crate) struct BodyTimeout {
     /// The route timeout.
     pub after: Duration,
 }

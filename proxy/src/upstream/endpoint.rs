@@ -69,12 +69,12 @@ impl Endpoint {
     }
 
     /// Requests started on this endpoint and not yet finished.
-    pub fn active_requests(&self) -> usize {
+    pub(crate) fn active_requests(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
 
     /// Counts a request as active until the returned guard is dropped.
-    pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
+    pub(crate) fn start_request(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::Relaxed);
         ActiveRequest {
             endpoint: Arc::clone(self),
@@ -105,7 +105,7 @@ impl Endpoint {
 
     /// How long the host stays ejected from `now`; `None` when it is not
     /// ejected (for the admin API: a pick returns a host whose time is up).
-    pub fn ejection_left(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn ejection_left(&self, now: Instant) -> Option<Duration> {
         self.outlier()
             .ejected_until()
             .filter(|until| *until > now)

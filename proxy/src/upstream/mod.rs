@@ -8,10 +8,10 @@ mod limits;
 mod pool;
 mod tls;
 
-pub use body::{BodyTimeout, RequestBody, UpstreamBody};
-pub use endpoint::{ActiveRequest, Endpoint, EndpointRegistry};
-pub use pool::{PoolSettings, UpstreamError};
-pub use tls::{MtlsClient, TlsFailure, Transport};
+pub(crate) use body::{BodyTimeout, RequestBody, UpstreamBody};
+pub use endpoint::{Endpoint, EndpointRegistry};
+pub(crate) use pool::{PoolSettings, UpstreamError};
+pub(crate) use tls::{MtlsClient, Transport};
 
 /// What one attempt on an endpoint came to, as outlier detection counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

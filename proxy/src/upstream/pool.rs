@@ -133,7 +133,7 @@ impl UpstreamError {
     /// No connection was made (Envoy's `connect-failure`): TCP failed, or
     /// the mTLS handshake did. A missing identity of our own is not one: it
     /// says nothing about the endpoint.
-    pub fn is_connect_failure(&self) -> bool {
+    pub(crate) fn is_connect_failure(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::AppUnreached { .. } => true,
             Self::Tls { failure, .. } => *failure != TlsFailure::NoIdentity,
@@ -143,7 +143,7 @@ impl UpstreamError {
 
     /// The endpoint needs mTLS and this proxy has no identity: a local
     /// problem, never counted against the endpoint's health.
-    pub fn is_missing_identity(&self) -> bool {
+    pub(crate) fn is_missing_identity(&self) -> bool {
         matches!(
             self,
             Self::Tls {
@@ -156,7 +156,7 @@ impl UpstreamError {
     /// The request certainly never reached the app: a connect failure, an
     /// h2 stream the server refused, or a request hyper never wrote. Such
     /// failures are safe to retry for any method.
-    pub fn never_reached_app(&self) -> bool {
+    pub(crate) fn never_reached_app(&self) -> bool {
         match self {
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
@@ -172,23 +172,23 @@ impl UpstreamError {
     }
 
     /// The h2 stream was refused by the server (Envoy's `refused-stream`).
-    pub fn is_refused_stream(&self) -> bool {
+    pub(crate) fn is_refused_stream(&self) -> bool {
         matches!(self, Self::Request { source, .. } if is_refused(source))
     }
 
     /// The connection broke after the request may have been sent (Envoy's
     /// `reset`).
-    pub fn is_reset(&self) -> bool {
+    pub(crate) fn is_reset(&self) -> bool {
         matches!(self, Self::Request { .. } | Self::Stale { .. })
     }
 
     /// A reused connection that the upstream had closed while idle.
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         matches!(self, Self::Stale { .. })
     }
 
     /// A circuit-breaker overflow.
-    pub fn is_overflow(&self) -> bool {
+    pub(crate) fn is_overflow(&self) -> bool {
         matches!(self, Self::Overflow { .. })
     }
 }

@@ -13,9 +13,11 @@ impl SamplingRatio {
     /// Istio's default: 1% of traces.
     pub const ISTIO_DEFAULT: Self = Self(0.01);
     /// Every trace.
-    pub const ALWAYS: Self = Self(1.0);
+    #[cfg(test)]
+    pub(crate) const ALWAYS: Self = Self(1.0);
     /// No trace: nothing is exported, and the tracer works as disabled.
-    pub const NEVER: Self = Self(0.0);
+    #[cfg(test)]
+    pub(crate) const NEVER: Self = Self(0.0);
 
     /// A ratio from 0 to 1.
     pub fn new(ratio: f64) -> Result<Self, TraceError> {
@@ -28,7 +30,7 @@ impl SamplingRatio {
 
     /// A percentage from 0 to 100, as Istio's `tracing.sampling` writes it
     /// (`1.0` is 1%).
-    pub fn from_percent(percent: f64) -> Result<Self, TraceError> {
+    pub(crate) fn from_percent(percent: f64) -> Result<Self, TraceError> {
         if (0.0..=100.0).contains(&percent) {
             Ok(Self(percent / 100.0))
         } else {
@@ -62,9 +64,9 @@ impl Default for SamplingRatio {
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// Takes precedence over [`OTEL_EXPORTER_OTLP_ENDPOINT`] for traces, as
 /// the OpenTelemetry spec says.
-pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 /// The `service.name` resource attribute, over the proxy's `--service`.
-pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+pub(crate) const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 
 /// How the proxy traces. Built once at start by [`TraceConfig::from_env`]
 /// (or by hand in tests) and handed to [`super::Tracer::new`].

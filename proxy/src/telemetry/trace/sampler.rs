@@ -45,7 +45,7 @@ impl SamplingControl {
     }
 
     /// A ratio no snapshot changes.
-    pub fn pinned(ratio: SamplingRatio) -> Self {
+    pub(crate) fn pinned(ratio: SamplingRatio) -> Self {
         Self {
             bits: Arc::new(AtomicU64::new(ratio.get().to_bits())),
             pinned: true,
@@ -53,7 +53,7 @@ impl SamplingControl {
     }
 
     /// Whether the operator fixed the ratio on the command line.
-    pub fn is_pinned(&self) -> bool {
+    pub(crate) fn is_pinned(&self) -> bool {
         self.pinned
     }
 
@@ -67,7 +67,7 @@ impl SamplingControl {
     /// Follows the mesh's setting from an applied snapshot: its ratio when
     /// the snapshot has one, else back to the default (1%). Does nothing
     /// when the ratio is pinned. Returns the ratio in force afterwards.
-    pub fn apply_mesh(&self, mesh: Option<SamplingRatio>) -> SamplingRatio {
+    pub(crate) fn apply_mesh(&self, mesh: Option<SamplingRatio>) -> SamplingRatio {
         if !self.pinned {
             let ratio = mesh.unwrap_or_default();
             self.bits.store(ratio.get().to_bits(), Ordering::Relaxed);

@@ -16,7 +16,7 @@ pub mod attr {
     /// `GET`, `POST`, …; `_OTHER` for a method outside RFC 9110.
     pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
     /// The method as sent, when it is `_OTHER`.
-    pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
+    pub(crate) const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
     /// The request path, without the query.
     pub const URL_PATH: &str = "url.path";
     /// The matched route: low cardinality.
@@ -34,11 +34,11 @@ pub mod attr {
     /// `1.1` or `2`.
     pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
     /// The `User-Agent` header.
-    pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
+    pub(crate) const USER_AGENT_ORIGINAL: &str = "user_agent.original";
     /// The failure class, or the status code of a failed response.
     pub const ERROR_TYPE: &str = "error.type";
     /// The request's `x-request-id`.
-    pub const HTTP_REQUEST_HEADER_X_REQUEST_ID: &str = "http.request.header.x-request-id";
+    pub(crate) const HTTP_REQUEST_HEADER_X_REQUEST_ID: &str = "http.request.header.x-request-id";
     /// Client span: the destination service (as Zipkin and Jaeger read it).
     pub const PEER_SERVICE: &str = "peer.service";
     /// The destination service the route picked.
@@ -50,9 +50,9 @@ pub mod attr {
     /// The peer's SPIFFE ID, from its mTLS certificate.
     pub const REMORA_PEER_IDENTITY: &str = "remora.peer.identity";
     /// Retry event: the attempt number (1 for the first retry).
-    pub const REMORA_RETRY_ATTEMPT: &str = "remora.retry.attempt";
+    pub(crate) const REMORA_RETRY_ATTEMPT: &str = "remora.retry.attempt";
     /// Retry event: why the previous try was retried.
-    pub const REMORA_RETRY_REASON: &str = "remora.retry.reason";
+    pub(crate) const REMORA_RETRY_REASON: &str = "remora.retry.reason";
     /// The name of a retry event.
     pub const RETRY_EVENT: &str = "retry";
 }

@@ -4,9 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use remora_e2e::process::Process;
 use remora_e2e::secure::{certs, pem_blocks, ready_status, token_file};
-use remora_e2e::{ControlPlane, Event, Proxy, ProxySpec};
+use remora_e2e::{ControlPlane, Event, Process, Proxy, ProxySpec};
 use serde_json::Value;
 use tempfile::TempDir;
 

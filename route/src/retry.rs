@@ -6,8 +6,6 @@ use std::time::Duration;
 use http::{HeaderMap, Method, StatusCode};
 use remora_proto::pb;
 
-use crate::upstream::UpstreamError;
-
 /// Retries when the route has no `retries` block: Istio's default count.
 pub const DEFAULT_ATTEMPTS: u32 = 2;
 
@@ -74,16 +72,41 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What the retry decision needs to know about an error of a try: the
+/// proxy's upstream error answers it, and tests can make up their own.
+pub trait AttemptError {
+    /// A circuit-breaker limit refused the try (never retried).
+    fn is_overflow(&self) -> bool;
+    /// The request provably never reached the app.
+    fn never_reached_app(&self) -> bool;
+    /// A reused connection the upstream had closed while idle.
+    fn is_stale(&self) -> bool;
+    /// `connect-failure`.
+    fn is_connect_failure(&self) -> bool;
+    /// `refused-stream`: the h2 stream was refused.
+    fn is_refused_stream(&self) -> bool;
+    /// `reset`: the connection broke before the response.
+    fn is_reset(&self) -> bool;
+}
+
 /// Why a try failed, as the retry decision sees it.
-#[derive(Debug, Clone, Copy)]
-pub enum TryFailure<'a> {
+#[derive(Debug)]
+pub enum TryFailure<'a, E> {
     /// The upstream answered with this status and headers.
     Response(StatusCode, &'a HeaderMap),
     /// The upstream failed before answering.
-    Error(&'a UpstreamError),
+    Error(&'a E),
     /// The per-try timeout fired before the response headers.
     PerTryTimeout,
 }
+
+impl<E> Clone for TryFailure<'_, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for TryFailure<'_, E> {}
 
 impl RetryPolicy {
     /// Compiles `retries`; `None` gives the safe default. Errors name the
@@ -109,11 +132,9 @@ impl RetryPolicy {
                 "refused-stream" => on.refused_stream = true,
                 "retriable-4xx" => on.retriable_4xx = true,
                 "retriable-status-codes" | "reset-before-request" => {}
-                "cancelled" => on.grpc_codes.push(1),
-                "deadline-exceeded" => on.grpc_codes.push(4),
-                "resource-exhausted" => on.grpc_codes.push(8),
-                "internal" => on.grpc_codes.push(13),
-                "unavailable" => on.grpc_codes.push(14),
+                // The gRPC conditions, by the status names' table.
+                name @ ("cancelled" | "deadline-exceeded" | "resource-exhausted" | "internal"
+                | "unavailable") => on.grpc_codes.extend(crate::grpc::code(name)),
                 other => match other.parse::<u32>() {
                     Ok(code) => on.status_codes.push(status_code(code)?),
                     Err(_) => {
@@ -158,7 +179,11 @@ impl RetryPolicy {
     /// while idle. Any other
     /// condition applies to a non-idempotent method only when the user
     /// listed `retryOn` explicitly.
-    pub fn should_retry(&self, method: &Method, failure: TryFailure<'_>) -> bool {
+    pub fn should_retry<E: AttemptError>(
+        &self,
+        method: &Method,
+        failure: TryFailure<'_, E>,
+    ) -> bool {
         if let TryFailure::Error(e) = failure {
             if e.is_overflow() {
                 return false;
@@ -226,7 +251,3 @@ fn status_code(code: u32) -> Result<u16, String> {
         )),
     }
 }
-
-#[cfg(test)]
-#[path = "policy_tests.rs"]
-mod tests;

@@ -1,7 +1,9 @@
 //! Routing: from a request's host to a virtual host, then the first route
 //! whose matches hold, then a weighted destination.
-
-mod matcher;
+//!
+//! The destination type `D` is the user's: the proxy routes to its live
+//! clusters (`Arc<Cluster>`), the control plane to nothing more than the
+//! fact that the cluster exists.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,25 +12,81 @@ use std::time::Duration;
 use http::request::Parts;
 use remora_proto::pb;
 
-use crate::balance::WeightedSchedule;
-use crate::config::{Cluster, ConfigError};
 use crate::fault::FaultPolicy;
 use crate::retry::RetryPolicy;
+use crate::{ConfigError, RequestMatch, WeightedSchedule};
 
-pub use matcher::{RequestMatch, StringMatcher};
+/// The virtual hosts of a snapshot by domain (lower-case, without port).
+#[derive(Debug)]
+pub struct RouteTable<D> {
+    hosts: HashMap<String, Arc<VirtualHost<D>>>,
+}
+
+impl<D> Default for RouteTable<D> {
+    fn default() -> Self {
+        Self {
+            hosts: HashMap::new(),
+        }
+    }
+}
+
+impl<D> RouteTable<D> {
+    /// Compiles the snapshot's virtual hosts; `resolve` gives the
+    /// destination a cluster name stands for (`None`: no such cluster).
+    pub fn compile(
+        virtual_hosts: &[pb::VirtualHost],
+        resolve: impl Fn(&str) -> Option<D>,
+    ) -> Result<Self, ConfigError> {
+        let mut hosts: HashMap<String, Arc<VirtualHost<D>>> = HashMap::new();
+        for vh in virtual_hosts {
+            let routes = vh
+                .routes
+                .iter()
+                .map(|r| Route::compile(r, &vh.name, &resolve))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ports = vh
+                .ports
+                .iter()
+                .map(|&port| match u16::try_from(port) {
+                    Ok(p) if p > 0 => Ok(p),
+                    _ => Err(ConfigError::BadPort {
+                        host: vh.name.clone(),
+                        port,
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let host = Arc::new(VirtualHost::new(vh.name.clone(), routes).with_ports(ports));
+            for domain in &vh.domains {
+                if let Some(first) = hosts.insert(domain.to_ascii_lowercase(), Arc::clone(&host)) {
+                    return Err(ConfigError::DuplicateDomain {
+                        domain: domain.clone(),
+                        first: first.name().to_owned(),
+                        second: vh.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(Self { hosts })
+    }
+
+    /// The virtual host for a lower-case host name without port.
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost<D>> {
+        self.hosts.get(host).map(|h| &**h)
+    }
+}
 
 /// The routes of one destination service.
 #[derive(Debug)]
-pub struct VirtualHost {
+pub struct VirtualHost<D> {
     name: String,
-    routes: Vec<Route>,
+    routes: Vec<Route<D>>,
     /// The service's declared ports; empty: any.
     ports: Vec<u16>,
 }
 
-impl VirtualHost {
+impl<D> VirtualHost<D> {
     /// A virtual host with its routes in match order, on any port.
-    pub fn new(name: String, routes: Vec<Route>) -> Self {
+    pub fn new(name: String, routes: Vec<Route<D>>) -> Self {
         Self {
             name,
             routes,
@@ -59,7 +117,7 @@ impl VirtualHost {
     }
 
     /// The first route that matches the request: Istio's `http[]` order.
-    pub fn route(&self, req: &Parts) -> Option<&Route> {
+    pub fn route(&self, req: &Parts) -> Option<&Route<D>> {
         self.routes.iter().find(|r| r.matches(req))
     }
 }
@@ -67,22 +125,23 @@ impl VirtualHost {
 /// One `http[]` entry: matches (OR'd), weighted destinations, and the
 /// resilience policy (`timeout`, `retries`, `fault`).
 #[derive(Debug)]
-pub struct Route {
+pub struct Route<D> {
     name: String,
     matches: Vec<RequestMatch>,
-    clusters: Vec<Arc<Cluster>>,
+    destinations: Vec<D>,
     schedule: WeightedSchedule,
     timeout: Option<Duration>,
     retry: RetryPolicy,
     fault: FaultPolicy,
 }
 
-impl Route {
-    /// Compiles a proto route; `host` names the virtual host in errors.
-    pub fn build(
+impl<D> Route<D> {
+    /// Compiles a proto route; `host` names the virtual host in errors,
+    /// `resolve` gives the destination a cluster name stands for.
+    pub fn compile(
         r: &pb::Route,
         host: &str,
-        clusters: &HashMap<String, Arc<Cluster>>,
+        resolve: impl Fn(&str) -> Option<D>,
     ) -> Result<Self, ConfigError> {
         let field = format!("{host}: route `{}`", r.name);
         let matches = r
@@ -95,13 +154,10 @@ impl Route {
             .destinations
             .iter()
             .map(|d| {
-                clusters
-                    .get(&d.cluster)
-                    .cloned()
-                    .ok_or_else(|| ConfigError::UnknownCluster {
-                        route: field.clone(),
-                        cluster: d.cluster.clone(),
-                    })
+                resolve(&d.cluster).ok_or_else(|| ConfigError::UnknownCluster {
+                    route: field.clone(),
+                    cluster: d.cluster.clone(),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let weights: Vec<u32> = r.destinations.iter().map(|d| d.weight).collect();
@@ -117,7 +173,7 @@ impl Route {
         Ok(Self {
             name: r.name.clone(),
             matches,
-            clusters: targets,
+            destinations: targets,
             schedule,
             timeout: (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms)),
             retry,
@@ -152,7 +208,7 @@ impl Route {
     }
 
     /// The destination for the next request (smooth weighted round robin).
-    pub fn pick_cluster(&self) -> &Arc<Cluster> {
-        &self.clusters[self.schedule.pick()]
+    pub fn pick_destination(&self) -> &D {
+        &self.destinations[self.schedule.pick()]
     }
 }

@@ -4,7 +4,7 @@ use http::request::Parts;
 use regex::Regex;
 use remora_proto::pb;
 
-use crate::config::ConfigError;
+use crate::ConfigError;
 
 /// A compiled `StringMatch`. Regexes match the whole value, as in Istio (RE2
 /// full match).
@@ -146,7 +146,7 @@ impl RequestMatch {
             return false;
         }
         if let Some(authority) = &self.authority
-            && !authority.matches(crate::http::authority(req).unwrap_or(""))
+            && !authority.matches(crate::host::authority(req).unwrap_or(""))
         {
             return false;
         }

@@ -107,9 +107,14 @@ async fn one_trace_spans_client_and_server_sidecars() {
 /// the ratio alone.
 const ROOT_REQUESTS: usize = 5;
 
+/// The proxies' `--drain-duration` (5 s by default): draining is tested in
+/// `capture::lifecycle`, here it would only be waited out.
+const DRAIN: &str = "100ms";
+
 /// A control plane with `--trace-sampling <percent>`, a `reviews` sidecar
 /// and a `productpage` client proxy, both exporting to `receiver` and
-/// given no `--trace-sampling` of their own.
+/// given no `--trace-sampling` of their own. Their drain is short: a test
+/// that stops them waits for the export at exit, not for the 5 s drain.
 async fn mesh_sampling_at(percent: &str, receiver: &OtlpReceiver) -> (Mesh, Backend, Proxy, Proxy) {
     let mesh = Mesh::start_with_args(
         &[
@@ -122,10 +127,18 @@ async fn mesh_sampling_at(percent: &str, receiver: &OtlpReceiver) -> (Mesh, Back
     let app = Backend::start("v1").await;
     let endpoint = receiver.endpoint();
     let sidecar = mesh
-        .proxy(&ProxySpec::sidecar("reviews", "v1", app.addr).arg("--otlp-endpoint", &endpoint))
+        .proxy(
+            &ProxySpec::sidecar("reviews", "v1", app.addr)
+                .arg("--otlp-endpoint", &endpoint)
+                .arg("--drain-duration", DRAIN),
+        )
         .await;
     let client = mesh
-        .proxy(&ProxySpec::client("productpage").arg("--otlp-endpoint", &endpoint))
+        .proxy(
+            &ProxySpec::client("productpage")
+                .arg("--otlp-endpoint", &endpoint)
+                .arg("--drain-duration", DRAIN),
+        )
         .await;
     client
         .wait_endpoints(

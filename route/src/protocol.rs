@@ -14,7 +14,7 @@
 use http::Version;
 use remora_proto::pb;
 
-use super::ConfigError;
+use crate::ConfigError;
 
 /// A service port's protocol, as the control plane selected it from the
 /// ServiceEntry's `protocol` or the port's name.
@@ -46,7 +46,7 @@ pub struct ServicePorts(Vec<ServicePort>);
 
 impl ServicePorts {
     /// Validates a cluster's `ports`: numbers in 1–65535, known protocols.
-    pub(super) fn build(ports: &[pb::ServicePort], cluster: &str) -> Result<Self, ConfigError> {
+    pub fn build(ports: &[pb::ServicePort], cluster: &str) -> Result<Self, ConfigError> {
         let error = |i: usize, error: String| ConfigError::Policy {
             cluster: cluster.to_owned(),
             error: format!("ports[{i}]: {error}"),
@@ -129,10 +129,7 @@ pub enum UpstreamPolicy {
 
 impl UpstreamPolicy {
     /// The policy of a cluster's `connectionPool` (absent: [`Self::ByPort`]).
-    pub(super) fn build(
-        pool: Option<&pb::ConnectionPool>,
-        cluster: &str,
-    ) -> Result<Self, ConfigError> {
+    pub fn build(pool: Option<&pb::ConnectionPool>, cluster: &str) -> Result<Self, ConfigError> {
         let Some(pool) = pool else {
             return Ok(Self::ByPort);
         };

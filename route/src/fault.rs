@@ -4,12 +4,8 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{Either, Full};
+use http::StatusCode;
 use remora_proto::pb;
-
-use crate::http::{ProxyBody, local_reply};
 
 /// A share of requests, held in parts per million; in range once built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,26 +41,6 @@ pub enum Abort {
     Http(StatusCode),
     /// With 200 and this `grpc-status` (trailers-only response).
     Grpc(u32),
-}
-
-impl Abort {
-    /// The local reply; the request never reaches the upstream.
-    pub fn response(self) -> Response<ProxyBody> {
-        match self {
-            Self::Http(status) => local_reply(status, "fault filter abort".into()),
-            Self::Grpc(code) => {
-                let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
-                let headers = resp.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/grpc"),
-                );
-                headers.insert("grpc-status", HeaderValue::from(code));
-                headers.insert("grpc-message", HeaderValue::from_static("fault injected"));
-                resp
-            }
-        }
-    }
 }
 
 /// A route's compiled `fault`.
@@ -109,7 +85,7 @@ impl FaultPolicy {
                     }
                 }
                 Some(pb::fault_abort::Status::GrpcStatus(name)) => {
-                    Abort::Grpc(grpc_code(name).ok_or_else(|| {
+                    Abort::Grpc(crate::grpc::code(name).ok_or_else(|| {
                         format!("fault.abort.grpcStatus: unknown gRPC status `{name}`")
                     })?)
                 }
@@ -138,34 +114,6 @@ impl FaultPolicy {
     pub fn is_active(&self) -> bool {
         self.delay.is_some() || self.abort.is_some()
     }
-}
-
-/// A gRPC status by its name (`UNAVAILABLE`, any case, `-` or `_`) or number.
-pub fn grpc_code(name: &str) -> Option<u32> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    if let Ok(n) = name.trim().parse::<u32>() {
-        return (n < NAMES.len() as u32).then_some(n);
-    }
-    let wanted = name.trim().to_ascii_uppercase().replace('-', "_");
-    NAMES.iter().position(|n| *n == wanted).map(|i| i as u32)
 }
 
 #[cfg(test)]
@@ -252,18 +200,5 @@ mod tests {
                 .expect_err("bad")
                 .contains("SOMETIMES")
         );
-    }
-
-    #[test]
-    fn grpc_abort_is_a_trailers_only_response() {
-        assert_eq!(grpc_code("UNAVAILABLE"), Some(14));
-        assert_eq!(grpc_code("resource-exhausted"), Some(8));
-        assert_eq!(grpc_code("16"), Some(16));
-        assert_eq!(grpc_code("17"), None);
-        let resp = Abort::Grpc(14).response();
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()["content-type"], "application/grpc");
-        assert_eq!(resp.headers()["grpc-status"], "14");
-        assert_eq!(resp.headers()["grpc-message"], "fault injected");
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use remora_proto::pb;
 
-use super::ConfigError;
+use crate::ConfigError;
 use crate::authz::Authorizer;
 
 /// PeerAuthentication mode, as resolved by the control plane.

@@ -1,0 +1,197 @@
+//! A cluster, validated: one (service, subset) with its endpoints and the
+//! DestinationRule policy that applies to it. The proxy adds the live
+//! parts (connections, ejection state, the mTLS client config).
+
+use remora_certs::SpiffeId;
+use remora_proto::pb;
+
+use crate::ConfigError;
+use crate::outlier::OutlierSettings;
+use crate::protocol::{ServicePorts, UpstreamPolicy};
+
+/// `loadBalancer.simple`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancer {
+    /// Power of two choices over active requests (Istio's default).
+    LeastRequest,
+    /// In turn.
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+}
+
+impl From<pb::LoadBalancer> for LoadBalancer {
+    fn from(lb: pb::LoadBalancer) -> Self {
+        match lb {
+            pb::LoadBalancer::LeastRequest => Self::LeastRequest,
+            pb::LoadBalancer::RoundRobin => Self::RoundRobin,
+            pb::LoadBalancer::Random => Self::Random,
+        }
+    }
+}
+
+/// One endpoint of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// `host:port`, the port in 1–65535.
+    pub address: String,
+    /// `Some`: dialled with mTLS, the peer checked against this SPIFFE ID.
+    pub spiffe_id: Option<SpiffeId>,
+}
+
+/// A validated `Cluster`.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// `<subset>|<service>`.
+    pub name: String,
+    /// The service's FQDN.
+    pub service: String,
+    /// The subset, empty for the whole service.
+    pub subset: String,
+    /// How an endpoint is picked.
+    pub load_balancer: LoadBalancer,
+    /// The endpoints, in snapshot order.
+    pub endpoints: Vec<EndpointSpec>,
+    /// `connectionPool` as sent (every value is valid; zero keeps a default).
+    pub connection_pool: Option<pb::ConnectionPool>,
+    /// `outlierDetection`; `None` without the block.
+    pub outlier: Option<OutlierSettings>,
+    /// `http.maxRetries`: retries in flight to the cluster (0: unlimited).
+    pub max_retries: u32,
+    /// The ports the service declares TCP.
+    pub tcp_ports: Vec<u16>,
+    /// The service's declared ports and protocols.
+    pub ports: ServicePorts,
+    /// `h2UpgradePolicy` and `useClientProtocol`.
+    pub upstream_policy: UpstreamPolicy,
+}
+
+impl ClusterSpec {
+    /// Validates a proto cluster; errors name the cluster and the field.
+    pub fn compile(c: &pb::Cluster) -> Result<Self, ConfigError> {
+        let load_balancer = pb::LoadBalancer::try_from(c.load_balancer)
+            .map_err(|_| ConfigError::UnknownLoadBalancer {
+                cluster: c.name.clone(),
+                value: c.load_balancer,
+            })?
+            .into();
+        if let Some(e) = c.endpoints.iter().find(|e| !is_host_port(&e.address)) {
+            return Err(ConfigError::BadAddress {
+                cluster: c.name.clone(),
+                address: e.address.clone(),
+            });
+        }
+        let outlier = c
+            .outlier_detection
+            .as_ref()
+            .map(OutlierSettings::from_proto)
+            .transpose()
+            .map_err(|e| ConfigError::Policy {
+                cluster: c.name.clone(),
+                error: e.to_string(),
+            })?;
+        let endpoints = c
+            .endpoints
+            .iter()
+            .map(|e| {
+                Ok(EndpointSpec {
+                    address: e.address.clone(),
+                    spiffe_id: if e.mtls { Some(peer_id(c, e)?) } else { None },
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let tcp_ports = c
+            .tcp_ports
+            .iter()
+            .map(|&p| match u16::try_from(p) {
+                Ok(port) if port > 0 => Ok(port),
+                _ => Err(ConfigError::Policy {
+                    cluster: c.name.clone(),
+                    error: format!("tcp_ports: {p} is not a port (1-65535)"),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ports = ServicePorts::build(&c.ports, &c.name)?;
+        let upstream_policy = UpstreamPolicy::build(c.connection_pool.as_ref(), &c.name)?;
+        Ok(Self {
+            name: c.name.clone(),
+            service: c.service.clone(),
+            subset: c.subset.clone(),
+            load_balancer,
+            endpoints,
+            connection_pool: c.connection_pool,
+            outlier,
+            max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
+            tcp_ports,
+            ports,
+            upstream_policy,
+        })
+    }
+}
+
+/// The SPIFFE ID an mTLS endpoint is checked against.
+fn peer_id(c: &pb::Cluster, e: &pb::Endpoint) -> Result<SpiffeId, ConfigError> {
+    let error = |error: String| ConfigError::EndpointIdentity {
+        cluster: c.name.clone(),
+        address: e.address.clone(),
+        error,
+    };
+    if e.spiffe_id.is_empty() {
+        return Err(error("mtls is set but spiffe_id is empty".to_owned()));
+    }
+    SpiffeId::parse(&e.spiffe_id).map_err(|err| error(format!("spiffe_id: {err}")))
+}
+
+fn is_host_port(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(addresses: &[&str]) -> pb::Cluster {
+        pb::Cluster {
+            name: "|reviews".into(),
+            service: "reviews".into(),
+            endpoints: addresses
+                .iter()
+                .map(|a| pb::Endpoint {
+                    address: (*a).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn endpoint_addresses_must_be_host_and_port() {
+        assert!(ClusterSpec::compile(&cluster(&["10.0.0.1:80", "db.example.com:5432"])).is_ok());
+        for bad in ["10.0.0.1", ":80", "10.0.0.1:0", "10.0.0.1:70000", "x:y"] {
+            let err = ClusterSpec::compile(&cluster(&[bad])).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("cluster |reviews: endpoint address `{bad}` is not host:port")
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_load_balancer_or_a_bad_tcp_port_is_refused() {
+        let mut c = cluster(&[]);
+        c.load_balancer = 9;
+        let err = ClusterSpec::compile(&c).unwrap_err();
+        assert_eq!(err.to_string(), "cluster |reviews: unknown load balancer 9");
+        let mut c = cluster(&[]);
+        c.tcp_ports = vec![6379, 0];
+        let err = ClusterSpec::compile(&c).unwrap_err();
+        assert!(
+            err.to_string().contains("tcp_ports: 0 is not a port"),
+            "{err}"
+        );
+    }
+}
