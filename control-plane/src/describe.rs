@@ -538,7 +538,7 @@ pub fn render(d: &Description) -> String {
             format!(
                 "retries:       attempts {}{per_try}, retryOn {}",
                 r.attempts,
-                r.retry_on.join(",")
+                retry_on_text(r)
             )
         }
     });
@@ -550,6 +550,21 @@ pub fn render(d: &Description) -> String {
         ),
     });
     out
+}
+
+/// A policy's `retryOn` as Istio writes it: conditions, gRPC names, codes.
+fn retry_on_text(r: &pb::RetryPolicy) -> String {
+    use remora_route::retry::{IstioCondition, istio_name};
+    let http = r.retry_on.iter().filter_map(|&c| {
+        let c = pb::RetryCondition::try_from(c).ok()?;
+        istio_name(IstioCondition::Http(c)).map(str::to_owned)
+    });
+    let grpc = r
+        .retriable_grpc_codes
+        .iter()
+        .filter_map(|&code| istio_name(IstioCondition::Grpc(code)).map(str::to_owned));
+    let codes = r.retriable_status_codes.iter().map(u32::to_string);
+    http.chain(grpc).chain(codes).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -635,6 +650,23 @@ spec:
         assert_eq!(dests, [("v1", 90, 90.0), ("v2", 10, 10.0)]);
         let text = render(&d);
         assert!(text.contains("weight 90 (90.0%)"), "{text}");
+    }
+
+    #[test]
+    fn retry_on_is_shown_as_istio_writes_it() {
+        let r = pb::RetryPolicy {
+            retry_on: vec![
+                pb::RetryCondition::GatewayError as i32,
+                pb::RetryCondition::RetriableStatusCodes as i32,
+            ],
+            retriable_grpc_codes: vec![14],
+            retriable_status_codes: vec![409],
+            ..Default::default()
+        };
+        assert_eq!(
+            retry_on_text(&r),
+            "gateway-error,retriable-status-codes,unavailable,409"
+        );
     }
 
     #[test]

@@ -673,14 +673,24 @@ fn vs_routes(vs: VsRef<'_>, wanted: &mut BTreeSet<(String, String)>) -> Vec<pb::
         .collect()
 }
 
-/// `retries`: named conditions and bare status codes travel apart. As
-/// Istio does, codes given without `retriable-status-codes` add it, so a
-/// `retryOn` of codes alone still counts as an explicit list.
+/// `retries`: HTTP conditions, gRPC codes and bare status codes travel
+/// apart, each typed. As Istio does, codes given without
+/// `retriable-status-codes` add it, so a `retryOn` of codes alone still
+/// counts as an explicit list.
 fn retry_policy(r: &Retries) -> pb::RetryPolicy {
-    let mut retry_on = r.retry_on.clone();
-    let condition = "retriable-status-codes";
-    if !r.retriable_status_codes.is_empty() && !retry_on.iter().any(|c| c == condition) {
-        retry_on.push(condition.to_owned());
+    use remora_route::retry::{IstioCondition, istio_condition};
+    let mut retry_on = Vec::new();
+    let mut grpc_codes = Vec::new();
+    // The names were checked when the file was read.
+    for condition in r.retry_on.iter().filter_map(|name| istio_condition(name)) {
+        match condition {
+            IstioCondition::Http(c) => retry_on.push(c as i32),
+            IstioCondition::Grpc(code) => grpc_codes.push(code),
+        }
+    }
+    let codes = pb::RetryCondition::RetriableStatusCodes as i32;
+    if !r.retriable_status_codes.is_empty() && !retry_on.contains(&codes) {
+        retry_on.push(codes);
     }
     pb::RetryPolicy {
         attempts: r.attempts,
@@ -692,6 +702,7 @@ fn retry_policy(r: &Retries) -> pb::RetryPolicy {
             .copied()
             .map(u32::from)
             .collect(),
+        retriable_grpc_codes: grpc_codes,
     }
 }
 

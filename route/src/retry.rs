@@ -12,6 +12,68 @@ pub const DEFAULT_ATTEMPTS: u32 = 2;
 /// Istio's default retriable status when `retries` names no `retryOn`.
 const DEFAULT_RETRIABLE_STATUS: u16 = 503;
 
+/// One `retryOn` condition as Istio writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IstioCondition {
+    /// An HTTP condition.
+    Http(pb::RetryCondition),
+    /// A gRPC condition: this status code.
+    Grpc(u32),
+}
+
+/// The `retryOn` names Remora implements, Envoy's meanings, with what each
+/// travels as: the one table the control plane parses with and `remora
+/// describe` prints with.
+pub const ISTIO_CONDITIONS: [(&str, IstioCondition); 13] = [
+    ("5xx", IstioCondition::Http(pb::RetryCondition::ServerError)),
+    (
+        "gateway-error",
+        IstioCondition::Http(pb::RetryCondition::GatewayError),
+    ),
+    ("reset", IstioCondition::Http(pb::RetryCondition::Reset)),
+    (
+        "reset-before-request",
+        IstioCondition::Http(pb::RetryCondition::ResetBeforeRequest),
+    ),
+    (
+        "connect-failure",
+        IstioCondition::Http(pb::RetryCondition::ConnectFailure),
+    ),
+    (
+        "retriable-4xx",
+        IstioCondition::Http(pb::RetryCondition::Retriable4xx),
+    ),
+    (
+        "refused-stream",
+        IstioCondition::Http(pb::RetryCondition::RefusedStream),
+    ),
+    (
+        "retriable-status-codes",
+        IstioCondition::Http(pb::RetryCondition::RetriableStatusCodes),
+    ),
+    ("cancelled", IstioCondition::Grpc(1)),
+    ("deadline-exceeded", IstioCondition::Grpc(4)),
+    ("internal", IstioCondition::Grpc(13)),
+    ("resource-exhausted", IstioCondition::Grpc(8)),
+    ("unavailable", IstioCondition::Grpc(14)),
+];
+
+/// The condition an Istio `retryOn` name stands for.
+pub fn istio_condition(name: &str) -> Option<IstioCondition> {
+    ISTIO_CONDITIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| *c)
+}
+
+/// The Istio name of a condition (for `remora describe`).
+pub fn istio_name(condition: IstioCondition) -> Option<&'static str> {
+    ISTIO_CONDITIONS
+        .iter()
+        .find(|(_, c)| *c == condition)
+        .map(|(n, _)| *n)
+}
+
 /// The `retryOn` conditions, Envoy's meanings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetryOn {
@@ -122,34 +184,32 @@ impl RetryPolicy {
         for code in &p.retriable_status_codes {
             on.status_codes.push(status_code(*code)?);
         }
-        for cond in &p.retry_on {
-            let cond = cond.trim();
-            match cond {
-                "5xx" => on.server_error = true,
-                "gateway-error" => on.gateway_error = true,
-                "reset" => on.reset = true,
-                "connect-failure" => on.connect_failure = true,
-                "refused-stream" => on.refused_stream = true,
-                "retriable-4xx" => on.retriable_4xx = true,
-                "retriable-status-codes" | "reset-before-request" => {}
-                // The gRPC conditions, by the status names' table.
-                name @ ("cancelled" | "deadline-exceeded" | "resource-exhausted" | "internal"
-                | "unavailable") => on.grpc_codes.extend(crate::grpc::code(name)),
-                other => match other.parse::<u32>() {
-                    Ok(code) => on.status_codes.push(status_code(code)?),
-                    Err(_) => {
-                        return Err(format!(
-                            "retries.retryOn: unknown condition `{other}` (known: 5xx, \
-                             gateway-error, reset, connect-failure, refused-stream, retriable-4xx, \
-                             retriable-status-codes, reset-before-request, cancelled, \
-                             deadline-exceeded, internal, resource-exhausted, unavailable, or a \
-                             status code)"
-                        ));
-                    }
-                },
+        for &value in &p.retry_on {
+            match pb::RetryCondition::try_from(value) {
+                Ok(pb::RetryCondition::ServerError) => on.server_error = true,
+                Ok(pb::RetryCondition::GatewayError) => on.gateway_error = true,
+                Ok(pb::RetryCondition::Reset) => on.reset = true,
+                Ok(pb::RetryCondition::ConnectFailure) => on.connect_failure = true,
+                Ok(pb::RetryCondition::RefusedStream) => on.refused_stream = true,
+                Ok(pb::RetryCondition::Retriable4xx) => on.retriable_4xx = true,
+                Ok(
+                    pb::RetryCondition::RetriableStatusCodes
+                    | pb::RetryCondition::ResetBeforeRequest,
+                ) => {}
+                Ok(pb::RetryCondition::Unspecified) | Err(_) => {
+                    return Err(format!("retries.retryOn: unknown condition {value}"));
+                }
             }
         }
-        let explicit = !p.retry_on.is_empty();
+        for &code in &p.retriable_grpc_codes {
+            if code as usize >= crate::grpc::STATUS_NAMES.len() {
+                return Err(format!(
+                    "retries.retryOn: gRPC status {code} is not in 0..=16"
+                ));
+            }
+            on.grpc_codes.push(code);
+        }
+        let explicit = !p.retry_on.is_empty() || !p.retriable_grpc_codes.is_empty();
         if !explicit {
             // Istio's default retryOn when a `retries` block names none.
             on.connect_failure = true;

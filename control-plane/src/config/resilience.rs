@@ -39,22 +39,14 @@ const PERCENTAGE: Schema = Schema {
     unsupported: &[],
 };
 
-/// The `retryOn` conditions the proxy implements, with Envoy's meanings.
-const RETRY_ON: &[&str] = &[
-    "5xx",
-    "gateway-error",
-    "reset",
-    "reset-before-request",
-    "connect-failure",
-    "retriable-4xx",
-    "refused-stream",
-    "retriable-status-codes",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
-];
+/// The `retryOn` conditions the proxy implements, with Envoy's meanings:
+/// the names of the table the proxies share ([`remora_route::retry`]).
+fn retry_on_names() -> Vec<&'static str> {
+    remora_route::retry::ISTIO_CONDITIONS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect()
+}
 
 /// Envoy conditions Istio passes through that Remora does not implement.
 const RETRY_ON_UNSUPPORTED: &[&str] = &[
@@ -134,19 +126,20 @@ fn retry_on(ctx: &mut Ctx, node: &Node<'_>) -> Option<(Vec<String>, Vec<u16>)> {
                     format!("retry condition `{condition}` is not an HTTP status code (100 to 599)")
                 }
             }
-        } else if RETRY_ON.contains(&condition) {
+        } else if remora_route::retry::istio_condition(condition).is_some() {
             names.push(condition.to_owned());
             continue;
         } else if RETRY_ON_UNSUPPORTED.contains(&condition) {
             format!(
                 "retry condition `{condition}` is not supported by Remora; use an HTTP status \
                  code or one of {}",
-                list(RETRY_ON)
+                list(&retry_on_names())
             )
         } else {
-            let hint = match closest(condition, RETRY_ON.iter().copied()) {
+            let names = retry_on_names();
+            let hint = match closest(condition, names.iter().copied()) {
                 Some(name) => format!("did you mean `{name}`?"),
-                None => format!("expected an HTTP status code or one of {}", list(RETRY_ON)),
+                None => format!("expected an HTTP status code or one of {}", list(&names)),
             };
             format!("unknown retry condition `{condition}`; {hint}")
         };

@@ -304,24 +304,25 @@ fn the_pinned_mesh_exercises_what_translation_reads() {
 }
 
 // Changed by issue 18: virtual hosts carry the service's declared ports, and
-// clusters their protocols.
+// clusters their protocols. Changed by issue 19: `retryOn` travels as
+// RetryCondition values and gRPC codes instead of names.
 const GOLDEN_DEFAULT: [&str; 7] = [
-    "d46264f4babb42aa",
-    "720b7a4b3b2ee176",
-    "720b7a4b3b2ee176",
-    "c3f527d9ef9a17c5",
-    "c6cca588043f10bf",
-    "e01190dff05cb858",
-    "5d007b5135d59068",
+    "ae27f34adba43f86",
+    "d5bfc9311dc90872",
+    "d5bfc9311dc90872",
+    "9407957bf0092051",
+    "5a8cef248179f02f",
+    "c4ebfa743a6f95ec",
+    "0ffa04c0453f984e",
 ];
 const GOLDEN_OTHER: [&str; 7] = [
-    "30e848d4bdead0d1",
-    "d3a91b469b5cc79e",
-    "d3a91b469b5cc79e",
-    "f5fc9574771ac68b",
-    "914ce741300efaa7",
-    "f5ac8bac64115340",
-    "d360cd84165193b9",
+    "4e62494a3bd94315",
+    "8524b6b224c3ff7a",
+    "8524b6b224c3ff7a",
+    "ad000b83b3a69437",
+    "6f120c6a61fcacb7",
+    "9cd146050694a714",
+    "46f51afcdfd0e8af",
 ];
 
 /// Built once per view, the snapshots are byte for byte those translated

@@ -384,11 +384,12 @@ spec:
                 attempts: 3,
                 per_try_timeout_ms: 500,
                 retry_on: vec![
-                    "5xx".into(),
-                    "connect-failure".into(),
-                    "retriable-status-codes".into(),
+                    pb::RetryCondition::ServerError as i32,
+                    pb::RetryCondition::ConnectFailure as i32,
+                    pb::RetryCondition::RetriableStatusCodes as i32,
                 ],
                 retriable_status_codes: vec![503],
+                retriable_grpc_codes: vec![],
             }),
             fault: Some(pb::Fault {
                 delay: Some(pb::FaultDelay {
@@ -416,6 +417,7 @@ spec:
                 per_try_timeout_ms: 0,
                 retry_on: vec![],
                 retriable_status_codes: vec![],
+                retriable_grpc_codes: vec![],
             }),
             fault: Some(pb::Fault {
                 delay: None,
@@ -434,8 +436,9 @@ spec:
         Some(pb::RetryPolicy {
             attempts: 1,
             per_try_timeout_ms: 0,
-            retry_on: vec!["retriable-status-codes".into()],
+            retry_on: vec![pb::RetryCondition::RetriableStatusCodes as i32],
             retriable_status_codes: vec![502, 503],
+            retriable_grpc_codes: vec![],
         })
     );
     // No resilience fields: nothing set, the proxy applies its defaults.
@@ -450,6 +453,28 @@ spec:
             fault: None,
         }
     );
+}
+
+#[test]
+fn grpc_retry_conditions_travel_as_status_codes() {
+    let yaml = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    retries: {attempts: 2, retryOn: 'unavailable,5xx,cancelled,resource-exhausted'}
+";
+    let s = snap(&client(), &resources(yaml), &Nodes::new());
+    let retry = routes_of(&s, "ratings.default.svc.cluster.local")[0]
+        .retry
+        .clone()
+        .expect("retry");
+    assert_eq!(retry.retry_on, [pb::RetryCondition::ServerError as i32]);
+    assert_eq!(retry.retriable_grpc_codes, [14, 1, 8]);
+    assert!(retry.retriable_status_codes.is_empty());
 }
 
 #[test]
@@ -469,7 +494,13 @@ spec:
         .retry
         .clone()
         .expect("retry");
-    assert_eq!(retry.retry_on, ["retriable-status-codes", "gateway-error"]);
+    assert_eq!(
+        retry.retry_on,
+        [
+            pb::RetryCondition::RetriableStatusCodes as i32,
+            pb::RetryCondition::GatewayError as i32
+        ]
+    );
     assert_eq!(retry.retriable_status_codes, [409]);
 }
 

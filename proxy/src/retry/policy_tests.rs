@@ -8,12 +8,28 @@ use remora_proto::pb;
 use super::{RetryPolicy, TryFailure};
 use crate::upstream::UpstreamError;
 
+/// `retryOn` names as the control plane sends them: HTTP conditions, gRPC
+/// codes and status codes, each in its field.
+fn encode(retry_on: &[&str]) -> pb::RetryPolicy {
+    use remora_route::retry::{IstioCondition, istio_condition};
+    let mut p = pb::RetryPolicy::default();
+    for name in retry_on {
+        match istio_condition(name) {
+            Some(IstioCondition::Http(c)) => p.retry_on.push(c as i32),
+            Some(IstioCondition::Grpc(code)) => p.retriable_grpc_codes.push(code),
+            None => p
+                .retriable_status_codes
+                .push(name.parse().expect("a condition or a status code")),
+        }
+    }
+    p
+}
+
 fn explicit(retry_on: &[&str]) -> RetryPolicy {
     let p = pb::RetryPolicy {
         attempts: 3,
         per_try_timeout_ms: 250,
-        retry_on: retry_on.iter().map(|s| (*s).to_owned()).collect(),
-        retriable_status_codes: vec![],
+        ..encode(retry_on)
     };
     RetryPolicy::compile(Some(&p)).expect("valid")
 }
@@ -192,20 +208,20 @@ fn never_reached_app_is_retried_whatever_the_conditions() {
 
 #[test]
 fn bad_conditions_and_codes_are_config_errors() {
-    let bad = |on: &[&str], codes: &[u32]| {
+    let bad = |on: &[i32], grpc: &[u32], codes: &[u32]| {
         let p = pb::RetryPolicy {
             attempts: 1,
-            retry_on: on.iter().map(|s| (*s).to_owned()).collect(),
+            retry_on: on.to_vec(),
+            retriable_grpc_codes: grpc.to_vec(),
             retriable_status_codes: codes.to_vec(),
             ..Default::default()
         };
         RetryPolicy::compile(Some(&p)).expect_err("invalid")
     };
-    let e = bad(&["5xx", "sometimes"], &[]);
-    assert!(
-        e.contains("retries.retryOn: unknown condition `sometimes`"),
-        "{e}"
-    );
-    assert!(bad(&["700"], &[]).contains("700"));
-    assert!(bad(&[], &[42]).contains("42"));
+    let e = bad(&[pb::RetryCondition::ServerError as i32, 99], &[], &[]);
+    assert!(e.contains("retries.retryOn: unknown condition 99"), "{e}");
+    assert!(bad(&[0], &[], &[]).contains("unknown condition 0"));
+    assert!(bad(&[], &[17], &[]).contains("gRPC status 17"));
+    assert!(bad(&[], &[], &[700]).contains("700"));
+    assert!(bad(&[], &[], &[42]).contains("42"));
 }
