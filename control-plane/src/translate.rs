@@ -884,5 +884,4 @@ mod tests;
 mod golden_tests;
 
 #[cfg(test)]
-#[path = "translate/scope_tests.rs"]
 mod scope_tests;

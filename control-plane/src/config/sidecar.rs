@@ -183,5 +183,4 @@ fn outbound_traffic_policy(ctx: &mut Ctx, node: &Node<'_>) -> Option<Option<Outb
 }
 
 #[cfg(test)]
-#[path = "sidecar_tests.rs"]
 mod tests;
