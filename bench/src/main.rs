@@ -248,9 +248,15 @@ fn streams_bench(
     churn_rate: f64,
     bin_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let remora = bin_dir
-        .map_or_else(|| target_dir().join("release"), Path::to_path_buf)
-        .join("remora");
+    let bins = bin_dir.map_or_else(|| target_dir().join("release"), Path::to_path_buf);
+    let remora = bins.join("remora");
+    let proxy = Some(bins.join("remora-proxy")).filter(|p| p.exists());
+    if proxy.is_none() {
+        eprintln!(
+            "no remora-proxy in {}: the real proxies' RSS is not measured",
+            bins.display()
+        );
+    }
     if !remora.exists() {
         bail!(
             "{} not found: build it with `cargo build --release -p remora-control-plane`",
@@ -271,6 +277,7 @@ fn streams_bench(
             churn_secs,
             churn_rate,
             remora: remora.clone(),
+            proxy: proxy.clone(),
         })?;
         rows.push(row);
     }

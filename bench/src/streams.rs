@@ -69,6 +69,10 @@ pub struct StreamsOptions {
     pub churn_rate: f64,
     /// The `remora` binary.
     pub remora: PathBuf,
+    /// The `remora-proxy` binary: two real proxies join after the burst, one
+    /// scoped by a Sidecar to one service and one told about every service,
+    /// and their RSS is measured. `None`: skipped.
+    pub proxy: Option<PathBuf>,
 }
 
 /// One run's figures.
@@ -100,6 +104,9 @@ pub struct StreamsRow {
     pub rss_peak_mib: f64,
     /// Control-plane resident set after every proxy left, MiB.
     pub rss_after_leave_mib: f64,
+    /// The RSS of a real proxy, MiB: scoped by a Sidecar to one service,
+    /// and told about every service.
+    pub proxy_rss_mib: Option<[f64; 2]>,
     /// Streams that ended, after a snapshot, without being asked to.
     pub drops: usize,
     /// Connections or streams that failed before their first snapshot and
@@ -400,6 +407,78 @@ fn write_file(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Scopes the proxies labelled `app: bench-scoped` to one service.
+const SCOPED_SIDECAR: &str = "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+    metadata: {name: bench-scoped, namespace: default}\nspec:\n  workloadSelector:\n    \
+    labels: {app: bench-scoped}\n  egress:\n  - hosts: [\"./svc-0.default.svc.cluster.local\"]\n";
+
+/// Two real client proxies against the control plane at `url`, one scoped
+/// by [`SCOPED_SIDECAR`] and one not: their RSS (MiB) once both are ready
+/// and have idled a second.
+async fn real_proxies_rss(bin: &Path, url: &str) -> anyhow::Result<[f64; 2]> {
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut proxies = Vec::new();
+    for app in ["bench-scoped", "bench-all"] {
+        let health = free_port()?;
+        let child = std::process::Command::new(bin)
+            .args(["--service", app, "--namespace", "default", "--no-inbound"])
+            .args(["--label", &format!("app={app}"), "--control-plane", url])
+            .args(["--outbound", &format!("127.0.0.1:{}", free_port()?)])
+            .args(["--admin", &format!("127.0.0.1:{}", free_port()?)])
+            .args(["--stats-addr", &format!("127.0.0.1:{}", free_port()?)])
+            .args(["--health-addr", &format!("127.0.0.1:{health}")])
+            .args(["--access-log", "off"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        proxies.push((Kill(child), health));
+    }
+    for (proxy, health) in &mut proxies {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready(*health).await {
+            if let Some(status) = proxy.0.try_wait()? {
+                bail!("remora-proxy exited before it was ready: {status} (a port taken?)");
+            }
+            if Instant::now() > deadline {
+                bail!("remora-proxy {} was not ready within 60 s", proxy.0.id());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = |i: usize| procstat::memory_kib(&[proxies[i].0.0.id()]).0 as f64 / 1024.0;
+    let figures = [rss(0), rss(1)];
+    eprintln!(
+        "  a real proxy: RSS {:.1} MiB scoped by a Sidecar to one service, {:.1} MiB told about all",
+        figures[0], figures[1]
+    );
+    Ok(figures)
+}
+
+/// Whether the proxy's health port at `port` answers 200.
+async fn ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let request = "GET /healthz/ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head)).await,
+        Ok(Ok(_))
+    ) && head.ends_with(b"200")
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind a port")?;
     Ok(listener.local_addr()?.port())
@@ -512,6 +591,7 @@ async fn run_async(opts: &StreamsOptions) -> anyhow::Result<StreamsRow> {
     for i in 0..opts.services {
         write_file(&config, &format!("svc-{i}.yaml"), &service_yaml(i, 10))?;
     }
+    write_file(&config, "sidecar.yaml", SCOPED_SIDECAR)?;
     let cp = ControlPlane::start(&opts.remora, dir.path()).await?;
 
     let shared = Arc::new(Shared {
@@ -565,6 +645,10 @@ async fn run_async(opts: &StreamsOptions) -> anyhow::Result<StreamsRow> {
         slots.iter().filter(|s| s.received > 0 && !s.ended).count()
     };
     let (rss_settled_mib, _) = cp.memory_mib();
+    let proxy_rss_mib = match &opts.proxy {
+        Some(bin) => Some(real_proxies_rss(bin, &cp.url).await?),
+        None => None,
+    };
     eprintln!(
         "  burst settled: {burst_settled_s:?} s, {burst_synced} synced, {} dropped, {} connect retries, RSS {rss_settled_mib:.0} MiB",
         shared.drops.load(Ordering::Relaxed),
@@ -679,6 +763,7 @@ async fn run_async(opts: &StreamsOptions) -> anyhow::Result<StreamsRow> {
         rss_settled_mib,
         rss_peak_mib,
         rss_after_leave_mib,
+        proxy_rss_mib,
         drops,
         connect_retries,
         churn,
@@ -714,8 +799,8 @@ pub fn csr_signings_per_second() -> anyhow::Result<f64> {
 /// The Markdown table of `rows`.
 pub fn markdown(rows: &[StreamsRow], csr_per_s: f64) -> String {
     let mut out = String::from(
-        "| proxies × services | burst settled | change → proxy p50 / p90 / p99 / max | missed | CP CPU per change | bytes per change (snapshot) | CP RSS settled / peak / after leave | drops (connect retries) | churn |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| proxies × services | burst settled | change → proxy p50 / p90 / p99 / max | missed | CP CPU per change | bytes per change (snapshot) | CP RSS settled / peak / after leave | a proxy's RSS: Sidecar of 1 service / all | drops (connect retries) | churn |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let settled = r.burst_settled_s.map_or_else(
@@ -740,9 +825,13 @@ pub fn markdown(rows: &[StreamsRow], csr_per_s: f64) -> String {
                 )
             },
         );
+        let proxy_rss = r.proxy_rss_mib.map_or_else(
+            || "–".to_owned(),
+            |[scoped, all]| format!("{scoped:.1} / {all:.1} MiB"),
+        );
         let _ = writeln!(
             out,
-            "| {} × {} | {settled} | {:.0} / {:.0} / {:.0} / {:.0} ms | {} | {:.3} s | {:.1} MB ({:.0} KB) | {:.0} / {:.0} / {:.0} MiB | {} ({}) | {churn} |",
+            "| {} × {} | {settled} | {:.0} / {:.0} / {:.0} / {:.0} ms | {} | {:.3} s | {:.1} MB ({:.0} KB) | {:.0} / {:.0} / {:.0} MiB | {proxy_rss} | {} ({}) | {churn} |",
             r.proxies,
             r.services,
             r.change_ms[0],

@@ -468,5 +468,4 @@ fn printable(text: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "admission_tests.rs"]
 mod tests;

@@ -13,6 +13,7 @@
 //! is sent, in [`prepared`].
 
 mod prepared;
+mod scope;
 mod security;
 mod views;
 
@@ -28,6 +29,7 @@ use crate::config::model::{
 };
 use crate::config::{DEFAULT_ROOT_NAMESPACE, qualify_host};
 pub use prepared::{Interrupted, Prepared, TooLarge, prepare};
+use scope::{Scope, Sidecars};
 use security::{PeerTls, SecurityIndex};
 pub use views::{ViewKey, ViewSnapshot, build_views};
 
@@ -93,6 +95,21 @@ impl Default for MeshSettings {
 }
 
 impl MeshSettings {
+    /// These settings for a proxy under `scope`: its Sidecar's
+    /// `outboundTrafficPolicy` replaces the mesh's.
+    fn for_sidecar(&self, scope: Option<&Scope<'_>>) -> std::borrow::Cow<'_, Self> {
+        match scope.and_then(|s| s.outbound_traffic_policy()) {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(mode) => std::borrow::Cow::Owned(MeshSettings {
+                outbound_traffic_policy: match mode {
+                    model::OutboundMode::AllowAny => OutboundTrafficPolicy::AllowAny,
+                    model::OutboundMode::RegistryOnly => OutboundTrafficPolicy::RegistryOnly,
+                },
+                ..self.clone()
+            }),
+        }
+    }
+
     /// The `Snapshot.mesh` message: `None` when no mesh-wide setting is
     /// given, so a mesh without them sends what it always sent.
     fn to_proto(&self) -> Option<pb::MeshSettings> {
@@ -163,6 +180,9 @@ struct Service {
     /// protocol and target port; empty for a service only registered by
     /// sidecars.
     ports: BTreeMap<u16, pb::ServicePort>,
+    /// The namespace it belongs to for a Sidecar's `egress` hosts: its
+    /// workloads' or its (first) ServiceEntry's.
+    config_namespace: Option<String>,
 }
 
 /// An endpoint, ordered so snapshots are deterministic.
@@ -190,19 +210,33 @@ pub fn snapshot_for(
     let index = Index::new(resources, settings);
     let catalog = catalog(&index, nodes, settings);
     let outbound = Outbound::new(&index, &catalog);
+    let scope = index.sidecars.of_workload(node, &settings.root_namespace);
     pb::Snapshot {
         version: String::new(),
         nonce: String::new(),
-        virtual_hosts: outbound.virtual_hosts(&node.namespace),
-        clusters: outbound.clusters,
+        virtual_hosts: outbound.virtual_hosts(&node.namespace, scope.as_ref()),
+        clusters: outbound.clusters_in(scope.as_ref()).cloned().collect(),
         inbound: Some(security::inbound_policy(
             namespace_of(node),
             &node.labels,
             &index.security,
             settings,
         )),
-        mesh: settings.to_proto(),
+        mesh: settings.for_sidecar(scope.as_ref()).to_proto(),
     }
+}
+
+/// A host a proxy can be asked for, with its routes.
+#[derive(Debug)]
+struct Host {
+    /// Fully qualified, lower case.
+    name: String,
+    routes: Vec<pb::Route>,
+    /// The ports its service declares.
+    ports: Vec<u32>,
+    /// The namespace a Sidecar's `egress` hosts match it by: its
+    /// service's, else its VirtualService's.
+    namespace: String,
 }
 
 /// The outbound half of every snapshot: routes by host and the clusters
@@ -210,11 +244,12 @@ pub fn snapshot_for(
 /// namespace gives the short names), so this is built once for all.
 #[derive(Debug)]
 struct Outbound {
-    /// Every host a proxy can be asked for, in name order, with its routes
-    /// and the ports its service declares.
-    hosts: Vec<(String, Vec<pb::Route>, Vec<u32>)>,
+    /// Every host a proxy can be asked for, in name order.
+    hosts: Vec<Host>,
     /// Every cluster, in name order.
     clusters: Vec<pb::Cluster>,
+    /// The namespace of each cluster's service, for Sidecar scopes.
+    cluster_namespaces: HashMap<String, String>,
 }
 
 impl Outbound {
@@ -245,7 +280,12 @@ impl Outbound {
                 .get(host)
                 .map(|s| s.ports.keys().copied().map(u32::from).collect())
                 .unwrap_or_default();
-            hosts.push((host.to_owned(), routes, ports));
+            hosts.push(Host {
+                name: host.to_owned(),
+                routes,
+                ports,
+                namespace: host_namespace(host, index, catalog),
+            });
         }
 
         // Every service gets its default cluster and one per subset of its rule.
@@ -259,36 +299,95 @@ impl Outbound {
         }
 
         let empty = Service::default();
+        let mut cluster_namespaces = HashMap::new();
         let clusters = wanted_clusters
             .iter()
             .map(|(host, subset)| {
                 let service = catalog.get(host).unwrap_or(&empty);
                 let rule = index.rules.get(host).copied();
-                cluster(host, subset, service, rule)
+                let cluster = cluster(host, subset, service, rule);
+                cluster_namespaces
+                    .insert(cluster.name.clone(), host_namespace(host, index, catalog));
+                cluster
             })
             .collect();
-        Outbound { hosts, clusters }
+        Outbound {
+            hosts,
+            clusters,
+            cluster_namespaces,
+        }
     }
 
-    /// The virtual hosts of a proxy in `namespace`.
-    fn virtual_hosts(&self, namespace: &str) -> Vec<pb::VirtualHost> {
+    /// The virtual hosts of a proxy in `namespace` under `scope`.
+    fn virtual_hosts(&self, namespace: &str, scope: Option<&Scope<'_>>) -> Vec<pb::VirtualHost> {
         // A domain answers for one host only (proxies refuse a snapshot with a domain twice):
         // the first host, in name order, keeps it, so a registered service whose short names
         // collide with a ServiceEntry host spoils nobody's snapshot.
         let mut taken_domains: BTreeSet<String> = BTreeSet::new();
         self.hosts
             .iter()
-            .map(|(host, routes, ports)| pb::VirtualHost {
-                name: host.clone(),
-                domains: domains(host, namespace)
+            .filter(|h| scope.is_none_or(|s| s.takes(&h.name, &h.namespace)))
+            .map(|h| pb::VirtualHost {
+                name: h.name.clone(),
+                domains: domains(&h.name, namespace)
                     .into_iter()
                     .filter(|d| taken_domains.insert(d.to_ascii_lowercase()))
                     .collect(),
-                routes: routes.clone(),
-                ports: ports.clone(),
+                routes: h.routes.clone(),
+                ports: h.ports.clone(),
             })
             .collect()
     }
+
+    /// The clusters of a proxy under `scope`: those of the services it
+    /// takes, every one their routes name, and its own service's (whose
+    /// declared ports tell its inbound side the app's protocol).
+    fn clusters_in<'s>(
+        &'s self,
+        scope: Option<&'s Scope<'_>>,
+    ) -> Box<dyn Iterator<Item = &'s pb::Cluster> + 's> {
+        let Some(scope) = scope.filter(|s| s.scopes()) else {
+            return Box::new(self.clusters.iter());
+        };
+        let mut named: BTreeSet<&str> = BTreeSet::new();
+        for host in self
+            .hosts
+            .iter()
+            .filter(|h| scope.takes(&h.name, &h.namespace))
+        {
+            for route in &host.routes {
+                named.extend(route.destinations.iter().map(|d| d.cluster.as_str()));
+            }
+        }
+        Box::new(self.clusters.iter().filter(move |c| {
+            named.contains(c.name.as_str())
+                || scope.is_own_service(&c.service)
+                || self
+                    .cluster_namespaces
+                    .get(&c.name)
+                    .is_some_and(|ns| scope.takes(&c.service, ns))
+        }))
+    }
+}
+
+/// The namespace a Sidecar's `egress` matches `host` by: its service's
+/// (its workloads' or its ServiceEntry's), else its VirtualService's, else
+/// the namespace in its name (`x.<ns>.svc.cluster.local`), else none (`""`:
+/// only `*/...` takes it).
+fn host_namespace(host: &str, index: &Index<'_>, catalog: &BTreeMap<String, Service>) -> String {
+    if let Some(ns) = catalog
+        .get(host)
+        .and_then(|s| s.config_namespace.as_deref())
+    {
+        return ns.to_owned();
+    }
+    if let Some(vs) = index.services.get(host) {
+        return vs.namespace.to_owned();
+    }
+    host.strip_suffix(&format!(".{CLUSTER_DOMAIN}"))
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(_, ns)| ns.to_owned())
+        .unwrap_or_default()
 }
 
 /// The resources of a config, indexed once per translation: every lookup
@@ -308,6 +407,8 @@ struct Index<'a> {
     workload_entries: HashMap<&'a str, Vec<&'a model::WorkloadEntry>>,
     /// PeerAuthentications and AuthorizationPolicies by namespace.
     security: SecurityIndex<'a>,
+    /// Sidecars by namespace.
+    sidecars: Sidecars<'a>,
 }
 
 impl<'a> Index<'a> {
@@ -318,6 +419,7 @@ impl<'a> Index<'a> {
             service_entries: Vec::new(),
             workload_entries: HashMap::new(),
             security: SecurityIndex::new(resources, &settings.root_namespace),
+            sidecars: Sidecars::new(resources),
         };
         for r in resources {
             let namespace = r.meta.namespace.as_str();
@@ -344,7 +446,7 @@ impl<'a> Index<'a> {
                         .or_default()
                         .push(we);
                 }
-                Spec::PeerAuthentication(_) | Spec::AuthorizationPolicy(_) => {}
+                Spec::PeerAuthentication(_) | Spec::AuthorizationPolicy(_) | Spec::Sidecar(_) => {}
             }
         }
         index
@@ -416,6 +518,7 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
         let host = format!("{}.{namespace}.{CLUSTER_DOMAIN}", node.service);
         let service = catalog.entry(host).or_default();
         service.namespace = Some(namespace.to_owned());
+        service.config_namespace = Some(namespace.to_owned());
         if tls.is_strict_without_mtls() {
             continue; // it would receive plaintext under STRICT
         }
@@ -495,6 +598,9 @@ fn catalog(index: &Index<'_>, nodes: &Nodes, settings: &MeshSettings) -> BTreeMa
             }
             if service.namespace.is_none() {
                 service.namespace = namespace;
+            }
+            if service.config_namespace.is_none() {
+                service.config_namespace = Some(ns.to_owned());
             }
             service.endpoints.extend(host_endpoints);
         }
@@ -776,3 +882,6 @@ mod tests;
 
 #[cfg(test)]
 mod golden_tests;
+
+#[cfg(test)]
+mod scope_tests;

@@ -9,7 +9,7 @@ use rand::Rng;
 use remora_certs::AllowedPeers;
 use remora_proto::pb;
 use remora_proto::pb::discovery_client::DiscoveryClient;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::rustls::ClientConfig;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
@@ -204,8 +204,9 @@ impl ControlPlane {
 pub async fn run(control_plane: ControlPlane, node: pb::Node, state: Arc<ConfigState>) {
     let mut failures = 0u32;
     let name = control_plane.to_string();
+    let mut renewals = state.identity.get().map(|i| i.subscribe());
     loop {
-        match stream_once(&control_plane, &node, &state).await {
+        match stream_renewing(&control_plane, &node, &state, &mut renewals).await {
             Ok(applied_any) => {
                 tracing::warn!(control_plane = name, "discovery stream ended; reconnecting");
                 if applied_any {
@@ -240,6 +241,63 @@ pub async fn run(control_plane: ControlPlane, node: pb::Node, state: Arc<ConfigS
     }
 }
 
+/// A stream that is replaced, make before break, each time the workload
+/// certificate is renewed: the control plane ends a stream when the
+/// certificate that opened it expires, and a stream that ended would take
+/// this proxy's endpoint out of every client's config until it reconnects.
+/// So a successor stream opens with the new certificate, and the current
+/// one is dropped only once the successor has delivered a snapshot (it is
+/// registered by then); if the successor fails, the current one carries on.
+/// Returns as [`stream_once`] does, for the last stream.
+async fn stream_renewing(
+    control_plane: &ControlPlane,
+    node: &pb::Node,
+    state: &ConfigState,
+    renewals: &mut Option<watch::Receiver<u64>>,
+) -> Result<bool, tonic::Status> {
+    let mut current = Box::pin(stream_once(control_plane, node, state, None));
+    let mut applied_before = false;
+    loop {
+        tokio::select! {
+            result = &mut current => return result.map(|applied| applied || applied_before),
+            () = renewed(renewals) => {}
+        }
+        let (delivered_tx, mut delivered) = oneshot::channel();
+        let mut next = Box::pin(stream_once(control_plane, node, state, Some(delivered_tx)));
+        let switch = tokio::select! {
+            Ok(()) = &mut delivered => true,
+            result = &mut next => {
+                let error = result.err().map(|e| error_chain(&e)).unwrap_or_default();
+                tracing::warn!(
+                    error,
+                    "the discovery stream with the renewed certificate ended before its first \
+                     snapshot; keeping the current one"
+                );
+                false
+            }
+            // The current stream ended first (its certificate expired, say): the
+            // successor, already connecting, takes over.
+            _ = &mut current => true,
+        };
+        if switch {
+            tracing::debug!("discovery stream replaced by one with the renewed certificate");
+            current = next;
+            applied_before = true;
+        }
+    }
+}
+
+/// The next renewal of the workload certificate; never, without one.
+async fn renewed(renewals: &mut Option<watch::Receiver<u64>>) {
+    let Some(rx) = renewals else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *renewals = None;
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The app's next change of readiness, as a report; never, without a probe
 /// (or once the probe is gone).
 async fn app_changed(app: &mut Option<watch::Receiver<AppStatus>>) -> Option<pb::AppHealth> {
@@ -263,14 +321,22 @@ fn is_refusal(status: &tonic::Status) -> bool {
 }
 
 /// One stream's life. Returns whether any snapshot was applied on it.
+/// `delivered` (a successor's) is told when the first snapshot has arrived.
 async fn stream_once(
     control_plane: &ControlPlane,
     node: &pb::Node,
     state: &ConfigState,
+    mut delivered: Option<oneshot::Sender<()>>,
 ) -> Result<bool, tonic::Status> {
     let channel = control_plane.connect().await?;
     let (tx, rx) = mpsc::channel(8);
-    let mut version_info = state.current.load().version().to_owned();
+    // A successor asks for the snapshot whatever it holds: the control plane
+    // sends nothing to a stream that already has the current version, and
+    // the successor must see one to know it is registered.
+    let mut version_info = match delivered {
+        Some(_) => String::new(),
+        None => state.current.load().version().to_owned(),
+    };
     let mut app = state.app.get().map(|a| a.subscribe());
     let mut node = node.clone();
     if let Some(app) = &mut app {
@@ -342,6 +408,9 @@ async fn stream_once(
         };
         if tx.send(reply).await.is_err() {
             break;
+        }
+        if let Some(delivered) = delivered.take() {
+            let _ = delivered.send(());
         }
     }
     Ok(applied_any)

@@ -324,5 +324,4 @@ impl fmt::Debug for Pattern {
 }
 
 #[cfg(test)]
-#[path = "authz_tests.rs"]
 mod tests;

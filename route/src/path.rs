@@ -344,5 +344,4 @@ fn is_dot_segment(segment: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[path = "path_tests.rs"]
 mod tests;

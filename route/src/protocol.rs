@@ -191,5 +191,4 @@ fn spoken(client: Version) -> Version {
 }
 
 #[cfg(test)]
-#[path = "protocol_tests.rs"]
 mod tests;

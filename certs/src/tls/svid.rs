@@ -239,5 +239,4 @@ impl ResolvesServerCert for SharedSvid {
 }
 
 #[cfg(test)]
-#[path = "svid_tests.rs"]
 mod tests;

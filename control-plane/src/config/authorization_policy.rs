@@ -251,5 +251,4 @@ fn wildcard_ok(text: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "authorization_policy_tests.rs"]
 mod tests;

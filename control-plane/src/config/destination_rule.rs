@@ -387,5 +387,4 @@ fn outlier_detection(ctx: &mut Ctx, node: &Node<'_>) -> Option<OutlierDetection>
 }
 
 #[cfg(test)]
-#[path = "destination_rule_tests.rs"]
 mod tests;

@@ -26,6 +26,7 @@ mod references;
 mod resilience;
 mod selector;
 mod service_entry;
+mod sidecar;
 mod string_match;
 mod suggest;
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub enum Kind {
     PeerAuthentication,
     /// `security.istio.io` AuthorizationPolicy.
     AuthorizationPolicy,
+    /// `networking.istio.io` Sidecar.
+    Sidecar,
 }
 
 impl fmt::Display for Kind {
@@ -35,6 +37,7 @@ impl fmt::Display for Kind {
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::Sidecar => "Sidecar",
         })
     }
 }
@@ -85,6 +88,8 @@ pub enum Spec {
     PeerAuthentication(PeerAuthentication),
     /// An AuthorizationPolicy spec.
     AuthorizationPolicy(AuthorizationPolicy),
+    /// A Sidecar spec.
+    Sidecar(Sidecar),
 }
 
 // ---------------------------------------------------------------- VirtualService
@@ -560,4 +565,61 @@ pub struct AuthorizationOperation {
     pub hosts: Vec<String>,
     /// `notHosts`.
     pub not_hosts: Vec<String>,
+}
+
+// ---------------------------------------------------------------- Sidecar
+
+/// `Sidecar.spec`: the scope of the proxies it applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sidecar {
+    /// `workloadSelector.labels`; `None` (or empty labels): every workload
+    /// of the namespace (of the mesh, in the root namespace).
+    pub workload_selector: Option<BTreeMap<String, String>>,
+    /// `egress[].hosts`, every entry's together; `None` without `egress`:
+    /// every service, as without a Sidecar.
+    pub egress: Option<Vec<EgressHost>>,
+    /// `outboundTrafficPolicy.mode`; `None`: the mesh's.
+    pub outbound_traffic_policy: Option<OutboundMode>,
+}
+
+/// One `namespace/dnsName` of `egress[].hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressHost {
+    /// The part before `/`.
+    pub namespace: HostNamespace,
+    /// The part after `/`, lower case.
+    pub dns: DnsPattern,
+}
+
+/// Which namespaces' services an egress host takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostNamespace {
+    /// `*`: any.
+    Any,
+    /// `.`: the Sidecar's own.
+    Own,
+    /// `~`: none (the entry imports nothing).
+    NoNamespace,
+    /// That namespace.
+    Named(String),
+}
+
+/// Which host names an egress host takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsPattern {
+    /// `*`.
+    Any,
+    /// `*.example.com`, held as `.example.com`.
+    Suffix(String),
+    /// A fully qualified name.
+    Exact(String),
+}
+
+/// Istio's `outboundTrafficPolicy.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundMode {
+    /// `ALLOW_ANY`.
+    AllowAny,
+    /// `REGISTRY_ONLY`.
+    RegistryOnly,
 }

@@ -11,7 +11,7 @@ use super::error::{Diagnostic, FileOutcome};
 use super::model::{Kind, Meta, Resource, Spec};
 use super::suggest::closest;
 use super::{
-    authorization_policy, destination_rule, peer_authentication, service_entry, values,
+    authorization_policy, destination_rule, peer_authentication, service_entry, sidecar, values,
     virtual_service,
 };
 
@@ -36,9 +36,9 @@ const NETWORKING_VERSIONS: &[&str] = &[
 
 const SECURITY_VERSIONS: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
 
-const SUPPORTED_KINDS: &str = "VirtualService, DestinationRule, ServiceEntry, WorkloadEntry \
-     (networking.istio.io/v1, v1beta1, v1alpha3), PeerAuthentication and AuthorizationPolicy \
-     (security.istio.io/v1, v1beta1)";
+const SUPPORTED_KINDS: &str = "VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, \
+     Sidecar (networking.istio.io/v1, v1beta1, v1alpha3), PeerAuthentication and \
+     AuthorizationPolicy (security.istio.io/v1, v1beta1)";
 
 const KIND_NAMES: &[&str] = &[
     "VirtualService",
@@ -47,6 +47,7 @@ const KIND_NAMES: &[&str] = &[
     "WorkloadEntry",
     "PeerAuthentication",
     "AuthorizationPolicy",
+    "Sidecar",
 ];
 
 /// Parses every YAML document of `text`; see [`FileOutcome`] for what a
@@ -192,6 +193,7 @@ fn document(ctx: &mut Ctx, doc: &MarkedYaml<'_>) -> Option<Resource> {
         Kind::AuthorizationPolicy => {
             authorization_policy::parse(ctx, n).map(Spec::AuthorizationPolicy)
         }
+        Kind::Sidecar => sidecar::parse(ctx, n).map(Spec::Sidecar),
     });
     let (name, namespace) = meta?;
     let spec = spec?;
@@ -252,6 +254,7 @@ fn doc_kind(ctx: &mut Ctx, fields: &Map<'_>) -> Option<Kind> {
         "WorkloadEntry" => (Kind::WorkloadEntry, NETWORKING_VERSIONS),
         "PeerAuthentication" => (Kind::PeerAuthentication, SECURITY_VERSIONS),
         "AuthorizationPolicy" => (Kind::AuthorizationPolicy, SECURITY_VERSIONS),
+        "Sidecar" => (Kind::Sidecar, NETWORKING_VERSIONS),
         other => {
             let hint = closest(other, KIND_NAMES.iter().copied())
                 .map(|k| format!("did you mean `{k}`? "))

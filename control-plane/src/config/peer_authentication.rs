@@ -94,5 +94,4 @@ fn port_level(ctx: &mut Ctx, node: &Node<'_>) -> Option<BTreeMap<u16, PeerMode>>
 }
 
 #[cfg(test)]
-#[path = "peer_authentication_tests.rs"]
 mod tests;

@@ -30,6 +30,8 @@ pub fn qualify_host(host: &str, namespace: &str) -> String {
 /// - two PeerAuthentications without selector in one namespace: two
 ///   namespace-wide policies, or two mesh-wide ones in `root_namespace`
 ///   (error on the second, naming the first);
+/// - two Sidecars without workloadSelector in one namespace (error on the
+///   second, naming the first);
 /// - a VirtualService destination naming a subset that no DestinationRule
 ///   for its host defines (warning: such requests get 503).
 ///
@@ -38,6 +40,7 @@ pub fn check_references(resources: &[Resource], root_namespace: &str) -> Vec<Dia
     let mut out = Vec::new();
     let mut by_identity: HashMap<(Kind, &str, &str), &Meta> = HashMap::new();
     let mut peer_auth_by_namespace: HashMap<&str, &Meta> = HashMap::new();
+    let mut sidecar_by_namespace: HashMap<&str, &Meta> = HashMap::new();
     let mut rule_by_host: HashMap<String, &Resource> = HashMap::new();
     let mut service_by_host: HashMap<String, &Meta> = HashMap::new();
 
@@ -126,10 +129,31 @@ pub fn check_references(resources: &[Resource], root_namespace: &str) -> Vec<Dia
                     peer_auth_by_namespace.insert(namespace, meta);
                 }
             }
+            Spec::Sidecar(sc) if sc.workload_selector.is_none() => {
+                let namespace = meta.namespace.as_str();
+                if let Some(first) = sidecar_by_namespace.get(namespace) {
+                    out.push(diagnostic(
+                        Severity::Error,
+                        meta,
+                        Some("spec.workloadSelector".to_owned()),
+                        format!(
+                            "{} and {} ({}) are both the default Sidecar of namespace \
+                             `{namespace}` (no workloadSelector); Istio allows one, so merge \
+                             them or give one a workloadSelector",
+                            meta.display_name(),
+                            first.display_name(),
+                            at(first)
+                        ),
+                    ));
+                } else {
+                    sidecar_by_namespace.insert(namespace, meta);
+                }
+            }
             Spec::ServiceEntry(_)
             | Spec::WorkloadEntry(_)
             | Spec::PeerAuthentication(_)
-            | Spec::AuthorizationPolicy(_) => {}
+            | Spec::AuthorizationPolicy(_)
+            | Spec::Sidecar(_) => {}
         }
     }
 

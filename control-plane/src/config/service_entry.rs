@@ -292,5 +292,4 @@ fn address<'a>(ctx: &mut Ctx, node: &Node<'a>) -> Option<&'a str> {
 }
 
 #[cfg(test)]
-#[path = "service_entry_tests.rs"]
 mod tests;

@@ -249,5 +249,4 @@ pub(crate) fn matches_everything(route: &HttpRoute) -> bool {
 }
 
 #[cfg(test)]
-#[path = "virtual_service_tests.rs"]
 mod tests;

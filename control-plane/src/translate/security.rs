@@ -338,5 +338,4 @@ fn spiffe_id(settings: &MeshSettings, namespace: &str, service_account: &str) ->
 }
 
 #[cfg(test)]
-#[path = "security_tests.rs"]
 mod tests;

@@ -2,13 +2,13 @@
 //!
 //! A proxy's snapshot depends on the mesh (config and registry) and on two
 //! things of its own: its namespace (the short names of its virtual hosts,
-//! and the policies of its namespace) and its labels (the policies that
-//! select it). Proxies that share both — a [`ViewKey`] — get the same
+//! and the policies of its namespace) and its labels (the policies and the
+//! Sidecar that select it). Proxies that share both — a [`ViewKey`] — get the same
 //! snapshot, so [`build_views`] translates the mesh once for every view at
 //! hand and encodes each part once:
 //!
-//! - the clusters, the same for every proxy, once;
-//! - the virtual hosts, once per namespace;
+//! - the clusters, once per Sidecar scope (once for all without one);
+//! - the virtual hosts, once per namespace and Sidecar scope;
 //! - the inbound policy and mesh settings, once per view.
 //!
 //! A [`ViewSnapshot`] keeps these encoded parts (shared, not copied, between
@@ -38,6 +38,9 @@ pub struct ViewKey {
     pub namespace: String,
     /// `node.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `node.service`: a Sidecar scope keeps the proxy's own service's
+    /// clusters, whose ports tell its inbound side the app's protocol.
+    pub service: String,
 }
 
 impl ViewKey {
@@ -46,6 +49,7 @@ impl ViewKey {
         ViewKey {
             namespace: node.namespace.clone(),
             labels: node.labels.clone(),
+            service: node.service.clone(),
         }
     }
 
@@ -54,6 +58,7 @@ impl ViewKey {
         pb::Node {
             namespace: self.namespace.clone(),
             labels: self.labels.clone(),
+            service: self.service.clone(),
             ..Default::default()
         }
     }
@@ -70,7 +75,7 @@ pub struct ViewSnapshot {
     pub encoded_len: usize,
     clusters: usize,
     endpoints: usize,
-    virtual_hosts: usize,
+    pub(super) virtual_hosts: usize,
     /// The config it was built from.
     pub resources: Arc<Vec<Resource>>,
     /// The registry it was built from.
@@ -95,6 +100,15 @@ impl ViewSnapshot {
         pb::Snapshot::decode(bytes.as_slice())
     }
 
+    /// Whether its virtual hosts and clusters are `other`'s, not copies.
+    #[cfg(test)]
+    pub(super) fn shares_outbound_with(&self, other: &ViewSnapshot) -> bool {
+        self.parts[..2]
+            .iter()
+            .zip(&other.parts[..2])
+            .all(|(a, b)| a.as_ptr() == b.as_ptr() && a.len() == b.len())
+    }
+
     /// Why this snapshot must not be sent to `node`, if it exceeds `limit`
     /// bytes once stamped with its version and nonce.
     pub fn refusal(&self, node: &pb::Node, limit: usize) -> Option<TooLarge> {
@@ -111,7 +125,19 @@ impl ViewSnapshot {
     }
 }
 
-/// The parts shared by the views of one namespace.
+/// A Sidecar scope, as views share parts by it: the Sidecar's position
+/// among the resources, the namespace its `.` means and the workload's own
+/// service.
+type ScopeKey = (usize, String, String);
+
+/// The clusters of one Sidecar scope (every cluster without one), encoded.
+struct ClusterParts {
+    bytes: Bytes,
+    count: usize,
+    endpoints: usize,
+}
+
+/// The parts shared by the views of one namespace and Sidecar scope.
 struct NamespaceParts {
     virtual_hosts: Bytes,
     count: usize,
@@ -132,30 +158,45 @@ pub fn build_views(
     let catalog = catalog(&index, nodes, settings);
     let outbound = Outbound::new(&index, &catalog);
 
-    let mut buf = Vec::new();
-    for cluster in &outbound.clusters {
-        prost::encoding::message::encode(4, cluster, &mut buf);
-    }
-    let clusters = Bytes::from(std::mem::take(&mut buf));
-    let endpoints = outbound.clusters.iter().map(|c| c.endpoints.len()).sum();
-
-    let mut namespaces: HashMap<&str, NamespaceParts> = HashMap::new();
-    let mesh = settings.to_proto();
+    // By the Sidecar scope that narrows them (`None`: every service).
+    let mut cluster_parts: HashMap<Option<ScopeKey>, ClusterParts> = HashMap::new();
+    let mut namespaces: HashMap<(&str, Option<ScopeKey>), NamespaceParts> = HashMap::new();
     keys.iter()
         .map(|key| {
-            let ns = namespaces.entry(key.namespace.as_str()).or_insert_with(|| {
-                let hosts = outbound.virtual_hosts(&key.namespace);
+            let node = key.node();
+            let scope = index.sidecars.of_workload(&node, &settings.root_namespace);
+            let scope = scope.as_ref();
+            let scope_key = scope
+                .and_then(|s| s.key())
+                .map(|(id, ns, own)| (id, ns.to_owned(), own.to_owned()));
+            let clusters = cluster_parts.entry(scope_key.clone()).or_insert_with(|| {
                 let mut buf = Vec::new();
-                for host in &hosts {
-                    prost::encoding::message::encode(3, host, &mut buf);
+                let (mut count, mut endpoints) = (0, 0);
+                for cluster in outbound.clusters_in(scope) {
+                    prost::encoding::message::encode(4, cluster, &mut buf);
+                    count += 1;
+                    endpoints += cluster.endpoints.len();
                 }
-                NamespaceParts {
-                    hash: fnv1a_continue(fnv1a(&buf), &clusters),
-                    virtual_hosts: Bytes::from(buf),
-                    count: hosts.len(),
+                ClusterParts {
+                    bytes: Bytes::from(buf),
+                    count,
+                    endpoints,
                 }
             });
-            let node = key.node();
+            let ns = namespaces
+                .entry((key.namespace.as_str(), scope_key))
+                .or_insert_with(|| {
+                    let hosts = outbound.virtual_hosts(&key.namespace, scope);
+                    let mut buf = Vec::new();
+                    for host in &hosts {
+                        prost::encoding::message::encode(3, host, &mut buf);
+                    }
+                    NamespaceParts {
+                        hash: fnv1a_continue(fnv1a(&buf), &clusters.bytes),
+                        virtual_hosts: Bytes::from(buf),
+                        count: hosts.len(),
+                    }
+                });
             let inbound = security::inbound_policy(
                 namespace_of(&node),
                 &key.labels,
@@ -164,21 +205,21 @@ pub fn build_views(
             );
             let mut tail = Vec::new();
             prost::encoding::message::encode(5, &inbound, &mut tail);
-            if let Some(mesh) = &mesh {
-                prost::encoding::message::encode(6, mesh, &mut tail);
+            if let Some(mesh) = settings.for_sidecar(scope).to_proto() {
+                prost::encoding::message::encode(6, &mesh, &mut tail);
             }
             let version = format!("{:016x}", fnv1a_continue(ns.hash, &tail));
             let parts = vec![
                 ns.virtual_hosts.clone(),
-                clusters.clone(),
+                clusters.bytes.clone(),
                 Bytes::from(tail),
             ];
             Arc::new(ViewSnapshot {
                 version,
                 encoded_len: parts.iter().map(Bytes::len).sum(),
                 parts,
-                clusters: outbound.clusters.len(),
-                endpoints,
+                clusters: clusters.count,
+                endpoints: clusters.endpoints,
                 virtual_hosts: ns.count,
                 resources: Arc::clone(resources),
                 nodes: Arc::clone(nodes),

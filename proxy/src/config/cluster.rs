@@ -396,5 +396,4 @@ fn pool_settings(cp: &pb::ConnectionPool) -> PoolSettings {
 }
 
 #[cfg(test)]
-#[path = "cluster_tests.rs"]
 mod tests;

@@ -183,5 +183,4 @@ fn fraction() -> f64 {
 }
 
 #[cfg(test)]
-#[path = "renew_tests.rs"]
 mod tests;

@@ -303,5 +303,4 @@ pub(crate) async fn buffer_body(
 }
 
 #[cfg(test)]
-#[path = "body_tests.rs"]
 mod tests;

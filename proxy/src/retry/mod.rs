@@ -77,5 +77,4 @@ impl Default for Retries {
 }
 
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod policy_tests;

@@ -836,8 +836,11 @@ mod lifecycle {
         );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
 
-        // A proxy whose control plane is not there yet is not ready.
-        let cp_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        // A proxy whose control plane is not there yet is not ready. The
+        // port is picked now and bound later: on an address of its own
+        // (127.0.3.7), so that no other test's `127.0.0.1:0` takes it
+        // meanwhile.
+        let cp_addr = std::net::TcpListener::bind("127.0.3.7:0")
             .and_then(|l| l.local_addr())
             .expect("a free port");
         let proxy = Proxy::start(

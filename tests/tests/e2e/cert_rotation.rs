@@ -83,6 +83,37 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
     }
     let samples = load.stop().await;
     let failed = failures(&samples);
+
+    // The server sidecar's discovery stream ends with each certificate it
+    // was opened with; its successor, opened with the renewed one, is
+    // connected first (make before break), so its registration never
+    // lapses and no client config loses `reviews` for a moment.
+    let events = mesh.control_plane.process.events_since(0);
+    let server_node = events
+        .iter()
+        .find(|e| e.name() == "connected" && e.str("service") == "reviews")
+        .map(|e| e.str("node").to_owned())
+        .expect("the server sidecar connected");
+    let (mut open, mut replaced) = (0i32, 0);
+    for e in events.iter().filter(|e| e.str("node") == server_node) {
+        match e.name() {
+            "connected" => open += 1,
+            "disconnected" => {
+                open -= 1;
+                replaced += 1;
+                assert!(
+                    open > 0,
+                    "{server_node}'s registration lapsed: its stream ended with no successor connected"
+                );
+            }
+            _ => {}
+        }
+    }
+    println!("server sidecar: {replaced} discovery streams replaced make-before-break");
+    assert!(
+        replaced >= 2,
+        "streams replaced across rotations: {replaced}"
+    );
     let serials = |p: &Proxy| -> Vec<String> {
         p.process
             .events_since(0)

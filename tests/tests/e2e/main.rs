@@ -33,6 +33,7 @@ mod proxy_status;
 mod registration;
 mod retries;
 mod routing;
+mod sidecar_scope;
 mod timeouts_faults;
 mod traces;
 mod upstream_protocol;

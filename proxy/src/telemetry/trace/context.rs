@@ -429,5 +429,4 @@ pub(crate) fn new_request_id() -> HeaderValue {
 }
 
 #[cfg(test)]
-#[path = "context_tests.rs"]
 mod tests;
