@@ -325,8 +325,11 @@ async fn absent_or_silent_collector_does_not_slow_requests() {
     });
     let reachable_total = runs[1].1.total;
     for (name, timing) in &runs {
+        // A span that waited on the exporter would wait out its 2 s timeout
+        // on the silent collector: a bound of half that tells blocking from a
+        // thread descheduled on a loaded machine (seen: 132 ms).
         assert!(
-            timing.slowest < Duration::from_millis(100),
+            timing.slowest < Duration::from_secs(1),
             "{name}: a span blocked for {:?}",
             timing.slowest
         );
