@@ -121,7 +121,9 @@ pub struct Description {
     pub destinations: Vec<Destination>,
     /// The route's `timeout` in ms (`None`: no bound).
     pub timeout_ms: Option<u64>,
-    /// The route's `retries`, `None` for Remora's safe default.
+    /// The route's `retries`, `None` for Remora's safe default; in JSON,
+    /// `retry_on` as Istio writes it ([`retries_as_istio_writes_them`]).
+    #[serde(serialize_with = "retries_as_istio_writes_them")]
     pub retries: Option<pb::RetryPolicy>,
     /// The route's `fault`, if any.
     pub fault: Option<pb::Fault>,
@@ -554,6 +556,12 @@ pub fn render(d: &Description) -> String {
 
 /// A policy's `retryOn` as Istio writes it: conditions, gRPC names, codes.
 fn retry_on_text(r: &pb::RetryPolicy) -> String {
+    retry_on_names(r).join(",")
+}
+
+/// A policy's `retryOn`, one entry per condition, gRPC name or code, as
+/// Istio spells them.
+fn retry_on_names(r: &pb::RetryPolicy) -> Vec<String> {
     use remora_route::retry::{IstioCondition, istio_name};
     let http = r.retry_on.iter().filter_map(|&c| {
         let c = pb::RetryCondition::try_from(c).ok()?;
@@ -564,7 +572,30 @@ fn retry_on_text(r: &pb::RetryPolicy) -> String {
         .iter()
         .filter_map(|&code| istio_name(IstioCondition::Grpc(code)).map(str::to_owned));
     let codes = r.retriable_status_codes.iter().map(u32::to_string);
-    http.chain(grpc).chain(codes).collect::<Vec<_>>().join(",")
+    http.chain(grpc).chain(codes).collect()
+}
+
+/// `retries` in JSON with `retry_on` as Istio's names (`["gateway-error",
+/// "unavailable", "503"]`), not the wire's enum numbers: what a script
+/// compares with the VirtualService it read.
+fn retries_as_istio_writes_them<S: serde::Serializer>(
+    retries: &Option<pb::RetryPolicy>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown {
+        attempts: u32,
+        per_try_timeout_ms: u64,
+        retry_on: Vec<String>,
+    }
+    retries
+        .as_ref()
+        .map(|r| Shown {
+            attempts: r.attempts,
+            per_try_timeout_ms: r.per_try_timeout_ms,
+            retry_on: retry_on_names(r),
+        })
+        .serialize(serializer)
 }
 
 #[cfg(test)]
@@ -650,6 +681,38 @@ spec:
         assert_eq!(dests, [("v1", 90, 90.0), ("v2", 10, 10.0)]);
         let text = render(&d);
         assert!(text.contains("weight 90 (90.0%)"), "{text}");
+    }
+
+    #[test]
+    fn retry_on_in_json_is_istio_s_names_not_numbers() {
+        let d = Description {
+            host: "reviews".into(),
+            namespace: "default".into(),
+            virtual_host: "reviews.default.svc.cluster.local".into(),
+            route: None,
+            skipped: Vec::new(),
+            destinations: Vec::new(),
+            timeout_ms: None,
+            retries: Some(pb::RetryPolicy {
+                attempts: 3,
+                per_try_timeout_ms: 500,
+                retry_on: vec![pb::RetryCondition::GatewayError as i32],
+                retriable_status_codes: vec![503],
+                retriable_grpc_codes: vec![14],
+            }),
+            fault: None,
+        };
+        let json = serde_json::to_value(&d).expect("serialises");
+        assert_eq!(
+            json["retries"],
+            serde_json::json!({
+                "attempts": 3,
+                "per_try_timeout_ms": 500,
+                "retry_on": ["gateway-error", "unavailable", "503"],
+            })
+        );
+        let none = Description { retries: None, ..d };
+        assert!(serde_json::to_value(&none).expect("serialises")["retries"].is_null());
     }
 
     #[test]
