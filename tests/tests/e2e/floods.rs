@@ -306,15 +306,26 @@ async fn a_flood_of_idle_connections_does_not_lock_out_an_mtls_peer() {
     .unwrap_or_else(|e| panic!("{e:#}\n{}", pair.logs()));
     assert_eq!(reply.status, 200, "{}\n{}", reply.body, pair.logs());
 
-    let samples = pair.server.prometheus().await.expect("metrics");
-    let active = sample(
-        &samples,
-        "remora_downstream_cx_active{listener=\"inbound\"}",
-    );
-    let overflow = sample(
-        &samples,
-        "remora_downstream_cx_overflow_total{listener=\"inbound\"}",
-    );
+    // A full listener admits a new connection as soon as it has told the
+    // oldest one still detecting to close, so while evicted connections
+    // finish closing the count can stand above the limit (73 of 64 seen on
+    // a loaded machine); once they have closed it is within it.
+    let settled_by = std::time::Instant::now() + Duration::from_secs(3);
+    let (active, overflow) = loop {
+        let samples = pair.server.prometheus().await.expect("metrics");
+        let active = sample(
+            &samples,
+            "remora_downstream_cx_active{listener=\"inbound\"}",
+        );
+        let overflow = sample(
+            &samples,
+            "remora_downstream_cx_overflow_total{listener=\"inbound\"}",
+        );
+        if active <= 66.0 || std::time::Instant::now() > settled_by {
+            break (active, overflow);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     println!("inbound: {active} active, {overflow} overflowed");
     assert!(active <= 66.0, "active {active}");
     assert!(overflow >= 150.0, "overflow {overflow}");
