@@ -1,5 +1,5 @@
 //! The tracer against an in-memory exporter: naming, attributes, status,
-//! sampling and propagation. The OTLP wire is tested in `proxy/tests/trace.rs`.
+//! sampling and propagation. The OTLP wire is tested in `proxy/tests/integration/trace.rs`.
 
 use std::sync::{Arc, Mutex};
 
