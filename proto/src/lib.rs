@@ -14,9 +14,11 @@ pub mod pb {
     }
 }
 
+mod duration;
 pub mod encoded;
 mod error_chain;
 
+pub use duration::{Duration, DurationError};
 pub use error_chain::error_chain;
 
 /// The `Discovery` server of the control plane: the service of [`pb`], its
