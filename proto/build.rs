@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         // Lets the proxy's admin API print the applied snapshot as JSON.
         .type_attribute(".", "#[derive(serde::Serialize)]")
+        // prost_types::Duration has no serde; ours is the same message.
+        .extern_path(".google.protobuf.Duration", "crate::Duration")
         .compile_fds(fds)?;
 
     // The control plane's Discovery server sends snapshots encoded once and
@@ -23,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .out_dir(out)
         .extern_path(".remora.discovery.v1", "crate::pb")
+        .extern_path(".google.protobuf.Duration", "crate::Duration")
         .extern_path(
             ".remora.discovery.v1.Snapshot",
             "crate::encoded::EncodedSnapshot",

@@ -125,7 +125,9 @@ pub struct Description {
     /// `retry_on` as Istio writes it ([`retries_as_istio_writes_them`]).
     #[serde(serialize_with = "retries_as_istio_writes_them")]
     pub retries: Option<pb::RetryPolicy>,
-    /// The route's `fault`, if any.
+    /// The route's `fault`, if any; in JSON, the delay as
+    /// `fixed_delay_ms` ([`fault_in_milliseconds`]).
+    #[serde(serialize_with = "fault_in_milliseconds")]
     pub fault: Option<pb::Fault>,
 }
 
@@ -383,7 +385,7 @@ pub fn describe(
             why,
         });
         description.destinations = destinations(r, &snapshot.clusters);
-        description.timeout_ms = (r.timeout_ms > 0).then_some(r.timeout_ms);
+        description.timeout_ms = Some(millis(r.timeout.as_ref())).filter(|&ms| ms > 0);
         description.retries = r.retry.clone();
         description.fault = r.fault;
         break;
@@ -532,10 +534,9 @@ pub fn render(d: &Description) -> String {
     line(match &d.retries {
         None => "retries:       default (only requests that never reached the app)".to_owned(),
         Some(r) => {
-            let per_try = if r.per_try_timeout_ms > 0 {
-                format!(", perTryTimeout {} ms", r.per_try_timeout_ms)
-            } else {
-                String::new()
+            let per_try = match millis(r.per_try_timeout.as_ref()) {
+                0 => String::new(),
+                ms => format!(", perTryTimeout {ms} ms"),
             };
             format!(
                 "retries:       attempts {}{per_try}, retryOn {}",
@@ -546,12 +547,21 @@ pub fn render(d: &Description) -> String {
     });
     line(match &d.fault {
         None => "fault:         none".to_owned(),
-        Some(f) => format!(
+        Some(_) => format!(
             "fault:         {}",
-            serde_json::to_string(f).unwrap_or_else(|e| format!("(cannot show: {e})"))
+            serde_json::to_string(&FaultShown(&d.fault))
+                .unwrap_or_else(|e| format!("(cannot show: {e})"))
         ),
     });
     out
+}
+
+/// A wire duration in whole milliseconds, as describe has always shown
+/// them; 0 when absent. The snapshot compiled, so it is a valid duration
+/// (an invalid one would show as 0).
+fn millis(d: Option<&remora_proto::Duration>) -> u64 {
+    d.and_then(|&d| std::time::Duration::try_from(d).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A policy's `retryOn` as Istio writes it: conditions, gRPC names, codes.
@@ -592,8 +602,46 @@ fn retries_as_istio_writes_them<S: serde::Serializer>(
         .as_ref()
         .map(|r| Shown {
             attempts: r.attempts,
-            per_try_timeout_ms: r.per_try_timeout_ms,
+            per_try_timeout_ms: millis(r.per_try_timeout.as_ref()),
             retry_on: retry_on_names(r),
+        })
+        .serialize(serializer)
+}
+
+/// `fault` as [`fault_in_milliseconds`] shows it, for the text output.
+struct FaultShown<'a>(&'a Option<pb::Fault>);
+
+impl Serialize for FaultShown<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        fault_in_milliseconds(self.0, serializer)
+    }
+}
+
+/// `fault` in JSON with the delay in milliseconds (`fixed_delay_ms`), as
+/// describe showed it before durations travelled as
+/// `google.protobuf.Duration`: what a script compares stays a number.
+fn fault_in_milliseconds<S: serde::Serializer>(
+    fault: &Option<pb::Fault>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Delay {
+        fixed_delay_ms: u64,
+        percentage: Option<f64>,
+    }
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        delay: Option<Delay>,
+        abort: Option<&'a pb::FaultAbort>,
+    }
+    fault
+        .as_ref()
+        .map(|f| Shown {
+            delay: f.delay.as_ref().map(|d| Delay {
+                fixed_delay_ms: millis(d.fixed_delay.as_ref()),
+                percentage: d.percentage,
+            }),
+            abort: f.abort.as_ref(),
         })
         .serialize(serializer)
 }
@@ -695,7 +743,7 @@ spec:
             timeout_ms: None,
             retries: Some(pb::RetryPolicy {
                 attempts: 3,
-                per_try_timeout_ms: 500,
+                per_try_timeout: Some(std::time::Duration::from_millis(500).into()),
                 retry_on: vec![pb::RetryCondition::GatewayError as i32],
                 retriable_status_codes: vec![503],
                 retriable_grpc_codes: vec![14],
@@ -713,6 +761,49 @@ spec:
         );
         let none = Description { retries: None, ..d };
         assert!(serde_json::to_value(&none).expect("serialises")["retries"].is_null());
+    }
+
+    #[test]
+    fn durations_are_shown_in_milliseconds_in_text_and_json() {
+        let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    timeout: 1.5s
+    retries: {attempts: 2, perTryTimeout: 250ms}
+    fault: {delay: {fixedDelay: 1m, percentage: {value: 5}}}
+"#;
+        let outcome = config::parse_str(Path::new("ratings.yaml"), yaml);
+        assert!(outcome.diagnostics.is_empty(), "{:?}", outcome.diagnostics);
+        let req = request_parts("GET", "ratings", "/", &[]).unwrap();
+        let d = describe(
+            &outcome.resources,
+            &Nodes::new(),
+            "default",
+            "ratings",
+            &req,
+        )
+        .unwrap();
+        let text = render(&d);
+        assert!(text.contains("timeout:       1500 ms"), "{text}");
+        assert!(text.contains("attempts 2, perTryTimeout 250 ms"), "{text}");
+        assert!(
+            text.contains(
+                r#"fault:         {"delay":{"fixed_delay_ms":60000,"percentage":5.0},"abort":null}"#
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&d).expect("serialises");
+        assert_eq!(json["timeout_ms"], 1500);
+        assert_eq!(json["retries"]["per_try_timeout_ms"], 250);
+        assert_eq!(
+            json["fault"],
+            serde_json::json!({"delay": {"fixed_delay_ms": 60000, "percentage": 5.0}, "abort": null})
+        );
     }
 
     #[test]

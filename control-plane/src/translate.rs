@@ -666,7 +666,7 @@ fn vs_routes(vs: VsRef<'_>, wanted: &mut BTreeSet<(String, String)>) -> Vec<pb::
                     }
                 })
                 .collect(),
-            timeout_ms: ms(route.timeout),
+            timeout: wire(route.timeout),
             retry: route.retries.as_ref().map(retry_policy),
             fault: route.fault.as_ref().map(fault),
         })
@@ -694,7 +694,7 @@ fn retry_policy(r: &Retries) -> pb::RetryPolicy {
     }
     pb::RetryPolicy {
         attempts: r.attempts,
-        per_try_timeout_ms: ms(r.per_try_timeout),
+        per_try_timeout: wire(r.per_try_timeout),
         retry_on,
         retriable_status_codes: r
             .retriable_status_codes
@@ -710,7 +710,7 @@ fn fault(f: &Fault) -> pb::Fault {
     use pb::fault_abort::Status;
     pb::Fault {
         delay: f.delay.as_ref().map(|d| pb::FaultDelay {
-            fixed_delay_ms: ms(Some(d.fixed_delay)),
+            fixed_delay: wire(Some(d.fixed_delay)),
             percentage: d.percentage,
         }),
         abort: f.abort.as_ref().map(|a| pb::FaultAbort {
@@ -815,9 +815,9 @@ fn cluster(
     }
 }
 
-/// Whole milliseconds (validation allows no finer durations); `None` is 0.
-fn ms(d: Option<std::time::Duration>) -> u64 {
-    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// A duration read from the YAML, for the wire; `None` is sent absent.
+fn wire(d: Option<std::time::Duration>) -> Option<remora_proto::Duration> {
+    d.map(remora_proto::Duration::from)
 }
 
 fn merge_pool(
@@ -829,7 +829,7 @@ fn merge_pool(
     }
     let get = |f: fn(&ConnectionPool) -> Option<u32>| over.and_then(f).or(base.and_then(f));
     let dur = |f: fn(&ConnectionPool) -> Option<std::time::Duration>| {
-        ms(over.and_then(f).or(base.and_then(f)))
+        wire(over.and_then(f).or(base.and_then(f)))
     };
     let upstream = over
         .and_then(|p| p.upstream_protocol)
@@ -837,12 +837,12 @@ fn merge_pool(
         .unwrap_or_default();
     Some(pb::ConnectionPool {
         max_connections: get(|p| p.max_connections).unwrap_or(0),
-        connect_timeout_ms: dur(|p| p.connect_timeout),
-        tcp_idle_timeout_ms: dur(|p| p.tcp_idle_timeout),
+        connect_timeout: dur(|p| p.connect_timeout),
+        tcp_idle_timeout: dur(|p| p.tcp_idle_timeout),
         http1_max_pending_requests: get(|p| p.http1_max_pending_requests).unwrap_or(0),
         http2_max_requests: get(|p| p.http2_max_requests).unwrap_or(0),
         max_requests_per_connection: get(|p| p.max_requests_per_connection).unwrap_or(0),
-        http_idle_timeout_ms: dur(|p| p.http_idle_timeout),
+        http_idle_timeout: dur(|p| p.http_idle_timeout),
         max_retries: get(|p| p.max_retries).unwrap_or(0),
         // One choice, not two fields: a subset's `useClientProtocol` must
         // not meet its rule's UPGRADE (validation refuses that pair).
@@ -865,13 +865,13 @@ fn merge_outlier(
     }
     let get = |f: fn(&OutlierDetection) -> Option<u32>| over.and_then(f).or(base.and_then(f));
     let dur = |f: fn(&OutlierDetection) -> Option<std::time::Duration>| {
-        ms(over.and_then(f).or(base.and_then(f)))
+        wire(over.and_then(f).or(base.and_then(f)))
     };
     Some(pb::OutlierDetection {
         consecutive_5xx_errors: get(|o| o.consecutive_5xx_errors),
         consecutive_gateway_errors: get(|o| o.consecutive_gateway_errors).unwrap_or(0),
-        interval_ms: dur(|o| o.interval),
-        base_ejection_time_ms: dur(|o| o.base_ejection_time),
+        interval: dur(|o| o.interval),
+        base_ejection_time: dur(|o| o.base_ejection_time),
         max_ejection_percent: get(|o| o.max_ejection_percent).unwrap_or(0),
         min_health_percent: get(|o| o.min_health_percent).unwrap_or(0),
     })

@@ -38,7 +38,7 @@ fn cluster(endpoints: usize, outlier: bool) -> pb::Cluster {
             .collect(),
         outlier_detection: outlier.then(|| pb::OutlierDetection {
             consecutive_5xx_errors: Some(5),
-            base_ejection_time_ms: 30_000,
+            base_ejection_time: Some(Duration::from_secs(30).into()),
             max_ejection_percent: 50,
             ..Default::default()
         }),

@@ -2,6 +2,8 @@
 //! DestinationRule policy that applies to it. The proxy adds the live
 //! parts (connections, ejection state, the mTLS client config).
 
+use std::time::Duration;
+
 use remora_certs::SpiffeId;
 use remora_proto::pb;
 
@@ -39,6 +41,51 @@ pub struct EndpointSpec {
     pub spiffe_id: Option<SpiffeId>,
 }
 
+/// `connectionPool`, validated: what the proxy's connection pool applies.
+/// A zero count or an absent duration keeps the proxy's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionPoolSpec {
+    /// `tcp.maxConnections`.
+    pub max_connections: u32,
+    /// `tcp.connectTimeout`, above zero.
+    pub connect_timeout: Option<Duration>,
+    /// `tcp.idleTimeout`, above zero.
+    pub tcp_idle_timeout: Option<Duration>,
+    /// `http.http1MaxPendingRequests`.
+    pub http1_max_pending_requests: u32,
+    /// `http.http2MaxRequests`.
+    pub http2_max_requests: u32,
+    /// `http.maxRequestsPerConnection`.
+    pub max_requests_per_connection: u32,
+    /// `http.idleTimeout`, above zero.
+    pub http_idle_timeout: Option<Duration>,
+}
+
+impl ConnectionPoolSpec {
+    /// Validates the proto block; errors name the field.
+    fn compile(cp: &pb::ConnectionPool) -> Result<Self, String> {
+        use crate::duration::above_zero;
+        Ok(Self {
+            max_connections: cp.max_connections,
+            connect_timeout: above_zero(
+                "connectionPool.tcp.connectTimeout",
+                cp.connect_timeout.as_ref(),
+            )?,
+            tcp_idle_timeout: above_zero(
+                "connectionPool.tcp.idleTimeout",
+                cp.tcp_idle_timeout.as_ref(),
+            )?,
+            http1_max_pending_requests: cp.http1_max_pending_requests,
+            http2_max_requests: cp.http2_max_requests,
+            max_requests_per_connection: cp.max_requests_per_connection,
+            http_idle_timeout: above_zero(
+                "connectionPool.http.idleTimeout",
+                cp.http_idle_timeout.as_ref(),
+            )?,
+        })
+    }
+}
+
 /// A validated `Cluster`.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -52,8 +99,8 @@ pub struct ClusterSpec {
     pub load_balancer: LoadBalancer,
     /// The endpoints, in snapshot order.
     pub endpoints: Vec<EndpointSpec>,
-    /// `connectionPool` as sent (every value is valid; zero keeps a default).
-    pub connection_pool: Option<pb::ConnectionPool>,
+    /// `connectionPool`; `None` without the block.
+    pub connection_pool: Option<ConnectionPoolSpec>,
     /// `outlierDetection`; `None` without the block.
     pub outlier: Option<OutlierSettings>,
     /// `http.maxRetries`: retries in flight to the cluster (0: unlimited).
@@ -113,13 +160,22 @@ impl ClusterSpec {
             .collect::<Result<Vec<_>, _>>()?;
         let ports = ServicePorts::build(&c.ports, &c.name)?;
         let upstream_policy = UpstreamPolicy::build(c.connection_pool.as_ref(), &c.name)?;
+        let connection_pool = c
+            .connection_pool
+            .as_ref()
+            .map(ConnectionPoolSpec::compile)
+            .transpose()
+            .map_err(|error| ConfigError::Policy {
+                cluster: c.name.clone(),
+                error,
+            })?;
         Ok(Self {
             name: c.name.clone(),
             service: c.service.clone(),
             subset: c.subset.clone(),
             load_balancer,
             endpoints,
-            connection_pool: c.connection_pool,
+            connection_pool,
             outlier,
             max_retries: c.connection_pool.as_ref().map_or(0, |cp| cp.max_retries),
             tcp_ports,

@@ -67,7 +67,9 @@ impl FaultPolicy {
         if let Some(d) = &f.delay
             && let Some(p) = percentage(d.percentage, "delay")?
         {
-            policy.delay = Some((Duration::from_millis(d.fixed_delay_ms), p));
+            let delay =
+                crate::duration::required("fault.delay.fixedDelay", d.fixed_delay.as_ref())?;
+            policy.delay = Some((delay, p));
         }
         if let Some(a) = &f.abort {
             let abort = match &a.status {
@@ -126,7 +128,7 @@ mod tests {
     fn fault(delay: Option<f64>, abort: Option<f64>) -> pb::Fault {
         pb::Fault {
             delay: Some(pb::FaultDelay {
-                fixed_delay_ms: 100,
+                fixed_delay: Some(Duration::from_millis(100).into()),
                 percentage: delay,
             }),
             abort: Some(pb::FaultAbort {

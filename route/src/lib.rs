@@ -12,6 +12,7 @@
 
 pub mod authz;
 mod cluster;
+mod duration;
 mod error;
 pub mod fault;
 pub mod grpc;
@@ -26,7 +27,7 @@ mod snapshot;
 mod table;
 mod weighted;
 
-pub use cluster::{ClusterSpec, EndpointSpec, LoadBalancer};
+pub use cluster::{ClusterSpec, ConnectionPoolSpec, EndpointSpec, LoadBalancer};
 pub use error::ConfigError;
 pub use inbound::{InboundPolicy, MtlsMode};
 pub use matcher::{RequestMatch, StringMatcher};

@@ -84,10 +84,17 @@ pub enum OutlierError {
         /// The value sent.
         value: u32,
     },
+    /// `interval` or `baseEjectionTime` is zero, negative or malformed.
+    #[error("{error}")]
+    Duration {
+        /// What is wrong, naming the field.
+        error: String,
+    },
 }
 
 impl OutlierSettings {
-    /// Validates the proto block; zero fields take Istio's defaults.
+    /// Validates the proto block; zero numbers and absent durations take
+    /// Istio's defaults.
     pub fn from_proto(od: &pb::OutlierDetection) -> Result<Self, OutlierError> {
         let d = Self::default();
         let percent = |field, value: u32, default: u8| match value {
@@ -95,12 +102,10 @@ impl OutlierSettings {
             1..=100 => Ok(value as u8),
             _ => Err(OutlierError::Percent { field, value }),
         };
-        let ms = |value: u64, default: Duration| {
-            if value == 0 {
-                default
-            } else {
-                Duration::from_millis(value)
-            }
+        let duration = |field: &'static str, value: Option<&remora_proto::Duration>, default| {
+            crate::duration::above_zero(field, value)
+                .map(|d| d.unwrap_or(default))
+                .map_err(|error| OutlierError::Duration { error })
         };
         Ok(Self {
             consecutive_5xx_errors: od
@@ -108,8 +113,16 @@ impl OutlierSettings {
                 .unwrap_or(d.consecutive_5xx_errors),
             consecutive_gateway_errors: (od.consecutive_gateway_errors > 0)
                 .then_some(od.consecutive_gateway_errors),
-            interval: ms(od.interval_ms, d.interval),
-            base_ejection_time: ms(od.base_ejection_time_ms, d.base_ejection_time),
+            interval: duration(
+                "outlierDetection.interval",
+                od.interval.as_ref(),
+                d.interval,
+            )?,
+            base_ejection_time: duration(
+                "outlierDetection.baseEjectionTime",
+                od.base_ejection_time.as_ref(),
+                d.base_ejection_time,
+            )?,
             max_ejection_percent: percent(
                 "maxEjectionPercent",
                 od.max_ejection_percent,

@@ -223,8 +223,10 @@ impl RetryPolicy {
         on.grpc_codes.dedup();
         Ok(Self {
             attempts: p.attempts,
-            per_try_timeout: (p.per_try_timeout_ms > 0)
-                .then(|| Duration::from_millis(p.per_try_timeout_ms)),
+            per_try_timeout: crate::duration::zero_is_none(
+                "retries.perTryTimeout",
+                p.per_try_timeout.as_ref(),
+            )?,
             on,
             explicit,
         })

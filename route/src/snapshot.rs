@@ -116,3 +116,6 @@ fn path_normalization(mesh: Option<&pb::MeshSettings>) -> Result<PathNormalizati
     };
     Ok(paths)
 }
+
+#[cfg(test)]
+mod tests;

@@ -170,12 +170,14 @@ impl<D> Route<D> {
         };
         let retry = RetryPolicy::compile(r.retry.as_ref()).map_err(policy_error)?;
         let fault = FaultPolicy::compile(r.fault.as_ref()).map_err(policy_error)?;
+        let timeout =
+            crate::duration::zero_is_none("timeout", r.timeout.as_ref()).map_err(policy_error)?;
         Ok(Self {
             name: r.name.clone(),
             matches,
             destinations: targets,
             schedule,
-            timeout: (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms)),
+            timeout,
             retry,
             fault,
         })

@@ -306,24 +306,25 @@ fn the_pinned_mesh_exercises_what_translation_reads() {
 // Changed by issue 18: virtual hosts carry the service's declared ports, and
 // clusters their protocols. Changed by issue 19: `retryOn` travels as
 // RetryCondition values and gRPC codes instead of names, and a fault's
-// grpcStatus as its code.
+// grpcStatus as its code; then durations as `google.protobuf.Duration`
+// instead of `_ms` integers.
 const GOLDEN_DEFAULT: [&str; 7] = [
-    "1ce39e708dff0f32",
-    "0f5d06cd52e5ce2e",
-    "0f5d06cd52e5ce2e",
-    "20013a72fe64f6e3",
-    "8ff6458ee7d13f99",
-    "c221b29228ae75e0",
-    "a0eb9e0ca5ce273a",
+    "22dc0f454137f401",
+    "8974716cd777df5f",
+    "8974716cd777df5f",
+    "bd6c06d8df9d1662",
+    "21b3c8b65d8e6242",
+    "e4cb658f462a2f0d",
+    "304902f89cbd39d1",
 ];
 const GOLDEN_OTHER: [&str; 7] = [
-    "d1a6555bb4bf22c9",
-    "374ecb251c6fdc46",
-    "374ecb251c6fdc46",
-    "159bc9837104c3d9",
-    "58c14904f77aa221",
-    "dc86a31f37f159d8",
-    "9afc8d5aeeeabf3b",
+    "3c36947b99019af0",
+    "e29367f95c473013",
+    "e29367f95c473013",
+    "0fa5ad32ed8d572c",
+    "c375ec2419252cb8",
+    "06c95ad7e78fd7a1",
+    "8fe5a44869590ca8",
 ];
 
 /// Built once per view, the snapshots are byte for byte those translated

@@ -379,10 +379,10 @@ spec:
             name: "resilient".into(),
             matches: vec![prefix("/a")],
             destinations: to_ratings.clone(),
-            timeout_ms: 2000,
+            timeout: ms(2000),
             retry: Some(pb::RetryPolicy {
                 attempts: 3,
-                per_try_timeout_ms: 500,
+                per_try_timeout: ms(500),
                 retry_on: vec![
                     pb::RetryCondition::ServerError as i32,
                     pb::RetryCondition::ConnectFailure as i32,
@@ -393,7 +393,7 @@ spec:
             }),
             fault: Some(pb::Fault {
                 delay: Some(pb::FaultDelay {
-                    fixed_delay_ms: 100,
+                    fixed_delay: ms(100),
                     percentage: Some(50.0),
                 }),
                 abort: Some(pb::FaultAbort {
@@ -411,10 +411,10 @@ spec:
             name: "grpc".into(),
             matches: vec![prefix("/b")],
             destinations: to_ratings.clone(),
-            timeout_ms: 0,
+            timeout: None,
             retry: Some(pb::RetryPolicy {
                 attempts: 0,
-                per_try_timeout_ms: 0,
+                per_try_timeout: None,
                 retry_on: vec![],
                 retriable_status_codes: vec![],
                 retriable_grpc_codes: vec![],
@@ -433,7 +433,7 @@ spec:
         routes[2].retry,
         Some(pb::RetryPolicy {
             attempts: 1,
-            per_try_timeout_ms: 0,
+            per_try_timeout: None,
             retry_on: vec![pb::RetryCondition::RetriableStatusCodes as i32],
             retriable_status_codes: vec![502, 503],
             retriable_grpc_codes: vec![],
@@ -446,7 +446,7 @@ spec:
             name: "plain".into(),
             matches: vec![],
             destinations: to_ratings,
-            timeout_ms: 0,
+            timeout: None,
             retry: None,
             fault: None,
         }
@@ -542,15 +542,20 @@ spec:
         baseEjectionTime: 10s
 ";
 
+/// A duration as the wire carries it.
+fn ms(ms: u64) -> Option<remora_proto::Duration> {
+    Some(std::time::Duration::from_millis(ms).into())
+}
+
 fn full_pool() -> pb::ConnectionPool {
     pb::ConnectionPool {
         max_connections: 100,
-        connect_timeout_ms: 250,
-        tcp_idle_timeout_ms: 3_600_000,
+        connect_timeout: ms(250),
+        tcp_idle_timeout: ms(3_600_000),
         http1_max_pending_requests: 50,
         http2_max_requests: 200,
         max_requests_per_connection: 10,
-        http_idle_timeout_ms: 90_000,
+        http_idle_timeout: ms(90_000),
         max_retries: 3,
         h2_upgrade_policy: pb::H2UpgradePolicy::Upgrade.into(),
         use_client_protocol: false,
@@ -561,8 +566,8 @@ fn full_outlier() -> pb::OutlierDetection {
     pb::OutlierDetection {
         consecutive_5xx_errors: Some(7),
         consecutive_gateway_errors: 4,
-        interval_ms: 5_000,
-        base_ejection_time_ms: 60_000,
+        interval: ms(5_000),
+        base_ejection_time: ms(60_000),
         max_ejection_percent: 50,
         min_health_percent: 20,
     }
@@ -588,7 +593,7 @@ fn subset_policy_overrides_the_rule_field_by_field() {
         v2.connection_pool,
         Some(pb::ConnectionPool {
             max_connections: 5,
-            http_idle_timeout_ms: 30_000,
+            http_idle_timeout: ms(30_000),
             max_retries: 1,
             // The subset's `useClientProtocol` replaces the rule's UPGRADE
             // whole: the two are one choice.
@@ -601,7 +606,7 @@ fn subset_policy_overrides_the_rule_field_by_field() {
         v2.outlier_detection,
         Some(pb::OutlierDetection {
             consecutive_5xx_errors: Some(2),
-            base_ejection_time_ms: 10_000,
+            base_ejection_time: ms(10_000),
             ..full_outlier()
         })
     );

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use http::Version;
 use remora_certs::{AllowedPeers, MeshTls, SpiffeId};
-use remora_proto::pb;
-use remora_route::ClusterSpec;
+use remora_route::{ClusterSpec, ConnectionPoolSpec};
 
 use super::ConfigError;
 use super::{ServicePorts, UpstreamPolicy, upstream_version};
@@ -115,7 +114,7 @@ impl Cluster {
     /// [`Self::build`] from a proto cluster, for tests.
     #[cfg(test)]
     pub(super) fn from_proto(
-        c: &pb::Cluster,
+        c: &remora_proto::pb::Cluster,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
     ) -> Result<Self, ConfigError> {
@@ -377,20 +376,22 @@ fn cluster_mtls(
     }))
 }
 
-/// `connectionPool` into pool settings; zero fields keep the defaults.
-fn pool_settings(cp: &pb::ConnectionPool) -> PoolSettings {
+/// `connectionPool` into pool settings; unset fields keep the defaults, and
+/// the shorter of the two idle timeouts applies.
+fn pool_settings(cp: &ConnectionPoolSpec) -> PoolSettings {
     let mut pool = PoolSettings::default();
-    if cp.connect_timeout_ms > 0 {
-        pool.connect_timeout = Duration::from_millis(cp.connect_timeout_ms);
+    if let Some(timeout) = cp.connect_timeout {
+        pool.connect_timeout = timeout;
     }
     pool.max_requests_per_connection = cp.max_requests_per_connection;
     pool.max_connections = cp.max_connections;
     pool.max_pending_requests = cp.http1_max_pending_requests;
     pool.max_requests = cp.http2_max_requests;
-    for ms in [cp.tcp_idle_timeout_ms, cp.http_idle_timeout_ms] {
-        if ms > 0 {
-            pool.idle_timeout = pool.idle_timeout.min(Duration::from_millis(ms));
-        }
+    for idle in [cp.tcp_idle_timeout, cp.http_idle_timeout]
+        .into_iter()
+        .flatten()
+    {
+        pool.idle_timeout = pool.idle_timeout.min(idle);
     }
     pool
 }

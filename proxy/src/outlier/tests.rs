@@ -357,8 +357,8 @@ fn from_proto_takes_the_values_sent() {
     let od = pb::OutlierDetection {
         consecutive_5xx_errors: Some(7),
         consecutive_gateway_errors: 3,
-        interval_ms: 2_500,
-        base_ejection_time_ms: 45_000,
+        interval: Some(Duration::from_millis(2_500).into()),
+        base_ejection_time: Some(secs(45).into()),
         max_ejection_percent: 100,
         min_health_percent: 80,
     };

@@ -28,7 +28,7 @@ fn encode(retry_on: &[&str]) -> pb::RetryPolicy {
 fn explicit(retry_on: &[&str]) -> RetryPolicy {
     let p = pb::RetryPolicy {
         attempts: 3,
-        per_try_timeout_ms: 250,
+        per_try_timeout: Some(Duration::from_millis(250).into()),
         ..encode(retry_on)
     };
     RetryPolicy::compile(Some(&p)).expect("valid")

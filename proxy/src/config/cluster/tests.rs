@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use http::StatusCode;
+use remora_proto::pb;
 
 use super::*;
 
