@@ -23,10 +23,21 @@ pub(crate) fn duration(ctx: &mut Ctx, node: &Node<'_>) -> Option<Duration> {
 ///
 /// Like Istio, Remora works in whole milliseconds: a duration with a finer
 /// part (`1500us`) is an error rather than silently truncated, which could
-/// turn a short timeout into none at all.
+/// turn a short timeout into none at all. This is where every Istio
+/// duration is parsed; it travels as a `google.protobuf.Duration`, which
+/// holds at most 10,000 years, so a longer one is an error here too.
 pub(crate) fn duration_or_zero(ctx: &mut Ctx, node: &Node<'_>) -> Option<Duration> {
     let text = node.str(ctx)?;
+    let longest = Duration::try_from(remora_proto::Duration::MAX).unwrap_or(Duration::MAX);
     match parse_duration(text) {
+        Ok(d) if d > longest => {
+            ctx.error(
+                node.line(),
+                node.path(),
+                format!("duration `{text}` is over 10000 years, the most the wire carries"),
+            );
+            None
+        }
         Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
             ctx.error(
                 node.line(),

@@ -473,6 +473,8 @@ fn bad_timeouts_and_attempts_are_errors() {
       retries: {attempts: -1, perTryTimeout: 2 seconds}
     - route: [{destination: {host: reviews}}]
       retries: {retryOn: 5xx}
+    - route: [{destination: {host: reviews}}]
+      timeout: 87660001h
 ";
     assert_eq!(
         errors(spec),
@@ -484,6 +486,8 @@ fn bad_timeouts_and_attempts_are_errors() {
              ` seconds`; write a number and a unit (h, m, s, ms, us), such as \"30s\", \"1.5s\" \
              or \"100ms\"",
             "spec.http[1].retries.attempts: missing required field `attempts`",
+            "spec.http[2].timeout: duration `87660001h` is over 10000 years, the most the wire \
+             carries",
         ]
     );
 }
