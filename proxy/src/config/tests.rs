@@ -226,3 +226,70 @@ fn path_normalization_comes_from_the_mesh_settings_and_defaults_to_base() {
     .unwrap_err();
     assert_eq!(err.to_string(), "mesh.path_normalization: unknown value 9");
 }
+
+#[test]
+fn pool_durations_become_the_pool_settings_and_unset_ones_keep_the_defaults() {
+    let ms = |ms| Some(std::time::Duration::from_millis(ms).into());
+    let mut s = canary();
+    s.clusters[0].connection_pool = Some(pb::ConnectionPool {
+        connect_timeout: ms(250),
+        tcp_idle_timeout: ms(3_600_000),
+        http_idle_timeout: ms(90_000),
+        ..Default::default()
+    });
+    s.clusters[1].connection_pool = Some(pb::ConnectionPool {
+        max_connections: 3,
+        ..Default::default()
+    });
+    let config = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap();
+    let pool = |name: &str| {
+        let c = config.clusters().iter().find(|c| c.name() == name);
+        c.expect("cluster").pool().clone()
+    };
+    let v1 = pool("v1|reviews");
+    assert_eq!(v1.connect_timeout, std::time::Duration::from_millis(250));
+    assert_eq!(v1.idle_timeout, std::time::Duration::from_secs(90));
+    let v2 = pool("v2|reviews");
+    assert_eq!(
+        (v2.connect_timeout, v2.idle_timeout),
+        (
+            crate::upstream::PoolSettings::default().connect_timeout,
+            crate::upstream::PoolSettings::default().idle_timeout
+        )
+    );
+}
+
+#[test]
+fn bad_durations_are_refused_naming_the_field_not_panicked_on() {
+    let bad = |seconds, nanos| Some(remora_proto::Duration { seconds, nanos });
+    let refused = |s: pb::Snapshot| {
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None)
+            .unwrap_err()
+            .to_string()
+    };
+    let mut s = canary();
+    s.virtual_hosts[0].routes[1].timeout = bad(-1, 0);
+    assert_eq!(
+        refused(s),
+        "reviews.default.svc.cluster.local: route `split`: timeout: -1s is negative"
+    );
+    let mut s = canary();
+    s.clusters[0].connection_pool = Some(pb::ConnectionPool {
+        connect_timeout: bad(0, -5),
+        ..Default::default()
+    });
+    assert_eq!(
+        refused(s),
+        "cluster v1|reviews: connectionPool.tcp.connectTimeout: -0.000000005s is negative"
+    );
+    let mut s = canary();
+    s.clusters[1].outlier_detection = Some(pb::OutlierDetection {
+        base_ejection_time: bad(i64::MAX, 0),
+        ..Default::default()
+    });
+    assert_eq!(
+        refused(s),
+        "cluster v2|reviews: outlierDetection.baseEjectionTime: 9223372036854775807s is over \
+         10000 years"
+    );
+}
