@@ -10,10 +10,10 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::discovery::ConfigState;
 use crate::health::DRAINING;
 use crate::http::{ProxyBody, local_reply};
 use crate::lifecycle::Lifecycle;
+use crate::state::ConfigState;
 
 /// What the admin API reads and acts on.
 #[derive(Debug)]

@@ -28,6 +28,7 @@ pub mod listener;
 mod outlier;
 mod peer;
 pub mod retry;
+pub mod state;
 mod stats;
 pub mod telemetry;
 mod tls_stats;

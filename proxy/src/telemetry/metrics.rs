@@ -42,8 +42,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::Direction;
-use crate::discovery::ConfigState;
 use crate::http::{ProxyBody, local_reply};
+use crate::state::ConfigState;
 use crate::upstream::Endpoint;
 
 /// The `Content-Type` of `/stats/prometheus`: the Prometheus text format 0.0.4.
