@@ -29,9 +29,7 @@ mod outlier;
 mod peer;
 pub mod retry;
 pub mod state;
-mod stats;
 pub mod telemetry;
-mod tls_stats;
 pub mod upstream;
 pub mod wait_ready;
 

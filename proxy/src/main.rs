@@ -571,12 +571,12 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         admin::handle,
         stop.clone(),
     ));
-    metrics::watch_config(Arc::clone(&state));
+    metrics::watch_config(Arc::<ConfigState>::clone(&state));
     tokio::spawn(listener::serve(
         "stats",
         stats_listener,
         Arc::new(()),
-        metrics::handle_scrape,
+        admin::handle_scrape,
         stop.clone(),
     ));
     tokio::spawn(listener::serve(
@@ -678,7 +678,8 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         let inb = Inbound::new(&args.app, Arc::clone(&state.current), telemetry, mesh_tls)?
             .with_capture(capture, own_ports)
             .with_app_health(app_health);
-        metrics::watch_app(Arc::clone(&inb.app));
+        let app = Arc::clone(&inb.app);
+        metrics::watch_app(move || app.open_connections());
         tasks.push(tokio::spawn(listener::serve_inbound(
             l,
             Arc::new(inb),

@@ -3,7 +3,9 @@
 //! metrics read. It lives apart from the discovery client so that its
 //! readers need not depend on the client (issue 19: no import cycles).
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use remora_proto::pb;
@@ -12,6 +14,7 @@ use tokio::sync::watch;
 use crate::app_health::AppHealth;
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::identity::Identity;
+use crate::telemetry::metrics::{ConfigFigures, LiveConfig};
 use crate::telemetry::trace::{SamplingControl, SamplingRatio};
 use crate::upstream::EndpointRegistry;
 
@@ -87,6 +90,40 @@ impl ConfigState {
         self.current.store(Arc::new(config));
         self.trace_sampling.apply_mesh(sampling);
         Ok(())
+    }
+}
+
+/// The scrape-time gauges: ejected hosts, open connections to endpoints and
+/// the version, all from the config applied at the scrape.
+impl LiveConfig for ConfigState {
+    fn figures(&self, now: Instant) -> ConfigFigures {
+        let config = self.current.load_full();
+        let ejected = config
+            .clusters()
+            .iter()
+            .map(|c| {
+                let n = c
+                    .endpoints()
+                    .iter()
+                    .filter(|e| e.ejection_left(now).is_some())
+                    .count();
+                (c.service().to_owned(), c.subset().to_owned(), n)
+            })
+            .collect();
+        // An endpoint is shared by every cluster that lists it: count it once.
+        let mut seen = HashSet::new();
+        let open_connections = config
+            .clusters()
+            .iter()
+            .flat_map(|c| c.endpoints())
+            .filter(|e| seen.insert(Arc::as_ptr(e)))
+            .map(|e| e.open_connections())
+            .sum();
+        ConfigFigures {
+            ejected,
+            open_connections,
+            version: config.version().to_owned(),
+        }
     }
 }
 

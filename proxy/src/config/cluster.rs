@@ -318,7 +318,7 @@ impl Cluster {
             return None;
         }
         let time = endpoint.eject(now, s, jitter());
-        crate::stats::OUTLIER_EJECTIONS.inc();
+        crate::telemetry::stats::OUTLIER_EJECTIONS.inc();
         let ms = time.as_millis().to_string();
         events::emit(
             "ejected",

@@ -40,7 +40,7 @@ use super::{capture, orig_dst, tunnel};
 use crate::config::MtlsMode;
 use crate::peer::Peer;
 use crate::telemetry::Direction;
-use crate::tls_stats::tls_handshake_failed;
+use crate::telemetry::stats::tls_handshake_failed;
 
 /// How long a new connection may take to send its first byte, and then to
 /// finish the TLS handshake.

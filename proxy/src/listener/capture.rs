@@ -130,9 +130,11 @@ fn http_service(
     activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::telemetry::Observed>,
+    Response = http::Response<crate::listener::observe::Observed>,
     Error = Infallible,
-    Future = impl Future<Output = Result<http::Response<crate::telemetry::Observed>, Infallible>> + Send,
+    Future = impl Future<
+        Output = Result<http::Response<crate::listener::observe::Observed>, Infallible>,
+    > + Send,
 > + Clone {
     service_fn(move |mut req| {
         let stream = activity.stream();

@@ -23,8 +23,9 @@ use crate::authz::{Denied, RequestAttributes};
 use crate::config::{RuntimeConfig, app_version};
 use crate::error::ProxyError;
 use crate::http::{APP_UNREACHED, authority, check_request_target, host_of, strip_hop_by_hop};
+use crate::listener::observe::{Observed, Record};
 use crate::peer::Peer;
-use crate::telemetry::{Direction, Observed, Record, Telemetry};
+use crate::telemetry::{Direction, Telemetry};
 use crate::upstream::{Endpoint, PoolSettings, Transport};
 
 /// The header that tells the app who called (Envoy's format).

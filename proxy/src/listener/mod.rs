@@ -8,6 +8,7 @@ pub mod capture;
 pub(crate) mod detect;
 pub(crate) mod dst_port;
 pub mod inbound;
+pub(crate) mod observe;
 pub(crate) mod orig_dst;
 pub mod orig_proto;
 pub mod outbound;

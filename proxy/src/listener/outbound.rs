@@ -20,9 +20,10 @@ use crate::error::ProxyError;
 use crate::http::{
     APP_UNREACHED, ProxyBody, authority, check_request_target, host_of, port_of, strip_hop_by_hop,
 };
+use crate::listener::observe::{Observed, Record};
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
-use crate::stats;
-use crate::telemetry::{Direction, Observed, Record, Telemetry};
+use crate::telemetry::stats;
+use crate::telemetry::{Direction, Telemetry};
 use crate::upstream::{Endpoint, Outcome, Transport, UpstreamBody, UpstreamError};
 use remora_route::fault::Percentage;
 

@@ -80,17 +80,10 @@ pub(crate) enum Ended {
 }
 
 impl Ended {
-    /// The timeouts, in the order of [`Self::index`]: the `timeout` label
-    /// of `remora_downstream_cx_timeout_total`.
-    pub(crate) const TIMEOUTS: [&'static str; 5] = [
-        "listener_filters",
-        "request_headers",
-        "stream_idle",
-        "idle",
-        "tcp_idle",
-    ];
-
-    /// The position in [`Self::TIMEOUTS`]; `None` for an eviction.
+    /// The position in [`DOWNSTREAM_TIMEOUTS`] (the `timeout` label of
+    /// `remora_downstream_cx_timeout_total`); `None` for an eviction.
+    ///
+    /// [`DOWNSTREAM_TIMEOUTS`]: crate::telemetry::stats::DOWNSTREAM_TIMEOUTS
     pub(crate) fn index(self) -> Option<usize> {
         match self {
             Self::ListenerFilters => Some(0),

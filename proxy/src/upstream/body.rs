@@ -119,7 +119,7 @@ impl Body for UpstreamBody {
             *this.deadline = None;
             // Mid-response: the connection is closed, never pooled.
             this.done.take();
-            crate::stats::UPSTREAM_TIMEOUT.inc();
+            crate::telemetry::stats::UPSTREAM_TIMEOUT.inc();
             return Poll::Ready(Some(Err(Box::new(BodyTimeout { after }))));
         }
         let frame = ready!(this.inner.as_mut().poll_frame(cx)).map(|f| f.map_err(Into::into));

@@ -25,7 +25,7 @@ use super::body::RequestBody;
 use super::endpoint::Endpoint;
 use super::pool::{PoolSettings, UpstreamError};
 use crate::telemetry::Direction;
-use crate::tls_stats::tls_handshake_failed;
+use crate::telemetry::stats::tls_handshake_failed;
 
 /// How a request reaches an endpoint.
 #[derive(Debug, Clone, Copy)]
