@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::Outcome;
 use super::limits::{Limits, RequestSlot};
 use super::pool::Connections;
+use crate::outlier::Outcome;
 use crate::outlier::{OutlierDetector, OutlierSettings, Verdict};
 
 /// An upstream `host:port` (an IP, or a DNS name resolved at connect time).
