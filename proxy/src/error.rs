@@ -87,7 +87,7 @@ pub enum ProxyError {
     BadHost(#[from] crate::http::host::HostError),
     /// The peer sidecar's app port is not one ([`crate::listener::dst_port`]).
     #[error(transparent)]
-    BadDstPort(#[from] crate::listener::dst_port::BadDstPort),
+    BadDstPort(#[from] crate::http::dst_port::BadDstPort),
 }
 
 impl ProxyError {

@@ -17,12 +17,13 @@ use rustls::ServerConfig;
 
 use super::capture::CaptureSettings;
 use super::outbound::{into_downstream_response, prepare_upstream_request};
-use super::{dst_port, orig_proto};
+use super::{check_request_target, orig_proto};
 use crate::app_health::AppHealth;
 use crate::authz::{Denied, RequestAttributes};
 use crate::config::{RuntimeConfig, app_version};
 use crate::error::ProxyError;
-use crate::http::{APP_UNREACHED, authority, check_request_target, host_of, strip_hop_by_hop};
+use crate::http::dst_port;
+use crate::http::{APP_UNREACHED, authority, host_of, strip_hop_by_hop};
 use crate::listener::observe::{Observed, Record};
 use crate::peer::Peer;
 use crate::telemetry::{Direction, Telemetry};

@@ -6,7 +6,6 @@ mod accept;
 pub(crate) mod admit;
 pub mod capture;
 pub(crate) mod detect;
-pub(crate) mod dst_port;
 pub mod inbound;
 pub(crate) mod observe;
 pub(crate) mod orig_dst;
@@ -37,10 +36,24 @@ use tokio::sync::watch;
 use bytes::Bytes;
 use http_body::Body;
 
+use crate::error::ProxyError;
 use crate::limits::HeaderLimits;
 use admit::ConnectionLimit;
 use detect::{Prefixed, Protocol};
 use watchdog::{Activity, Phase};
+
+/// Makes the request target unambiguous before anything reads it: exactly
+/// one authority ([`check_host`](crate::http::host::check_host)) and the path normalised per `paths`
+/// ([`PathNormalization::apply`](crate::http::path::PathNormalization::apply)). Routing, AuthorizationPolicy and the
+/// upstream all see the result; on error the request gets 400.
+pub(crate) fn check_request_target(
+    parts: &mut http::request::Parts,
+    paths: crate::http::path::PathNormalization,
+) -> Result<(), ProxyError> {
+    crate::http::host::check_host(parts)?;
+    paths.apply(&mut parts.uri)?;
+    Ok(())
+}
 
 /// Serves `handler` on every connection accepted from `listener` until
 /// `shutdown` turns true, then closes the listener (new connections are

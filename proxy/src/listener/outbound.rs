@@ -12,14 +12,13 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::capture::{CaptureSettings, Captured};
-use super::dst_port;
+use super::check_request_target;
 use super::tcp::{BLACKHOLE, PASSTHROUGH};
 use crate::config::Route;
 use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
-use crate::http::{
-    APP_UNREACHED, ProxyBody, authority, check_request_target, host_of, port_of, strip_hop_by_hop,
-};
+use crate::http::dst_port;
+use crate::http::{APP_UNREACHED, ProxyBody, authority, host_of, port_of, strip_hop_by_hop};
 use crate::listener::observe::{Observed, Record};
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
 use crate::telemetry::stats;
