@@ -32,9 +32,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::admit::ConnectionLimit;
+use super::activity::ConnectionLimit;
+use super::activity::{Activity, Phase};
 use super::inbound::{self, Dialled, Inbound};
-use super::watchdog::{Activity, Phase, Watched};
+use super::watchdog::Watched;
 use super::{Builders, next_connection, sniff_http};
 use super::{capture, orig_dst, tunnel};
 use crate::config::MtlsMode;

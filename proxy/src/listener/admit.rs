@@ -26,22 +26,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::watchdog::{self, Activity, Phase, Watched};
-use crate::telemetry::stats::{ListenerStats, listener_stats};
-
-/// The connections of one listener.
-#[derive(Debug)]
-pub(crate) struct ConnectionLimit {
-    name: &'static str,
-    stats: &'static ListenerStats,
-    max: usize,
-    plaintext_max: usize,
-    open: AtomicUsize,
-    plaintext: AtomicUsize,
-    /// Connections in the order they were accepted, for eviction: those
-    /// past detection or closed are skipped, and pruned as the queue grows.
-    detecting: Mutex<VecDeque<Weak<Activity>>>,
-}
+use super::activity::{Activity, ConnectionLimit, Phase};
+use super::watchdog::{self, Watched};
+use crate::telemetry::stats::listener_stats;
 
 impl ConnectionLimit {
     /// The limit of listener `name` (one of `inbound`, `outbound`,

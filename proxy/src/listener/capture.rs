@@ -23,13 +23,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::admit::ConnectionLimit;
+use super::activity::ConnectionLimit;
+use super::activity::{Activity, Phase};
 use super::detect::{self, Prefixed, Protocol};
 use super::inbound::{Dialled, Inbound};
 use super::orig_dst::{self, OriginalDst};
 use super::outbound::{self, Outbound};
 use super::tcp::{self, BLACKHOLE, PASSTHROUGH, TcpRecord};
-use super::watchdog::{Activity, Phase, Watched};
+use super::watchdog::Watched;
 use super::{Builders, next_connection, sniff_http, tunnel};
 use crate::config::OutboundPolicy;
 use crate::peer::Peer;

@@ -3,6 +3,7 @@
 //! adds TLS per PeerAuthentication ([`serve_inbound`]).
 
 mod accept;
+pub(crate) mod activity;
 pub(crate) mod admit;
 pub mod capture;
 pub(crate) mod detect;
@@ -38,9 +39,9 @@ use http_body::Body;
 
 use crate::error::ProxyError;
 use crate::limits::HeaderLimits;
-use admit::ConnectionLimit;
+use activity::ConnectionLimit;
+use activity::{Activity, Phase};
 use detect::{Prefixed, Protocol};
-use watchdog::{Activity, Phase};
 
 /// Makes the request target unambiguous before anything reads it: exactly
 /// one authority ([`check_host`](crate::http::host::check_host)) and the path normalised per `paths`
