@@ -1,6 +1,8 @@
-//! HTTP helpers shared by both directions: the request target checks
-//! ([`check_request_target`]: one Host, a normal path), host extraction,
-//! hop-by-hop headers, and the body type the proxy answers with.
+//! HTTP helpers shared by both directions: host extraction and the Host
+//! check ([`host`]; the listeners check the whole request target with
+//! [`check_request_target`](crate::listener::check_request_target)), the
+//! app port carried between sidecars ([`dst_port`]), hop-by-hop headers,
+//! and the body type the proxy answers with.
 
 pub(crate) mod dst_port;
 pub mod host;

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use remora_certs::{AllowedPeers, ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
 use rustls::ServerConfig;
 
-use super::capture::CaptureSettings;
+use super::captured::CaptureSettings;
 use super::outbound::{into_downstream_response, prepare_upstream_request};
 use super::{check_request_target, orig_proto};
 use crate::app_health::AppHealth;

@@ -6,8 +6,10 @@ mod accept;
 pub(crate) mod activity;
 pub(crate) mod admit;
 pub mod capture;
+pub mod captured;
 pub(crate) mod detect;
 pub mod inbound;
+mod inbound_http;
 pub(crate) mod observe;
 pub(crate) mod orig_dst;
 pub mod orig_proto;
@@ -16,9 +18,9 @@ pub mod tcp;
 pub mod tunnel;
 pub(crate) mod watchdog;
 
-pub(crate) use accept::HANDSHAKE_TIMEOUT;
 pub use accept::serve_inbound;
-pub use capture::{CaptureSettings, serve_outbound};
+pub use capture::serve_outbound;
+pub use captured::CaptureSettings;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,6 +44,11 @@ use crate::limits::HeaderLimits;
 use activity::ConnectionLimit;
 use activity::{Activity, Phase};
 use detect::{Prefixed, Protocol};
+
+/// How long a new connection may take to send its first byte, and then to
+/// finish the TLS handshake; and how long the capturing listener waits to
+/// connect to a TCP destination.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Makes the request target unambiguous before anything reads it: exactly
 /// one authority ([`check_host`](crate::http::host::check_host)) and the path normalised per `paths`
