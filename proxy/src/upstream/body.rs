@@ -15,10 +15,6 @@ use tokio::time::{Instant, Sleep};
 use super::endpoint::ActiveRequest;
 use super::pool::IdleH1;
 
-/// A request body on its way upstream: the client's body streamed through
-/// as it arrives, or one a retry can send again (read whole, or teed).
-pub(crate) type RequestBody = http_body_util::Either<Incoming, crate::retry::body::Replay>;
-
 pin_project_lite::pin_project! {
     /// An upstream response body.
     #[derive(Debug)]

@@ -13,7 +13,8 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::{RequestBody, UpstreamBody};
+use super::body::UpstreamBody;
+use super::replay::RequestBody;
 use super::endpoint::{ActiveRequest, Endpoint};
 use super::limits::ConnectionSlot;
 use super::tls::{MtlsClient, MtlsH2, TlsFailure, Transport, tls_message};

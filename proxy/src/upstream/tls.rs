@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::body::RequestBody;
+use super::replay::RequestBody;
 use super::endpoint::Endpoint;
 use super::pool::{PoolSettings, UpstreamError};
 use crate::telemetry::Direction;
