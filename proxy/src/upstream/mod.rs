@@ -9,6 +9,7 @@ mod endpoint;
 mod limits;
 mod pool;
 pub mod replay;
+mod send;
 mod tls;
 
 /// Outlier detection counts what an attempt came to; the request path says it.
