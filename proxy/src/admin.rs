@@ -1,7 +1,7 @@
 //! The admin API (localhost only by default): `/ready`, `/config_dump`,
 //! `/clusters` (endpoints with their load and ejection state), `/certs`,
 //! `/stats`, `/logging`, and `POST /quitquitquit` (drain and exit, for
-//! Jobs, as Istio's).
+//! Jobs, as Istio's); and the stats port's `/stats/prometheus`.
 
 use std::sync::Arc;
 
@@ -10,10 +10,11 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::discovery::ConfigState;
 use crate::health::DRAINING;
 use crate::http::{ProxyBody, local_reply};
 use crate::lifecycle::Lifecycle;
+use crate::state::ConfigState;
+use crate::telemetry::metrics::{self, PROMETHEUS_PATH};
 
 /// What the admin API reads and acts on.
 #[derive(Debug)]
@@ -27,7 +28,8 @@ pub struct Admin {
 /// Answers one admin request.
 pub async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ProxyBody> {
     if req.uri().path() == "/logging" {
-        return crate::telemetry::log_level::admin(req.method(), req.uri().query());
+        let (status, text) = crate::telemetry::log_level::admin(req.method(), req.uri().query());
+        return local_reply(status, text);
     }
     if req.uri().path() == "/quitquitquit" {
         return quit(&admin.lifecycle, req.method());
@@ -110,7 +112,8 @@ pub async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Response<Proxy
         }
         "/stats" => {
             let mut resp = local_reply(StatusCode::OK, String::new());
-            *resp.body_mut() = Either::Right(Full::new(Bytes::from(crate::stats::render())));
+            *resp.body_mut() =
+                Either::Right(Full::new(Bytes::from(metrics::global().encode_samples())));
             resp
         }
         other => local_reply(
@@ -142,6 +145,35 @@ fn quit(lifecycle: &Lifecycle, method: &Method) -> Response<ProxyBody> {
     local_reply(StatusCode::OK, "OK: draining, then exiting".into())
 }
 
+/// Answers one request on the stats port (15090 by default, as Envoy's):
+/// `GET /stats/prometheus` is every metric in the Prometheus text format.
+pub async fn handle_scrape(_: Arc<()>, req: Request<Incoming>) -> Response<ProxyBody> {
+    scrape(req.method(), req.uri().path())
+}
+
+fn scrape(method: &Method, path: &str) -> Response<ProxyBody> {
+    if path != PROMETHEUS_PATH {
+        return local_reply(
+            StatusCode::NOT_FOUND,
+            format!("no stats endpoint {path}; try {PROMETHEUS_PATH}"),
+        );
+    }
+    if method != Method::GET {
+        return local_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{PROMETHEUS_PATH} answers GET only"),
+        );
+    }
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(
+        metrics::global().encode(),
+    ))));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +190,21 @@ mod tests {
         assert_eq!(
             quit(&exposed, &Method::POST).status(),
             StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn the_scrape_path_answers_prometheus_text() {
+        let resp = scrape(&Method::GET, PROMETHEUS_PATH);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], metrics::CONTENT_TYPE);
+        assert_eq!(
+            scrape(&Method::GET, "/metrics").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            scrape(&Method::POST, PROMETHEUS_PATH).status(),
+            StatusCode::METHOD_NOT_ALLOWED
         );
     }
 }

@@ -85,9 +85,9 @@ pub enum ProxyError {
     /// from its target's authority.
     #[error(transparent)]
     BadHost(#[from] crate::http::host::HostError),
-    /// The peer sidecar's app port is not one ([`crate::listener::dst_port`]).
+    /// The peer sidecar's app port is not one ([`crate::http::dst_port`]).
     #[error(transparent)]
-    BadDstPort(#[from] crate::listener::dst_port::BadDstPort),
+    BadDstPort(#[from] crate::http::dst_port::BadDstPort),
 }
 
 impl ProxyError {

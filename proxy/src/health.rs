@@ -11,9 +11,9 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::discovery::ConfigState;
 use crate::http::{ProxyBody, local_reply};
 use crate::lifecycle::Lifecycle;
+use crate::state::ConfigState;
 
 /// What readiness depends on.
 #[derive(Debug)]

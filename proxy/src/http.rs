@@ -1,22 +1,21 @@
-//! HTTP helpers shared by both directions: the request target checks
-//! ([`check_request_target`]: one Host, a normal path), host extraction,
-//! hop-by-hop headers, and the body type the proxy answers with.
+//! HTTP helpers shared by both directions: host extraction and the Host
+//! check ([`host`]; the listeners check the whole request target with
+//! [`check_request_target`](crate::listener::check_request_target)), the
+//! app port carried between sidecars ([`dst_port`]), hop-by-hop headers,
+//! and the body type the proxy answers with.
 
+pub(crate) mod dst_port;
 pub mod host;
 pub(crate) use remora_route::host::{authority, host_of, port_of};
 pub use remora_route::path;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 use remora_route::fault::Abort;
 
-use crate::error::ProxyError;
 use crate::upstream::UpstreamBody;
-use host::check_host;
-use path::PathNormalization;
 
 /// What the proxy answers with: the upstream's body or a local reply.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -57,19 +56,6 @@ pub(crate) fn abort_reply(abort: Abort) -> Response<ProxyBody> {
             resp
         }
     }
-}
-
-/// Makes the request target unambiguous before anything reads it: exactly
-/// one authority ([`check_host`]) and the path normalised per `paths`
-/// ([`PathNormalization::apply`]). Routing, AuthorizationPolicy and the
-/// upstream all see the result; on error the request gets 400.
-pub(crate) fn check_request_target(
-    parts: &mut Parts,
-    paths: PathNormalization,
-) -> Result<(), ProxyError> {
-    check_host(parts)?;
-    paths.apply(&mut parts.uri)?;
-    Ok(())
 }
 
 /// Headers a `Connection` header may not name: removing them would change

@@ -28,9 +28,8 @@ pub mod listener;
 mod outlier;
 mod peer;
 pub mod retry;
-mod stats;
+pub mod state;
 pub mod telemetry;
-mod tls_stats;
 pub mod upstream;
 pub mod wait_ready;
 

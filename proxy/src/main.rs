@@ -18,13 +18,14 @@ use remora_proto::error_chain;
 use remora_proto::pb;
 use remora_proxy::app_health::{AppHealth, AppProbe};
 use remora_proxy::capture::{self, InitArgs, nft};
-use remora_proxy::discovery::{self, ConfigState};
+use remora_proxy::discovery;
 use remora_proxy::http::{ProxyBody, local_reply};
 use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::lifecycle::{Lifecycle, parse_duration};
 use remora_proxy::limits::{self, ConnectionLimits, HeaderLimits, Timeouts};
 use remora_proxy::listener::{self, CaptureSettings, inbound::Inbound, outbound::Outbound};
 use remora_proxy::retry::{BudgetSettings, Retries};
+use remora_proxy::state::ConfigState;
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
 use remora_proxy::telemetry::trace::{SamplingControl, SamplingRatio, TraceConfig, Tracer};
 use remora_proxy::telemetry::{Telemetry, Workload, log_level, metrics};
@@ -570,12 +571,12 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         admin::handle,
         stop.clone(),
     ));
-    metrics::watch_config(Arc::clone(&state));
+    metrics::watch_config(Arc::<ConfigState>::clone(&state));
     tokio::spawn(listener::serve(
         "stats",
         stats_listener,
         Arc::new(()),
-        metrics::handle_scrape,
+        admin::handle_scrape,
         stop.clone(),
     ));
     tokio::spawn(listener::serve(
@@ -677,7 +678,8 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         let inb = Inbound::new(&args.app, Arc::clone(&state.current), telemetry, mesh_tls)?
             .with_capture(capture, own_ports)
             .with_app_health(app_health);
-        metrics::watch_app(Arc::clone(&inb.app));
+        let app = Arc::clone(&inb.app);
+        metrics::watch_app(move || app.open_connections());
         tasks.push(tokio::spawn(listener::serve_inbound(
             l,
             Arc::new(inb),

@@ -4,5 +4,5 @@
 
 mod endpoint;
 
-pub(crate) use endpoint::pick_index;
+pub(crate) use endpoint::pick_healthy;
 pub(crate) use remora_route::LoadBalancer;

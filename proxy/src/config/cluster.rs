@@ -10,7 +10,7 @@ use remora_route::{ClusterSpec, ConnectionPoolSpec};
 
 use super::ConfigError;
 use super::{ServicePorts, UpstreamPolicy, upstream_version};
-use crate::balance::{LoadBalancer, pick_index};
+use crate::balance::{LoadBalancer, pick_healthy};
 use crate::events;
 use crate::outlier::{OutlierSettings, Verdict};
 use crate::telemetry::metrics;
@@ -220,43 +220,14 @@ impl Cluster {
         avoid: &[Arc<Endpoint>],
         now: Instant,
     ) -> Option<&Arc<Endpoint>> {
-        let avoided = |e: &Arc<Endpoint>| avoid.iter().any(|a| Arc::ptr_eq(a, e));
-        let ejected = |e: &Arc<Endpoint>| e.is_ejected(now, &self.ejection);
-        if !self.endpoints.iter().any(|e| avoided(e) || ejected(e)) {
-            // The usual case: nothing to leave out, nothing to allocate.
-            let i = pick_index(
-                self.load_balancer,
-                self.endpoints.len(),
-                &self.cursor,
-                |i| self.endpoints[i].active_requests(),
-            )?;
-            return self.endpoints.get(i);
-        }
-        let healthy: Vec<&Arc<Endpoint>> = self.endpoints.iter().filter(|e| !ejected(e)).collect();
-        let panics = self.ejection.panics(healthy.len(), self.endpoints.len());
-        let pool: Vec<&Arc<Endpoint>> = if panics {
-            self.endpoints.iter().collect()
-        } else {
-            healthy
-        };
-        if pool.iter().any(|e| !avoided(e)) {
-            self.pick_among(&pool, |e| !avoided(e))
-        } else {
-            self.pick_among(&pool, |_| true)
-        }
-    }
-
-    /// Picks per the load balancer among the `pool` entries that `keep`.
-    fn pick_among<'a>(
-        &self,
-        pool: &[&'a Arc<Endpoint>],
-        keep: impl Fn(&Arc<Endpoint>) -> bool,
-    ) -> Option<&'a Arc<Endpoint>> {
-        let candidates: Vec<&'a Arc<Endpoint>> = pool.iter().copied().filter(|e| keep(e)).collect();
-        let i = pick_index(self.load_balancer, candidates.len(), &self.cursor, |i| {
-            candidates[i].active_requests()
-        })?;
-        Some(candidates[i])
+        pick_healthy(
+            self.load_balancer,
+            &self.endpoints,
+            &self.cursor,
+            &self.ejection,
+            avoid,
+            now,
+        )
     }
 
     /// Records what an attempt on `endpoint` came to, for outlier
@@ -317,7 +288,7 @@ impl Cluster {
             return None;
         }
         let time = endpoint.eject(now, s, jitter());
-        crate::stats::OUTLIER_EJECTIONS.inc();
+        crate::telemetry::stats::OUTLIER_EJECTIONS.inc();
         let ms = time.as_millis().to_string();
         events::emit(
             "ejected",

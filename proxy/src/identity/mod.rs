@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use args::{IdentityArgs, IdentitySettings};
-pub(crate) use client::{CaClient, RenewOverTls, SignError, Signer, control_plane_id, tls_channel};
-pub(crate) use renew::Credentials;
+pub(crate) use client::{SignError, Signer, control_plane_id, tls_channel};
+pub use renew::start;
 
 use crate::events;
 pub use crate::identity::args::CaAddress;
@@ -248,118 +248,6 @@ impl Identity {
             "chain_pem": c.chain_pem,
             "trust_bundle_pem": c.trust_bundle_pem,
         })
-    }
-}
-
-/// Starts the workload identity: gets the first certificate (see
-/// [`renew::first_certificate`]) and spawns the renewal task. Prints an `identity` event
-/// saying where certificates come from; over plaintext, also a `warning` event, since the
-/// token then travels in clear.
-///
-/// Returns when the proxy has its certificate, or with the CA's refusal. With the identity
-/// comes the address of the control plane's TLS port, where the discovery stream goes (with
-/// the certificate, which is what the control plane registers the proxy as): the identity
-/// service's own address when it is TLS, else the TLS port its first answer named (`None` if
-/// it named none: discovery then stays on `--control-plane`).
-pub async fn start(
-    settings: IdentitySettings,
-) -> Result<(Arc<Identity>, Option<CaAddress>), SignError> {
-    let IdentitySettings {
-        id,
-        token,
-        address,
-        transport,
-        lifetime_secs,
-    } = settings;
-    let ca = address.to_string();
-    let credentials = Credentials {
-        id,
-        token,
-        lifetime_secs,
-    };
-    match transport {
-        args::CaTransport::Tls(bundle) => {
-            events::emit(
-                "identity",
-                &[
-                    ("mtls", "on"),
-                    ("spiffe_id", credentials.id.as_str()),
-                    ("ca", &ca),
-                    ("transport", "tls"),
-                ],
-            );
-            let mesh = MeshTls::new(bundle);
-            let trust_domain = credentials.id.trust_domain();
-            let client = CaClient::tls(address, mesh.clone(), &trust_domain)
-                .map_err(|e| SignError::Local(e.to_string()))?;
-            let identity =
-                Arc::new(renew::first_certificate(&client, &credentials, Some(mesh)).await?);
-            let tls_address = client.address().clone();
-            tokio::spawn(renew::renew_forever(
-                Arc::clone(&identity),
-                client,
-                credentials,
-            ));
-            Ok((identity, Some(tls_address)))
-        }
-        args::CaTransport::Plaintext => {
-            events::emit(
-                "identity",
-                &[
-                    ("mtls", "on"),
-                    ("spiffe_id", credentials.id.as_str()),
-                    ("ca", &ca),
-                    ("transport", "plaintext"),
-                ],
-            );
-            let message = format!(
-                "no --ca-cert: the first certificate is requested from {ca} over plaintext, so \
-                 the bootstrap token travels in clear; give --ca-cert to use the control \
-                 plane's TLS port from the start"
-            );
-            tracing::warn!("{message}");
-            events::emit("warning", &[("message", &message)]);
-            let plaintext = CaClient::plaintext(address.clone());
-            let identity =
-                Arc::new(renew::first_certificate(&plaintext, &credentials, None).await?);
-            // From now on the bundle that came with the certificate can verify the control
-            // plane: renew over its TLS port, with the certificate.
-            let Some(port) = identity.ca_tls_port() else {
-                tokio::spawn(renew::renew_forever(
-                    Arc::clone(&identity),
-                    plaintext,
-                    credentials,
-                ));
-                return Ok((identity, None));
-            };
-            let tls_address = CaAddress {
-                host: address.host.clone(),
-                port,
-            };
-            events::emit(
-                "identity",
-                &[
-                    ("mtls", "on"),
-                    ("spiffe_id", credentials.id.as_str()),
-                    ("ca", &tls_address.to_string()),
-                    ("transport", "tls"),
-                    ("phase", "renewal"),
-                ],
-            );
-            let trust_domain = credentials.id.trust_domain();
-            let tls = CaClient::tls(
-                tls_address.clone(),
-                identity.mesh_tls().clone(),
-                &trust_domain,
-            )
-            .map_err(|e| SignError::Local(e.to_string()))?;
-            tokio::spawn(renew::renew_forever(
-                Arc::clone(&identity),
-                RenewOverTls::new(tls, plaintext),
-                credentials,
-            ));
-            Ok((identity, Some(tls_address)))
-        }
     }
 }
 

@@ -15,36 +15,27 @@
 //! Waiting for the first byte and the handshake are bounded by
 //! [`HANDSHAKE_TIMEOUT`], so a silent client cannot hold a task forever.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::Request;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulShutdown;
 use remora_certs::peer_identity;
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::admit::ConnectionLimit;
-use super::inbound::{self, Dialled, Inbound};
-use super::watchdog::{Activity, Phase, Watched};
-use super::{Builders, next_connection, sniff_http};
-use super::{capture, orig_dst, tunnel};
+use super::activity::ConnectionLimit;
+use super::activity::Phase;
+use super::inbound::{Dialled, Inbound};
+use super::watchdog::Watched;
+use super::{Builders, HANDSHAKE_TIMEOUT, inbound_http, next_connection, sniff_http};
+use super::{capture, orig_dst};
 use crate::config::MtlsMode;
 use crate::peer::Peer;
 use crate::telemetry::Direction;
-use crate::tls_stats::tls_handshake_failed;
-
-/// How long a new connection may take to send its first byte, and then to
-/// finish the TLS handshake.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::telemetry::stats::tls_handshake_failed;
 
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -132,7 +123,8 @@ pub async fn serve_inbound(
                             return;
                         };
                         let peer = Peer::plaintext();
-                        serve_http(builder, io, peer, inbound, watcher, dialled, activity).await;
+                        inbound_http::serve(builder, io, peer, inbound, watcher, dialled, activity)
+                            .await;
                     }
                 },
                 Some(Accepted::Silent(stream)) => {
@@ -154,8 +146,10 @@ pub async fn serve_inbound(
                             if !activity.established(phase, authenticated) {
                                 return;
                             }
-                            serve_http(builder, stream, peer, inbound, watcher, dialled, activity)
-                                .await;
+                            inbound_http::serve(
+                                builder, stream, peer, inbound, watcher, dialled, activity,
+                            )
+                            .await;
                         }
                         None => {
                             let Some((io, builder)) =
@@ -163,8 +157,10 @@ pub async fn serve_inbound(
                             else {
                                 return;
                             };
-                            serve_http(builder, io, peer, inbound, watcher, dialled, activity)
-                                .await;
+                            inbound_http::serve(
+                                builder, io, peer, inbound, watcher, dialled, activity,
+                            )
+                            .await;
                         }
                     }
                 }
@@ -268,48 +264,6 @@ async fn tls_accept(stream: Conn, config: &Arc<ServerConfig>) -> Option<Accepted
     tracing::debug!(?peer, error, "inbound TLS handshake failed");
     tls_handshake_failed(Direction::Inbound);
     None
-}
-
-/// Serves HTTP on one connection, putting `peer` and where the client
-/// `dialled` into each request. A `CONNECT` is a TCP tunnel
-/// ([`tunnel::accept`]). Each request is in flight for the watchdog
-/// ([`Activity::stream`]) while its handler runs.
-pub(super) async fn serve_http<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
-    peer: Peer,
-    inbound: Arc<Inbound>,
-    watcher: Watcher,
-    dialled: Dialled,
-    activity: Arc<Activity>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |mut req: Request<Incoming>| {
-        let stream = activity.stream();
-        let fut = if req.method() == http::Method::CONNECT {
-            Box::pin(tunnel::accept(
-                Arc::clone(&inbound),
-                req,
-                peer.clone(),
-                dialled,
-            )) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
-        } else {
-            req.extensions_mut().insert(peer.clone());
-            req.extensions_mut().insert(dialled);
-            // Boxed, as in `listener::serve`: the future is a few KiB.
-            Box::pin(inbound::handle(Arc::clone(&inbound), req))
-        };
-        async move {
-            let resp = fut.await;
-            drop(stream);
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "inbound connection ended with an error");
-    }
 }
 
 #[cfg(test)]

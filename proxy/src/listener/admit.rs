@@ -23,60 +23,12 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-
-use super::watchdog::{self, Activity, Ended, Phase, Watched};
-
-/// The listeners whose connections are counted, by `listener` label.
-const LISTENERS: [&str; 5] = ["inbound", "outbound", "admin", "stats", "health"];
-
-/// One listener's counters.
-#[derive(Debug)]
-struct ListenerStats {
-    total: AtomicU64,
-    active: AtomicUsize,
-    overflow: AtomicU64,
-    timeouts: [AtomicU64; 5],
-}
-
-impl ListenerStats {
-    const fn new() -> Self {
-        Self {
-            total: AtomicU64::new(0),
-            active: AtomicUsize::new(0),
-            overflow: AtomicU64::new(0),
-            timeouts: [const { AtomicU64::new(0) }; 5],
-        }
-    }
-}
-
-static STATS: [ListenerStats; 5] = [const { ListenerStats::new() }; 5];
-
-fn stats(name: &str) -> &'static ListenerStats {
-    let i = LISTENERS.iter().position(|l| *l == name).unwrap_or(0);
-    &STATS[i]
-}
-
-/// The connections of one listener.
-#[derive(Debug)]
-pub(crate) struct ConnectionLimit {
-    name: &'static str,
-    stats: &'static ListenerStats,
-    max: usize,
-    plaintext_max: usize,
-    open: AtomicUsize,
-    plaintext: AtomicUsize,
-    /// Connections in the order they were accepted, for eviction: those
-    /// past detection or closed are skipped, and pruned as the queue grows.
-    detecting: Mutex<VecDeque<Weak<Activity>>>,
-}
+use super::activity::{Activity, ConnectionLimit, Phase};
+use super::watchdog::{self, Watched};
+use crate::telemetry::stats::listener_stats;
 
 impl ConnectionLimit {
     /// The limit of listener `name` (one of `inbound`, `outbound`,
@@ -95,7 +47,7 @@ impl ConnectionLimit {
     ) -> Arc<Self> {
         Arc::new(Self {
             name,
-            stats: stats(name),
+            stats: listener_stats(name),
             max: limits.max,
             plaintext_max: limits.plaintext_max(mtls_reserve),
             open: AtomicUsize::new(0),
@@ -211,61 +163,6 @@ impl Drop for Slot {
         if self.activity.plaintext.swap(false, Ordering::Relaxed) {
             limit.plaintext.fetch_sub(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// Reads one counter of a listener.
-type ReadCounter = fn(&ListenerStats) -> u64;
-
-/// Exports the listeners' counters (registered in
-/// [`crate::telemetry::metrics`]).
-#[derive(Debug)]
-pub(crate) struct DownstreamCounters;
-
-impl Collector for DownstreamCounters {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let counters: [(&str, &str, ReadCounter); 2] = [
-            ("downstream_cx", "Connections accepted, by listener", |s| {
-                s.total.load(Ordering::Relaxed)
-            }),
-            (
-                "downstream_cx_overflow",
-                "Connections closed because the listener was full: refused, evicted while \
-                 detecting, or over the share for connections without identity",
-                |s| s.overflow.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, read) in counters {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (listener, s) in LISTENERS.iter().zip(&STATS) {
-                ConstCounter::new(read(s))
-                    .encode(family.encode_family(&[("listener", *listener)])?)?;
-            }
-        }
-        let mut active = encoder.encode_descriptor(
-            "downstream_cx_active",
-            "Connections open, by listener",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (listener, s) in LISTENERS.iter().zip(&STATS) {
-            ConstGauge::new(s.active.load(Ordering::Relaxed) as i64)
-                .encode(active.encode_family(&[("listener", *listener)])?)?;
-        }
-        let mut timeouts = encoder.encode_descriptor(
-            "downstream_cx_timeout",
-            "Connections closed by a timeout, by listener and timeout",
-            None,
-            MetricType::Counter,
-        )?;
-        for (listener, s) in LISTENERS.iter().zip(&STATS) {
-            for (timeout, n) in Ended::TIMEOUTS.iter().zip(&s.timeouts) {
-                ConstCounter::new(n.load(Ordering::Relaxed)).encode(
-                    timeouts.encode_family(&[("listener", *listener), ("timeout", *timeout)])?,
-                )?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -10,11 +10,9 @@
 //!   mesh endpoint with an identity through an mTLS tunnel ([`tunnel`]),
 //!   to any other destination directly (or refused by `REGISTRY_ONLY`).
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -23,56 +21,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::admit::ConnectionLimit;
+use super::activity::{Activity, ConnectionLimit, Phase};
+use super::captured::Captured;
 use super::detect::{self, Prefixed, Protocol};
 use super::inbound::{Dialled, Inbound};
 use super::orig_dst::{self, OriginalDst};
 use super::outbound::{self, Outbound};
 use super::tcp::{self, BLACKHOLE, PASSTHROUGH, TcpRecord};
-use super::watchdog::{Activity, Phase, Watched};
+use super::watchdog::Watched;
 use super::{Builders, next_connection, sniff_http, tunnel};
 use crate::config::OutboundPolicy;
 use crate::peer::Peer;
 use crate::telemetry::Direction;
-use crate::upstream::{Endpoint, Transport};
-
-/// How both listeners treat captured connections (proxy flags).
-#[derive(Debug, Clone)]
-pub struct CaptureSettings {
-    /// How long a captured connection may stay silent before it is
-    /// forwarded as TCP (`--protocol-detection-timeout`).
-    pub silence: Duration,
-    /// Ports forwarded as TCP without detection (`--opaque-ports`), on top
-    /// of those the mesh declares TCP.
-    pub opaque_ports: HashSet<u16>,
-}
-
-impl Default for CaptureSettings {
-    fn default() -> Self {
-        Self {
-            silence: detect::DEFAULT_SILENCE,
-            opaque_ports: HashSet::new(),
-        }
-    }
-}
-
-/// A captured HTTP connection, in each of its requests' extensions.
-#[derive(Debug)]
-pub struct Captured {
-    /// Where the app was connecting to.
-    pub dst: SocketAddr,
-    /// The original destination as an upstream, made on first use, so
-    /// that the requests of one keep-alive connection share its pool.
-    passthrough: OnceLock<Arc<Endpoint>>,
-}
-
-impl Captured {
-    /// The original destination as an endpoint.
-    pub(crate) fn passthrough(&self) -> &Arc<Endpoint> {
-        self.passthrough
-            .get_or_init(|| Arc::new(Endpoint::new(self.dst.to_string())))
-    }
-}
+use crate::upstream::Transport;
 
 /// Serves the outbound listener until `shutdown` turns true, then drains
 /// its HTTP connections as [`super::serve`] does (the caller bounds the
@@ -130,9 +91,11 @@ fn http_service(
     activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::telemetry::Observed>,
+    Response = http::Response<crate::listener::observe::Observed>,
     Error = Infallible,
-    Future = impl Future<Output = Result<http::Response<crate::telemetry::Observed>, Infallible>> + Send,
+    Future = impl Future<
+        Output = Result<http::Response<crate::listener::observe::Observed>, Infallible>,
+    > + Send,
 > + Clone {
     service_fn(move |mut req| {
         let stream = activity.stream();
@@ -179,10 +142,7 @@ async fn captured(
     match protocol {
         Protocol::Tcp => outbound_tcp(io, dst, &outbound).await,
         Protocol::Http1 | Protocol::Http2 => {
-            let captured = Arc::new(Captured {
-                dst,
-                passthrough: OnceLock::new(),
-            });
+            let captured = Arc::new(Captured::new(dst));
             let conn = builders.for_protocol(protocol).serve_connection(
                 TokioIo::new(io),
                 http_service(Arc::clone(&outbound), Some(captured), activity),
@@ -304,7 +264,8 @@ pub(super) async fn inbound_plaintext(
         Protocol::Http1 | Protocol::Http2 => {
             let peer = Peer::plaintext();
             let builder = builders.for_protocol(protocol);
-            super::accept::serve_http(builder, io, peer, inbound, watcher, dialled, activity).await;
+            super::inbound_http::serve(builder, io, peer, inbound, watcher, dialled, activity)
+                .await;
         }
     }
 }

@@ -15,16 +15,18 @@ use hyper::body::Incoming;
 use remora_certs::{AllowedPeers, ClientAuth, MeshTls, SpiffeId, Svid, TlsError};
 use rustls::ServerConfig;
 
-use super::capture::CaptureSettings;
+use super::captured::CaptureSettings;
 use super::outbound::{into_downstream_response, prepare_upstream_request};
-use super::{dst_port, orig_proto};
+use super::{check_request_target, orig_proto};
 use crate::app_health::AppHealth;
 use crate::authz::{Denied, RequestAttributes};
 use crate::config::{RuntimeConfig, app_version};
 use crate::error::ProxyError;
-use crate::http::{APP_UNREACHED, authority, check_request_target, host_of, strip_hop_by_hop};
+use crate::http::dst_port;
+use crate::http::{APP_UNREACHED, authority, host_of, strip_hop_by_hop};
+use crate::listener::observe::{Observed, Record};
 use crate::peer::Peer;
-use crate::telemetry::{Direction, Observed, Record, Telemetry};
+use crate::telemetry::{Direction, Telemetry};
 use crate::upstream::{Endpoint, PoolSettings, Transport};
 
 /// The header that tells the app who called (Envoy's format).

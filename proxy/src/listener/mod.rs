@@ -3,11 +3,14 @@
 //! adds TLS per PeerAuthentication ([`serve_inbound`]).
 
 mod accept;
+pub(crate) mod activity;
 pub(crate) mod admit;
 pub mod capture;
+pub mod captured;
 pub(crate) mod detect;
-pub(crate) mod dst_port;
 pub mod inbound;
+mod inbound_http;
+pub(crate) mod observe;
 pub(crate) mod orig_dst;
 pub mod orig_proto;
 pub mod outbound;
@@ -15,9 +18,9 @@ pub mod tcp;
 pub mod tunnel;
 pub(crate) mod watchdog;
 
-pub(crate) use accept::HANDSHAKE_TIMEOUT;
 pub use accept::serve_inbound;
-pub use capture::{CaptureSettings, serve_outbound};
+pub use capture::serve_outbound;
+pub use captured::CaptureSettings;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,10 +39,29 @@ use tokio::sync::watch;
 use bytes::Bytes;
 use http_body::Body;
 
+use crate::error::ProxyError;
 use crate::limits::HeaderLimits;
-use admit::ConnectionLimit;
+use activity::ConnectionLimit;
+use activity::{Activity, Phase};
 use detect::{Prefixed, Protocol};
-use watchdog::{Activity, Phase};
+
+/// How long a new connection may take to send its first byte, and then to
+/// finish the TLS handshake; and how long the capturing listener waits to
+/// connect to a TCP destination.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes the request target unambiguous before anything reads it: exactly
+/// one authority ([`check_host`](crate::http::host::check_host)) and the path normalised per `paths`
+/// ([`PathNormalization::apply`](crate::http::path::PathNormalization::apply)). Routing, AuthorizationPolicy and the
+/// upstream all see the result; on error the request gets 400.
+pub(crate) fn check_request_target(
+    parts: &mut http::request::Parts,
+    paths: crate::http::path::PathNormalization,
+) -> Result<(), ProxyError> {
+    crate::http::host::check_host(parts)?;
+    paths.apply(&mut parts.uri)?;
+    Ok(())
+}
 
 /// Serves `handler` on every connection accepted from `listener` until
 /// `shutdown` turns true, then closes the listener (new connections are

@@ -13,8 +13,8 @@
 use http::Version;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
+use http::uri::{Authority, Scheme, Uri};
 
-use super::outbound::absolute_form;
 use crate::error::ProxyError;
 
 /// The header that says an HTTP/2 request between proxies was HTTP/1.1
@@ -55,6 +55,29 @@ pub(crate) fn decode(parts: &mut Parts) {
         parts.headers.insert(header::HOST, value);
     }
     parts.version = Version::HTTP_11;
+}
+
+/// Gives a request the absolute URI HTTP/2 needs: scheme `http`, the Host
+/// (else the target's authority) as authority, and its path. The Host
+/// header goes: `:authority` carries it.
+pub(crate) fn absolute_form(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
+    let authority = match parts.headers.get(header::HOST) {
+        Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::NoHost)?,
+        None => parts.uri.authority().cloned().ok_or(ProxyError::NoHost)?,
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::NoHost)?;
+    parts.headers.remove(header::HOST);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,23 +6,23 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::request::Parts;
-use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use super::capture::{CaptureSettings, Captured};
-use super::dst_port;
+use super::captured::{CaptureSettings, Captured};
+use super::check_request_target;
+use super::orig_proto::absolute_form;
 use super::tcp::{BLACKHOLE, PASSTHROUGH};
 use crate::config::Route;
 use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
-use crate::http::{
-    APP_UNREACHED, ProxyBody, authority, check_request_target, host_of, port_of, strip_hop_by_hop,
-};
+use crate::http::dst_port;
+use crate::http::{APP_UNREACHED, ProxyBody, authority, host_of, port_of, strip_hop_by_hop};
+use crate::listener::observe::{Observed, Record};
 use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
-use crate::stats;
-use crate::telemetry::{Direction, Observed, Record, Telemetry};
+use crate::telemetry::stats;
+use crate::telemetry::{Direction, Telemetry};
 use crate::upstream::{Endpoint, Outcome, Transport, UpstreamBody, UpstreamError};
 use remora_route::fault::Percentage;
 
@@ -478,29 +478,6 @@ pub(crate) fn prepare_upstream_request(parts: &mut http::request::Parts) -> Resu
         }
         parts.version = Version::HTTP_11;
     }
-    Ok(())
-}
-
-/// Gives a request the absolute URI HTTP/2 needs: scheme `http`, the Host
-/// (else the target's authority) as authority, and its path. The Host
-/// header goes: `:authority` carries it.
-pub(crate) fn absolute_form(parts: &mut http::request::Parts) -> Result<(), ProxyError> {
-    let authority = match parts.headers.get(header::HOST) {
-        Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::NoHost)?,
-        None => parts.uri.authority().cloned().ok_or(ProxyError::NoHost)?,
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::NoHost)?;
-    parts.headers.remove(header::HOST);
     Ok(())
 }
 

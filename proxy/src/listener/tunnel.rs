@@ -27,8 +27,9 @@ use tokio::net::TcpStream;
 use super::inbound::{Dialled, Inbound};
 use super::tcp::{self, TcpRecord};
 use crate::http::{ProxyBody, local_reply};
+use crate::listener::observe::Observed;
 use crate::peer::Peer;
-use crate::telemetry::{Direction, Observed};
+use crate::telemetry::Direction;
 use crate::upstream::{Endpoint, PoolSettings, Transport, UpstreamError};
 
 /// How long the inbound side waits for the app to accept.

@@ -25,41 +25,15 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::admit::ConnectionLimit;
+use super::activity::{Activity, Phase};
 use crate::limits::Timeouts;
-
-/// What a connection is doing, as far as its timeouts go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Phase {
-    /// Accepted; the protocol is not known yet.
-    Detecting = 0,
-    /// Serving HTTP/1.
-    Http1 = 1,
-    /// Serving HTTP/2.
-    Http2 = 2,
-    /// Forwarding opaque TCP.
-    Tcp = 3,
-}
-
-impl Phase {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::Http1,
-            2 => Self::Http2,
-            3 => Self::Tcp,
-            _ => Self::Detecting,
-        }
-    }
-}
 
 /// Why the watchdog closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,17 +54,10 @@ pub(crate) enum Ended {
 }
 
 impl Ended {
-    /// The timeouts, in the order of [`Self::index`]: the `timeout` label
-    /// of `remora_downstream_cx_timeout_total`.
-    pub(crate) const TIMEOUTS: [&'static str; 5] = [
-        "listener_filters",
-        "request_headers",
-        "stream_idle",
-        "idle",
-        "tcp_idle",
-    ];
-
-    /// The position in [`Self::TIMEOUTS`]; `None` for an eviction.
+    /// The position in [`DOWNSTREAM_TIMEOUTS`] (the `timeout` label of
+    /// `remora_downstream_cx_timeout_total`); `None` for an eviction.
+    ///
+    /// [`DOWNSTREAM_TIMEOUTS`]: crate::telemetry::stats::DOWNSTREAM_TIMEOUTS
     pub(crate) fn index(self) -> Option<usize> {
         match self {
             Self::ListenerFilters => Some(0),
@@ -99,82 +66,6 @@ impl Ended {
             Self::Idle => Some(3),
             Self::TcpIdle => Some(4),
             Self::Evicted => None,
-        }
-    }
-}
-
-/// What the watchdog reads about one connection.
-#[derive(Debug)]
-pub(crate) struct Activity {
-    read: AtomicU64,
-    written: AtomicU64,
-    /// Requests whose handler is running.
-    streams: AtomicU32,
-    /// Requests handed over so far.
-    started: AtomicU64,
-    /// `read` when the last request in flight ended: more bytes than this
-    /// with no request in flight are the head of the next one.
-    idle_mark: AtomicU64,
-    phase: AtomicU8,
-    /// Wakes the watchdog: an eviction while detecting, or a new phase.
-    pub(super) evict: Notify,
-    /// Told to close for a newer connection ([`super::admit`]).
-    pub(super) evicted: std::sync::atomic::AtomicBool,
-    pub(super) limit: Arc<ConnectionLimit>,
-    /// Counted against the listener's plaintext share.
-    pub(super) plaintext: std::sync::atomic::AtomicBool,
-}
-
-impl Activity {
-    pub(super) fn new(limit: Arc<ConnectionLimit>) -> Self {
-        Self {
-            read: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            streams: AtomicU32::new(0),
-            started: AtomicU64::new(0),
-            idle_mark: AtomicU64::new(0),
-            phase: AtomicU8::new(Phase::Detecting as u8),
-            evict: Notify::new(),
-            evicted: std::sync::atomic::AtomicBool::new(false),
-            limit,
-            plaintext: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// The current phase.
-    pub(crate) fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Relaxed))
-    }
-
-    /// Moves to `phase`, and wakes the watchdog so that it follows the
-    /// new phase's bounds rather than sleeping out the old one's.
-    pub(super) fn set_phase(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::Relaxed);
-        self.evict.notify_one();
-    }
-
-    /// A request handed to the handler; in flight until the guard drops.
-    pub(crate) fn stream(self: &Arc<Self>) -> Stream {
-        self.streams.fetch_add(1, Ordering::Relaxed);
-        self.started.fetch_add(1, Ordering::Relaxed);
-        Stream(Arc::clone(self))
-    }
-
-    fn moved(&self) -> u64 {
-        self.read.load(Ordering::Relaxed) + self.written.load(Ordering::Relaxed)
-    }
-}
-
-/// A request in flight on a connection (see [`Activity::stream`]).
-#[derive(Debug)]
-pub(crate) struct Stream(Arc<Activity>);
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let activity = &self.0;
-        if activity.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let read = activity.read.load(Ordering::Relaxed);
-            activity.idle_mark.store(read, Ordering::Relaxed);
         }
     }
 }
@@ -352,6 +243,7 @@ pub(crate) async fn watch(activity: &Activity, t: &Timeouts) -> Ended {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listener::activity::ConnectionLimit;
 
     fn short() -> Timeouts {
         Timeouts {

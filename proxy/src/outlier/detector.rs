@@ -3,7 +3,20 @@
 use std::time::{Duration, Instant};
 
 use super::OutlierSettings;
-use crate::upstream::Outcome;
+
+/// What one attempt on an endpoint came to, as outlier detection counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The endpoint answered with this status (5xx count as errors; 502,
+    /// 503 and 504 also as gateway errors).
+    Response(http::StatusCode),
+    /// No connection could be made: a gateway error.
+    ConnectFailure,
+    /// The connection broke or timed out mid-request: a gateway error.
+    Reset,
+    /// A circuit-breaker limit refused the request locally: never counted.
+    Overflow,
+}
 
 /// What a recorded outcome asks of the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,7 @@
 
 mod detector;
 
+pub use detector::Outcome;
 pub(crate) use detector::{OutlierDetector, Verdict};
 pub(crate) use remora_route::outlier::OutlierSettings;
 

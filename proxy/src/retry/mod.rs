@@ -1,16 +1,18 @@
-//! Retries: the per-route policy, the backoff between tries, the budget
-//! that bounds the extra load retries add, and the buffering that makes a
-//! request body replayable.
+//! Retries: the per-route policy, the backoff between tries, and the budget
+//! that bounds the extra load retries add. The buffering that makes a
+//! request body replayable is [`crate::upstream::replay`].
 //!
 //! The attempt loop itself is on the request path, in
 //! [`crate::listener::outbound`].
 
 pub(crate) mod backoff;
-pub mod body;
 pub mod budget;
 
+/// The replayable request body lives with the bodies sent upstream, below
+/// both the pool and the retries; `retry::body` is its old path.
+pub use crate::upstream::replay as body;
+pub(crate) use crate::upstream::{ReplayableBody, buffer_body};
 pub(crate) use backoff::backoff;
-pub(crate) use body::{ReplayableBody, buffer_body};
 pub use budget::BudgetSettings;
 pub(crate) use budget::{RetryBudget, RetryBudgets};
 pub(crate) use remora_route::retry::{AttemptError, RetryPolicy};

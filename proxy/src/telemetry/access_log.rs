@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::stats;
+use super::stats;
 
 /// Lines buffered between requests and the writer.
 const QUEUE: usize = 4096;

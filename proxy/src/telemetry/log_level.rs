@@ -5,12 +5,10 @@
 
 use std::sync::OnceLock;
 
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
-
-use crate::http::{ProxyBody, local_reply};
 
 /// The handle `init` installed; absent in tests and libraries that never
 /// called it.
@@ -99,24 +97,25 @@ pub fn parse(directive: &str) -> Result<EnvFilter, LogLevelError> {
 /// The admin API's `/logging`: `GET` shows the filter in force; `POST
 /// /logging?level=<directive>` replaces it (400 with the parser's message
 /// when the directive is bad, 500 when no reloadable subscriber exists).
-pub fn admin(method: &Method, query: Option<&str>) -> Response<ProxyBody> {
+/// The status and the text of the answer; the admin API sends it.
+pub fn admin(method: &Method, query: Option<&str>) -> (StatusCode, String) {
     if method == Method::GET {
         return match current() {
-            Some(filter) => local_reply(StatusCode::OK, format!("level: {filter}")),
-            None => local_reply(
+            Some(filter) => (StatusCode::OK, format!("level: {filter}")),
+            None => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 LogLevelError::NotInstalled.to_string(),
             ),
         };
     }
     if method != Method::POST {
-        return local_reply(
+        return (
             StatusCode::METHOD_NOT_ALLOWED,
             "/logging answers GET (show the level) and POST ?level=<directive> (change it)".into(),
         );
     }
     let Some(directive) = query.and_then(|q| query_param(q, "level")) else {
-        return local_reply(
+        return (
             StatusCode::BAD_REQUEST,
             "POST /logging needs ?level=<directive>, e.g. level=debug or \
              level=remora_proxy=debug,hyper=info"
@@ -126,12 +125,10 @@ pub fn admin(method: &Method, query: Option<&str>) -> Response<ProxyBody> {
     match set(&directive) {
         Ok(filter) => {
             tracing::info!(level = %filter, "log level changed");
-            local_reply(StatusCode::OK, format!("level: {filter}"))
+            (StatusCode::OK, format!("level: {filter}"))
         }
-        Err(e @ LogLevelError::Invalid { .. }) => {
-            local_reply(StatusCode::BAD_REQUEST, e.to_string())
-        }
-        Err(e) => local_reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e @ LogLevelError::Invalid { .. }) => (StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -206,13 +203,13 @@ mod tests {
 
     #[test]
     fn admin_rejects_a_missing_or_bad_level() {
-        assert_eq!(admin(&Method::POST, None).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(admin(&Method::POST, None).0, StatusCode::BAD_REQUEST);
         assert_eq!(
-            admin(&Method::POST, Some("level=a=b=c")).status(),
+            admin(&Method::POST, Some("level=a=b=c")).0,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            admin(&Method::PUT, Some("level=debug")).status(),
+            admin(&Method::PUT, Some("level=debug")).0,
             StatusCode::METHOD_NOT_ALLOWED
         );
     }

@@ -8,11 +8,11 @@
 //! | `remora_request_duration_milliseconds` | histogram | [`RequestLabels`] |
 //! | `remora_tcp_connections_opened_total`, `remora_tcp_connections_closed_total` | counter | [`TcpLabels`] |
 //! | `remora_tcp_sent_bytes_total` (to the client), `remora_tcp_received_bytes_total` (from it) | counter | [`TcpLabels`] |
-//! | `remora_retry_attempts_total`, `remora_retry_budget_exhausted_total`, ... | counter | none (see [`crate::stats`]) |
+//! | `remora_retry_attempts_total`, `remora_retry_budget_exhausted_total`, ... | counter | none (see [`super::stats`]) |
 //! | `remora_outlier_ejected_hosts` | gauge | `destination_service`, `destination_subset` |
 //! | `remora_upstream_connections_active` | gauge | `direction` |
 //! | `remora_upstream_connections_opened_total` | counter | `direction` |
-//! | `remora_tls_handshake_failures_total` | counter | `direction` (from [`crate::tls_stats`]) |
+//! | `remora_tls_handshake_failures_total` | counter | `direction` (from [`super::stats`]) |
 //! | `remora_certificate_expiry_timestamp_seconds` | gauge | none |
 //! | `remora_config_version` | gauge (info: always 1) | `version` |
 //! | `remora_config_last_applied_timestamp_seconds` | gauge | none |
@@ -27,11 +27,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -42,9 +37,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::Direction;
-use crate::discovery::ConfigState;
-use crate::http::{ProxyBody, local_reply};
-use crate::upstream::Endpoint;
 
 /// The `Content-Type` of `/stats/prometheus`: the Prometheus text format 0.0.4.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -153,10 +145,30 @@ thread_local! {
 }
 
 /// What the scrape-time gauges read; set once by `main`.
-#[derive(Debug, Default)]
 struct Sources {
-    config: OnceLock<Arc<ConfigState>>,
-    app: OnceLock<Arc<Endpoint>>,
+    config: OnceLock<Arc<dyn LiveConfig>>,
+    app: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
+}
+
+/// The applied config as the scrape-time gauges read it. `main` hands the
+/// proxy's `ConfigState` (which implements it) to [`watch_config`]: the
+/// metrics name no config type, so the config may use the metrics.
+pub trait LiveConfig: Send + Sync {
+    /// The figures of the config applied now, read once per scrape.
+    fn figures(&self, now: Instant) -> ConfigFigures;
+}
+
+/// What [`LiveConfig::figures`] reports.
+#[derive(Debug, Default)]
+pub struct ConfigFigures {
+    /// Per cluster: its service, its subset (empty: none) and how many of
+    /// its hosts outlier detection holds ejected.
+    pub ejected: Vec<(String, String, usize)>,
+    /// Open connections to endpoints, each endpoint counted once however
+    /// many clusters list it.
+    pub open_connections: usize,
+    /// The config's version; empty before the first snapshot.
+    pub version: String,
 }
 
 static SOURCES: Sources = Sources {
@@ -190,8 +202,8 @@ impl Metrics {
             "Time from a request's arrival to the end of its response, in milliseconds",
             duration.clone(),
         );
-        registry.register_collector(Box::new(crate::stats::StaticCounters));
-        registry.register_collector(Box::new(crate::listener::admit::DownstreamCounters));
+        registry.register_collector(Box::new(super::stats::StaticCounters));
+        registry.register_collector(Box::new(super::stats::DownstreamCounters));
         let connections_opened = Family::<DirectionLabel, Counter>::default();
         registry.register(
             "upstream_connections_opened",
@@ -339,31 +351,6 @@ pub(crate) fn no_flags() -> Arc<str> {
 /// The scrape path on the stats port.
 pub(crate) const PROMETHEUS_PATH: &str = "/stats/prometheus";
 
-/// Answers one request on the stats port (15090 by default, as Envoy's):
-/// `GET /stats/prometheus` is every metric in the Prometheus text format.
-pub async fn handle_scrape(_: Arc<()>, req: Request<Incoming>) -> Response<ProxyBody> {
-    scrape(req.method(), req.uri().path())
-}
-
-fn scrape(method: &Method, path: &str) -> Response<ProxyBody> {
-    if path != PROMETHEUS_PATH {
-        return local_reply(
-            StatusCode::NOT_FOUND,
-            format!("no stats endpoint {path}; try {PROMETHEUS_PATH}"),
-        );
-    }
-    if method != Method::GET {
-        return local_reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{PROMETHEUS_PATH} answers GET only"),
-        );
-    }
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(global().encode()))));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    resp
-}
-
 /// `direction` as a bounded label value.
 fn direction_label(direction: &str) -> &'static str {
     match direction {
@@ -401,14 +388,14 @@ pub(crate) fn config_applied() {
 /// Lets the scrape-time gauges read the applied config (ejected hosts,
 /// open connections to endpoints, config version). Only the first call
 /// counts.
-pub fn watch_config(state: Arc<ConfigState>) {
+pub fn watch_config(state: Arc<dyn LiveConfig>) {
     let _ = SOURCES.config.set(state);
 }
 
-/// Lets the scrape-time gauges read the app's endpoint (open connections
-/// to the app). Only the first call counts.
-pub fn watch_app(app: Arc<Endpoint>) {
-    let _ = SOURCES.app.set(app);
+/// Lets the scrape-time gauges read the open connections to the app (the
+/// app's endpoint counts them). Only the first call counts.
+pub fn watch_app(open_connections: impl Fn() -> usize + Send + Sync + 'static) {
+    let _ = SOURCES.app.set(Box::new(open_connections));
 }
 
 /// Gauges read from the live state at scrape time, so that they are always
@@ -418,8 +405,8 @@ struct LiveState;
 
 impl Collector for LiveState {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let config = SOURCES.config.get().map(|s| s.current.load_full());
         let now = Instant::now();
+        let config = SOURCES.config.get().map(|s| s.figures(now));
 
         let mut ejected = encoder.encode_descriptor(
             "outlier_ejected_hosts",
@@ -427,22 +414,13 @@ impl Collector for LiveState {
             None,
             MetricType::Gauge,
         )?;
-        for c in config.iter().flat_map(|c| c.clusters()) {
-            let n = c
-                .endpoints()
-                .iter()
-                .filter(|e| e.ejection_left(now).is_some())
-                .count();
-            let subset = if c.subset().is_empty() {
-                UNKNOWN
-            } else {
-                c.subset()
-            };
+        for (service, subset, n) in config.iter().flat_map(|c| &c.ejected) {
+            let subset = if subset.is_empty() { UNKNOWN } else { subset };
             let labels = [
-                ("destination_service", c.service()),
+                ("destination_service", service.as_str()),
                 ("destination_subset", subset),
             ];
-            ConstGauge::new(n as i64).encode(ejected.encode_family(&labels)?)?;
+            ConstGauge::new(*n as i64).encode(ejected.encode_family(&labels)?)?;
         }
 
         let mut active = encoder.encode_descriptor(
@@ -451,19 +429,11 @@ impl Collector for LiveState {
             None,
             MetricType::Gauge,
         )?;
-        // An endpoint is shared by every cluster that lists it: count it once.
-        let mut seen = HashSet::new();
-        let outbound: usize = config
-            .iter()
-            .flat_map(|c| c.clusters())
-            .flat_map(|c| c.endpoints())
-            .filter(|e| seen.insert(Arc::as_ptr(e)))
-            .map(|e| e.open_connections())
-            .sum();
+        let outbound = config.as_ref().map_or(0, |c| c.open_connections);
         let dir = |direction| DirectionLabel { direction };
         ConstGauge::new(outbound as i64).encode(active.encode_family(&dir("outbound"))?)?;
-        if let Some(app) = SOURCES.app.get() {
-            ConstGauge::new(app.open_connections() as i64)
+        if let Some(app_connections) = SOURCES.app.get() {
+            ConstGauge::new(app_connections() as i64)
                 .encode(active.encode_family(&dir("inbound"))?)?;
         }
 
@@ -474,12 +444,12 @@ impl Collector for LiveState {
             MetricType::Counter,
         )?;
         for direction in [Direction::Inbound, Direction::Outbound] {
-            ConstCounter::new(crate::tls_stats::handshake_failures(direction))
+            ConstCounter::new(super::stats::handshake_failures(direction))
                 .encode(tls.encode_family(&dir(direction.as_str()))?)?;
         }
 
         if let Some(config) = &config
-            && !config.version().is_empty()
+            && !config.version.is_empty()
         {
             let mut version = encoder.encode_descriptor(
                 "config_version",
@@ -488,7 +458,7 @@ impl Collector for LiveState {
                 MetricType::Gauge,
             )?;
             ConstGauge::new(1i64)
-                .encode(version.encode_family(&[("version", config.version())])?)?;
+                .encode(version.encode_family(&[("version", config.version.as_str())])?)?;
         }
         Ok(())
     }
@@ -551,10 +521,10 @@ mod tests {
 
     #[test]
     fn tls_failures_and_cert_expiry_are_exported() {
-        crate::tls_stats::tls_handshake_failed(Direction::Outbound);
+        crate::telemetry::stats::tls_handshake_failed(Direction::Outbound);
         set_cert_expiry(1_900_000_000);
         let text = global().encode();
-        let outbound = crate::tls_stats::handshake_failures(Direction::Outbound);
+        let outbound = crate::telemetry::stats::handshake_failures(Direction::Outbound);
         assert!(
             text.contains(&format!(
                 "remora_tls_handshake_failures_total{{direction=\"outbound\"}} {outbound}\n"
@@ -564,21 +534,6 @@ mod tests {
         assert!(
             text.contains("remora_certificate_expiry_timestamp_seconds 1900000000\n"),
             "{text}"
-        );
-    }
-
-    #[test]
-    fn the_scrape_path_answers_prometheus_text() {
-        let resp = scrape(&Method::GET, PROMETHEUS_PATH);
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
-        assert_eq!(
-            scrape(&Method::GET, "/metrics").status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            scrape(&Method::POST, PROMETHEUS_PATH).status(),
-            StatusCode::METHOD_NOT_ALLOWED
         );
     }
 

@@ -56,7 +56,7 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
 
-pub use config::{OTEL_EXPORTER_OTLP_ENDPOINT, SamplingRatio, TraceConfig};
+pub use config::{OTEL_EXPORTER_OTLP_ENDPOINT, SamplingRatio, TraceConfig, TraceError};
 pub use sampler::SamplingControl;
 pub use span::{RequestInfo, RequestSpan, attr};
 
@@ -64,30 +64,6 @@ use context::{Incoming, Outgoing, Sampling, ensure_request_id};
 use export::{ExportHandle, ExportStats, QueueProcessor, QueueSettings};
 use sampler::{ForcedSampling, MeshSampler, ratio_keeps};
 use span::{Side, initial_name};
-
-/// What can go wrong setting tracing up. Nothing on the request path fails.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TraceError {
-    /// The sampling ratio or percentage is out of range.
-    #[error("trace sampling must be a percentage from 0 to 100, got {0}")]
-    InvalidSampling(String),
-    /// The OTLP endpoint is not one the proxy can send to.
-    #[error("OTLP endpoint {endpoint:?}: {reason}")]
-    InvalidEndpoint {
-        /// The endpoint as given.
-        endpoint: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The OTLP exporter refused its settings.
-    #[error("the OTLP exporter could not be built: {0}")]
-    Exporter(String),
-    /// [`Tracer::new`] was called outside a Tokio runtime: the exporter and
-    /// the export task live on one.
-    #[error("tracing must be set up inside the Tokio runtime")]
-    NoRuntime,
-}
 
 /// Starts request spans and owns the export pipeline. Cheap to clone; all
 /// clones share one queue. Built once at start; [`Tracer::disabled`] when

@@ -15,10 +15,6 @@ use tokio::time::{Instant, Sleep};
 use super::endpoint::ActiveRequest;
 use super::pool::IdleH1;
 
-/// A request body on its way upstream: the client's body streamed through
-/// as it arrives, or one a retry can send again (read whole, or teed).
-pub(crate) type RequestBody = http_body_util::Either<Incoming, crate::retry::body::Replay>;
-
 pin_project_lite::pin_project! {
     /// An upstream response body.
     #[derive(Debug)]
@@ -119,7 +115,7 @@ impl Body for UpstreamBody {
             *this.deadline = None;
             // Mid-response: the connection is closed, never pooled.
             this.done.take();
-            crate::stats::UPSTREAM_TIMEOUT.inc();
+            crate::telemetry::stats::UPSTREAM_TIMEOUT.inc();
             return Poll::Ready(Some(Err(Box::new(BodyTimeout { after }))));
         }
         let frame = ready!(this.inner.as_mut().poll_frame(cx)).map(|f| f.map_err(Into::into));

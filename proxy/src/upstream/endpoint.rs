@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::Outcome;
 use super::limits::{Limits, RequestSlot};
-use super::pool::Connections;
+use super::pool::{Connections, IdleH1};
+use crate::outlier::Outcome;
 use crate::outlier::{OutlierDetector, OutlierSettings, Verdict};
 
 /// An upstream `host:port` (an IP, or a DNS name resolved at connect time).
@@ -158,6 +158,44 @@ impl Endpoint {
 
     fn outlier(&self) -> MutexGuard<'_, OutlierDetector> {
         self.outlier.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pools a connection whose response finished cleanly, and makes sure
+    /// a task closes it once it has been idle past its timeout (Istio:
+    /// "the connection will be closed"), rather than only skipping it when
+    /// it is next wanted. Returns whether it was kept.
+    pub(super) fn pool_idle(self: &Arc<Self>, conn: IdleH1) -> bool {
+        let kept = self.connections.put_idle(conn);
+        if kept && !self.connections.reaper.swap(true, Ordering::AcqRel) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+        kept
+    }
+}
+
+/// Closes an endpoint's idle HTTP/1.1 connections as their idle timeouts
+/// pass; ends when none is left idle (or the endpoint is gone). One task
+/// per endpoint at most, and none while nothing is pooled.
+async fn reap(endpoint: Weak<Endpoint>) {
+    loop {
+        let next = match endpoint.upgrade() {
+            Some(e) => e.connections.close_expired(Instant::now()),
+            None => return,
+        };
+        match next {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => {
+                let Some(e) = endpoint.upgrade() else { return };
+                e.connections.reaper.store(false, Ordering::Release);
+                // A connection pooled between the check and the store saw
+                // the flag still set: look once more before leaving.
+                if e.connections.idle_count() == 0
+                    || e.connections.reaper.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        }
     }
 }
 

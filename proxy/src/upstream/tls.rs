@@ -12,20 +12,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::http2;
-use hyper_util::rt::TokioIo;
-use remora_certs::{AllowedPeers, MeshTls, PeerIdentityError, SpiffeId, TlsError, peer_identity};
-use rustls::pki_types::ServerName;
+use remora_certs::{AllowedPeers, MeshTls, PeerIdentityError, SpiffeId, TlsError};
 use rustls::{AlertDescription, CertificateError, ClientConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::body::RequestBody;
-use super::endpoint::Endpoint;
-use super::pool::{PoolSettings, UpstreamError};
-use crate::telemetry::Direction;
-use crate::tls_stats::tls_handshake_failed;
+use super::replay::RequestBody;
 
 /// How a request reaches an endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -115,16 +108,16 @@ pub(super) fn tls_message(address: &str, failure: &TlsFailure) -> String {
 /// The pooled mTLS connection of an endpoint and who is on the other side.
 #[derive(Debug)]
 pub(super) struct MtlsH2 {
-    sender: http2::SendRequest<RequestBody>,
-    peer: SpiffeId,
+    pub(super) sender: http2::SendRequest<RequestBody>,
+    pub(super) peer: SpiffeId,
     /// The fatal alert that ended the connection, if one did.
-    alert: PeerAlert,
+    pub(super) alert: PeerAlert,
 }
 
 impl MtlsH2 {
     /// What a request needs: the sender, and where a refusal is noted
     /// (not the peer's ID, which would be a string copied per request).
-    fn for_request(&self) -> (http2::SendRequest<RequestBody>, PeerAlert) {
+    pub(super) fn for_request(&self) -> (http2::SendRequest<RequestBody>, PeerAlert) {
         (self.sender.clone(), Arc::clone(&self.alert))
     }
 }
@@ -132,138 +125,20 @@ impl MtlsH2 {
 /// Where an mTLS connection notes the fatal alert its peer sent.
 pub(super) type PeerAlert = Arc<OnceLock<AlertDescription>>;
 
-impl Endpoint {
-    /// The shared mTLS connection, (re)connected when absent, closed, or
-    /// `fresh` is asked. A connection opened for a cluster with another
-    /// allowed set is reused only if its peer is in `allowed` too;
-    /// otherwise a new handshake decides (and, if it succeeds, its
-    /// connection replaces the pooled one).
-    pub(super) async fn mtls_sender(
-        &self,
-        settings: &PoolSettings,
-        client: &MtlsClient,
-        fresh: bool,
-    ) -> Result<(http2::SendRequest<RequestBody>, PeerAlert), UpstreamError> {
-        let MtlsClient::Ready { config, allowed } = client else {
-            return Err(self.tls_error(TlsFailure::NoIdentity));
-        };
-        let mut slot = self.connections.h2_mtls.lock().await;
-        if let Some(conn) = slot
-            .as_ref()
-            .filter(|c| !fresh && !c.sender.is_closed() && allowed.check(&c.peer).is_ok())
-        {
-            return Ok(conn.for_request());
-        }
-        // Boxed: the handshakes' state is large, and most requests find a
-        // connection; every request's future is moved whole, so it stays small.
-        let conn = Box::pin(self.open_mtls(settings, config, allowed)).await?;
-        let for_request = conn.for_request();
-        *slot = Some(conn);
-        Ok(for_request)
-    }
-
-    /// A new mTLS connection: a connection slot, TCP, TLS, then the h2
-    /// handshake.
-    async fn open_mtls(
-        &self,
-        settings: &PoolSettings,
-        config: &Arc<ClientConfig>,
-        allowed: &AllowedPeers,
-    ) -> Result<MtlsH2, UpstreamError> {
-        let conn_slot = self.new_slot(settings).await?;
-        let (io, peer) = self.connect_mtls(settings, config, allowed).await?;
-        let io = AlertWatch::new(io);
-        let alert = Arc::clone(&io.alert);
-        let sender = match self.h2_handshake(TokioIo::new(io), conn_slot).await {
-            Ok(sender) => sender,
-            Err(e) => return Err(self.refused_by_peer(&alert).unwrap_or(e)),
-        };
-        Ok(MtlsH2 {
-            sender,
-            peer,
-            alert,
-        })
-    }
-
-    /// TCP connect, TLS handshake bounded by the connect timeout, then the
-    /// checks rustls leaves to us: ALPN h2 and a peer identity.
-    async fn connect_mtls(
-        &self,
-        settings: &PoolSettings,
-        config: &Arc<ClientConfig>,
-        allowed: &AllowedPeers,
-    ) -> Result<(TlsStream<TcpStream>, SpiffeId), UpstreamError> {
-        let tcp = self.connect_tcp(settings).await?.into_inner();
-        let ip = tcp.peer_addr().map_err(|source| UpstreamError::Connect {
-            address: self.address().to_owned(),
-            source,
-        })?;
-        // The verifier ignores the name; an IP keeps SNI off the wire.
-        let name = ServerName::IpAddress(ip.ip().into());
-        let handshake = TlsConnector::from(Arc::clone(config)).connect(name, tcp);
-        let stream = match tokio::time::timeout(settings.connect_timeout, handshake).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(self.handshake_failed(classify(&e, allowed))),
-            Err(_) => {
-                return Err(self.handshake_failed(TlsFailure::Timeout(settings.connect_timeout)));
-            }
-        };
-        let conn = stream.get_ref().1;
-        match conn.alpn_protocol() {
-            Some(b"h2") => {}
-            other => {
-                let got = other.map_or_else(
-                    || "(none)".to_owned(),
-                    |p| String::from_utf8_lossy(p).into_owned(),
-                );
-                return Err(self.handshake_failed(TlsFailure::Alpn(got)));
-            }
-        }
-        let Some(peer) = peer_identity(conn) else {
-            return Err(self.handshake_failed(TlsFailure::Handshake {
-                reason: "the peer presented no SPIFFE identity".to_owned(),
-                expected: allowed.clone(),
-            }));
-        };
-        Ok((stream, peer))
-    }
-
-    /// What a request failing on an mTLS connection comes to when the
-    /// peer's `alert` ended that connection:
-    /// [`TlsFailure::RefusedOurCertificate`]; `None` if no alert came.
-    pub(super) fn refused_by_peer(&self, alert: &PeerAlert) -> Option<UpstreamError> {
-        let alert = *alert.get()?;
-        Some(self.handshake_failed(TlsFailure::RefusedOurCertificate(alert)))
-    }
-
-    fn handshake_failed(&self, failure: TlsFailure) -> UpstreamError {
-        tls_handshake_failed(Direction::Outbound);
-        tracing::debug!(endpoint = self.address(), error = %failure, "mTLS handshake failed");
-        self.tls_error(failure)
-    }
-
-    fn tls_error(&self, failure: TlsFailure) -> UpstreamError {
-        UpstreamError::Tls {
-            address: self.address().to_owned(),
-            failure,
-        }
-    }
-}
-
 /// An mTLS connection's stream that notes a fatal alert the peer sends
 /// before any data: a refusal of our certificate. hyper's HTTP/2 keeps only
 /// the text of the I/O error that ends a connection, so a request failing on
 /// it learns the alert from here. An alert after data (the peer's SETTINGS
 /// come first) is something else, and left to the generic error.
-struct AlertWatch {
+pub(super) struct AlertWatch {
     inner: TlsStream<TcpStream>,
-    alert: PeerAlert,
+    pub(super) alert: PeerAlert,
     /// Whether any data came from the peer.
     answered: bool,
 }
 
 impl AlertWatch {
-    fn new(inner: TlsStream<TcpStream>) -> Self {
+    pub(super) fn new(inner: TlsStream<TcpStream>) -> Self {
         Self {
             inner,
             alert: PeerAlert::default(),
@@ -333,7 +208,7 @@ impl AsyncWrite for AlertWatch {
 
 /// What tokio-rustls's error says: our verifier's identity error when it
 /// refused the peer, rustls's error otherwise, else the I/O error.
-fn classify(e: &std::io::Error, allowed: &AllowedPeers) -> TlsFailure {
+pub(super) fn classify(e: &std::io::Error, allowed: &AllowedPeers) -> TlsFailure {
     let handshake = |reason: String| TlsFailure::Handshake {
         reason,
         expected: allowed.clone(),

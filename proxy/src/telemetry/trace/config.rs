@@ -2,7 +2,29 @@
 
 use std::time::Duration;
 
-use super::TraceError;
+/// What can go wrong setting tracing up. Nothing on the request path fails.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TraceError {
+    /// The sampling ratio or percentage is out of range.
+    #[error("trace sampling must be a percentage from 0 to 100, got {0}")]
+    InvalidSampling(String),
+    /// The OTLP endpoint is not one the proxy can send to.
+    #[error("OTLP endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The OTLP exporter refused its settings.
+    #[error("the OTLP exporter could not be built: {0}")]
+    Exporter(String),
+    /// [`Tracer::new`](super::Tracer::new) was called outside a Tokio runtime: the exporter and
+    /// the export task live on one.
+    #[error("tracing must be set up inside the Tokio runtime")]
+    NoRuntime,
+}
 
 /// The share of new traces that are recorded, in `[0, 1]`. Held, it is in
 /// range: the hot path never checks it again.

@@ -15,105 +15,13 @@ use http::request::Parts;
 use http::{Response, Version};
 use http_body::{Body, Frame, SizeHint};
 
-use super::access_log::{AccessLog, Entry, rfc3339};
-use super::metrics::{self, RequestLabels, UNKNOWN};
-use super::trace::{RequestInfo, RequestSpan, Tracer};
 use crate::config::Cluster;
 use crate::http::ProxyBody;
 use crate::peer::Peer;
-
-/// What the proxy's observers share.
-#[derive(Debug, Clone)]
-pub struct Telemetry {
-    /// Where access log lines go.
-    pub access_log: AccessLog,
-    /// Request spans, exported over OTLP (or disabled).
-    pub tracer: Tracer,
-    /// The workload this proxy stands beside, for metric labels.
-    pub workload: Workload,
-}
-
-impl Telemetry {
-    /// No access log, no traces, an unnamed workload (tests).
-    pub fn off() -> Self {
-        Self {
-            access_log: AccessLog::off(),
-            tracer: Tracer::disabled(),
-            workload: Workload::unknown(),
-        }
-    }
-}
-
-/// The workload beside this proxy, as request metrics name it: the source
-/// of its outbound requests and the destination of its inbound ones.
-#[derive(Debug, Clone)]
-pub struct Workload {
-    service: Arc<str>,
-    fqdn: Arc<str>,
-    version: Arc<str>,
-}
-
-impl Workload {
-    /// `service` in `namespace`; `version` is its `version` label, if any.
-    pub fn new(service: &str, namespace: &str, version: Option<&str>) -> Self {
-        let m = metrics::global();
-        Self {
-            service: m.intern(service),
-            fqdn: m.intern(&format!("{service}.{namespace}.svc.cluster.local")),
-            version: m.intern(version.filter(|v| !v.is_empty()).unwrap_or(UNKNOWN)),
-        }
-    }
-
-    /// The service name, as the source of outbound metrics.
-    pub(crate) fn service_label(&self) -> Arc<str> {
-        Arc::clone(&self.service)
-    }
-
-    /// The service's FQDN, as the destination of inbound metrics.
-    pub(crate) fn fqdn_label(&self) -> Arc<str> {
-        Arc::clone(&self.fqdn)
-    }
-
-    /// The service's FQDN (`unknown` when not told), as the control plane
-    /// names the service in snapshots.
-    pub(crate) fn fqdn(&self) -> &str {
-        &self.fqdn
-    }
-
-    /// The `version` label, as the subset of inbound metrics.
-    pub(crate) fn version_label(&self) -> Arc<str> {
-        Arc::clone(&self.version)
-    }
-
-    /// A workload the proxy was not told about.
-    pub(crate) fn unknown() -> Self {
-        let unknown = metrics::unknown();
-        Self {
-            service: Arc::clone(&unknown),
-            fqdn: Arc::clone(&unknown),
-            version: unknown,
-        }
-    }
-}
-
-/// Which way a request goes through the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Direction {
-    /// From the app to a service.
-    Outbound,
-    /// From a peer to the app.
-    Inbound,
-}
-
-impl Direction {
-    /// `outbound` or `inbound`, as logs and metric labels say it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Outbound => "outbound",
-            Self::Inbound => "inbound",
-        }
-    }
-}
+use crate::telemetry::access_log::{Entry, rfc3339};
+use crate::telemetry::metrics::{self, RequestLabels};
+use crate::telemetry::trace::{RequestInfo, RequestSpan};
+use crate::telemetry::{Direction, Telemetry};
 
 /// One request as the path learns about it.
 #[derive(Debug)]
@@ -158,7 +66,7 @@ impl Record {
         let workload = &telemetry.workload;
         let m = metrics::global();
         let (source, destination, subset, mtls, peer_identity) = match direction {
-            Direction::Outbound => (Arc::clone(&workload.service), None, None, false, None),
+            Direction::Outbound => (workload.service_label(), None, None, false, None),
             Direction::Inbound => {
                 let peer = parts.extensions.get::<Peer>();
                 let identity = peer.and_then(|p| p.identity.as_ref());
@@ -167,8 +75,8 @@ impl Record {
                     .map_or_else(metrics::unknown, |(_, sa)| m.intern(sa));
                 (
                     source,
-                    Some(Arc::clone(&workload.fqdn)),
-                    Some(Arc::clone(&workload.version)),
+                    Some(workload.fqdn_label()),
+                    Some(workload.version_label()),
                     peer.is_some_and(Peer::is_mtls),
                     identity,
                 )

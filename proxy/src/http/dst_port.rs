@@ -3,7 +3,7 @@
 //! destination and sends it in [`DST_PORT`] on the mTLS hop (the TCP
 //! tunnel carries it in its `CONNECT` authority); the server's sidecar
 //! forwards the request to that port at the pod address the peer dialled
-//! (never loopback: [`super::inbound::Inbound::app_address`]), since an app
+//! (never loopback: [`crate::listener::inbound::Inbound::app_address`]), since an app
 //! may listen on several ports.
 //!
 //! No app can choose it: the outbound side removes the header from every

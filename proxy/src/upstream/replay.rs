@@ -28,8 +28,6 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::upstream::RequestBody;
-
 /// The error type of the bodies here, as hyper takes it.
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -72,6 +70,10 @@ impl ReplayableBody {
 /// reader is boxed: every request's body moves with it, and most are read
 /// whole.
 pub(crate) type Replay = Either<Full<Bytes>, Box<TeeReader<Incoming>>>;
+
+/// A request body on its way upstream: the client's body streamed through
+/// as it arrives, or one a retry can send again (read whole, or teed).
+pub(crate) type RequestBody = http_body_util::Either<Incoming, Replay>;
 
 /// A client's body streamed to one try at a time, with a copy of what has
 /// passed kept up to a bound so that a later try can start over.
