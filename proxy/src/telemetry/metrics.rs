@@ -439,7 +439,7 @@ impl Collector for LiveState {
 
         let mut tls = encoder.encode_descriptor(
             "tls_handshake_failures",
-            "TLS handshakes that failed, by direction (see crate::tls_stats)",
+            "TLS handshakes that failed, by direction",
             None,
             MetricType::Counter,
         )?;
