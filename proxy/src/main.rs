@@ -24,7 +24,7 @@ use remora_proxy::identity::{self, Identity, IdentityArgs};
 use remora_proxy::lifecycle::{Lifecycle, parse_duration};
 use remora_proxy::limits::{self, ConnectionLimits, HeaderLimits, Timeouts};
 use remora_proxy::listener::{self, CaptureSettings, inbound::Inbound, outbound::Outbound};
-use remora_proxy::retry::{BudgetSettings, Retries};
+use remora_proxy::retry::{Backoff, BudgetSettings, Retries};
 use remora_proxy::state::ConfigState;
 use remora_proxy::telemetry::access_log::{AccessLog, Format as AccessLogFormat};
 use remora_proxy::telemetry::trace::{SamplingControl, SamplingRatio, TraceConfig, Tracer};
@@ -121,6 +121,10 @@ struct Args {
     /// whole seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     retry_budget_window_secs: u64,
+    /// Retry backoff: retry n waits a random time below (2^n − 1) × this,
+    /// and never 10 × this or more (Envoy's `base_interval`).
+    #[arg(long, default_value = "25ms", value_parser = parse_backoff_base)]
+    retry_backoff_base: Duration,
     /// Request bodies up to this many bytes (by `Content-Length`) are kept
     /// so that a retry can send them again; larger ones are streamed and
     /// never retried.
@@ -286,6 +290,17 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
         _ => Err(format!("`{s}` is not a percentage (a number, 0 or more)")),
+    }
+}
+
+/// `--retry-backoff-base`: a duration from 1 ms to 10 s (Envoy, too, wants
+/// a base above zero).
+fn parse_backoff_base(s: &str) -> Result<Duration, String> {
+    let base = parse_duration(s)?;
+    if (Duration::from_millis(1)..=Duration::from_secs(10)).contains(&base) {
+        Ok(base)
+    } else {
+        Err(format!("`{s}` is not between 1ms and 10s"))
     }
 }
 
@@ -656,7 +671,8 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
     };
     let out = Arc::new(Outbound {
         config: Arc::clone(&state.current),
-        retries: Retries::new(budget, args.retry_buffer_bytes),
+        retries: Retries::new(budget, args.retry_buffer_bytes)
+            .with_backoff(Backoff::new(args.retry_backoff_base)),
         telemetry: Arc::clone(&telemetry),
         capture: capture.clone(),
     });

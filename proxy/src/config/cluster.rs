@@ -113,7 +113,7 @@ impl Cluster {
 
     /// [`Self::build`] from a proto cluster, for tests.
     #[cfg(test)]
-    pub(super) fn from_proto(
+    pub(crate) fn from_proto(
         c: &remora_proto::pb::Cluster,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,

@@ -2,7 +2,6 @@
 //! header; the proxy routes it to an endpoint of that service.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::request::Parts;
@@ -14,16 +13,15 @@ use super::captured::{CaptureSettings, Captured};
 use super::check_request_target;
 use super::orig_proto::absolute_form;
 use super::tcp::{BLACKHOLE, PASSTHROUGH};
-use crate::config::Route;
 use crate::config::{Cluster, OutboundPolicy, RuntimeConfig};
 use crate::error::ProxyError;
 use crate::http::dst_port;
 use crate::http::{APP_UNREACHED, ProxyBody, authority, host_of, port_of, strip_hop_by_hop};
 use crate::listener::observe::{Observed, Record};
-use crate::retry::{ReplayableBody, Retries, RetryBudget, RetryPolicy, TryFailure, backoff};
+use crate::retry::{Attempts, Retries, RouteTimeout, Upstream};
 use crate::telemetry::stats;
 use crate::telemetry::{Direction, Telemetry};
-use crate::upstream::{Endpoint, Outcome, Transport, UpstreamBody, UpstreamError};
+use crate::upstream::{Endpoint, RequestBody, Transport, UpstreamBody, UpstreamError};
 use remora_route::fault::Percentage;
 
 /// What the outbound path reads: the current config and the retry state.
@@ -68,12 +66,13 @@ pub struct Outbound {
 ///    protocol, its DestinationRule's `h2UpgradePolicy` or
 ///    `useClientProtocol`, else the one the app used
 ///    ([`Cluster::upstream_version`]);
-/// 10. try it, within the route's `timeout` (504 when it fires): pick an
-///     endpoint per the load balancer, leaving out ejected hosts and, on a
-///     retry, hosts that already failed this request; send over a pooled
-///     connection in that version or, to an mTLS endpoint, over the mTLS
-///     h2 connection (HTTP/1.1 marked with `remora-orig-proto`), bounded
-///     by `perTryTimeout`; record the outcome for outlier detection; retry
+/// 10. try it, within the route's `timeout` (504 when it fires), in the
+///     attempt loop ([`crate::retry::attempts`]): pick an endpoint per the
+///     load balancer, leaving out ejected hosts and, on a retry, hosts
+///     that already failed this request; send over a pooled connection in
+///     that version or, to an mTLS endpoint, over the mTLS h2 connection
+///     (HTTP/1.1 marked with `remora-orig-proto`), bounded by
+///     `perTryTimeout`; record the outcome for outlier detection; retry
 ///     while the policy, `maxRetries` and the retry budget allow, after a
 ///     jittered backoff;
 /// 11. refuse a response whose headers are over the limit with 502.
@@ -179,34 +178,25 @@ async fn route_and_send(
     parts.version = cluster.upstream_version(captured_port.or(port), parts.version);
     prepare_upstream_request(&mut parts)?;
     let budget = outbound.retries.budgets.for_service(vhost.name());
-    budget.deposit(Instant::now());
-    let tries = Tries {
-        route,
+    let attempts = Attempts {
         cluster,
         policy: route.retry(),
         budget: &budget,
+        retries: &outbound.retries,
+        route: route.name(),
+        timeout: route.timeout().map(RouteTimeout::from_now),
+    };
+    let mut upstream = ToCluster {
+        cluster,
+        record: &mut *record,
         dst_port: captured_port,
     };
-    let sent = tries.run(parts, body, outbound.retries.buffer_bytes, record);
-    let resp = match route.timeout() {
-        None => sent.await?,
-        Some(after) => {
-            let deadline = tokio::time::Instant::now() + after;
-            match tokio::time::timeout_at(deadline, sent).await {
-                Ok(result) => {
-                    let mut resp = result?;
-                    // As Envoy's, the route timeout covers the whole
-                    // response, the body too.
-                    resp.body_mut().expire_at(deadline, after);
-                    resp
-                }
-                Err(_) => {
-                    stats::UPSTREAM_TIMEOUT.inc();
-                    return Err(ProxyError::Timeout { after });
-                }
-            }
-        }
-    };
+    let mut resp = attempts.run(parts, body, &mut upstream).await?;
+    if let Some(timeout) = attempts.timeout {
+        // As Envoy's, the route timeout covers the whole response, the
+        // body too.
+        resp.body_mut().expire_at(timeout.at, timeout.after);
+    }
     crate::limits::headers()
         .check_response(resp.headers(), record.mtls())
         .map_err(ProxyError::ResponseHeadersTooLarge)?;
@@ -237,222 +227,58 @@ async fn passthrough(
     Ok(into_downstream_response(resp))
 }
 
-/// The response flag of a request whose retries were all spent, or whose
-/// next retry `maxRetries` refused (Envoy's `URX`).
-pub(crate) const RETRIES_EXHAUSTED: &str = "URX";
-
-/// The response flag of a request whose retry the retry budget refused
-/// (Remora's own: Envoy has no retry budget of this kind).
-pub(crate) const RETRY_BUDGET_REFUSED: &str = "URB";
-
-/// One request's tries on its destination.
-struct Tries<'a> {
-    route: &'a Route,
-    cluster: &'a Arc<Cluster>,
-    policy: &'a RetryPolicy,
-    budget: &'a RetryBudget,
+/// How the outbound path sends a try: over a pooled connection or, to an
+/// mTLS endpoint, over the mTLS h2 connection (HTTP/1.1 marked with
+/// `remora-orig-proto`, a captured request's port with
+/// `x-remora-dst-port`); the access log and span hear of each try.
+struct ToCluster<'a> {
+    cluster: &'a Cluster,
+    record: &'a mut Record,
     /// A captured request's original port, told to a peer sidecar.
     dst_port: Option<u16>,
 }
 
-/// How one try ended, when it did not end with a response.
-enum TryError {
-    Upstream(UpstreamError),
-    PerTryTimeout { after: Duration, address: String },
-}
+impl Upstream<Incoming> for ToCluster<'_> {
+    type Body = UpstreamBody;
 
-impl TryError {
-    fn into_proxy_error(self) -> ProxyError {
-        match self {
-            Self::Upstream(e) => ProxyError::Upstream(e),
-            Self::PerTryTimeout { after, address } => ProxyError::PerTryTimeout { after, address },
-        }
-    }
-}
-
-type TryResult = Result<Response<UpstreamBody>, TryError>;
-
-impl Tries<'_> {
-    /// Tries until a try succeeds or may not be retried; the last try's
-    /// result is the answer.
-    async fn run(
-        &self,
-        parts: Parts,
-        body: Incoming,
-        buffer_bytes: usize,
-        record: &mut Record,
-    ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let mut body = if self.policy.attempts == 0 {
-            ReplayableBody::Streaming(Some(body))
-        } else {
-            crate::retry::buffer_body(&parts.headers, body, buffer_bytes).await?
-        };
-        let method = parts.method.clone();
-        let mut failed: Vec<Arc<Endpoint>> = Vec::new();
-        let mut spare = Some(parts);
-        let mut retry = 0;
-        // Held until the request ends: `maxRetries` counts retries in flight.
-        let mut _retry_guard = None;
-        loop {
-            let endpoint = self.pick(&failed)?;
-            record.set_upstream(endpoint.address());
-            let last_possible = retry == self.policy.attempts || !body.is_replayable();
-            let mut parts = match (&spare, last_possible) {
-                (Some(p), false) => clone_parts(p),
-                _ => spare.take().ok_or_else(|| no_body_left(&endpoint))?,
-            };
-            let transport = self.cluster.transport(&endpoint);
-            let mtls = matches!(transport, Transport::Mtls(_));
-            record.set_mtls(mtls);
-            if mtls {
-                super::orig_proto::encode(&mut parts)?;
-                if let Some(port) = self.dst_port {
-                    dst_port::mark(&mut parts.headers, port);
-                }
-            }
-            let Some(req_body) = body.for_attempt() else {
-                return Err(no_body_left(&endpoint));
-            };
-            let result = self
-                .try_once(&endpoint, transport, Request::from_parts(parts, req_body))
-                .await;
-            let failure = match &result {
-                Ok(resp) => TryFailure::Response(resp.status(), resp.headers()),
-                Err(TryError::Upstream(e)) => TryFailure::Error(e),
-                Err(TryError::PerTryTimeout { .. }) => TryFailure::PerTryTimeout,
-            };
-            let retriable = self.policy.should_retry(&method, failure);
-            // A teed body may have outgrown its copy during the try.
-            if last_possible || !body.is_replayable() || !retriable {
-                if retriable && retry > 0 && retry == self.policy.attempts {
-                    record.flag(RETRIES_EXHAUSTED);
-                }
-                return result.map_err(TryError::into_proxy_error);
-            }
-            let reason = retry_reason(failure);
-            let Some(guard) = self.cluster.try_start_retry() else {
-                stats::RETRY_OVERFLOW.inc();
-                record.flag(RETRIES_EXHAUSTED);
-                return result.map_err(TryError::into_proxy_error);
-            };
-            if !self.budget.try_withdraw(Instant::now()) {
-                stats::RETRY_BUDGET_EXHAUSTED.inc();
-                record.flag(RETRY_BUDGET_REFUSED);
-                tracing::debug!(
-                    route = self.route.name(),
-                    "retry refused by the retry budget"
-                );
-                return result.map_err(TryError::into_proxy_error);
-            }
-            _retry_guard = Some(guard);
-            drop(result);
-            retry += 1;
-            stats::RETRY_ATTEMPTS.inc();
-            record.add_retry(retry, &reason);
-            failed.push(endpoint);
-            tokio::time::sleep(backoff(retry, rand::random())).await;
-        }
-    }
-
-    fn pick(&self, failed: &[Arc<Endpoint>]) -> Result<Arc<Endpoint>, ProxyError> {
-        let cluster = self.cluster;
-        cluster
-            .pick_endpoint_avoiding(failed)
-            .cloned()
-            .ok_or_else(|| ProxyError::NoEndpoint {
-                service: cluster.service().to_owned(),
-                subset: if cluster.subset().is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    cluster.subset().to_owned()
-                },
-            })
-    }
-
-    /// One try on `endpoint`, bounded by `perTryTimeout`, its outcome
-    /// recorded for outlier detection.
-    async fn try_once(
-        &self,
+    async fn send(
+        &mut self,
         endpoint: &Arc<Endpoint>,
-        transport: Transport<'_>,
-        req: Request<crate::upstream::RequestBody>,
-    ) -> TryResult {
-        let active = endpoint.start_request();
+        mut parts: Parts,
+        body: RequestBody,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
+        self.record.set_upstream(endpoint.address());
+        let transport = self.cluster.transport(endpoint);
         let mtls = matches!(transport, Transport::Mtls(_));
-        let send = endpoint.send(req, active, self.cluster.pool(), transport);
-        let result = match self.policy.per_try_timeout {
-            None => send.await.map_err(TryError::Upstream),
-            Some(after) => match tokio::time::timeout(after, send).await {
-                Ok(r) => r.map_err(TryError::Upstream),
-                Err(_) => {
-                    stats::UPSTREAM_PER_TRY_TIMEOUT.inc();
-                    Err(TryError::PerTryTimeout {
-                        after,
-                        address: endpoint.address().to_owned(),
-                    })
-                }
-            },
-        };
+        self.record.set_mtls(mtls);
+        if mtls {
+            super::orig_proto::encode(&mut parts)?;
+            if let Some(port) = self.dst_port {
+                dst_port::mark(&mut parts.headers, port);
+            }
+        }
+        let req = Request::from_parts(parts, body);
+        let active = endpoint.start_request();
+        let resp = endpoint
+            .send(req, active, self.cluster.pool(), transport)
+            .await?;
         // The peer sidecar could not reach its app: a connect failure of
         // that endpoint. Only an mTLS peer is known to be a sidecar.
-        let result = match result {
-            Ok(resp) if mtls && resp.headers().contains_key(&APP_UNREACHED) => {
-                Err(TryError::Upstream(UpstreamError::AppUnreached {
-                    address: endpoint.address().to_owned(),
-                }))
-            }
-            other => other,
-        };
-        let outcome = match &result {
-            Ok(resp) => Some(Outcome::Response(resp.status())),
-            Err(TryError::PerTryTimeout { .. }) => Some(Outcome::Reset),
-            Err(TryError::Upstream(e)) if e.is_overflow() => {
-                stats::UPSTREAM_OVERFLOW.inc();
-                None
-            }
-            // The pool's race with the upstream's idle close, not a sick host.
-            Err(TryError::Upstream(e)) if e.is_stale() => None,
-            // Our own missing identity says nothing about the host.
-            Err(TryError::Upstream(e)) if e.is_missing_identity() => None,
-            Err(TryError::Upstream(e)) if e.is_connect_failure() => Some(Outcome::ConnectFailure),
-            Err(TryError::Upstream(_)) => Some(Outcome::Reset),
-        };
-        if let Some(outcome) = outcome {
-            self.cluster.record(endpoint, outcome);
+        if mtls && resp.headers().contains_key(&APP_UNREACHED) {
+            return Err(ProxyError::Upstream(UpstreamError::AppUnreached {
+                address: endpoint.address().to_owned(),
+            }));
         }
-        result
+        Ok(resp)
     }
-}
 
-/// Why a try is retried, for the span's `retry` event.
-fn retry_reason(failure: TryFailure<'_>) -> String {
-    match failure {
-        TryFailure::Response(status, _) => status.as_u16().to_string(),
-        TryFailure::Error(e) if e.is_connect_failure() => "connect-failure".to_owned(),
-        TryFailure::Error(e) if e.is_refused_stream() => "refused-stream".to_owned(),
-        TryFailure::Error(e) if e.is_stale() => "stale-connection".to_owned(),
-        TryFailure::Error(_) => "reset".to_owned(),
-        TryFailure::PerTryTimeout => "per-try-timeout".to_owned(),
+    fn retrying(&mut self, n: u32, reason: &str) {
+        self.record.add_retry(n, reason);
     }
-}
 
-/// A copy of the request head for another try (extensions are not kept:
-/// nothing on the outbound path reads them).
-fn clone_parts(p: &Parts) -> Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = p.method.clone();
-    *req.uri_mut() = p.uri.clone();
-    *req.version_mut() = p.version;
-    *req.headers_mut() = p.headers.clone();
-    req.into_parts().0
-}
-
-/// A streaming body was already sent: nothing is left to retry with.
-fn no_body_left(endpoint: &Endpoint) -> ProxyError {
-    ProxyError::Upstream(UpstreamError::Connect {
-        address: endpoint.address().to_owned(),
-        source: std::io::Error::other("the request body was streamed to an earlier try"),
-    })
+    fn flag(&mut self, flag: &'static str) {
+        self.record.flag(flag);
+    }
 }
 
 /// Makes the request fit for the next hop in `parts.version`, whatever

@@ -42,6 +42,16 @@ pub enum TunnelError {
     /// No connection to the peer, or the request failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The original destination cannot be written as a `CONNECT`
+    /// authority (no socket address `http` knows of fails so; kept rather
+    /// than a panic): nothing was sent, and it is no connect failure.
+    #[error("cannot open a tunnel to {target}: it is no valid CONNECT authority: {reason}")]
+    BadTarget {
+        /// The original destination.
+        target: SocketAddr,
+        /// Why `http` refused it.
+        reason: http::uri::InvalidUri,
+    },
     /// The peer refused the tunnel.
     #[error("peer {address} refused the tunnel to {target}: {status} {reason}")]
     Refused {
@@ -76,11 +86,7 @@ pub async fn open(
     let mut req = Request::new(empty);
     *req.method_mut() = Method::CONNECT;
     *req.version_mut() = Version::HTTP_2;
-    *req.uri_mut() =
-        http::Uri::try_from(target.to_string()).map_err(|e| UpstreamError::Connect {
-            address: endpoint.address().to_owned(),
-            source: std::io::Error::other(e),
-        })?;
+    *req.uri_mut() = connect_target(target)?;
     let resp = endpoint
         .send(req, endpoint.start_request(), pool, transport)
         .await?;
@@ -108,6 +114,12 @@ pub async fn open(
             address: endpoint.address().to_owned(),
             source,
         })
+}
+
+/// The `CONNECT` target for `target`: its authority, `ip:port`.
+fn connect_target(target: SocketAddr) -> Result<http::Uri, TunnelError> {
+    http::Uri::try_from(target.to_string())
+        .map_err(|reason| TunnelError::BadTarget { target, reason })
 }
 
 /// Inbound: answers a `CONNECT` from `peer`, and forwards the tunnel to
@@ -196,4 +208,26 @@ pub(super) async fn accept(
     });
     let ok: ProxyBody = Either::Right(Full::new(Bytes::new()));
     Response::new(Observed::unrecorded(ok))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+
+    use super::*;
+
+    #[test]
+    fn every_kind_of_destination_is_a_connect_authority() {
+        // A link-local address with its zone too: `[fe80::1%3]:80`.
+        let zoned = SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1), 80, 0, 3);
+        for target in [
+            "10.0.0.1:9080".parse().expect("v4"),
+            "[2001:db8::1]:443".parse().expect("v6"),
+            SocketAddr::V6(zoned),
+        ] {
+            let uri = connect_target(target).expect("an authority");
+            assert_eq!(uri.to_string(), target.to_string());
+            assert_eq!(uri.port_u16(), Some(target.port()));
+        }
+    }
 }

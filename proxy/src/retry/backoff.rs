@@ -3,35 +3,60 @@
 
 use std::time::Duration;
 
-/// The base interval: retry 1 waits up to 25 ms, retry 2 up to 75 ms, ...
-pub(crate) const BASE: Duration = Duration::from_millis(25);
-
-/// No wait exceeds this, however many retries came before.
-pub(crate) const CAP: Duration = Duration::from_millis(250);
-
-/// The upper bound (exclusive) of the wait before retry `n` (1-based):
-/// `(2^n − 1) × 25 ms`, capped at [`CAP`].
-pub(crate) fn ceiling(n: u32) -> Duration {
-    let factor = 1u64
-        .checked_shl(n.min(32))
-        .map_or(u64::MAX, |p| p.saturating_sub(1));
-    let ms = (BASE.as_millis() as u64).saturating_mul(factor);
-    Duration::from_millis(ms).min(CAP)
+/// The pacing of retries: retry `n` (1-based) waits uniformly in
+/// `[0, (2^n − 1) × base)`, at most `10 × base` (Envoy's default
+/// `max_interval`). The base is 25 ms unless `--retry-backoff-base` says
+/// otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    base: Duration,
 }
 
-/// The wait before retry `n` (1-based): uniform in `[0, ceiling(n))`.
-///
-/// `unit` is a random number in `[0, 1)`; callers pass `rand::random()`,
-/// tests pass fixed values.
-pub(crate) fn backoff(n: u32, unit: f64) -> Duration {
-    let unit = if unit.is_finite() {
-        unit.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let wait = ceiling(n).mul_f64(unit);
-    // `unit` may be exactly 1.0 when a caller rounds; keep the bound exclusive.
-    wait.min(ceiling(n).saturating_sub(Duration::from_nanos(1)))
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_BASE)
+    }
+}
+
+impl Backoff {
+    /// Retry 1 waits up to 25 ms, retry 2 up to 75 ms, ... by default.
+    pub const DEFAULT_BASE: Duration = Duration::from_millis(25);
+
+    /// Backoff from `base`.
+    pub fn new(base: Duration) -> Self {
+        Self { base }
+    }
+
+    /// No wait reaches this, however many retries came before.
+    pub(crate) fn cap(&self) -> Duration {
+        self.base.saturating_mul(10)
+    }
+
+    /// The upper bound (exclusive) of the wait before retry `n` (1-based):
+    /// `(2^n − 1) × base`, capped at [`Self::cap`].
+    pub(crate) fn ceiling(&self, n: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(n.min(31))
+            .map_or(u32::MAX, |p| p.saturating_sub(1));
+        self.base.saturating_mul(factor).min(self.cap())
+    }
+
+    /// The wait before retry `n` (1-based): uniform in `[0, ceiling(n))`.
+    ///
+    /// `unit` is a random number in `[0, 1)`; callers pass `rand::random()`,
+    /// tests pass fixed values.
+    pub(crate) fn wait(&self, n: u32, unit: f64) -> Duration {
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let ceiling = self.ceiling(n);
+        // `unit` may be exactly 1.0 when a caller rounds; keep the bound exclusive.
+        ceiling
+            .mul_f64(unit)
+            .min(ceiling.saturating_sub(Duration::from_nanos(1)))
+    }
 }
 
 #[cfg(test)]
@@ -39,29 +64,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ceiling_doubles_then_caps_at_250ms() {
-        let ms: Vec<u128> = (1..=6).map(|n| ceiling(n).as_millis()).collect();
+    fn ceiling_doubles_then_caps_at_ten_times_the_base() {
+        let b = Backoff::default();
+        let ms: Vec<u128> = (1..=6).map(|n| b.ceiling(n).as_millis()).collect();
         assert_eq!(ms, [25, 75, 175, 250, 250, 250]);
-        assert_eq!(ceiling(100), CAP, "no overflow for large n");
-        assert_eq!(ceiling(0), Duration::ZERO);
+        assert_eq!(b.ceiling(100), b.cap(), "no overflow for large n");
+        assert_eq!(b.ceiling(0), Duration::ZERO);
+        let short = Backoff::new(Duration::from_millis(1));
+        let ms: Vec<u128> = (1..=5).map(|n| short.ceiling(n).as_millis()).collect();
+        assert_eq!(ms, [1, 3, 7, 10, 10], "--retry-backoff-base 1ms");
     }
 
     #[test]
-    fn backoff_stays_within_zero_and_the_ceiling() {
+    fn wait_stays_within_zero_and_the_ceiling() {
+        let b = Backoff::default();
         for n in 1..=8 {
             for unit in [0.0, 0.25, 0.5, 0.999_999, 1.0] {
-                let wait = backoff(n, unit);
-                assert!(wait < ceiling(n), "retry {n}, unit {unit}: {wait:?}");
+                let wait = b.wait(n, unit);
+                assert!(wait < b.ceiling(n), "retry {n}, unit {unit}: {wait:?}");
             }
-            assert_eq!(backoff(n, 0.0), Duration::ZERO);
+            assert_eq!(b.wait(n, 0.0), Duration::ZERO);
         }
-        assert_eq!(backoff(2, 0.5), Duration::from_micros(37_500));
-        assert_eq!(backoff(1, f64::NAN), Duration::ZERO);
+        assert_eq!(b.wait(2, 0.5), Duration::from_micros(37_500));
+        assert_eq!(b.wait(1, f64::NAN), Duration::ZERO);
     }
 
     #[test]
-    fn backoff_with_a_real_rng_is_spread_over_the_range() {
-        let waits: Vec<Duration> = (0..1000).map(|_| backoff(3, rand::random())).collect();
+    fn wait_with_a_real_rng_is_spread_over_the_range() {
+        let b = Backoff::default();
+        let waits: Vec<Duration> = (0..1000).map(|_| b.wait(3, rand::random())).collect();
         assert!(waits.iter().all(|w| *w < Duration::from_millis(175)));
         let low = waits
             .iter()

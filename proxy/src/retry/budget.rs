@@ -7,11 +7,15 @@
 //! failing service exhausts only its own budget, and the budget survives
 //! config changes. Only first tries count as requests.
 //!
-//! The window is a ring of one-second buckets; the clock is passed in, so
-//! the arithmetic is tested without sleeping.
+//! The window is a ring of one-second slots, each an atomic word that holds
+//! the second it counts and its count (tower's `TpsBudget` keeps a ring of
+//! atomic slots too, but takes a mutex to rotate them; here a slot moves to
+//! a new second in the same compare-and-swap that counts in it). The clock
+//! is passed in, so the arithmetic is tested without sleeping.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -37,39 +41,111 @@ impl Default for BudgetSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
-    /// Seconds since the budget's epoch this bucket counts for.
-    second: u64,
-    requests: u64,
-    retries: u64,
+/// The count of one second, in one atomic word: the second (since the
+/// budget's epoch) plus one in the high 32 bits, 0 for a slot never used;
+/// the count in the low 32 bits.
+///
+/// 32 bits of seconds last 136 years; 2^32 requests in one second to one
+/// service through one proxy do not happen, so a count never carries into
+/// the second.
+#[derive(Debug, Default)]
+struct Slot(AtomicU64);
+
+const COUNT_BITS: u32 = 32;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+/// The word for `count` events in `second`.
+fn pack(second: u64, count: u64) -> u64 {
+    ((second + 1) << COUNT_BITS) | count
+}
+
+/// The second a word counts (`None` for a slot never used) and its count.
+fn unpack(word: u64) -> (Option<u64>, u64) {
+    ((word >> COUNT_BITS).checked_sub(1), word & COUNT_MASK)
+}
+
+/// The word after one more event in `second`: a word of an older second
+/// starts over at one. A word already at a later second (a thread whose
+/// clock read later got there first: it would take a stall of the whole
+/// window) counts the event there rather than lose it.
+fn plus_one(word: u64, second: u64) -> u64 {
+    match unpack(word) {
+        (Some(held), _) if held >= second => word + 1,
+        _ => pack(second, 1),
+    }
+}
+
+impl Slot {
+    /// This slot's count if it counts a second in `oldest..=newest`; `word`
+    /// is its value as read.
+    fn count_in(word: u64, oldest: u64, newest: u64) -> u64 {
+        match unpack(word) {
+            (Some(second), count) if (oldest..=newest).contains(&second) => count,
+            _ => 0,
+        }
+    }
+
+    fn load(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Counts one event in `second`.
+    fn add(&self, second: u64) {
+        let mut word = self.load();
+        loop {
+            if unpack(word).0 == Some(second) {
+                // The usual case: the slot is at this second already.
+                self.0.fetch_add(1, Ordering::AcqRel);
+                return;
+            }
+            match self.0.compare_exchange_weak(
+                word,
+                plus_one(word, second),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => word = now,
+            }
+        }
+    }
 }
 
 /// A time-bucketed retry budget.
 ///
 /// # Concurrency
-/// One short mutex per destination service, never held across an await.
+/// Lock-free: a first try is one atomic add (a compare-and-swap on the
+/// first one of each second); a retry reads the window and takes its
+/// retry with a compare-and-swap on the current second's slot, trying
+/// again if another retry took one meanwhile, so that concurrent retries
+/// never overdraw the budget.
 #[derive(Debug)]
 pub(crate) struct RetryBudget {
     settings: BudgetSettings,
     epoch: Instant,
-    buckets: Mutex<Vec<Bucket>>,
+    /// First tries, one slot per second of the window.
+    requests: Box<[Slot]>,
+    /// Retries, likewise.
+    retries: Box<[Slot]>,
 }
 
 impl RetryBudget {
     /// An empty budget whose clock starts at `epoch`.
     pub(crate) fn new(settings: BudgetSettings, epoch: Instant) -> Self {
         let slots = settings.ttl.as_secs().max(1) as usize;
+        let ring = || (0..slots).map(|_| Slot::default()).collect();
         Self {
             settings,
             epoch,
-            buckets: Mutex::new(vec![Bucket::default(); slots]),
+            requests: ring(),
+            retries: ring(),
         }
     }
 
     /// Counts a first try made at `now`.
     pub(crate) fn deposit(&self, now: Instant) {
-        self.with_bucket(now, |b| b.requests += 1);
+        let second = self.second(now);
+        self.requests[self.index(second)].add(second);
     }
 
     /// Takes one retry from the budget at `now` if it allows one.
@@ -80,63 +156,73 @@ impl RetryBudget {
     /// second, as Finagle's reserve does).
     pub(crate) fn try_withdraw(&self, now: Instant) -> bool {
         let second = self.second(now);
-        let mut buckets = self.lock();
-        let (requests, retries) = window(&buckets, second, self.slots());
-        let seconds = (second + 1).min(self.slots() as u64);
+        let oldest = self.oldest(second);
+        let requests: u64 = self
+            .requests
+            .iter()
+            .map(|s| Slot::count_in(s.load(), oldest, second))
+            .sum();
+        let seconds = (second + 1).min(self.retries.len() as u64);
         let allowed = self.settings.ratio * requests as f64
             + f64::from(self.settings.min_per_sec) * seconds as f64;
-        if (retries as f64) + 1.0 > allowed {
-            return false;
+        let current = &self.retries[self.index(second)];
+        loop {
+            // Read the current slot first: the compare-and-swap below then
+            // fails if any retry was taken after the window was summed.
+            let seen = current.load();
+            let others: u64 = self
+                .retries
+                .iter()
+                .filter(|s| !std::ptr::eq(*s, current))
+                .map(|s| Slot::count_in(s.load(), oldest, second))
+                .sum();
+            let retries = others + Slot::count_in(seen, oldest, second);
+            if (retries as f64) + 1.0 > allowed {
+                return false;
+            }
+            if current
+                .0
+                .compare_exchange_weak(
+                    seen,
+                    plus_one(seen, second),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                return true;
+            }
         }
-        bucket_for(&mut buckets, second).retries += 1;
-        true
     }
 
     /// Requests and retries counted in the window ending at `now`.
     #[cfg(test)]
     pub(crate) fn counts(&self, now: Instant) -> (u64, u64) {
         let second = self.second(now);
-        window(&self.lock(), second, self.slots())
-    }
-
-    fn with_bucket(&self, now: Instant, f: impl FnOnce(&mut Bucket)) {
-        let second = self.second(now);
-        f(bucket_for(&mut self.lock(), second));
-    }
-
-    fn second(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_secs()
-    }
-
-    fn slots(&self) -> usize {
-        self.settings.ttl.as_secs().max(1) as usize
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Bucket>> {
-        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The bucket for `second`, reset if it held an older second.
-fn bucket_for(buckets: &mut [Bucket], second: u64) -> &mut Bucket {
-    let len = buckets.len() as u64;
-    let b = &mut buckets[(second % len) as usize];
-    if b.second != second {
-        *b = Bucket {
-            second,
-            ..Bucket::default()
+        let oldest = self.oldest(second);
+        let sum = |ring: &[Slot]| -> u64 {
+            ring.iter()
+                .map(|s| Slot::count_in(s.load(), oldest, second))
+                .sum()
         };
+        (sum(&self.requests), sum(&self.retries))
     }
-    b
-}
 
-/// Sums the buckets of the last `slots` seconds up to `second`.
-fn window(buckets: &[Bucket], second: u64, slots: usize) -> (u64, u64) {
-    let oldest = second.saturating_sub(slots as u64 - 1);
-    buckets
-        .iter()
-        .filter(|b| b.second >= oldest && b.second <= second)
-        .fold((0, 0), |(req, ret), b| (req + b.requests, ret + b.retries))
+    /// Seconds since the epoch (at most 2^32 − 2: see [`Slot`]).
+    fn second(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch)
+            .as_secs()
+            .min(u64::from(u32::MAX) - 1)
+    }
+
+    /// The first second of the window that ends at `second`.
+    fn oldest(&self, second: u64) -> u64 {
+        second.saturating_sub(self.retries.len() as u64 - 1)
+    }
+
+    fn index(&self, second: u64) -> usize {
+        (second % self.retries.len() as u64) as usize
+    }
 }
 
 /// The budgets of one proxy, one per destination service, kept across
@@ -165,7 +251,9 @@ impl RetryBudgets {
         if let Some(b) = self.budgets.load().get(service) {
             return Arc::clone(b);
         }
-        let fresh = Arc::new(RetryBudget::new(self.settings, Instant::now()));
+        // Tokio's clock, as the attempt loop's: tests pause it.
+        let epoch = tokio::time::Instant::now().into_std();
+        let fresh = Arc::new(RetryBudget::new(self.settings, epoch));
         let mut found = None;
         self.budgets.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -257,6 +345,70 @@ mod tests {
         let t2 = t0 + Duration::from_secs(2); // same slot as t0
         b.deposit(t2);
         assert_eq!(b.counts(t2), (1, 0));
+    }
+
+    #[test]
+    fn a_slot_left_for_a_whole_window_starts_over() {
+        let (b, t0) = budget(1.0, 0, 3);
+        for _ in 0..5 {
+            b.deposit(t0);
+        }
+        assert_eq!(withdraw_all(&b, t0), 5);
+        // Seconds 1 and 2 see nothing; at second 3 slot 0 is reused.
+        let t3 = t0 + Duration::from_secs(3);
+        assert_eq!(b.counts(t3), (0, 0));
+        b.deposit(t3);
+        assert_eq!(b.counts(t3), (1, 0), "not 6: the old second's count went");
+        assert!(b.try_withdraw(t3));
+        assert_eq!(b.counts(t3), (1, 1), "not 6 retries either");
+    }
+
+    #[test]
+    fn concurrent_retries_never_overdraw_the_budget() {
+        // 8 threads deposit 1,000 first tries each, then race to withdraw:
+        // 20% of 8,000 plus 10 for the first second is exactly 1,610.
+        let (b, t0) = budget(0.2, 10, 10);
+        let b = &b;
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(move || {
+                    for _ in 0..1_000 {
+                        b.deposit(t0);
+                    }
+                });
+            }
+        });
+        assert_eq!(b.counts(t0), (8_000, 0), "no deposit lost");
+        let taken: u64 = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| s.spawn(move || withdraw_all(b, t0)))
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("worker")).sum()
+        });
+        assert_eq!(taken, 1_610);
+        assert_eq!(b.counts(t0), (8_000, 1_610));
+    }
+
+    #[test]
+    fn deposits_and_retries_race_across_a_second_boundary() {
+        // Threads at seconds 0 and 1 at once: each second's slot counts its
+        // own, and the window sees both.
+        let (b, t0) = budget(0.5, 0, 10);
+        let t1 = t0 + Duration::from_secs(1);
+        let b = &b;
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let now = if i % 2 == 0 { t0 } else { t1 };
+                s.spawn(move || {
+                    for _ in 0..1_000 {
+                        b.deposit(now);
+                    }
+                });
+            }
+        });
+        assert_eq!(b.counts(t0), (4_000, 0), "second 0 alone");
+        assert_eq!(b.counts(t1), (8_000, 0), "both seconds");
+        assert_eq!(withdraw_all(b, t1), 4_000);
     }
 
     #[test]

@@ -2,17 +2,20 @@
 //! that bounds the extra load retries add. The buffering that makes a
 //! request body replayable is [`crate::upstream::replay`].
 //!
-//! The attempt loop itself is on the request path, in
-//! [`crate::listener::outbound`].
+//! The attempt loop ([`attempts`]) takes a send function, so that its
+//! timeouts, budget, `maxRetries`, backoff and host avoidance are tested
+//! with scripted tries on paused time; the outbound listener gives it the
+//! real one.
 
-pub(crate) mod backoff;
+pub(crate) mod attempts;
+mod backoff;
 pub mod budget;
 
 /// The replayable request body lives with the bodies sent upstream, below
 /// both the pool and the retries; `retry::body` is its old path.
 pub use crate::upstream::replay as body;
-pub(crate) use crate::upstream::{ReplayableBody, buffer_body};
-pub(crate) use backoff::backoff;
+pub(crate) use attempts::{Attempts, RouteTimeout, Upstream};
+pub use backoff::Backoff;
 pub use budget::BudgetSettings;
 pub(crate) use budget::{RetryBudget, RetryBudgets};
 pub(crate) use remora_route::retry::{AttemptError, RetryPolicy};
@@ -53,22 +56,36 @@ impl AttemptError for UpstreamError {
 /// Request bodies up to this size are kept for replay by default.
 pub const DEFAULT_BUFFER_BYTES: usize = 64 * 1024;
 
-/// What the outbound path needs to retry: the budgets and the body bound.
+/// What the outbound path needs to retry: the budgets, the body bound and
+/// the backoff.
 #[derive(Debug)]
 pub struct Retries {
     /// One budget per destination service.
     pub budgets: RetryBudgets,
     /// Request bodies up to this many bytes are buffered for replay.
     pub buffer_bytes: usize,
+    /// The pacing of retries.
+    pub backoff: Backoff,
+    /// Where the backoff's jitter comes from: a number in `[0, 1)`,
+    /// `rand::random` but in tests.
+    pub(crate) jitter: fn() -> f64,
 }
 
 impl Retries {
-    /// Retry state with these budget settings and body bound.
+    /// Retry state with these budget settings and body bound, and the
+    /// default backoff.
     pub fn new(budget: BudgetSettings, buffer_bytes: usize) -> Self {
         Self {
             budgets: RetryBudgets::new(budget),
             buffer_bytes,
+            backoff: Backoff::default(),
+            jitter: rand::random,
         }
+    }
+
+    /// The same, with retries paced by `backoff` (`--retry-backoff-base`).
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        Self { backoff, ..self }
     }
 }
 

@@ -225,3 +225,16 @@ fn bad_conditions_and_codes_are_config_errors() {
     assert!(bad(&[], &[], &[700]).contains("700"));
     assert!(bad(&[], &[], &[42]).contains("42"));
 }
+
+#[test]
+fn an_h2_connection_closed_before_the_request_is_a_connect_failure() {
+    let closed = UpstreamError::ClosedBeforeSend {
+        address: "10.0.0.1:80".into(),
+    };
+    assert!(closed.is_connect_failure());
+    assert!(closed.never_reached_app());
+    let p = RetryPolicy::compile(None).expect("valid");
+    for m in [Method::GET, Method::POST] {
+        assert!(p.should_retry(&m, TryFailure::Error(&closed)), "{m}");
+    }
+}

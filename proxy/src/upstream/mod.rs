@@ -17,5 +17,5 @@ pub use crate::outlier::Outcome;
 pub(crate) use body::{BodyTimeout, UpstreamBody};
 pub use endpoint::{Endpoint, EndpointRegistry};
 pub(crate) use pool::{PoolSettings, UpstreamError};
-pub(crate) use replay::{ReplayableBody, RequestBody, buffer_body};
+pub(crate) use replay::RequestBody;
 pub(crate) use tls::{MtlsClient, Transport};

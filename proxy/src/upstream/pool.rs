@@ -79,6 +79,16 @@ pub enum UpstreamError {
         /// hyper's error.
         source: hyper::Error,
     },
+    /// The shared HTTP/2 connection closed before the request could be
+    /// sent on it, and so did the fresh one opened in its place: the
+    /// endpoint accepts connections but cannot keep one. The request was
+    /// not sent; as no usable connection could be made, it counts as a
+    /// connect failure.
+    #[error("HTTP/2 connection to {address} closed twice before the request could be sent")]
+    ClosedBeforeSend {
+        /// The endpoint.
+        address: String,
+    },
     /// A pooled HTTP/1.1 connection failed before any byte of the response
     /// came: the upstream had closed it while idle, and the request was
     /// written into a closing socket (the race behind Istio's "503 UC").
@@ -129,7 +139,10 @@ impl UpstreamError {
     /// says nothing about the endpoint.
     pub(crate) fn is_connect_failure(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::AppUnreached { .. } => true,
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::ClosedBeforeSend { .. }
+            | Self::AppUnreached { .. } => true,
             Self::Tls { failure, .. } => *failure != TlsFailure::NoIdentity,
             _ => false,
         }
@@ -154,6 +167,7 @@ impl UpstreamError {
         match self {
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
+            | Self::ClosedBeforeSend { .. }
             | Self::AppUnreached { .. }
             | Self::Overflow { .. }
             | Self::Tls { .. } => true,

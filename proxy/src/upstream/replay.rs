@@ -31,34 +31,35 @@ use hyper::body::Incoming;
 /// The error type of the bodies here, as hyper takes it.
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// A request body as the attempt loop holds it.
+/// A request body as the attempt loop holds it, for the tries after the
+/// first (which gets its body from [`replayable`]).
 #[derive(Debug)]
-pub(crate) enum ReplayableBody {
+pub(crate) enum ReplayableBody<B = Incoming> {
     /// Read whole: every try gets a copy.
     Buffered(Bytes),
     /// Streamed through on the first try only (no retries configured).
-    Streaming(Option<Incoming>),
+    Streamed,
     /// Streamed, with a copy kept for retries while it fits the bound.
-    Teed(Tee<Incoming>),
+    Teed(Tee<B>),
 }
 
-impl ReplayableBody {
+impl<B> ReplayableBody<B> {
     /// Whether another try can have the body (for a teed body: now, as
     /// far as it has been read).
     pub(crate) fn is_replayable(&self) -> bool {
         match self {
             Self::Buffered(_) => true,
-            Self::Streaming(_) => false,
+            Self::Streamed => false,
             Self::Teed(tee) => tee.is_replayable(),
         }
     }
 
-    /// The body for the next try; `None` once a streaming body was sent or
-    /// a teed one outgrew its copy.
-    pub(crate) fn for_attempt(&mut self) -> Option<RequestBody> {
+    /// The body for another try; `None` for a body streamed to the first
+    /// try, or a teed one that outgrew its copy.
+    pub(crate) fn for_retry(&self) -> Option<AttemptBody<B>> {
         match self {
             Self::Buffered(bytes) => Some(Either::Right(Either::Left(Full::new(bytes.clone())))),
-            Self::Streaming(body) => body.take().map(Either::Left),
+            Self::Streamed => None,
             Self::Teed(tee) => tee
                 .reader()
                 .map(|r| Either::Right(Either::Right(Box::new(r)))),
@@ -69,11 +70,14 @@ impl ReplayableBody {
 /// A request body a retry can send again: read whole, or teed. The teed
 /// reader is boxed: every request's body moves with it, and most are read
 /// whole.
-pub(crate) type Replay = Either<Full<Bytes>, Box<TeeReader<Incoming>>>;
+pub(crate) type Replay<B = Incoming> = Either<Full<Bytes>, Box<TeeReader<B>>>;
+
+/// The body of one try: the client's `B` streamed through, or a replay.
+pub(crate) type AttemptBody<B = Incoming> = Either<B, Replay<B>>;
 
 /// A request body on its way upstream: the client's body streamed through
 /// as it arrives, or one a retry can send again (read whole, or teed).
-pub(crate) type RequestBody = http_body_util::Either<Incoming, Replay>;
+pub(crate) type RequestBody = AttemptBody<Incoming>;
 
 /// A client's body streamed to one try at a time, with a copy of what has
 /// passed kept up to a bound so that a later try can start over.
@@ -121,6 +125,16 @@ impl<B: Body> Tee<B> {
         }
     }
 
+    /// Tees `body` and gives the first reader, which a fresh tee always
+    /// has.
+    pub(crate) fn start(body: B, limit: usize) -> (Self, TeeReader<B>) {
+        let tee = Self::new(body, limit);
+        let first = tee.next_reader(&mut lock(&tee.shared));
+        (tee, first)
+    }
+}
+
+impl<B> Tee<B> {
     /// Whether a new reader would get the whole body.
     pub(crate) fn is_replayable(&self) -> bool {
         !lock(&self.shared).overflowed
@@ -133,15 +147,19 @@ impl<B: Body> Tee<B> {
         if state.overflowed {
             return None;
         }
+        Some(self.next_reader(&mut state))
+    }
+
+    fn next_reader(&self, state: &mut TeeState<B>) -> TeeReader<B> {
         state.reader += 1;
-        Some(TeeReader {
+        TeeReader {
             shared: Arc::clone(&self.shared),
             id: state.reader,
             replayed: 0,
             sent: 0,
             trailers_sent: false,
             hint: self.hint,
-        })
+        }
     }
 }
 
@@ -275,15 +293,29 @@ pub enum BufferError {
     Trailers,
 }
 
-/// Reads `body` whole if its headers promise at most `limit` bytes, else
-/// tees it.
-pub(crate) async fn buffer_body(
+/// The client's body ready for the tries: streamed through untouched when
+/// no retry can follow (`replay` false); else read whole if its headers
+/// promise at most `limit` bytes, or teed. Returns what later tries replay
+/// and the first try's body.
+pub(crate) async fn replayable<B>(
     headers: &HeaderMap,
-    body: Incoming,
+    body: B,
     limit: usize,
-) -> Result<ReplayableBody, BufferError> {
+    replay: bool,
+) -> Result<(ReplayableBody<B>, AttemptBody<B>), BufferError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    if !replay {
+        return Ok((ReplayableBody::Streamed, Either::Left(body)));
+    }
+    let buffered = |bytes: Bytes| {
+        let first = Either::Right(Either::Left(Full::new(bytes.clone())));
+        (ReplayableBody::Buffered(bytes), first)
+    };
     if body.is_end_stream() {
-        return Ok(ReplayableBody::Buffered(Bytes::new()));
+        return Ok(buffered(Bytes::new()));
     }
     let length = headers
         .get(CONTENT_LENGTH)
@@ -298,9 +330,15 @@ pub(crate) async fn buffer_body(
             if collected.trailers().is_some() {
                 return Err(BufferError::Trailers);
             }
-            Ok(ReplayableBody::Buffered(collected.to_bytes()))
+            Ok(buffered(collected.to_bytes()))
         }
-        _ => Ok(ReplayableBody::Teed(Tee::new(body, limit))),
+        _ => {
+            let (tee, first) = Tee::start(body, limit);
+            Ok((
+                ReplayableBody::Teed(tee),
+                Either::Right(Either::Right(Box::new(first))),
+            ))
+        }
     }
 }
 

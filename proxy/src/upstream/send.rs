@@ -154,11 +154,8 @@ impl Endpoint {
                 }
             }
         }
-        Err(UpstreamError::Connect {
+        Err(UpstreamError::ClosedBeforeSend {
             address: self.address().to_owned(),
-            source: std::io::Error::other(
-                "HTTP/2 connection closed twice before the request was sent",
-            ),
         })
     }
 

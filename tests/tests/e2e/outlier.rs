@@ -16,14 +16,23 @@ use remora_e2e::{EVENT_TIMEOUT, Load, ProxySpec, yaml};
 
 const HOST: &str = "httpbin";
 
-/// `baseEjectionTime` of the first test.
-const BASE_EJECTION: Duration = Duration::from_secs(4);
+/// `baseEjectionTime` of the first test: short, as the test waits it out
+/// (the ejection arithmetic is tested on an injected clock in
+/// `outlier::tests`; here the real path is).
+const BASE_EJECTION: Duration = Duration::from_secs(2);
+
+/// Phase 1 of the first test ends by then: well within the ejection, which
+/// starts after the phase did.
+const PHASE1: Duration = Duration::from_millis(1_500);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_answering_500_is_ejected_then_serves_again() {
     let dr = yaml::destination_rule(
         HOST,
-        "outlierDetection:\n  consecutive5xxErrors: 3\n  interval: 1s\n  baseEjectionTime: 4s",
+        &format!(
+            "outlierDetection:\n  consecutive5xxErrors: 3\n  interval: 1s\n  baseEjectionTime: {}s",
+            BASE_EJECTION.as_secs()
+        ),
     );
     let direct = Direct::start(HOST, 3, &[("dr.yaml", dr)], ProxySpec::client("client")).await;
     let bad_addr = direct.backends[0].addr.to_string();
@@ -31,12 +40,13 @@ async fn an_endpoint_answering_500_is_ejected_then_serves_again() {
     let mark = direct.client.process.mark();
     let mut http = direct.http();
 
-    // Phase 1: up to 300 sequential requests, for at most 3 s. The
-    // ejection lasts at least 4 s from its start (after the start of this
-    // phase), so the bad endpoint cannot come back within the phase.
+    // Phase 1: up to 300 sequential requests, for at most PHASE1. The
+    // ejection lasts at least BASE_EJECTION from its start (after the
+    // start of this phase), so the bad endpoint cannot come back within
+    // the phase.
     let started = Instant::now();
     let mut statuses = Vec::new();
-    while statuses.len() < 300 && started.elapsed() < Duration::from_secs(3) {
+    while statuses.len() < 300 && started.elapsed() < PHASE1 {
         let reply = http
             .get(HOST, "/", &[])
             .await
@@ -65,7 +75,7 @@ async fn an_endpoint_answering_500_is_ejected_then_serves_again() {
             .collect::<Vec<_>>()
     );
     assert!(
-        statuses.len() >= 100,
+        statuses.len() >= 60,
         "only {} requests in {phase1:?}: too slow to judge",
         statuses.len()
     );

@@ -17,9 +17,16 @@ const HOST: &str = "httpbin";
 const LOOPS: usize = 4;
 /// Requests per loop in the budget test.
 const PER_LOOP: usize = 50;
-/// Pause between a loop's requests in the budget test: the 200 requests
-/// take a few seconds, so the budget's per-second allowance matters.
-const PACE: Duration = Duration::from_millis(40);
+/// Pause between a loop's requests in the budget test, so that the
+/// budget's per-second allowance plays a part. How it accrues over the
+/// seconds is tested on a paused clock (`retry::budget`); here the bound
+/// is checked on the real path.
+const PACE: Duration = Duration::from_millis(10);
+
+/// The backoff base of tests whose retries are not about pacing: the
+/// pacing is tested on a paused clock (`retry::attempts`); here 25 ms
+/// would only add waiting.
+const SHORT_BACKOFF: &str = "1ms";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_budget_bounds_the_load_on_a_failing_service() {
@@ -27,7 +34,8 @@ async fn retry_budget_bounds_the_load_on_a_failing_service() {
     // The defaults, given explicitly: the flags exist.
     let spec = ProxySpec::client("client")
         .arg("--retry-budget-percent", "20")
-        .arg("--retry-budget-min-per-sec", "10");
+        .arg("--retry-budget-min-per-sec", "10")
+        .arg("--retry-backoff-base", SHORT_BACKOFF);
     let direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
     direct.backends[0].set_status(Some(503));
     let exhausted_before = direct
@@ -126,7 +134,9 @@ async fn backend_requests_for(direct: &Direct, method: Method, n: usize) -> usiz
 async fn post_is_retried_on_a_status_only_with_an_explicit_retry_on() {
     const N: usize = 8;
     // A budget that never runs out here: the counts are exact.
-    let spec = ProxySpec::client("client").arg("--retry-budget-min-per-sec", "100000");
+    let spec = ProxySpec::client("client")
+        .arg("--retry-budget-min-per-sec", "100000")
+        .arg("--retry-backoff-base", SHORT_BACKOFF);
     let mut direct = Direct::start(HOST, 1, &[], spec).await;
     direct.backends[0].set_status(Some(503));
 
@@ -279,7 +289,9 @@ async fn a_server_idle_timeout_race_never_duplicates_a_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_bodies_up_to_64_kib_are_replayed() {
-    let spec = ProxySpec::client("client").arg("--retry-budget-min-per-sec", "100000");
+    let spec = ProxySpec::client("client")
+        .arg("--retry-budget-min-per-sec", "100000")
+        .arg("--retry-backoff-base", SHORT_BACKOFF);
     let vs = yaml::virtual_service(HOST, "retries:\n  attempts: 2\n  retryOn: 5xx");
     let direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
     let backend = &direct.backends[0];
@@ -325,7 +337,9 @@ fn patterned(size: usize) -> (Bytes, Vec<Bytes>) {
 async fn bodies_without_a_length_are_replayed_up_to_64_kib() {
     // Chunked HTTP/1.1 and h2 without content-length (as gRPC sends):
     // streamed to the first try as they come, a copy kept for the retries.
-    let spec = ProxySpec::client("client").arg("--retry-budget-min-per-sec", "100000");
+    let spec = ProxySpec::client("client")
+        .arg("--retry-budget-min-per-sec", "100000")
+        .arg("--retry-backoff-base", SHORT_BACKOFF);
     let vs = yaml::virtual_service(HOST, "retries:\n  attempts: 2\n  retryOn: 5xx");
     let direct = Direct::start(HOST, 1, &[("vs.yaml", vs)], spec).await;
     let backend = &direct.backends[0];
@@ -442,8 +456,13 @@ async fn a_large_body_without_a_length_is_retried_after_a_connect_failure() {
 async fn without_a_retries_block_connect_failures_are_retried_for_any_method() {
     const N: usize = 60;
     // No VirtualService, no outlier detection: the dead endpoint stays in
-    // the balancer, and only the default policy hides it.
-    let direct = Direct::start(HOST, 3, &[], ProxySpec::client("client")).await;
+    // the balancer, and only the default policy hides it. A budget that
+    // never runs out: this is not about the budget, and the requests need
+    // not be paced to stay within it.
+    let spec = ProxySpec::client("client")
+        .arg("--retry-budget-min-per-sec", "100000")
+        .arg("--retry-backoff-base", SHORT_BACKOFF);
+    let direct = Direct::start(HOST, 3, &[], spec).await;
     direct.backends[2].stop().await;
     let attempts_before = direct.client.stat("remora_retry_attempts_total").await;
     let mut http = direct.http();
@@ -459,8 +478,6 @@ async fn without_a_retries_block_connect_failures_are_retried_for_any_method() {
             Ok(r) => failed.push(format!("{i} {method}: {} {}", r.status, r.body.trim())),
             Err(e) => failed.push(format!("{i} {method}: {e:#}")),
         }
-        // Paced so that the retry budget (20% + 10/s) is not the limit.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let attempts = direct.client.stat("remora_retry_attempts_total").await - attempts_before;
     println!(
