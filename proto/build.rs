@@ -15,21 +15,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf.Duration", "crate::Duration")
         .compile_fds(fds)?;
 
-    // The control plane's Discovery server sends snapshots encoded once and
-    // shared by every proxy of a view: the same service, its `Snapshot`
-    // replaced by `encoded::EncodedSnapshot` (every other message is `pb`'s).
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("encoded");
-    std::fs::create_dir_all(&out)?;
-    let fds = protox::compile(["proto/discovery.proto"], ["proto"])?;
-    tonic_prost_build::configure()
-        .build_client(false)
-        .out_dir(out)
-        .extern_path(".remora.discovery.v1", "crate::pb")
-        .extern_path(".google.protobuf.Duration", "crate::Duration")
-        .extern_path(
-            ".remora.discovery.v1.Snapshot",
-            "crate::encoded::EncodedSnapshot",
-        )
-        .compile_fds(fds)?;
     Ok(())
 }

@@ -96,7 +96,7 @@ pub struct StreamsRow {
     pub cpu_per_change_s: f64,
     /// Bytes received by all proxies per change.
     pub bytes_per_change: u64,
-    /// Encoded size of one proxy's snapshot, bytes (the last received).
+    /// Encoded size of the largest snapshot received (a complete one), bytes.
     pub snapshot_bytes: u64,
     /// Control-plane resident set when settled, MiB.
     pub rss_settled_mib: f64,
@@ -129,6 +129,10 @@ pub struct Churn {
     pub drops: usize,
     /// From the last churn event to quiet, seconds: how far behind the control plane was.
     pub catch_up_s: Option<f64>,
+    /// Bytes received by all proxies per registration or deregistration
+    /// (the newcomers' first, complete snapshots included).
+    #[serde(default)]
+    pub bytes_per_event: u64,
 }
 
 /// The snapshot fields a simulated proxy reads; prost skips the others.
@@ -199,7 +203,7 @@ struct Shared {
     slots: Mutex<Vec<Slot>>,
     /// Bytes of every snapshot received.
     bytes: AtomicU64,
-    /// Size of the last snapshot received.
+    /// Size of the largest snapshot received.
     last_size: AtomicU64,
     /// When the last snapshot arrived, as ns since `origin`.
     last_arrival_ns: AtomicU64,
@@ -224,7 +228,7 @@ impl Shared {
         let ns = u64::try_from(now.duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX);
         self.last_arrival_ns.fetch_max(ns, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.last_size.store(bytes as u64, Ordering::Relaxed);
+        self.last_size.fetch_max(bytes as u64, Ordering::Relaxed);
         let mut slots = self
             .slots
             .lock()
@@ -276,6 +280,8 @@ fn node(index: usize, services: usize) -> pb::Node {
         inbound_address: address,
         mtls: false,
         app_port: 8080,
+        // As the proxy does: registrations and route changes send what changed.
+        accepts_incremental: true,
         ..Default::default()
     }
 }
@@ -695,6 +701,7 @@ async fn run_async(opts: &StreamsOptions) -> anyhow::Result<StreamsRow> {
     // 3. Churn.
     let churn = if opts.churn_secs > 0.0 && opts.churn_rate > 0.0 {
         let drops_before = shared.drops.load(Ordering::Relaxed);
+        let bytes_before = shared.bytes.load(Ordering::Relaxed);
         let period = Duration::from_secs_f64(1.0 / opts.churn_rate);
         let mut ticker = tokio::time::interval(period);
         let churn_start = Instant::now();
@@ -721,6 +728,8 @@ async fn run_async(opts: &StreamsOptions) -> anyhow::Result<StreamsRow> {
             done_per_s,
             drops: shared.drops.load(Ordering::Relaxed) - drops_before,
             catch_up_s: caught.map(|t| t.saturating_duration_since(churn_end).as_secs_f64()),
+            bytes_per_event: (shared.bytes.load(Ordering::Relaxed) - bytes_before)
+                / (events.max(1) as u64),
         })
     } else {
         None
@@ -816,9 +825,10 @@ pub fn markdown(rows: &[StreamsRow], csr_per_s: f64) -> String {
             || "–".to_owned(),
             |c| {
                 format!(
-                    "{:.0}/s asked, {:.0}/s done, {} dropped, caught up {}",
+                    "{:.0}/s asked, {:.0}/s done, {:.1} MB per event, {} dropped, caught up {}",
                     c.rate,
                     c.done_per_s,
+                    c.bytes_per_event as f64 / 1e6,
                     c.drops,
                     c.catch_up_s
                         .map_or_else(|| "never".to_owned(), |s| format!("{s:.2} s after"))

@@ -23,19 +23,18 @@
 //! [`ProxyTracker`], which serves `/debug/proxies` and keeps the push
 //! metrics.
 
-use std::pin::Pin;
+mod wire;
+
 use std::sync::Arc;
 
-use futures_util::Stream;
 use remora_certs::{SpiffeId, not_after_of, spiffe_id_of};
 use remora_proto::encoded::EncodedSnapshot;
-use remora_proto::encoded_server::discovery_server::{Discovery, DiscoveryServer};
 use remora_proto::{MAX_SNAPSHOT_BYTES, pb};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
+pub use wire::DiscoveryServer;
 
 use crate::admission::{AdmissionPolicy, Caller, admit};
 use crate::events::emit;
@@ -163,16 +162,13 @@ impl DiscoveryService {
     }
 }
 
-type SnapshotStream = Pin<Box<dyn Stream<Item = Result<EncodedSnapshot, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Discovery for DiscoveryService {
-    type StreamStream = SnapshotStream;
-
-    async fn stream(
+impl DiscoveryService {
+    /// Opens one proxy's stream: admits and registers it, and starts its
+    /// session, which sends what the returned channel carries.
+    async fn open(
         &self,
         request: Request<Streaming<pb::DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
+    ) -> Result<wire::Pushes, Status> {
         let caller = caller_of(&request)?;
         let expires = certificate_expiry(&request);
         let mut requests = request.into_inner();
@@ -223,7 +219,7 @@ impl Discovery for DiscoveryService {
             requests,
             tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(rx)
     }
 }
 
@@ -294,8 +290,13 @@ async fn session(
     let mut last_sent: Option<String> = None;
     let mut last_refused: Option<String> = None;
     let mut nonce: u64 = 0;
-    // The push slot this stream holds until its proxy answers the last push.
-    let mut in_flight: Option<(OwnedSemaphorePermit, Instant)> = None;
+    // The last push, until its proxy answers it (or `ACK_WAIT` passes): no
+    // other is sent meanwhile, so a slow proxy gets the latest snapshot
+    // next, never a queue of old ones.
+    let mut in_flight: Option<InFlight> = None;
+    // What the proxy runs, as far as this stream knows: the last snapshot it
+    // ACKed here. Incremental pushes go from it; `None` sends a complete one.
+    let mut runs: Option<Arc<ViewSnapshot>> = None;
     // The identity holds only as long as the certificate that proved it.
     let expiry = admitted.expires.map(|at| {
         let left = at
@@ -312,11 +313,11 @@ async fn session(
         let to_send = current.as_ref().is_some_and(|p| {
             last_sent.as_deref() != Some(p.version.as_str())
                 && held.is_none()
+                && in_flight.is_none()
                 && p.refusal(&node, MAX_SNAPSHOT_BYTES).is_none()
         });
         let mut permit = None;
         if to_send {
-            in_flight = None;
             permit = tokio::select! {
                 permit = Arc::clone(&throttle).acquire_owned() => permit.ok(),
                 () = tx.closed() => break 'session,
@@ -351,7 +352,7 @@ async fn session(
                 if last_refused.take().is_some() {
                     tracked.refusal_withdrawn();
                 }
-            } else if held.is_none() {
+            } else if held.is_none() && in_flight.is_none() {
                 if let Some(refusal) = prepared.refusal(&node, MAX_SNAPSHOT_BYTES) {
                     if last_refused.as_deref() != Some(version.as_str()) {
                         refuse(&tracked, &refusal);
@@ -359,14 +360,31 @@ async fn session(
                     }
                 } else {
                     nonce += 1;
-                    let snapshot = prepared.encoded(nonce.to_string());
-                    tracing::debug!(node = node.id, version, "pushing snapshot");
+                    let incremental = runs
+                        .as_ref()
+                        .filter(|_| node.accepts_incremental)
+                        .and_then(|base| prepared.incremental_from(base, nonce.to_string()));
+                    let is_incremental = incremental.is_some();
+                    let snapshot =
+                        incremental.unwrap_or_else(|| prepared.encoded(nonce.to_string()));
+                    tracing::debug!(
+                        node = node.id,
+                        version,
+                        incremental = is_incremental,
+                        bytes = snapshot.parts_len(),
+                        "pushing snapshot"
+                    );
                     let sent_at = Instant::now();
                     if tx.send(Ok(snapshot)).await.is_err() {
                         break;
                     }
                     tracked.sent(&version, sent_at);
-                    in_flight = permit.take().map(|p| (p, sent_at + ACK_WAIT));
+                    in_flight = Some(InFlight {
+                        _permit: permit.take(),
+                        until: sent_at + ACK_WAIT,
+                        snapshot: Arc::clone(&prepared),
+                        incremental: is_incremental,
+                    });
                     last_sent = Some(version);
                     last_refused = None;
                 }
@@ -387,13 +405,32 @@ async fn session(
                 }
                 message = requests.message() => match message {
                     Ok(Some(reply)) => {
-                        if reply.response_nonce == nonce.to_string() {
-                            in_flight = None; // answered: its push slot is free
-                        }
                         if let Some(health) = &reply.app_health {
                             app_health_reported(&node, &registration, health);
                         }
                         answer(&node, &tracked, &reply, nonce);
+                        let answered = (reply.response_nonce == nonce.to_string())
+                            .then(|| in_flight.take())
+                            .flatten();
+                        if let Some(push) = answered {
+                            // Its push slot is free; the view may have moved on meanwhile.
+                            let acked = reply.error_detail.is_empty()
+                                && reply.version_info == push.snapshot.version;
+                            if acked {
+                                runs = Some(push.snapshot);
+                            } else if push.incremental
+                                || (!reply.error_detail.is_empty()
+                                    && runs.as_ref().is_none_or(|r| r.version != reply.version_info))
+                            {
+                                // An incremental push NACKed (or a proxy that runs what this
+                                // stream did not send): the complete snapshot goes next.
+                                runs = None;
+                                if push.incremental {
+                                    last_sent = None;
+                                }
+                            }
+                            continue 'session;
+                        }
                     }
                     Ok(None) => break 'session,
                     Err(status) => {
@@ -402,9 +439,13 @@ async fn session(
                     }
                 },
                 () = tx.closed() => break 'session,
-                () = sleep_until(in_flight.as_ref().map_or_else(Instant::now, |f| f.1)),
+                () = sleep_until(in_flight.as_ref().map_or_else(Instant::now, |f| f.until)),
                     if in_flight.is_some() => {
-                    in_flight = None; // a proxy that does not answer keeps no slot
+                    // A proxy that does not answer keeps no slot, and what it runs is
+                    // not known any more: the next push is complete.
+                    in_flight = None;
+                    runs = None;
+                    continue 'session;
                 }
                 () = sleep_until(held.unwrap_or_else(Instant::now)), if held.is_some() => {
                     continue 'session;
@@ -428,6 +469,18 @@ async fn session(
     drop(tracked);
     emit("disconnected", json!({ "node": node.id }));
     tracing::info!(node = node.id, "proxy disconnected");
+}
+
+/// A push sent and not answered yet.
+struct InFlight {
+    /// Its slot among [`PUSH_CONCURRENCY`].
+    _permit: Option<OwnedSemaphorePermit>,
+    /// When the slot is freed without an answer.
+    until: Instant,
+    /// What was sent.
+    snapshot: Arc<ViewSnapshot>,
+    /// Sent as changes from what the proxy ran.
+    incremental: bool,
 }
 
 /// Takes a proxy's report on its app: a change of readiness reaches the

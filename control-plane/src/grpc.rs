@@ -9,14 +9,13 @@
 use std::future::Future;
 
 use futures_util::FutureExt;
-use remora_proto::encoded_server::discovery_server::DiscoveryServer;
 use remora_proto::pb::identity::identity_server::IdentityServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 
-use crate::discovery::DiscoveryService;
+use crate::discovery::{DiscoveryServer, DiscoveryService};
 use crate::identity::{IdentityService, TlsPort, TlsPortError};
 
 /// Serves Discovery and Identity on `plaintext` and on `tls` until `shutdown` completes, then

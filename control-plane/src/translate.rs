@@ -223,6 +223,7 @@ pub fn snapshot_for(
             settings,
         )),
         mesh: settings.for_sidecar(scope.as_ref()).to_proto(),
+        ..Default::default()
     }
 }
 
@@ -470,19 +471,8 @@ pub fn version_of(snapshot: &pb::Snapshot) -> String {
 }
 
 /// FNV-1a, 64 bit: a fast, stable (unlike `DefaultHasher`) content hash.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    fnv1a_continue(0xcbf2_9ce4_8422_2325, bytes)
-}
-
-/// FNV-1a of `bytes` appended to those that hashed to `hash`: a hash of
-/// parts in order is the hash of their concatenation.
-pub(crate) fn fnv1a_continue(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
+/// The proxies compute it too, to check an incremental snapshot applied.
+pub(crate) use remora_proto::incremental::{fnv1a, fnv1a_continue};
 
 /// `<subset>|<fqdn>`.
 pub fn cluster_name(host: &str, subset: &str) -> String {

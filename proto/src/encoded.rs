@@ -5,7 +5,9 @@
 //! that view sends the same bytes, adding only its own `nonce`. Protobuf
 //! lets a message be written as the concatenation of its encoded fields, in
 //! any order, so the proxies decode an [`EncodedSnapshot`] as the
-//! [`crate::pb::Snapshot`] it is.
+//! [`crate::pb::Snapshot`] it is. The control plane writes it to the wire
+//! as a gRPC message whose chunks are the shared parts
+//! ([`EncodedSnapshot::grpc_message`]).
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{DecodeContext, WireType, encoded_len_varint, key_len};
@@ -31,6 +33,27 @@ impl EncodedSnapshot {
     /// The length of `parts`.
     pub fn parts_len(&self) -> usize {
         self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// The snapshot as one uncompressed gRPC message (the 5-byte prefix,
+    /// then the message), in chunks: the prefix with `version` and `nonce`,
+    /// then `parts` themselves, shared, not copied.
+    pub fn grpc_message(&self) -> Vec<Bytes> {
+        use prost::Message as _;
+        let len = self.encoded_len();
+        let mut head = Vec::with_capacity(5 + len - self.parts_len());
+        head.push(0); // not compressed
+        head.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        if !self.version.is_empty() {
+            prost::encoding::string::encode(VERSION_TAG, &self.version, &mut head);
+        }
+        if !self.nonce.is_empty() {
+            prost::encoding::string::encode(NONCE_TAG, &self.nonce, &mut head);
+        }
+        let mut chunks = Vec::with_capacity(1 + self.parts.len());
+        chunks.push(Bytes::from(head));
+        chunks.extend(self.parts.iter().filter(|p| !p.is_empty()).cloned());
+        chunks
     }
 }
 
@@ -104,7 +127,7 @@ mod tests {
                 ..Default::default()
             }],
             inbound: Some(pb::InboundPolicy::default()),
-            mesh: None,
+            ..Default::default()
         };
         // Fields encoded apart concatenate into the message.
         let hosts = pb::Snapshot {
@@ -129,5 +152,14 @@ mod tests {
         );
         let back = EncodedSnapshot::decode(bytes.as_slice()).expect("decodes");
         assert_eq!((back.version.as_str(), back.nonce.as_str()), ("v1", "7"));
+
+        // As a gRPC message: the prefix, then the same bytes.
+        let message: Vec<u8> = encoded.grpc_message().concat();
+        assert_eq!(message[0], 0);
+        assert_eq!(
+            message[1..5],
+            u32::try_from(bytes.len()).unwrap().to_be_bytes()
+        );
+        assert_eq!(message[5..], bytes[..]);
     }
 }

@@ -17,16 +17,10 @@ pub mod pb {
 mod duration;
 pub mod encoded;
 mod error_chain;
+pub mod incremental;
 
 pub use duration::{Duration, DurationError};
 pub use error_chain::error_chain;
-
-/// The `Discovery` server of the control plane: the service of [`pb`], its
-/// snapshots sent as [`encoded::EncodedSnapshot`] (encoded once per view).
-pub mod encoded_server {
-    #![allow(missing_docs, unreachable_pub, clippy::all)] // generated code
-    include!(concat!(env!("OUT_DIR"), "/encoded/remora.discovery.v1.rs"));
-}
 
 /// The largest compiled program a proxy accepts for one `regex` match (the
 /// `regex` crate's size limit; Envoy's RE2 `max_program_size` plays the same

@@ -559,6 +559,8 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         app_port: app_port(&args.app)?,
         // Filled in from the app's probe on each (re)connect.
         app_health: None,
+        // Registrations and route changes then send what changed, not the whole snapshot.
+        accepts_incremental: true,
     };
     tracing::info!(
         node = node.id,

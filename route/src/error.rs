@@ -6,6 +6,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// An incremental snapshot that does not apply to the config in force.
+    #[error(transparent)]
+    Incremental(#[from] remora_proto::incremental::IncrementalError),
     /// A regex did not compile.
     #[error("{field}: invalid regex: {error}")]
     Regex {

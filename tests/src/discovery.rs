@@ -243,7 +243,6 @@ pub fn snapshot(
         nonce: format!("{version}-nonce"),
         virtual_hosts,
         clusters,
-        inbound: None,
-        mesh: None,
+        ..Default::default()
     }
 }

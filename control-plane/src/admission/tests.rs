@@ -20,6 +20,7 @@ fn node(service: &str, inbound: &str) -> pb::Node {
         mtls: true,
         app_port: 9080,
         app_health: None,
+        accepts_incremental: false,
     }
 }
 

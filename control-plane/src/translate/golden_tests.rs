@@ -185,6 +185,7 @@ fn mesh_nodes() -> Nodes {
                         mtls: v != 1 || i % 2 == 0,
                         app_port: if v == 0 { 9080 } else { 0 },
                         app_health: None,
+                        accepts_incremental: false,
                     },
                 );
             }

@@ -15,9 +15,17 @@
 //! views) and its version: FNV-1a over the parts in order, which is the
 //! version [`super::version_of`] gives the same snapshot built for one proxy,
 //! computed once per namespace for the large parts.
+//!
+//! For incremental pushes it also keeps the snapshot cut the other way: the
+//! routes part (virtual hosts, clusters without endpoints, inbound policy
+//! and mesh settings) with its own hash, and each cluster's endpoint list
+//! encoded apart with its hash. [`ViewSnapshot::incremental_from`] compares
+//! these with the snapshot a proxy runs and sends only what differs; the
+//! result is built once per pair of versions and shared by every stream of
+//! the view.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prost::Message;
 use prost::bytes::Bytes;
@@ -80,7 +88,42 @@ pub struct ViewSnapshot {
     pub resources: Arc<Vec<Resource>>,
     /// The registry it was built from.
     pub nodes: Arc<Nodes>,
+    /// FNV-1a over the routes part: the virtual hosts, [`Self::shells`],
+    /// then the inbound policy and mesh settings.
+    routes: u64,
+    /// The clusters without their endpoints, encoded.
+    shells: Bytes,
+    /// Every cluster's endpoint list, encoded apart.
+    endpoint_lists: Arc<EndpointLists>,
+    /// Incremental snapshots from the versions proxies ran, built once each.
+    increments: Mutex<Vec<(String, Option<Arc<Vec<Bytes>>>)>>,
 }
+
+/// The incremental snapshots a view keeps, by base version: proxies of a
+/// view mostly run one version (two while a push is on its way).
+const INCREMENTS_KEPT: usize = 4;
+
+/// The clusters' endpoint lists of one Sidecar scope, each encoded as a
+/// `Snapshot.endpoints` field, in cluster order.
+#[derive(Debug, Default)]
+struct EndpointLists {
+    lists: Vec<EndpointList>,
+    /// The hash of each cluster's list, by cluster name.
+    hashes: HashMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct EndpointList {
+    cluster: String,
+    hash: u64,
+    /// `Snapshot.endpoints` (field 9): one `ClusterEndpoints`.
+    bytes: Bytes,
+}
+
+/// `Snapshot.base_version`, `routes_included` and `endpoints`.
+const BASE_VERSION_TAG: u32 = 7;
+const ROUTES_INCLUDED_TAG: u32 = 8;
+const ENDPOINTS_TAG: u32 = 9;
 
 impl ViewSnapshot {
     /// The message to send, with this push's `nonce`: the parts are shared,
@@ -91,6 +134,67 @@ impl ViewSnapshot {
             parts: self.parts.clone(),
             nonce,
         }
+    }
+
+    /// The incremental snapshot that turns `base` (what a proxy runs) into
+    /// this one, with this push's `nonce`: the routes part if it changed, and
+    /// the endpoint lists that changed. `None` when it would not be smaller
+    /// than the complete snapshot. Built once per base version, then shared.
+    pub fn incremental_from(&self, base: &ViewSnapshot, nonce: String) -> Option<EncodedSnapshot> {
+        let parts = {
+            let mut kept = self
+                .increments
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match kept.iter().find(|(v, _)| *v == base.version) {
+                Some((_, parts)) => parts.clone(),
+                None => {
+                    let parts = self.build_increment(base).map(Arc::new);
+                    if kept.len() == INCREMENTS_KEPT {
+                        kept.remove(0);
+                    }
+                    kept.push((base.version.clone(), parts.clone()));
+                    parts
+                }
+            }
+        }?;
+        Some(EncodedSnapshot {
+            version: self.version.clone(),
+            parts: parts.as_ref().clone(),
+            nonce,
+        })
+    }
+
+    fn build_increment(&self, base: &ViewSnapshot) -> Option<Vec<Bytes>> {
+        let mut head = Vec::new();
+        prost::encoding::string::encode(BASE_VERSION_TAG, &base.version, &mut head);
+        let routes = self.routes != base.routes;
+        if routes {
+            prost::encoding::bool::encode(ROUTES_INCLUDED_TAG, &true, &mut head);
+        }
+        let mut parts = vec![Bytes::from(head)];
+        if routes {
+            parts.extend([
+                self.parts[0].clone(),
+                self.shells.clone(),
+                self.parts[2].clone(),
+            ]);
+        }
+        if !Arc::ptr_eq(&self.endpoint_lists, &base.endpoint_lists) {
+            // A cluster new to the proxy gets its list (empty or not): the
+            // proxy has none to keep.
+            parts.extend(
+                self.endpoint_lists
+                    .lists
+                    .iter()
+                    .filter(|list| {
+                        base.endpoint_lists.hashes.get(&list.cluster) != Some(&list.hash)
+                    })
+                    .map(|list| list.bytes.clone()),
+            );
+        }
+        let len: usize = parts.iter().map(Bytes::len).sum();
+        (len < self.encoded_len).then_some(parts)
     }
 
     /// The snapshot decoded, `version` set and `nonce` empty (tests and
@@ -130,11 +234,52 @@ impl ViewSnapshot {
 /// service.
 type ScopeKey = (usize, String, String);
 
-/// The clusters of one Sidecar scope (every cluster without one), encoded.
+/// The clusters of one Sidecar scope (every cluster without one), encoded
+/// whole, and cut into shells and endpoint lists.
 struct ClusterParts {
     bytes: Bytes,
+    shells: Bytes,
+    endpoint_lists: Arc<EndpointLists>,
     count: usize,
     endpoints: usize,
+}
+
+impl ClusterParts {
+    fn encode<'c>(clusters: impl Iterator<Item = &'c pb::Cluster>) -> Self {
+        let (mut bytes, mut shells) = (Vec::new(), Vec::new());
+        let mut lists = EndpointLists::default();
+        let (mut count, mut endpoints) = (0, 0);
+        for cluster in clusters {
+            prost::encoding::message::encode(4, cluster, &mut bytes);
+            let shell = pb::Cluster {
+                endpoints: Vec::new(),
+                ..cluster.clone()
+            };
+            prost::encoding::message::encode(4, &shell, &mut shells);
+            let list = pb::ClusterEndpoints {
+                cluster: shell.name,
+                endpoints: cluster.endpoints.clone(),
+            };
+            let mut encoded = Vec::new();
+            prost::encoding::message::encode(ENDPOINTS_TAG, &list, &mut encoded);
+            let hash = fnv1a(&encoded);
+            lists.hashes.insert(list.cluster.clone(), hash);
+            lists.lists.push(EndpointList {
+                cluster: list.cluster,
+                hash,
+                bytes: Bytes::from(encoded),
+            });
+            count += 1;
+            endpoints += cluster.endpoints.len();
+        }
+        ClusterParts {
+            bytes: Bytes::from(bytes),
+            shells: Bytes::from(shells),
+            endpoint_lists: Arc::new(lists),
+            count,
+            endpoints,
+        }
+    }
 }
 
 /// The parts shared by the views of one namespace and Sidecar scope.
@@ -143,6 +288,8 @@ struct NamespaceParts {
     count: usize,
     /// FNV-1a over `virtual_hosts` then the clusters.
     hash: u64,
+    /// FNV-1a over `virtual_hosts` then the clusters' shells.
+    routes: u64,
 }
 
 /// Builds the snapshot of every view in `keys`, in order: one translation
@@ -169,20 +316,9 @@ pub fn build_views(
             let scope_key = scope
                 .and_then(|s| s.key())
                 .map(|(id, ns, own)| (id, ns.to_owned(), own.to_owned()));
-            let clusters = cluster_parts.entry(scope_key.clone()).or_insert_with(|| {
-                let mut buf = Vec::new();
-                let (mut count, mut endpoints) = (0, 0);
-                for cluster in outbound.clusters_in(scope) {
-                    prost::encoding::message::encode(4, cluster, &mut buf);
-                    count += 1;
-                    endpoints += cluster.endpoints.len();
-                }
-                ClusterParts {
-                    bytes: Bytes::from(buf),
-                    count,
-                    endpoints,
-                }
-            });
+            let clusters = cluster_parts
+                .entry(scope_key.clone())
+                .or_insert_with(|| ClusterParts::encode(outbound.clusters_in(scope)));
             let ns = namespaces
                 .entry((key.namespace.as_str(), scope_key))
                 .or_insert_with(|| {
@@ -191,8 +327,10 @@ pub fn build_views(
                     for host in &hosts {
                         prost::encoding::message::encode(3, host, &mut buf);
                     }
+                    let hosts_hash = fnv1a(&buf);
                     NamespaceParts {
-                        hash: fnv1a_continue(fnv1a(&buf), &clusters.bytes),
+                        hash: fnv1a_continue(hosts_hash, &clusters.bytes),
+                        routes: fnv1a_continue(hosts_hash, &clusters.shells),
                         virtual_hosts: Bytes::from(buf),
                         count: hosts.len(),
                     }
@@ -209,6 +347,7 @@ pub fn build_views(
                 prost::encoding::message::encode(6, &mesh, &mut tail);
             }
             let version = format!("{:016x}", fnv1a_continue(ns.hash, &tail));
+            let routes = fnv1a_continue(ns.routes, &tail);
             let parts = vec![
                 ns.virtual_hosts.clone(),
                 clusters.bytes.clone(),
@@ -223,6 +362,10 @@ pub fn build_views(
                 virtual_hosts: ns.count,
                 resources: Arc::clone(resources),
                 nodes: Arc::clone(nodes),
+                routes,
+                shells: clusters.shells.clone(),
+                endpoint_lists: Arc::clone(&clusters.endpoint_lists),
+                increments: Mutex::new(Vec::new()),
             })
         })
         .collect()

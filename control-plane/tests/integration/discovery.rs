@@ -446,3 +446,106 @@ async fn a_burst_of_changes_is_translated_once() {
         "twenty changes, one translation"
     );
 }
+
+/// A proxy that takes incremental snapshots: a registration sends it the
+/// endpoint lists that changed and nothing else, a route change sends the
+/// routes without any endpoint list, and each applied to what it runs
+/// gives the complete snapshot of that version.
+#[tokio::test]
+async fn a_registration_sends_endpoints_and_a_route_change_sends_routes() {
+    let mesh = Arc::new(Mesh::new());
+    mesh.set_config(canary(90));
+    let (addr, _) = server_with_debounce(Arc::clone(&mesh), Duration::from_millis(50)).await;
+    let incremental = |n: pb::Node| pb::Node {
+        accepts_incremental: true,
+        ..n
+    };
+    // The service is known (a first workload adds its default cluster: a routes change).
+    let mut v2 = Proxy::connect(addr, node("reviews", "v2", "127.0.0.1:1002")).await;
+    v2.next().await;
+    let mut client = Proxy::connect(addr, incremental(node("productpage", "v1", ""))).await;
+    let first = client.next().await;
+    assert!(
+        first.base_version.is_empty(),
+        "the first snapshot is complete"
+    );
+    assert_eq!(endpoints(&first, V2), ["127.0.0.1:1002"]);
+
+    // A registration: two endpoint lists (the service's and its subset's), no routes.
+    let mut v1 = Proxy::connect(addr, node("reviews", "v1", "127.0.0.1:1001")).await;
+    v1.next().await;
+    let update = client.next().await;
+    assert_eq!(update.base_version, first.version);
+    assert!(!update.routes_included);
+    assert!(update.virtual_hosts.is_empty() && update.clusters.is_empty());
+    let lists: Vec<&str> = update
+        .endpoints
+        .iter()
+        .map(|l| l.cluster.as_str())
+        .collect();
+    assert_eq!(lists, ["|reviews.default.svc.cluster.local", V1]);
+    let second = remora_proto::incremental::apply(&first, update.clone()).expect("applies");
+    assert_eq!(endpoints(&second, V1), ["127.0.0.1:1001"]);
+    assert!(
+        update.encoded_len() * 2 < second.encoded_len(),
+        "smaller than the whole"
+    );
+
+    // A route change: the routes and clusters, not one endpoint list.
+    mesh.set_config(canary(50));
+    let update = client.next().await;
+    assert_eq!(update.base_version, second.version);
+    assert!(update.routes_included);
+    assert!(update.endpoints.is_empty(), "{:?}", update.endpoints);
+    assert!(update.clusters.iter().all(|c| c.endpoints.is_empty()));
+    let third = remora_proto::incremental::apply(&second, update).expect("applies");
+    assert_eq!(third.virtual_hosts[0].routes[0].destinations[0].weight, 50);
+    assert_eq!(endpoints(&third, V1), ["127.0.0.1:1001"], "endpoints kept");
+    assert_eq!(endpoints(&third, V2), ["127.0.0.1:1002"], "endpoints kept");
+    drop((v1, v2));
+}
+
+/// A proxy that NACKs an incremental snapshot keeps what it runs; the
+/// control plane then sends the complete snapshot of that version.
+#[tokio::test]
+async fn a_nacked_incremental_snapshot_is_followed_by_the_complete_one() {
+    let mesh = Arc::new(Mesh::new());
+    mesh.set_config(canary(90));
+    let (addr, metrics) = server_with_debounce(Arc::clone(&mesh), Duration::from_millis(50)).await;
+    let mut v2 = Proxy::connect(addr, node("reviews", "v2", "127.0.0.1:1002")).await;
+    v2.next().await;
+    let mut client = Proxy::connect(
+        addr,
+        pb::Node {
+            accepts_incremental: true,
+            ..node("productpage", "v1", "")
+        },
+    )
+    .await;
+    let first = client.next().await;
+    let mut v1 = Proxy::connect(addr, node("reviews", "v1", "127.0.0.1:1001")).await;
+    v1.next().await;
+
+    let update = tokio::time::timeout(WAIT, client.snapshots.message())
+        .await
+        .expect("a snapshot")
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.base_version, first.version);
+    client
+        .requests
+        .send(pb::DiscoveryRequest {
+            version_info: first.version.clone(),
+            response_nonce: update.nonce.clone(),
+            error_detail: "cannot apply".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let complete = client.next().await;
+    assert!(complete.base_version.is_empty(), "complete after a NACK");
+    assert_eq!(complete.version, update.version);
+    assert_eq!(endpoints(&complete, V1), ["127.0.0.1:1001"]);
+    assert_eq!(metric(&metrics, "remora_connected_proxies"), 3);
+    drop((v1, v2));
+}

@@ -240,6 +240,7 @@ fn node(service: &str, app: &str, inbound: &str, mtls: bool) -> pb::Node {
         mtls,
         app_port: 9080,
         app_health: None,
+        accepts_incremental: false,
     }
 }
 

@@ -62,8 +62,7 @@ fn canary() -> pb::Snapshot {
             cluster("v1|reviews", &["127.0.0.1:1001"]),
             cluster("v2|reviews", &["127.0.0.1:1002"]),
         ],
-        inbound: None,
-        mesh: None,
+        ..Default::default()
     }
 }
 
