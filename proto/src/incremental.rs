@@ -50,7 +50,7 @@ pub fn version_of(snapshot: &pb::Snapshot) -> String {
     bare.virtual_hosts.clone_from(&snapshot.virtual_hosts);
     bare.clusters.clone_from(&snapshot.clusters);
     bare.inbound.clone_from(&snapshot.inbound);
-    bare.mesh.clone_from(&snapshot.mesh);
+    bare.mesh = snapshot.mesh;
     format!("{:016x}", fnv1a(&bare.encode_to_vec()))
 }
 
@@ -120,7 +120,7 @@ pub fn apply(base: &pb::Snapshot, update: pb::Snapshot) -> Result<pb::Snapshot, 
             virtual_hosts: base.virtual_hosts.clone(),
             clusters: base.clusters.clone(),
             inbound: base.inbound.clone(),
-            mesh: base.mesh.clone(),
+            mesh: base.mesh,
             ..Default::default()
         }
     };

@@ -96,8 +96,12 @@ pub struct ViewSnapshot {
     /// Every cluster's endpoint list, encoded apart.
     endpoint_lists: Arc<EndpointLists>,
     /// Incremental snapshots from the versions proxies ran, built once each.
-    increments: Mutex<Vec<(String, Option<Arc<Vec<Bytes>>>)>>,
+    increments: Mutex<Vec<(String, Increment)>>,
 }
+
+/// An incremental snapshot's encoded parts (after `version` and `nonce`);
+/// `None` when the complete snapshot is no larger.
+type Increment = Option<Arc<Vec<Bytes>>>;
 
 /// The incremental snapshots a view keeps, by base version: proxies of a
 /// view mostly run one version (two while a push is on its way).

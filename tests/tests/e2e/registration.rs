@@ -202,6 +202,7 @@ fn poisoned(id: &str, change: impl FnOnce(&mut pb::Node)) -> pb::Node {
         mtls: true,
         app_port: 9080,
         app_health: None,
+        accepts_incremental: false,
     };
     change(&mut node);
     node
