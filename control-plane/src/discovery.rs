@@ -10,7 +10,10 @@
 //! translates once per change for every view, encodes each view's snapshot
 //! once, and wakes only the streams whose view changed. A stream pushes its
 //! view's snapshot only if its version differs from the last one pushed —
-//! so a change reaches exactly the proxies whose view it changes. The proxy answers
+//! so a change reaches exactly the proxies whose view it changes — and, to a
+//! proxy that accepts them, only the parts that differ from what it last
+//! ACKed (an incremental snapshot); one push at a time, so a slow proxy gets
+//! the latest version next, never a queue. The proxy answers
 //! each snapshot with an ACK (the version it applied) or a NACK (the
 //! reason, while it keeps its last good config). When the stream ends, the
 //! workload is deregistered.
@@ -91,11 +94,9 @@ pub struct DiscoveryService {
 
 /// Pushes in flight at once, over every stream (istiod's
 /// `PILOT_PUSH_THROTTLE`, 100). A stream holds its slot from sending a
-/// snapshot until its proxy answers it, or [`ACK_WAIT`] passes. Each push in
-/// flight holds a copy of the snapshot in the HTTP/2 send buffers until the
-/// proxy has read it; unbounded, 5,000 proxies of a 600 KB snapshot held
-/// 4 GB. Bounded, the memory is that of 100 snapshots, and the bytes go out
-/// as fast as before (the sockets, not the slots, are the limit).
+/// snapshot until its proxy answers it, or [`ACK_WAIT`] passes. The bytes
+/// in flight are the views' shared parts (`discovery/wire.rs`), so the bound is on the
+/// work in progress, not on copies; the sockets, not the slots, set the rate.
 pub const PUSH_CONCURRENCY: usize = 100;
 
 /// How long a push may hold its slot without an answer.
