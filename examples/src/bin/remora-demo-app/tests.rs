@@ -1,0 +1,6 @@
+use clap::CommandFactory;
+
+#[test]
+fn cli_is_well_formed() {
+    super::Args::command().debug_assert();
+}

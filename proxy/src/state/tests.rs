@@ -1,0 +1,133 @@
+use super::*;
+
+fn snapshot(version: &str, percent: Option<f64>) -> pb::Snapshot {
+    pb::Snapshot {
+        version: version.to_owned(),
+        mesh: percent.map(|p| pb::MeshSettings {
+            trace_sampling_percent: Some(p),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn applied_snapshot_sets_the_trace_ratio_unless_the_flag_pinned_it() {
+    let sampling = SamplingControl::new(None);
+    let state = ConfigState::new(None).with_trace_sampling(sampling.clone());
+    state.apply(snapshot("v1", Some(100.0))).expect("applied");
+    assert_eq!(sampling.ratio(), SamplingRatio::ALWAYS);
+    state.apply(snapshot("v2", Some(0.0))).expect("applied");
+    assert_eq!(sampling.ratio(), SamplingRatio::NEVER);
+    state.apply(snapshot("v3", None)).expect("applied");
+    assert_eq!(sampling.ratio(), SamplingRatio::ISTIO_DEFAULT);
+
+    let pinned = SamplingControl::new(Some(SamplingRatio::ALWAYS));
+    let state = ConfigState::new(None).with_trace_sampling(pinned.clone());
+    state.apply(snapshot("v1", Some(0.0))).expect("applied");
+    assert_eq!(pinned.ratio(), SamplingRatio::ALWAYS, "the flag wins");
+}
+
+/// A snapshot of one host routed to `|a`, whose endpoint is `address`.
+fn routed(address: &str) -> pb::Snapshot {
+    let mut s = pb::Snapshot {
+        virtual_hosts: vec![pb::VirtualHost {
+            name: "a".into(),
+            domains: vec!["a".into()],
+            routes: vec![pb::Route {
+                name: "default".into(),
+                destinations: vec![pb::WeightedCluster {
+                    cluster: "|a".into(),
+                    weight: 100,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        clusters: vec![pb::Cluster {
+            name: "|a".into(),
+            service: "a".into(),
+            endpoints: vec![pb::Endpoint {
+                address: address.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    s.version = remora_proto::incremental::version_of(&s);
+    s
+}
+
+/// The incremental snapshot from `base` to `next`: `next`'s endpoints only.
+fn endpoints_update(base: &pb::Snapshot, next: &pb::Snapshot) -> pb::Snapshot {
+    pb::Snapshot {
+        version: next.version.clone(),
+        base_version: base.version.clone(),
+        endpoints: vec![pb::ClusterEndpoints {
+            cluster: "|a".into(),
+            endpoints: next.clusters[0].endpoints.clone(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_incremental_snapshot_applies_to_the_config_in_force() {
+    let state = ConfigState::new(None);
+    let base = routed("127.0.0.1:1");
+    state.apply(base.clone()).expect("applied");
+    let next = routed("127.0.0.1:2");
+    state
+        .apply(endpoints_update(&base, &next))
+        .expect("applied");
+    let current = state.current.load();
+    assert_eq!(current.version(), next.version);
+    assert_eq!(current.snapshot().clusters, next.clusters);
+    assert_eq!(current.snapshot().virtual_hosts, base.virtual_hosts);
+}
+
+#[test]
+fn a_nacked_incremental_snapshot_keeps_the_config_in_force() {
+    let state = ConfigState::new(None);
+    let base = routed("127.0.0.1:1");
+    state.apply(base.clone()).expect("applied");
+    // Applies, but the whole does not validate.
+    let bad = routed("no port here");
+    let err = state
+        .apply(endpoints_update(&base, &bad))
+        .expect_err("refused");
+    assert!(matches!(err, ConfigError::BadAddress { .. }), "{err}");
+    // For a config this proxy does not run.
+    let other = routed("127.0.0.1:3");
+    let err = state
+        .apply(endpoints_update(&other, &routed("127.0.0.1:4")))
+        .expect_err("refused");
+    assert!(matches!(err, ConfigError::Incremental(_)), "{err}");
+    let current = state.current.load();
+    assert_eq!(current.version(), base.version);
+    assert_eq!(current.snapshot().clusters, base.clusters);
+}
+
+#[test]
+fn out_of_range_ratio_is_refused_and_changes_nothing() {
+    let sampling = SamplingControl::new(None);
+    let state = ConfigState::new(None).with_trace_sampling(sampling.clone());
+    state.apply(snapshot("v1", Some(100.0))).expect("applied");
+    for bad in [150.0, -1.0, f64::NAN] {
+        let err = state.apply(snapshot("v2", Some(bad))).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                ConfigError::MeshSettings {
+                    field: "trace_sampling_percent",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("from 0 to 100"), "{err}");
+    }
+    assert_eq!(sampling.ratio(), SamplingRatio::ALWAYS);
+    assert_eq!(state.current.load().version(), "v1");
+}
