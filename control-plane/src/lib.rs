@@ -35,4 +35,5 @@ pub mod publish;
 pub mod status;
 pub mod token;
 pub mod translate;
+pub mod trim;
 pub mod watch;

@@ -417,6 +417,10 @@ async fn serve(
     let until_stopped = |mut rx: signal::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Free pages go back to the system once proxies leave (ends with the runtime).
+    tokio::spawn(remora_control_plane::trim::when_proxies_leave(
+        metrics.clone(),
+    ));
     let monitor = tokio::spawn(monitoring::serve(
         monitoring,
         Monitoring {

@@ -198,6 +198,11 @@ impl Metrics {
         self.connected_proxies.dec();
     }
 
+    /// Discovery streams open now.
+    pub fn connected_proxies(&self) -> i64 {
+        self.connected_proxies.get()
+    }
+
     /// A proxy ACKed a snapshot `latency` after it was sent.
     pub(crate) fn push_acked(&self, latency: Duration) {
         self.pushes
