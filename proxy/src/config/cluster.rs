@@ -13,7 +13,7 @@ use super::{ServicePorts, UpstreamPolicy, upstream_version};
 use crate::balance::{LoadBalancer, pick_healthy};
 use crate::events;
 use crate::outlier::{OutlierSettings, Verdict};
-use crate::telemetry::metrics;
+use crate::telemetry::Interner;
 use crate::upstream::{Endpoint, EndpointRegistry, MtlsClient, Outcome, PoolSettings, Transport};
 
 /// One (service, subset): the unit of load balancing.
@@ -71,11 +71,13 @@ impl Drop for RetryGuard {
 impl Cluster {
     /// The live cluster of a validated one: its endpoints from
     /// `registry` (shared with other clusters and config versions), its
-    /// metric labels, and, with `mesh_tls`, its mTLS client config.
+    /// metric labels from `labels`, and, with `mesh_tls`, its mTLS client
+    /// config.
     pub(super) fn build(
         spec: ClusterSpec,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
+        labels: Interner,
     ) -> Result<Self, ConfigError> {
         let endpoints = spec
             .endpoints
@@ -87,11 +89,11 @@ impl Cluster {
             .as_ref()
             .map_or_else(PoolSettings::default, pool_settings);
         Ok(Self {
-            service_label: metrics::global().intern(&spec.service),
+            service_label: labels.intern(&spec.service),
             subset_label: if spec.subset.is_empty() {
-                metrics::unknown()
+                labels.unknown()
             } else {
-                metrics::global().intern(&spec.subset)
+                labels.intern(&spec.subset)
             },
             mtls: cluster_mtls(&spec, mesh_tls)?,
             name: spec.name,
@@ -111,14 +113,20 @@ impl Cluster {
         })
     }
 
-    /// [`Self::build`] from a proto cluster, for tests.
+    /// [`Self::build`] from a proto cluster, labelled in the process's
+    /// metrics, for tests.
     #[cfg(test)]
     pub(crate) fn from_proto(
         c: &remora_proto::pb::Cluster,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
     ) -> Result<Self, ConfigError> {
-        Self::build(ClusterSpec::compile(c)?, registry, mesh_tls)
+        Self::build(
+            ClusterSpec::compile(c)?,
+            registry,
+            mesh_tls,
+            Interner::global(),
+        )
     }
 
     /// The ports the service declares TCP.
