@@ -11,8 +11,7 @@ use remora_route::{ClusterSpec, ConnectionPoolSpec};
 use super::ConfigError;
 use super::{ServicePorts, UpstreamPolicy, upstream_version};
 use crate::balance::{LoadBalancer, pick_healthy};
-use crate::events;
-use crate::outlier::{OutlierSettings, Verdict};
+use crate::outlier::{self, OutlierSettings};
 use crate::telemetry::Interner;
 use crate::upstream::{Endpoint, EndpointRegistry, MtlsClient, Outcome, PoolSettings, Transport};
 
@@ -46,9 +45,6 @@ pub struct Cluster {
     /// `h2UpgradePolicy` and `useClientProtocol`.
     upstream_policy: UpstreamPolicy,
 }
-
-/// Serialises ejection decisions; see [`Cluster::record_at`].
-static EJECTION: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The mTLS side of a cluster with at least one mTLS endpoint.
 #[derive(Debug)]
@@ -259,7 +255,9 @@ impl Cluster {
         self.record_with(endpoint, outcome, now, || jitter)
     }
 
-    /// [`Self::record_at`], the jitter drawn only for an ejection.
+    /// [`Self::record_at`], the jitter drawn only for an ejection: the
+    /// decision is outlier detection's ([`outlier::record`]), over this
+    /// cluster's hosts.
     fn record_with(
         &self,
         endpoint: &Arc<Endpoint>,
@@ -267,46 +265,15 @@ impl Cluster {
         now: Instant,
         jitter: impl FnOnce() -> Duration,
     ) -> Option<Duration> {
-        let s = &self.ejection;
-        if endpoint.record_outcome(outcome, now, s) != Verdict::Eject {
-            return None;
-        }
-        // Counting the ejected hosts and ejecting one is a single step:
-        // two workers ejecting two hosts at once would otherwise each see
-        // room for one more and together overshoot `maxEjectionPercent`.
-        // One lock for all clusters, as subsets and successive configs
-        // share endpoints; it is taken only when a host reaches its
-        // threshold, never on a request's way.
-        let _decision = EJECTION.lock().unwrap_or_else(|e| e.into_inner());
-        if endpoint.is_ejected(now, s) {
-            return None; // a concurrent verdict on the same host came first
-        }
-        let others_ejected = self
-            .endpoints
-            .iter()
-            .filter(|e| !Arc::ptr_eq(e, endpoint) && e.is_ejected(now, s))
-            .count();
-        if others_ejected >= s.max_ejected(self.endpoints.len()) {
-            endpoint.spare();
-            tracing::info!(
-                cluster = %self.name,
-                endpoint = endpoint.address(),
-                "outlier kept: maxEjectionPercent reached"
-            );
-            return None;
-        }
-        let time = endpoint.eject(now, s, jitter());
-        crate::telemetry::stats::OUTLIER_EJECTIONS.inc();
-        let ms = time.as_millis().to_string();
-        events::emit(
-            "ejected",
-            &[
-                ("cluster", &self.name),
-                ("endpoint", endpoint.address()),
-                ("ms", &ms),
-            ],
-        );
-        Some(time)
+        outlier::record(
+            &self.name,
+            &self.endpoints,
+            endpoint,
+            outcome,
+            now,
+            &self.ejection,
+            jitter,
+        )
     }
 
     /// Starts a retry if `http.maxRetries` (retries in flight to this
