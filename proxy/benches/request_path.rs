@@ -13,6 +13,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use remora_proto::pb;
 use remora_proxy::config::RuntimeConfig;
+use remora_proxy::telemetry::Interner;
 use remora_proxy::telemetry::trace::{RequestInfo, SamplingRatio, TraceConfig, Tracer};
 use remora_proxy::upstream::{EndpointRegistry, Outcome};
 use remora_route::WeightedSchedule;
@@ -78,7 +79,13 @@ fn many_routes(n: usize) -> RuntimeConfig {
         clusters: vec![cluster(3, false)],
         ..Default::default()
     };
-    RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None).expect("valid bench config")
+    RuntimeConfig::build(
+        snapshot,
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .expect("valid bench config")
 }
 
 /// `n` virtual hosts of one catch-all route each.
@@ -106,7 +113,13 @@ fn many_hosts(n: usize) -> RuntimeConfig {
         clusters: vec![cluster(3, false)],
         ..Default::default()
     };
-    RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None).expect("valid bench config")
+    RuntimeConfig::build(
+        snapshot,
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .expect("valid bench config")
 }
 
 fn request_parts(path: &str) -> http::request::Parts {
@@ -167,8 +180,13 @@ fn endpoint_pick(c: &mut Criterion) {
             clusters: vec![cluster(10, true)],
             ..Default::default()
         };
-        let config = RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None)
-            .expect("valid config");
+        let config = RuntimeConfig::build(
+            snapshot,
+            &EndpointRegistry::default(),
+            None,
+            Interner::global(),
+        )
+        .expect("valid config");
         let cl = &config.clusters()[0];
         let now = Instant::now();
         for e in cl.endpoints().iter().take(ejected) {

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::app_health::AppHealth;
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::identity::Identity;
+use crate::telemetry::Interner;
 use crate::telemetry::metrics::{ConfigFigures, LiveConfig};
 use crate::telemetry::trace::{SamplingControl, SamplingRatio};
 use crate::upstream::EndpointRegistry;
@@ -30,6 +31,8 @@ pub struct ConfigState {
     /// The proxy's mTLS state when it has an identity; each snapshot's
     /// clusters build their mTLS client configs from it.
     pub mesh_tls: Option<remora_certs::MeshTls>,
+    /// Where each snapshot's clusters intern their metric labels.
+    pub labels: Interner,
     /// The workload identity, set once at startup when the proxy has a token (mTLS on);
     /// unset, the proxy runs without one and readiness needs only a config.
     pub identity: OnceLock<Arc<Identity>>,
@@ -49,6 +52,7 @@ impl ConfigState {
             endpoints: EndpointRegistry::default(),
             ready: watch::Sender::new(false),
             mesh_tls,
+            labels: Interner::global(),
             identity: OnceLock::new(),
             trace_sampling: SamplingControl::default(),
             app: OnceLock::new(),
@@ -95,7 +99,12 @@ impl ConfigState {
             remora_proto::incremental::apply(self.current.load().snapshot(), snapshot)?
         };
         let sampling = mesh_sampling(snapshot.mesh.as_ref())?;
-        let config = RuntimeConfig::build(snapshot, &self.endpoints, self.mesh_tls.as_ref())?;
+        let config = RuntimeConfig::build(
+            snapshot,
+            &self.endpoints,
+            self.mesh_tls.as_ref(),
+            self.labels,
+        )?;
         self.current.store(Arc::new(config));
         self.trace_sampling.apply_mesh(sampling);
         Ok(())

@@ -11,9 +11,8 @@ use remora_route::{ClusterSpec, ConnectionPoolSpec};
 use super::ConfigError;
 use super::{ServicePorts, UpstreamPolicy, upstream_version};
 use crate::balance::{LoadBalancer, pick_healthy};
-use crate::events;
-use crate::outlier::{OutlierSettings, Verdict};
-use crate::telemetry::metrics;
+use crate::outlier::{self, OutlierSettings};
+use crate::telemetry::Interner;
 use crate::upstream::{Endpoint, EndpointRegistry, MtlsClient, Outcome, PoolSettings, Transport};
 
 /// One (service, subset): the unit of load balancing.
@@ -47,9 +46,6 @@ pub struct Cluster {
     upstream_policy: UpstreamPolicy,
 }
 
-/// Serialises ejection decisions; see [`Cluster::record_at`].
-static EJECTION: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// The mTLS side of a cluster with at least one mTLS endpoint.
 #[derive(Debug)]
 struct ClusterMtls {
@@ -71,11 +67,13 @@ impl Drop for RetryGuard {
 impl Cluster {
     /// The live cluster of a validated one: its endpoints from
     /// `registry` (shared with other clusters and config versions), its
-    /// metric labels, and, with `mesh_tls`, its mTLS client config.
+    /// metric labels from `labels`, and, with `mesh_tls`, its mTLS client
+    /// config.
     pub(super) fn build(
         spec: ClusterSpec,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
+        labels: Interner,
     ) -> Result<Self, ConfigError> {
         let endpoints = spec
             .endpoints
@@ -87,11 +85,11 @@ impl Cluster {
             .as_ref()
             .map_or_else(PoolSettings::default, pool_settings);
         Ok(Self {
-            service_label: metrics::global().intern(&spec.service),
+            service_label: labels.intern(&spec.service),
             subset_label: if spec.subset.is_empty() {
-                metrics::unknown()
+                labels.unknown()
             } else {
-                metrics::global().intern(&spec.subset)
+                labels.intern(&spec.subset)
             },
             mtls: cluster_mtls(&spec, mesh_tls)?,
             name: spec.name,
@@ -111,14 +109,20 @@ impl Cluster {
         })
     }
 
-    /// [`Self::build`] from a proto cluster, for tests.
+    /// [`Self::build`] from a proto cluster, labelled in the process's
+    /// metrics, for tests.
     #[cfg(test)]
     pub(crate) fn from_proto(
         c: &remora_proto::pb::Cluster,
         registry: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
     ) -> Result<Self, ConfigError> {
-        Self::build(ClusterSpec::compile(c)?, registry, mesh_tls)
+        Self::build(
+            ClusterSpec::compile(c)?,
+            registry,
+            mesh_tls,
+            Interner::global(),
+        )
     }
 
     /// The ports the service declares TCP.
@@ -251,7 +255,9 @@ impl Cluster {
         self.record_with(endpoint, outcome, now, || jitter)
     }
 
-    /// [`Self::record_at`], the jitter drawn only for an ejection.
+    /// [`Self::record_at`], the jitter drawn only for an ejection: the
+    /// decision is outlier detection's ([`outlier::record`]), over this
+    /// cluster's hosts.
     fn record_with(
         &self,
         endpoint: &Arc<Endpoint>,
@@ -259,46 +265,15 @@ impl Cluster {
         now: Instant,
         jitter: impl FnOnce() -> Duration,
     ) -> Option<Duration> {
-        let s = &self.ejection;
-        if endpoint.record_outcome(outcome, now, s) != Verdict::Eject {
-            return None;
-        }
-        // Counting the ejected hosts and ejecting one is a single step:
-        // two workers ejecting two hosts at once would otherwise each see
-        // room for one more and together overshoot `maxEjectionPercent`.
-        // One lock for all clusters, as subsets and successive configs
-        // share endpoints; it is taken only when a host reaches its
-        // threshold, never on a request's way.
-        let _decision = EJECTION.lock().unwrap_or_else(|e| e.into_inner());
-        if endpoint.is_ejected(now, s) {
-            return None; // a concurrent verdict on the same host came first
-        }
-        let others_ejected = self
-            .endpoints
-            .iter()
-            .filter(|e| !Arc::ptr_eq(e, endpoint) && e.is_ejected(now, s))
-            .count();
-        if others_ejected >= s.max_ejected(self.endpoints.len()) {
-            endpoint.spare();
-            tracing::info!(
-                cluster = %self.name,
-                endpoint = endpoint.address(),
-                "outlier kept: maxEjectionPercent reached"
-            );
-            return None;
-        }
-        let time = endpoint.eject(now, s, jitter());
-        crate::telemetry::stats::OUTLIER_EJECTIONS.inc();
-        let ms = time.as_millis().to_string();
-        events::emit(
-            "ejected",
-            &[
-                ("cluster", &self.name),
-                ("endpoint", endpoint.address()),
-                ("ms", &ms),
-            ],
-        );
-        Some(time)
+        outlier::record(
+            &self.name,
+            &self.endpoints,
+            endpoint,
+            outcome,
+            now,
+            &self.ejection,
+            jitter,
+        )
     }
 
     /// Starts a retry if `http.maxRetries` (retries in flight to this

@@ -17,6 +17,7 @@ use remora_proto::pb;
 use remora_route::{CompiledSnapshot, RouteTable};
 
 use crate::http::path::PathNormalization;
+use crate::telemetry::Interner;
 use crate::upstream::EndpointRegistry;
 
 pub(crate) use capture::CaptureIndex;
@@ -66,13 +67,16 @@ impl RuntimeConfig {
     /// from `endpoints`. With `mesh_tls` (the proxy has an identity), each
     /// cluster with mTLS endpoints gets its client config here, once per
     /// snapshot; without it, requests to mTLS endpoints fail with 502.
+    /// Each cluster's metric labels are interned here through `labels`, so
+    /// that requests only clone them.
     pub fn build(
         snapshot: pb::Snapshot,
         endpoints: &EndpointRegistry,
         mesh_tls: Option<&MeshTls>,
+        labels: Interner,
     ) -> Result<Self, ConfigError> {
         let compiled = CompiledSnapshot::compile(&snapshot, |spec| {
-            Cluster::build(spec, endpoints, mesh_tls).map(Arc::new)
+            Cluster::build(spec, endpoints, mesh_tls, labels).map(Arc::new)
         })?;
         let capture = CaptureIndex::build(compiled.outbound_policy, &compiled.clusters);
         let mut snapshot = snapshot;

@@ -76,7 +76,13 @@ fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
 
 #[test]
 fn canary_routes_jason_first_then_splits_ninety_ten() {
-    let config = RuntimeConfig::build(canary(), &EndpointRegistry::default(), None).unwrap();
+    let config = RuntimeConfig::build(
+        canary(),
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .unwrap();
     assert_eq!(config.version(), "v-test");
     let vh = config.virtual_host("reviews").unwrap();
     for _ in 0..20 {
@@ -103,7 +109,8 @@ fn first_matching_route_wins() {
         ..Default::default()
     };
     s.virtual_hosts[0].routes.insert(0, catch_all);
-    let config = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap();
+    let config =
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global()).unwrap();
     let r = config
         .virtual_host("reviews")
         .unwrap()
@@ -116,7 +123,8 @@ fn first_matching_route_wins() {
 fn unknown_cluster_all_zero_weights_and_bad_regex_are_rejected() {
     let mut s = canary();
     s.virtual_hosts[0].routes[1].destinations[0].cluster = "v3|reviews".into();
-    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap_err();
+    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global())
+        .unwrap_err();
     assert!(
         err.to_string().contains("unknown cluster `v3|reviews`"),
         "{err}"
@@ -126,14 +134,16 @@ fn unknown_cluster_all_zero_weights_and_bad_regex_are_rejected() {
     for d in &mut s.virtual_hosts[0].routes[1].destinations {
         d.weight = 0;
     }
-    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap_err();
+    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global())
+        .unwrap_err();
     assert!(matches!(err, ConfigError::NoWeight { .. }), "{err}");
 
     let mut s = canary();
     s.virtual_hosts[0].routes[0].matches[0].uri = Some(pb::StringMatch {
         kind: Some(Kind::Regex("[".into())),
     });
-    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap_err();
+    let err = RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global())
+        .unwrap_err();
     assert!(err.to_string().contains("invalid regex"), "{err}");
 }
 
@@ -142,7 +152,7 @@ fn bad_address_and_duplicate_domain_are_rejected() {
     let mut s = canary();
     s.clusters[0].endpoints[0].address = "no-port".into();
     assert!(matches!(
-        RuntimeConfig::build(s, &EndpointRegistry::default(), None),
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global()),
         Err(ConfigError::BadAddress { .. })
     ));
 
@@ -151,7 +161,7 @@ fn bad_address_and_duplicate_domain_are_rejected() {
     twin.name = "other".into();
     s.virtual_hosts.push(twin);
     assert!(matches!(
-        RuntimeConfig::build(s, &EndpointRegistry::default(), None),
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global()),
         Err(ConfigError::DuplicateDomain { .. })
     ));
 }
@@ -159,7 +169,7 @@ fn bad_address_and_duplicate_domain_are_rejected() {
 #[test]
 fn endpoint_state_survives_a_new_config() {
     let registry = EndpointRegistry::default();
-    let first = RuntimeConfig::build(canary(), &registry, None).unwrap();
+    let first = RuntimeConfig::build(canary(), &registry, None, Interner::global()).unwrap();
     let e1 = first
         .virtual_host("reviews")
         .unwrap()
@@ -170,7 +180,7 @@ fn endpoint_state_survives_a_new_config() {
         .unwrap()
         .clone();
     let _active = e1.start_request();
-    let second = RuntimeConfig::build(canary(), &registry, None).unwrap();
+    let second = RuntimeConfig::build(canary(), &registry, None, Interner::global()).unwrap();
     let e2 = second
         .virtual_host("reviews")
         .unwrap()
@@ -192,7 +202,12 @@ fn path_normalization_comes_from_the_mesh_settings_and_defaults_to_base() {
             mesh,
             ..pb::Snapshot::default()
         };
-        RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None)
+        RuntimeConfig::build(
+            snapshot,
+            &EndpointRegistry::default(),
+            None,
+            Interner::global(),
+        )
     };
     let paths = |mesh| build(Some(mesh)).unwrap().path_normalization();
     assert_eq!(
@@ -240,7 +255,8 @@ fn pool_durations_become_the_pool_settings_and_unset_ones_keep_the_defaults() {
         max_connections: 3,
         ..Default::default()
     });
-    let config = RuntimeConfig::build(s, &EndpointRegistry::default(), None).unwrap();
+    let config =
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global()).unwrap();
     let pool = |name: &str| {
         let c = config.clusters().iter().find(|c| c.name() == name);
         c.expect("cluster").pool().clone()
@@ -262,7 +278,7 @@ fn pool_durations_become_the_pool_settings_and_unset_ones_keep_the_defaults() {
 fn bad_durations_are_refused_naming_the_field_not_panicked_on() {
     let bad = |seconds, nanos| Some(remora_proto::Duration { seconds, nanos });
     let refused = |s: pb::Snapshot| {
-        RuntimeConfig::build(s, &EndpointRegistry::default(), None)
+        RuntimeConfig::build(s, &EndpointRegistry::default(), None, Interner::global())
             .unwrap_err()
             .to_string()
     };

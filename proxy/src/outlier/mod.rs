@@ -9,11 +9,11 @@
 //!   service-wide cluster is also out of a subset cluster that lists it:
 //!   ejection is per host within the mesh, as a user reading "this pod is
 //!   ejected" expects.
-//! - The cluster that records the failure decides whether its
-//!   `maxEjectionPercent` allows the ejection, counting over **its own**
-//!   endpoints; at least one host may always be ejected (Envoy ejects
-//!   nothing in a cluster of fewer than 10 hosts at the default 10%,
-//!   envoy#26877).
+//! - The cluster that records the failure decides ([`record`], over any
+//!   [`Host`]) whether its `maxEjectionPercent` allows the ejection,
+//!   counting over **its own** endpoints; at least one host may always be
+//!   ejected (Envoy ejects nothing in a cluster of fewer than 10 hosts at
+//!   the default 10%, envoy#26877).
 //! - Nothing runs in the background: a host returns when a pick or a
 //!   record sees that its ejection time has passed, and the multiplier a
 //!   healthy host earns back is computed from the intervals elapsed. The
@@ -28,9 +28,11 @@
 //!   settings alone apply (its thresholds count connect failures too).
 
 mod detector;
+mod ejection;
 
 pub use detector::Outcome;
 pub(crate) use detector::{OutlierDetector, Verdict};
+pub(crate) use ejection::{Host, record};
 pub(crate) use remora_route::outlier::OutlierSettings;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Outlier detection logic on an injected clock: `Instant` plus offsets,
 //! never a sleep.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -8,7 +9,7 @@ use remora_proto::pb;
 use remora_route::outlier::{MAX_EJECTION_TIME, OutlierError};
 
 use super::*;
-use crate::upstream::Outcome;
+use crate::upstream::{Endpoint, Outcome};
 
 const S200: Outcome = Outcome::Response(StatusCode::OK);
 const S404: Outcome = Outcome::Response(StatusCode::NOT_FOUND);
@@ -494,4 +495,44 @@ fn random_jitter_is_a_tenth_of_base_at_most_one_second() {
             assert!(s.random_jitter() <= max, "base {base:?}");
         }
     }
+}
+
+/// Records `S500` on `host` until the threshold; returns what the last one
+/// did.
+fn fail_until_verdict(
+    cluster: &str,
+    hosts: &[Arc<Endpoint>],
+    host: &Arc<Endpoint>,
+    now: Instant,
+    s: &OutlierSettings,
+) -> Option<Duration> {
+    let mut last = None;
+    for _ in 0..s.consecutive_5xx_errors {
+        last = record(cluster, hosts, host, S500, now, s, || Duration::ZERO);
+    }
+    last
+}
+
+#[test]
+fn the_decision_counts_over_the_hosts_of_the_recording_cluster_only() {
+    let s = OutlierSettings::default(); // 10%: one host of two
+    let now = Instant::now();
+    let a = Arc::new(Endpoint::new("10.0.0.1:9080".into()));
+    let b = Arc::new(Endpoint::new("10.0.0.2:9080".into()));
+    let both = [Arc::clone(&a), Arc::clone(&b)];
+    assert_eq!(
+        fail_until_verdict("both", &both, &a, now, &s),
+        Some(s.base_ejection_time)
+    );
+    assert!(a.is_ejected(now, &s));
+    // A second host of the same two is kept in, and counts again.
+    assert_eq!(fail_until_verdict("both", &both, &b, now, &s), None);
+    assert!(!b.is_ejected(now, &s));
+    // A cluster listing only `b` has room for it.
+    let only_b = [Arc::clone(&b)];
+    assert_eq!(
+        fail_until_verdict("only-b", &only_b, &b, now, &s),
+        Some(s.base_ejection_time)
+    );
+    assert!(b.is_ejected(now, &s));
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::access_log::AccessLog;
-use super::metrics::{self, UNKNOWN};
+use super::metrics::{self, Metrics, UNKNOWN};
 use super::trace::Tracer;
 
 /// What the proxy's observers share.
@@ -26,6 +26,33 @@ impl Telemetry {
             tracer: Tracer::disabled(),
             workload: Workload::unknown(),
         }
+    }
+}
+
+/// Makes metric label values, shared per value: the handle the
+/// config build is given to label its clusters once per snapshot, so that
+/// no request interns and the config reaches for no global.
+#[derive(Debug, Clone, Copy)]
+pub struct Interner {
+    metrics: &'static Metrics,
+}
+
+impl Interner {
+    /// Interns into the process's metrics.
+    pub fn global() -> Self {
+        Self {
+            metrics: metrics::global(),
+        }
+    }
+
+    /// `value` as a shared label value.
+    pub(crate) fn intern(&self, value: &str) -> Arc<str> {
+        self.metrics.intern(value)
+    }
+
+    /// The shared [`UNKNOWN`] (the process's metrics are the only ones).
+    pub(crate) fn unknown(&self) -> Arc<str> {
+        metrics::unknown()
     }
 }
 

@@ -8,7 +8,7 @@ pub mod metrics;
 pub(crate) mod stats;
 pub mod trace;
 
-pub use handle::{Telemetry, Workload};
+pub use handle::{Interner, Telemetry, Workload};
 
 /// Which way a request goes through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::limits::{Limits, RequestSlot};
 use super::pool::{Connections, IdleH1};
 use crate::outlier::Outcome;
-use crate::outlier::{OutlierDetector, OutlierSettings, Verdict};
+use crate::outlier::{Host, OutlierDetector, OutlierSettings, Verdict};
 
 /// An upstream `host:port` (an IP, or a DNS name resolved at connect time).
 ///
@@ -112,9 +112,37 @@ impl Endpoint {
             .map(|until| until - now)
     }
 
-    /// Counts an attempt's outcome; [`Verdict::Eject`] asks the caller
-    /// (the cluster, which knows the other hosts) to decide.
-    pub(crate) fn record_outcome(
+    fn outlier(&self) -> MutexGuard<'_, OutlierDetector> {
+        self.outlier.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pools a connection whose response finished cleanly, and makes sure
+    /// a task closes it once it has been idle past its timeout (Istio:
+    /// "the connection will be closed"), rather than only skipping it when
+    /// it is next wanted. Returns whether it was kept.
+    pub(super) fn pool_idle(self: &Arc<Self>, conn: IdleH1) -> bool {
+        let kept = self.connections.put_idle(conn);
+        if kept && !self.connections.reaper.swap(true, Ordering::AcqRel) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+        kept
+    }
+}
+
+/// What outlier detection's ejection decision ([`crate::outlier::record`])
+/// needs of a host: its detector, behind the endpoint's lock and flags.
+impl Host for Endpoint {
+    fn address(&self) -> &str {
+        Endpoint::address(self)
+    }
+
+    fn is_ejected(&self, now: Instant, settings: &OutlierSettings) -> bool {
+        Endpoint::is_ejected(self, now, settings)
+    }
+
+    /// Counts an attempt's outcome in the detector; a success with no
+    /// count running takes no lock.
+    fn record_outcome(
         &self,
         outcome: Outcome,
         now: Instant,
@@ -136,13 +164,7 @@ impl Endpoint {
         verdict
     }
 
-    /// Ejects the host; returns how long for.
-    pub(crate) fn eject(
-        &self,
-        now: Instant,
-        settings: &OutlierSettings,
-        jitter: Duration,
-    ) -> Duration {
+    fn eject(&self, now: Instant, settings: &OutlierSettings, jitter: Duration) -> Duration {
         let mut outlier = self.outlier();
         let until = outlier.eject(now, settings, jitter);
         self.ejected.store(true, Ordering::Release);
@@ -150,26 +172,9 @@ impl Endpoint {
         until - now
     }
 
-    /// Keeps the host in despite its errors (`maxEjectionPercent`).
-    pub(crate) fn spare(&self) {
+    fn spare(&self) {
         self.outlier().spare();
         self.counting.store(false, Ordering::Release);
-    }
-
-    fn outlier(&self) -> MutexGuard<'_, OutlierDetector> {
-        self.outlier.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Pools a connection whose response finished cleanly, and makes sure
-    /// a task closes it once it has been idle past its timeout (Istio:
-    /// "the connection will be closed"), rather than only skipping it when
-    /// it is next wanted. Returns whether it was kept.
-    pub(super) fn pool_idle(self: &Arc<Self>, conn: IdleH1) -> bool {
-        let kept = self.connections.put_idle(conn);
-        if kept && !self.connections.reaper.swap(true, Ordering::AcqRel) {
-            tokio::spawn(reap(Arc::downgrade(self)));
-        }
-        kept
     }
 }
 

@@ -24,7 +24,7 @@ use remora_proxy::listener::inbound::Inbound;
 use remora_proxy::listener::outbound::{self, Outbound};
 use remora_proxy::listener::{self};
 use remora_proxy::retry::Retries;
-use remora_proxy::telemetry::Telemetry;
+use remora_proxy::telemetry::{Interner, Telemetry};
 use remora_proxy::upstream::EndpointRegistry;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -164,8 +164,13 @@ impl Mesh {
 
         let frontend = frontend(&ca, ca_dir.path());
         let snapshot = outbound_snapshot(inbound_addr, &id(expected_sa));
-        let config =
-            RuntimeConfig::build(snapshot, &EndpointRegistry::default(), Some(&frontend)).unwrap();
+        let config = RuntimeConfig::build(
+            snapshot,
+            &EndpointRegistry::default(),
+            Some(&frontend),
+            Interner::global(),
+        )
+        .unwrap();
         let outbound_config = Arc::new(ArcSwap::from_pointee(config));
         let out = Arc::new(Outbound {
             config: Arc::clone(&outbound_config),
@@ -201,7 +206,13 @@ impl Mesh {
             inbound: Some(policy),
             ..Default::default()
         };
-        let config = RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None).unwrap();
+        let config = RuntimeConfig::build(
+            snapshot,
+            &EndpointRegistry::default(),
+            None,
+            Interner::global(),
+        )
+        .unwrap();
         self.inbound_config.store(Arc::new(config));
     }
 
@@ -622,7 +633,13 @@ async fn a_deny_policy_answers_403_and_never_reaches_the_app() {
 async fn without_an_identity_an_mtls_endpoint_gets_502_with_the_reason() {
     let mesh = Mesh::start("reviews", "reviews").await;
     let snapshot = outbound_snapshot(mesh.inbound_addr, &id("reviews"));
-    let config = RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None).unwrap();
+    let config = RuntimeConfig::build(
+        snapshot,
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .unwrap();
     mesh.outbound_config.store(Arc::new(config));
     let (status, body) = get(connect(mesh.outbound_addr).await, "reviews", "/", None)
         .await
@@ -674,8 +691,13 @@ fn tunnel_outbound(mesh: &Mesh) -> Outbound {
         }],
         ..Default::default()
     };
-    let config =
-        RuntimeConfig::build(snapshot, &EndpointRegistry::default(), Some(&frontend)).unwrap();
+    let config = RuntimeConfig::build(
+        snapshot,
+        &EndpointRegistry::default(),
+        Some(&frontend),
+        Interner::global(),
+    )
+    .unwrap();
     Outbound {
         config: Arc::new(ArcSwap::from_pointee(config)),
         retries: Retries::default(),
@@ -855,7 +877,13 @@ async fn without_an_identity_a_tcp_tunnel_cannot_open() {
         ..Default::default()
     };
     let (echo, echo_task) = echo_server().await;
-    let config = RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None).unwrap();
+    let config = RuntimeConfig::build(
+        snapshot,
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .unwrap();
     let outbound = Arc::new(Outbound {
         config: Arc::new(ArcSwap::from_pointee(config)),
         retries: Retries::default(),

@@ -1,6 +1,7 @@
 use remora_proto::pb;
 
 use super::*;
+use crate::telemetry::Interner;
 use crate::upstream::EndpointRegistry;
 
 fn snapshot() -> pb::Snapshot {
@@ -43,8 +44,13 @@ fn snapshot() -> pb::Snapshot {
 #[test]
 fn services_are_found_by_their_endpoint_ips_and_tcp_ports_skip_detection() {
     let snapshot = snapshot();
-    let config =
-        super::super::RuntimeConfig::build(snapshot, &EndpointRegistry::default(), None).unwrap();
+    let config = super::super::RuntimeConfig::build(
+        snapshot,
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .unwrap();
     let index = config.capture();
     assert_eq!(index.policy(), OutboundPolicy::RegistryOnly);
     let known = index.at("10.0.0.5".parse().unwrap()).expect("known");
@@ -65,15 +71,25 @@ fn an_unknown_policy_or_a_bad_port_is_refused_naming_the_field() {
         outbound_traffic_policy: 9,
         ..Default::default()
     });
-    let err =
-        super::super::RuntimeConfig::build(bad, &EndpointRegistry::default(), None).unwrap_err();
+    let err = super::super::RuntimeConfig::build(
+        bad,
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "mesh.outbound_traffic_policy: unknown policy 9"
     );
     let mut bad = snapshot();
     bad.clusters[0].tcp_ports = vec![70_000];
-    let err =
-        super::super::RuntimeConfig::build(bad, &EndpointRegistry::default(), None).unwrap_err();
+    let err = super::super::RuntimeConfig::build(
+        bad,
+        &EndpointRegistry::default(),
+        None,
+        Interner::global(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("tcp_ports: 70000"), "{err}");
 }
