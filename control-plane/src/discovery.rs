@@ -436,6 +436,9 @@ async fn session(
                     Ok(None) => break 'session,
                     Err(status) => {
                         tracing::info!(node = node.id, error = %status, "discovery stream failed");
+                        // The proxy learns why (an oversized or undecodable request),
+                        // unless a push fills its one slot: then it only sees the end.
+                        let _ = tx.try_send(Err(status));
                         break 'session;
                     }
                 },

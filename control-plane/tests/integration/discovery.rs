@@ -549,3 +549,123 @@ async fn a_nacked_incremental_snapshot_is_followed_by_the_complete_one() {
     assert_eq!(metric(&metrics, "remora_connected_proxies"), 3);
     drop((v1, v2));
 }
+
+/// The discovery server decodes requests itself (`discovery/wire.rs`): a
+/// proxy that sends a request over the bound, or garbage that is no
+/// DiscoveryRequest, loses its own stream with a status, while another
+/// proxy's stream keeps getting config changes.
+#[tokio::test]
+async fn an_oversized_or_garbled_request_ends_only_its_own_stream() {
+    let mesh = Arc::new(Mesh::new());
+    mesh.set_config(parse_str(Path::new("canary.yaml"), CANARY).resources);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(discovery::serve(
+        listener,
+        Arc::clone(&mesh),
+        std::future::pending(),
+    ));
+
+    let mut healthy = Proxy::connect(addr, node("productpage", "v1", "")).await;
+    healthy.next().await;
+
+    // A NACK whose detail is one byte over the bound.
+    let mut big = Proxy::connect(addr, node("details", "v1", "")).await;
+    let first = tokio::time::timeout(WAIT, big.snapshots.message())
+        .await
+        .expect("a first snapshot")
+        .expect("stream")
+        .expect("a message");
+    big.requests
+        .send(pb::DiscoveryRequest {
+            response_nonce: first.nonce,
+            error_detail: "x".repeat(remora_proto::MAX_SNAPSHOT_BYTES + 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(WAIT, big.snapshots.message())
+        .await
+        .expect("the oversized stream must end within 5 s");
+    let status = ended.expect_err("an oversized request ends its stream with a status");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+
+    // Raw HTTP/2 with a gRPC frame that is no DiscoveryRequest.
+    let garbled = tokio::spawn(async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static("/remora.discovery.v1.Discovery/Stream");
+        let garbage = tokio_stream::once(bytes::Bytes::from_static(&[0xff; 64]));
+        client
+            .streaming::<_, bytes::Bytes, bytes::Bytes, _>(
+                tonic::Request::new(garbage),
+                path,
+                RawCodec,
+            )
+            .await
+    });
+    let answer = tokio::time::timeout(WAIT, garbled)
+        .await
+        .expect("garbage is answered within 5 s")
+        .unwrap();
+    let status = answer.expect_err("garbage is refused");
+    assert_ne!(status.code(), tonic::Code::Ok, "{status:?}");
+
+    // The healthy proxy still gets a config change.
+    mesh.set_config(parse_str(Path::new("canary.yaml"), &CANARY.replace("90", "50")).resources);
+    let after = healthy.next().await;
+    let weights: Vec<u32> = after.virtual_hosts[0].routes[0]
+        .destinations
+        .iter()
+        .map(|d| d.weight)
+        .collect();
+    assert_eq!(weights, [50, 10]);
+}
+
+/// Sends and receives raw bytes as gRPC messages.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = bytes::Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
