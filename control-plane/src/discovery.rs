@@ -540,17 +540,19 @@ fn answer(node: &pb::Node, tracked: &TrackedProxy, reply: &pb::DiscoveryRequest,
             json!({ "node": node.id, "version": reply.version_info }),
         );
     } else {
+        // The proxy's words, kept and logged within a bound.
+        let error = remora_proto::truncate_detail(&reply.error_detail);
         tracing::warn!(
             node = node.id,
             kept = reply.version_info,
-            error = reply.error_detail,
+            error = %error,
             "proxy rejected its snapshot"
         );
-        tracked.nacked(&reply.version_info, &reply.error_detail);
+        tracked.nacked(&reply.version_info, &error);
         emit(
             "nack",
             json!({
-                "node": node.id, "version": reply.version_info, "error": reply.error_detail,
+                "node": node.id, "version": reply.version_info, "error": error,
             }),
         );
     }

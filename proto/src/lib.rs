@@ -33,3 +33,33 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// refuses to send a larger one, saying so, rather than have every proxy
 /// fail to decode it.
 pub const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
+
+/// The largest encoded `DiscoveryRequest` the control plane accepts. A
+/// proxy's requests are its `Node` (identity, labels, addresses, a token)
+/// and ACKs or NACKs: a few KiB. A larger one ends that stream with
+/// `OUT_OF_RANGE`, so that a registered proxy cannot make the control plane
+/// buffer megabytes per stream.
+pub const MAX_REQUEST_BYTES: usize = 64 << 10;
+
+/// The longest NACK detail (`DiscoveryRequest.error_detail`) a proxy sends
+/// and the control plane keeps (its log and `remora proxy-status`): longer
+/// ones are cut at a character boundary, by [`truncate_detail`].
+pub const MAX_NACK_DETAIL_BYTES: usize = 4 << 10;
+
+/// `detail` cut to at most [`MAX_NACK_DETAIL_BYTES`] bytes at a character
+/// boundary, saying how much was cut.
+pub fn truncate_detail(detail: &str) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= MAX_NACK_DETAIL_BYTES {
+        return detail.into();
+    }
+    // Room for the marker, so that the result stays within the bound.
+    const MARKER_ROOM: usize = 48;
+    let mut end = MAX_NACK_DETAIL_BYTES - MARKER_ROOM;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &detail[..end], detail.len() - end).into()
+}
+
+#[cfg(test)]
+mod tests;

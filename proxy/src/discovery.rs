@@ -306,7 +306,8 @@ async fn stream_once(
                 pb::DiscoveryRequest {
                     version_info: version_info.clone(),
                     response_nonce: nonce,
-                    error_detail: error,
+                    // Within what the control plane accepts and keeps.
+                    error_detail: remora_proto::truncate_detail(&error).into_owned(),
                     ..Default::default()
                 }
             }

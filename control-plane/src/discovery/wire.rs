@@ -72,7 +72,7 @@ impl tower_service::Service<http::Request<Body>> for DiscoveryServer {
                     ProstDecoder::<pb::DiscoveryRequest>::new(BufferSettings::default()),
                     body,
                     None,
-                    Some(remora_proto::MAX_SNAPSHOT_BYTES),
+                    Some(remora_proto::MAX_REQUEST_BYTES),
                 )
             }));
             Ok(match service.open(request).await {

@@ -300,7 +300,8 @@ async fn acks_and_nacks_show_in_the_proxy_status_and_the_metrics() {
         .send(pb::DiscoveryRequest {
             version_info: applied.version.clone(),
             response_nonce: rejected.nonce.clone(),
-            error_detail: "vh/r0: invalid regex".into(),
+            // Long (within the request bound): kept cut to the detail bound.
+            error_detail: format!("vh/r0: invalid regex {}", "x".repeat(50_000)),
             ..Default::default()
         })
         .await
@@ -319,9 +320,16 @@ async fn acks_and_nacks_show_in_the_proxy_status_and_the_metrics() {
         Some(applied.version.as_str()),
         "a NACK keeps the applied version"
     );
-    assert_eq!(
-        nacked.last_nack_error.as_deref(),
-        Some("vh/r0: invalid regex")
+    let kept = nacked
+        .last_nack_error
+        .as_deref()
+        .expect("the NACK's detail");
+    assert!(kept.starts_with("vh/r0: invalid regex xxx"), "{kept:.40}");
+    assert!(
+        kept.len() <= remora_proto::MAX_NACK_DETAIL_BYTES && kept.ends_with("bytes cut)"),
+        "{} bytes kept, ending {:?}",
+        kept.len(),
+        &kept[kept.len().saturating_sub(40)..]
     );
     assert_eq!(list[1].id, "reviews-v1");
 
@@ -579,7 +587,7 @@ async fn an_oversized_or_garbled_request_ends_only_its_own_stream() {
     big.requests
         .send(pb::DiscoveryRequest {
             response_nonce: first.nonce,
-            error_detail: "x".repeat(remora_proto::MAX_SNAPSHOT_BYTES + 1),
+            error_detail: "x".repeat(remora_proto::MAX_REQUEST_BYTES + 1),
             ..Default::default()
         })
         .await
