@@ -629,10 +629,20 @@ fn fault_in_milliseconds<S: serde::Serializer>(
         fixed_delay_ms: u64,
         percentage: Option<f64>,
     }
+    /// One of the two statuses, the gRPC one by name as Istio writes it
+    /// (`UNAVAILABLE`, not 14).
     #[derive(Serialize)]
-    struct Shown<'a> {
+    struct Abort {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http_status: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        grpc_status: Option<&'static str>,
+        percentage: Option<f64>,
+    }
+    #[derive(Serialize)]
+    struct Shown {
         delay: Option<Delay>,
-        abort: Option<&'a pb::FaultAbort>,
+        abort: Option<Abort>,
     }
     fault
         .as_ref()
@@ -641,7 +651,23 @@ fn fault_in_milliseconds<S: serde::Serializer>(
                 fixed_delay_ms: millis(d.fixed_delay.as_ref()),
                 percentage: d.percentage,
             }),
-            abort: f.abort.as_ref(),
+            abort: f.abort.as_ref().map(|a| Abort {
+                http_status: match a.status {
+                    Some(pb::fault_abort::Status::HttpStatus(code)) => Some(code),
+                    _ => None,
+                },
+                grpc_status: match a.status {
+                    Some(pb::fault_abort::Status::GrpcStatus(code)) => Some(
+                        usize::try_from(code)
+                            .ok()
+                            .and_then(|c| remora_route::grpc::STATUS_NAMES.get(c))
+                            .copied()
+                            .unwrap_or("UNKNOWN"),
+                    ),
+                    _ => None,
+                },
+                percentage: a.percentage,
+            }),
         })
         .serialize(serializer)
 }

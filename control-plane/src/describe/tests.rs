@@ -157,6 +157,26 @@ spec:
 }
 
 #[test]
+fn an_abort_shows_its_grpc_status_by_name() {
+    let abort = |status| pb::Fault {
+        delay: None,
+        abort: Some(pb::FaultAbort {
+            status: Some(status),
+            percentage: Some(10.0),
+        }),
+    };
+    let shown = |fault| serde_json::to_value(FaultShown(&Some(fault))).unwrap();
+    assert_eq!(
+        shown(abort(pb::fault_abort::Status::GrpcStatus(14))),
+        serde_json::json!({"delay": null, "abort": {"grpc_status": "UNAVAILABLE", "percentage": 10.0}})
+    );
+    assert_eq!(
+        shown(abort(pb::fault_abort::Status::HttpStatus(503))),
+        serde_json::json!({"delay": null, "abort": {"http_status": 503, "percentage": 10.0}})
+    );
+}
+
+#[test]
 fn retry_on_is_shown_as_istio_writes_it() {
     let r = pb::RetryPolicy {
         retry_on: vec![

@@ -630,7 +630,8 @@ async fn a_plain_curl_by_name_gets_the_exact_canary_split_over_mtls() {
                     && k.contains(&format!("mtls=\"{mtls}\""))
             })
             .map(|(_, v)| v)
-            .sum()
+            // Not `sum()`: an empty float sum is -0, printed "-0".
+            .fold(0.0, |sum, v| sum + v)
     };
     println!(
         "captured canary: outbound requests with mTLS {}, without {}",
