@@ -190,6 +190,20 @@ fn check_shape(node: &pb::Node) -> Result<(), Refusal> {
     if node.id.is_empty() {
         return Err(Refusal::new(Code::InvalidArgument, "node.id is empty"));
     }
+    if node.protocol < remora_proto::MIN_PROTOCOL {
+        return Err(Refusal::new(
+            Code::FailedPrecondition,
+            format!(
+                "node {}: node.protocol {} is older than this control plane serves ({} to {}): \
+                 upgrade the proxy to this release (an older proxy would misread the snapshots; \
+                 before revision 1 it dropped every timeout)",
+                printable(&node.id),
+                node.protocol,
+                remora_proto::MIN_PROTOCOL,
+                remora_proto::PROTOCOL,
+            ),
+        ));
+    }
     if node.id.len() > MAX_NODE_ID_LEN || node.id.chars().any(char::is_control) {
         return Err(Refusal::invalid(
             node,

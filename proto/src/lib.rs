@@ -34,6 +34,15 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// fail to decode it.
 pub const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
 
+/// The revision of the discovery protocol this build speaks (`Node.protocol`).
+/// Raised when a change to the messages would make an older proxy misread a
+/// snapshot without noticing. 1: durations as `google.protobuf.Duration`.
+pub const PROTOCOL: u32 = 1;
+
+/// The oldest revision the control plane serves: an older proxy is refused,
+/// saying which revision it speaks and which is needed.
+pub const MIN_PROTOCOL: u32 = 1;
+
 /// The largest encoded `DiscoveryRequest` the control plane accepts. A
 /// proxy's requests are its `Node` (identity, labels, addresses, a token)
 /// and ACKs or NACKs: a few KiB. A larger one ends that stream with

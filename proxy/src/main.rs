@@ -561,6 +561,7 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         app_health: None,
         // Registrations and route changes then send what changed, not the whole snapshot.
         accepts_incremental: true,
+        protocol: remora_proto::PROTOCOL,
     };
     tracing::info!(
         node = node.id,

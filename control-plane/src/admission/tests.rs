@@ -21,6 +21,7 @@ fn node(service: &str, inbound: &str) -> pb::Node {
         app_port: 9080,
         app_health: None,
         accepts_incremental: false,
+        protocol: remora_proto::PROTOCOL,
     }
 }
 
@@ -59,6 +60,23 @@ fn development() -> AdmissionPolicy {
         allow_plaintext: true,
         ..AdmissionPolicy::default()
     }
+}
+
+#[test]
+fn a_proxy_older_than_the_protocol_is_refused_naming_both_revisions() {
+    let mut old = node("reviews", "127.0.0.1:15006");
+    old.protocol = 0;
+    let err = admit_with(&old, &proven("reviews"), &[]).expect_err("refused");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let message = Status::from(err).message().to_owned();
+    assert!(
+        message.contains("node.protocol 0")
+            && message.contains(&format!("serves (1 to {})", remora_proto::PROTOCOL))
+            && message.contains("upgrade the proxy"),
+        "{message}"
+    );
+    let current = node("reviews", "127.0.0.1:15006");
+    admit_with(&current, &proven("reviews"), &[]).expect("the current revision is admitted");
 }
 
 #[test]

@@ -107,6 +107,7 @@ fn node(service: &str, version: &str, inbound: &str) -> pb::Node {
         labels: [("version".to_owned(), version.to_owned())].into(),
         service_account: service.into(),
         inbound_address: inbound.into(),
+        protocol: remora_proto::PROTOCOL,
         ..Default::default()
     }
 }

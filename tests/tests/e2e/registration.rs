@@ -203,6 +203,7 @@ fn poisoned(id: &str, change: impl FnOnce(&mut pb::Node)) -> pb::Node {
         app_port: 9080,
         app_health: None,
         accepts_incremental: false,
+        protocol: remora_proto::PROTOCOL,
     };
     change(&mut node);
     node
@@ -231,6 +232,8 @@ async fn a_poisoned_registration_next_to_a_healthy_mesh_freezes_nothing() {
         }),
         poisoned("a6", |n| n.app_port = 1 << 20),
         poisoned("a7", |n| n.inbound_address = "10.9.9.9:15006".into()),
+        // A proxy from before the protocol had revisions.
+        poisoned("a8", |n| n.protocol = 0),
     ];
     for node in attacks {
         let id = node.id.clone();
@@ -241,7 +244,9 @@ async fn a_poisoned_registration_next_to_a_healthy_mesh_freezes_nothing() {
         assert!(
             matches!(
                 status.code(),
-                tonic::Code::InvalidArgument | tonic::Code::PermissionDenied
+                tonic::Code::InvalidArgument
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::FailedPrecondition
             ),
             "{id}: {status:?}"
         );
