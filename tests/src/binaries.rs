@@ -12,7 +12,7 @@ static BUILT: Mutex<Built> = Mutex::new(Built {
 
 #[derive(Debug)]
 struct Built {
-    /// Whether `--workspace --bins` succeeded (`None`: not tried yet).
+    /// Whether `--workspace --bins --tests` succeeded (`None`: not tried yet).
     workspace: Option<bool>,
     /// Binaries built one by one after the workspace build failed.
     bins: Vec<String>,
@@ -21,8 +21,13 @@ struct Built {
 /// The path of workspace binary `name` (`remora`, `remora-proxy`,
 /// `remora-demo-app`), built for the test's own profile.
 ///
-/// The first call in a process runs `$CARGO build --workspace --bins` (a
-/// no-op when everything is current). If that fails (another crate does not
+/// The first call in a process runs `$CARGO build --workspace --bins --tests`
+/// (a no-op when everything is current). `--tests` makes cargo resolve
+/// features as `cargo test` does, dev-dependencies included (tokio's
+/// `test-util`, for one): the binaries are then the ones `cargo nextest run
+/// --workspace` has just built, not a second build of every dependency with
+/// the features of a release build, which took a second copy of the whole
+/// dependency tree on disk and minutes in CI. If that fails (another crate does not
 /// compile), each binary is built alone with `--bin <name>`, so a test that
 /// needs only the proxy still runs. Panics with cargo's output if the
 /// binary cannot be built or does not exist.
@@ -31,9 +36,9 @@ pub fn bin(name: &str) -> PathBuf {
     {
         // Held across the build: concurrent callers wait rather than race.
         let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-        let workspace = *built
-            .workspace
-            .get_or_insert_with(|| cargo_build(&dir, &["--workspace", "--bins"]).is_ok());
+        let workspace = *built.workspace.get_or_insert_with(|| {
+            cargo_build(&dir, &["--workspace", "--bins", "--tests"]).is_ok()
+        });
         if !workspace && !built.bins.iter().any(|b| b == name) {
             if let Err(output) = cargo_build(&dir, &["--bin", name]) {
                 panic!("`cargo build --bin {name}` failed:\n{output}");
