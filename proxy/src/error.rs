@@ -131,16 +131,7 @@ impl ProxyError {
             | Self::NoRouteMatched { .. }
             | Self::OutsideMesh { .. } => "NR",
             Self::NoEndpoint { .. } => "UH",
-            Self::Upstream(
-                UpstreamError::Connect { .. }
-                | UpstreamError::ConnectTimeout { .. }
-                | UpstreamError::ClosedBeforeSend { .. }
-                | UpstreamError::AppUnreached { .. }
-                | UpstreamError::Tls { .. },
-            ) => "UF",
-            Self::Upstream(UpstreamError::Overflow { .. }) => "UO",
-            Self::Upstream(UpstreamError::Stale { .. }) => "UC",
-            Self::Upstream(UpstreamError::Request { .. }) => "UR",
+            Self::Upstream(e) => e.flag(),
             Self::Timeout { .. } | Self::PerTryTimeout { .. } => "UT",
             Self::RequestBody(_)
             | Self::RequestHeadersTooLarge(_)

@@ -201,7 +201,7 @@ where
         Ok(upstream) => tcp::forward(client, upstream, record).await,
         Err(e) => {
             tracing::debug!(error = %e, %dst, "TCP tunnel failed");
-            record.flag("UF");
+            record.flag(e.flag());
             record.finish(0, 0);
         }
     }

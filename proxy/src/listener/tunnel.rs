@@ -74,6 +74,18 @@ pub enum TunnelError {
     },
 }
 
+impl TunnelError {
+    /// The access log's response flag: the upstream failure's own (`UO`
+    /// when a circuit-breaker limit kept the tunnel from opening), `UF`
+    /// when the peer refused the tunnel or it did not become one.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            Self::Upstream(e) => e.flag(),
+            Self::BadTarget { .. } | Self::Refused { .. } | Self::Upgrade { .. } => "UF",
+        }
+    }
+}
+
 /// Outbound: opens a tunnel through `endpoint` (a peer proxy, reached by
 /// `transport`, mTLS) to `target`, the original destination.
 pub async fn open(

@@ -134,6 +134,23 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The Envoy-style response flag for the access log: `UF` no
+    /// connection, `UO` a circuit-breaker limit, `UC` a pooled connection
+    /// the upstream had closed, `UR` a failure while the request was on
+    /// its way.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::ClosedBeforeSend { .. }
+            | Self::AppUnreached { .. }
+            | Self::Tls { .. } => "UF",
+            Self::Overflow { .. } => "UO",
+            Self::Stale { .. } => "UC",
+            Self::Request { .. } => "UR",
+        }
+    }
+
     /// No connection was made (Envoy's `connect-failure`): TCP failed, or
     /// the mTLS handshake did. A missing identity of our own is not one: it
     /// says nothing about the endpoint.

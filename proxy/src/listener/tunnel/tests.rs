@@ -16,3 +16,25 @@ fn every_kind_of_destination_is_a_connect_authority() {
         assert_eq!(uri.port_u16(), Some(target.port()));
     }
 }
+
+#[test]
+fn a_tunnel_kept_shut_by_a_limit_is_logged_as_overflow_not_as_a_connect_failure() {
+    let address = "10.0.0.2:15006".to_owned();
+    let overflow = TunnelError::Upstream(UpstreamError::Overflow {
+        address: address.clone(),
+        limit: "maxConnections (1)".into(),
+    });
+    assert_eq!(overflow.flag(), "UO");
+    let refused = TunnelError::Upstream(UpstreamError::Connect {
+        address: address.clone(),
+        source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+    });
+    assert_eq!(refused.flag(), "UF");
+    let denied = TunnelError::Refused {
+        address,
+        target: "10.0.0.3:6379".parse().expect("addr"),
+        status: StatusCode::FORBIDDEN,
+        reason: "RBAC: access denied".into(),
+    };
+    assert_eq!(denied.flag(), "UF");
+}
