@@ -221,7 +221,11 @@ async fn app_changed(app: &mut Option<watch::Receiver<AppStatus>>) -> Option<pb:
 fn is_refusal(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
-        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
+        tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::InvalidArgument
+            // This proxy is older than the control plane serves.
+            | tonic::Code::FailedPrecondition
     )
 }
 
