@@ -186,6 +186,7 @@ fn mesh_nodes() -> Nodes {
                         app_port: if v == 0 { 9080 } else { 0 },
                         app_health: None,
                         accepts_incremental: false,
+                        accepts_resource_increments: false,
                     },
                 );
             }
