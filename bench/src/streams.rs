@@ -282,6 +282,7 @@ fn node(index: usize, services: usize) -> pb::Node {
         app_port: 8080,
         // As the proxy does: registrations and route changes send what changed.
         accepts_incremental: true,
+        accepts_resource_increments: true,
         ..Default::default()
     }
 }
