@@ -110,6 +110,11 @@ enum ControlPlaneBench {
         /// Registrations plus deregistrations per second during churn.
         #[arg(long, default_value_t = 50.0)]
         churn_rate: f64,
+        /// The simulated proxies take incremental snapshots only in the
+        /// older form (a route change sends the routes part whole), to
+        /// compare with per-resource increments on the same binaries.
+        #[arg(long)]
+        routes_whole: bool,
         /// Where `remora` is (default: target/release).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
@@ -189,6 +194,7 @@ fn main() -> ExitCode {
                     changes,
                     churn_secs,
                     churn_rate,
+                    routes_whole,
                     bin_dir,
                 },
         }) => streams_bench(
@@ -196,6 +202,7 @@ fn main() -> ExitCode {
             *changes,
             *churn_secs,
             *churn_rate,
+            *routes_whole,
             bin_dir.as_deref(),
         ),
         None => bench(&args),
@@ -246,6 +253,7 @@ fn streams_bench(
     changes: usize,
     churn_secs: f64,
     churn_rate: f64,
+    routes_whole: bool,
     bin_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     let bins = bin_dir.map_or_else(|| target_dir().join("release"), Path::to_path_buf);
@@ -276,6 +284,7 @@ fn streams_bench(
             changes,
             churn_secs,
             churn_rate,
+            routes_whole,
             remora: remora.clone(),
             proxy: proxy.clone(),
         })?;

@@ -67,6 +67,10 @@ pub struct StreamsOptions {
     pub churn_secs: f64,
     /// Registrations plus deregistrations per second during churn.
     pub churn_rate: f64,
+    /// The simulated proxies take incremental snapshots only in the older
+    /// form (the routes part whole), as a proxy before per-resource
+    /// increments did: the same binaries measure both.
+    pub routes_whole: bool,
     /// The `remora` binary.
     pub remora: PathBuf,
     /// The `remora-proxy` binary: two real proxies join after the burst, one
@@ -259,7 +263,7 @@ impl Shared {
 }
 
 /// The node of simulated proxy `index`.
-fn node(index: usize, services: usize) -> pb::Node {
+fn node(index: usize, services: usize, routes_whole: bool) -> pb::Node {
     let service = format!("svc-{}", index % services);
     // A distinct pod address each, as a cluster would give.
     let address = format!(
@@ -282,6 +286,7 @@ fn node(index: usize, services: usize) -> pb::Node {
         app_port: 8080,
         // As the proxy does: registrations and route changes send what changed.
         accepts_incremental: true,
+        accepts_resource_increments: !routes_whole,
         protocol: remora_proto::PROTOCOL,
         ..Default::default()
     }
@@ -627,7 +632,7 @@ async fn run_async(opts: &StreamsOptions) -> anyhow::Result<StreamsRow> {
         tasks.push(tokio::spawn(proxy(
             index,
             cp.url.clone(),
-            node(index, opts.services),
+            node(index, opts.services, opts.routes_whole),
             Arc::clone(&shared),
             stop_rx,
         )));

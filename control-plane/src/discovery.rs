@@ -12,7 +12,8 @@
 //! view's snapshot only if its version differs from the last one pushed —
 //! so a change reaches exactly the proxies whose view it changes — and, to a
 //! proxy that accepts them, only the parts that differ from what it last
-//! ACKed (an incremental snapshot); one push at a time, so a slow proxy gets
+//! ACKed (an incremental snapshot, per resource to a proxy that takes that
+//! form); one push at a time, so a slow proxy gets
 //! the latest version next, never a queue. The proxy answers
 //! each snapshot with an ACK (the version it applied) or a NACK (the
 //! reason, while it keeps its last good config). When the stream ends, the
@@ -45,7 +46,7 @@ use crate::mesh::{MAX_HEALTH_REASON_BYTES, Mesh, Registration, bounded};
 use crate::metrics::Metrics;
 use crate::publish::{Debounce, Publisher, ViewReceiver};
 use crate::status::{ProxyTracker, TrackedProxy};
-use crate::translate::{MeshSettings, TooLarge, ViewKey, ViewSnapshot};
+use crate::translate::{Form, MeshSettings, TooLarge, ViewKey, ViewSnapshot};
 
 /// Serves discovery of `mesh` on `listener`, plaintext, until `shutdown`
 /// completes, tracking proxies in a table of its own. Plaintext admits nodes
@@ -361,10 +362,10 @@ async fn session(
                     }
                 } else {
                     nonce += 1;
-                    let incremental = runs
-                        .as_ref()
-                        .filter(|_| node.accepts_incremental)
-                        .and_then(|base| prepared.incremental_from(base, nonce.to_string()));
+                    let incremental =
+                        runs.as_ref().zip(Form::of(&node)).and_then(|(base, form)| {
+                            prepared.incremental_from(base, form, nonce.to_string())
+                        });
                     let is_incremental = incremental.is_some();
                     let snapshot =
                         incremental.unwrap_or_else(|| prepared.encoded(nonce.to_string()));

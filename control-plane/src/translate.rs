@@ -31,7 +31,7 @@ use crate::config::{DEFAULT_ROOT_NAMESPACE, qualify_host};
 pub use prepared::{Interrupted, Prepared, TooLarge, prepare};
 use scope::{Scope, Sidecars};
 use security::{PeerTls, SecurityIndex};
-pub use views::{ViewKey, ViewSnapshot, build_views};
+pub use views::{Form, ViewKey, ViewSnapshot, build_views};
 
 /// Suffix of the fully qualified name of an in-mesh service.
 const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -247,7 +247,7 @@ struct Host {
 struct Outbound {
     /// Every host a proxy can be asked for, in name order.
     hosts: Vec<Host>,
-    /// Every cluster, in name order.
+    /// Every cluster, in name order (`<subset>|<fqdn>`, byte-wise).
     clusters: Vec<pb::Cluster>,
     /// The namespace of each cluster's service, for Sidecar scopes.
     cluster_namespaces: HashMap<String, String>,
@@ -301,7 +301,7 @@ impl Outbound {
 
         let empty = Service::default();
         let mut cluster_namespaces = HashMap::new();
-        let clusters = wanted_clusters
+        let mut clusters: Vec<pb::Cluster> = wanted_clusters
             .iter()
             .map(|(host, subset)| {
                 let service = catalog.get(host).unwrap_or(&empty);
@@ -312,6 +312,9 @@ impl Outbound {
                 cluster
             })
             .collect();
+        // In name order, as the protocol lists them (a proxy merges
+        // per-resource changes in that order).
+        clusters.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Outbound {
             hosts,
             clusters,

@@ -559,8 +559,10 @@ async fn run(args: Args, workers: usize) -> anyhow::Result<()> {
         app_port: app_port(&args.app)?,
         // Filled in from the app's probe on each (re)connect.
         app_health: None,
-        // Registrations and route changes then send what changed, not the whole snapshot.
+        // Registrations and route changes then send what changed, not the whole
+        // snapshot, and a route change one virtual host, not every route.
         accepts_incremental: true,
+        accepts_resource_increments: true,
         protocol: remora_proto::PROTOCOL,
     };
     tracing::info!(

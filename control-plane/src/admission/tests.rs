@@ -21,6 +21,7 @@ fn node(service: &str, inbound: &str) -> pb::Node {
         app_port: 9080,
         app_health: None,
         accepts_incremental: false,
+        accepts_resource_increments: false,
         protocol: remora_proto::PROTOCOL,
     }
 }

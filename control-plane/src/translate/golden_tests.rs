@@ -186,6 +186,7 @@ fn mesh_nodes() -> Nodes {
                         app_port: if v == 0 { 9080 } else { 0 },
                         app_health: None,
                         accepts_incremental: false,
+                        accepts_resource_increments: false,
                         protocol: remora_proto::PROTOCOL,
                     },
                 );
@@ -309,24 +310,25 @@ fn the_pinned_mesh_exercises_what_translation_reads() {
 // clusters their protocols. Changed by issue 19: `retryOn` travels as
 // RetryCondition values and gRPC codes instead of names, and a fault's
 // grpcStatus as its code; then durations as `google.protobuf.Duration`
-// instead of `_ms` integers.
+// instead of `_ms` integers. Changed by issue 20's per-resource increments:
+// clusters in name order (they were by service, then subset).
 const GOLDEN_DEFAULT: [&str; 7] = [
-    "22dc0f454137f401",
-    "8974716cd777df5f",
-    "8974716cd777df5f",
-    "bd6c06d8df9d1662",
-    "21b3c8b65d8e6242",
-    "e4cb658f462a2f0d",
-    "304902f89cbd39d1",
+    "0da4fe7de44d9723",
+    "cef47c4394d45dad",
+    "cef47c4394d45dad",
+    "a7f4e5d528bcbda0",
+    "7055fbdbae9a6400",
+    "6aaf101ff6cf0947",
+    "4e0d31d8573c9b17",
 ];
 const GOLDEN_OTHER: [&str; 7] = [
-    "3c36947b99019af0",
-    "e29367f95c473013",
-    "e29367f95c473013",
-    "0fa5ad32ed8d572c",
-    "c375ec2419252cb8",
-    "06c95ad7e78fd7a1",
-    "8fe5a44869590ca8",
+    "e3b8fca3d8250b94",
+    "c36d9f6bea9c970f",
+    "c36d9f6bea9c970f",
+    "a6be717ddaff0088",
+    "ef38668a5e5be7f4",
+    "e0f84fd8dbe63265",
+    "d8856c83a53ec464",
 ];
 
 /// Built once per view, the snapshots are byte for byte those translated

@@ -492,7 +492,8 @@ async fn a_registration_sends_endpoints_and_a_route_change_sends_routes() {
         .iter()
         .map(|l| l.cluster.as_str())
         .collect();
-    assert_eq!(lists, ["|reviews.default.svc.cluster.local", V1]);
+    // In cluster order: by name, byte-wise (`v` before `|`).
+    assert_eq!(lists, [V1, "|reviews.default.svc.cluster.local"]);
     let second = remora_proto::incremental::apply(&first, update.clone()).expect("applies");
     assert_eq!(endpoints(&second, V1), ["127.0.0.1:1001"]);
     assert!(
@@ -512,6 +513,81 @@ async fn a_registration_sends_endpoints_and_a_route_change_sends_routes() {
     assert_eq!(endpoints(&third, V1), ["127.0.0.1:1001"], "endpoints kept");
     assert_eq!(endpoints(&third, V2), ["127.0.0.1:1002"], "endpoints kept");
     drop((v1, v2));
+}
+
+/// A proxy that takes incremental snapshots per resource: a route change
+/// sends the one virtual host it changed, no other host and no cluster; a
+/// VirtualService and DestinationRule changed together (a route to a new
+/// subset) send the host with the new cluster and its endpoints in one push.
+#[tokio::test]
+async fn a_route_change_sends_only_its_virtual_host_to_a_per_resource_proxy() {
+    let mesh = Arc::new(Mesh::new());
+    mesh.set_config(canary(90));
+    let (addr, _) = server_with_debounce(Arc::clone(&mesh), Duration::from_millis(50)).await;
+    let mut v2 = Proxy::connect(addr, node("reviews", "v2", "127.0.0.1:1002")).await;
+    v2.next().await;
+    let mut ratings = Proxy::connect(addr, node("ratings", "v1", "127.0.0.1:1003")).await;
+    ratings.next().await;
+    let mut client = Proxy::connect(
+        addr,
+        pb::Node {
+            accepts_incremental: true,
+            accepts_resource_increments: true,
+            ..node("productpage", "v1", "")
+        },
+    )
+    .await;
+    let first = client.next().await;
+    let hosts = |s: &pb::Snapshot| -> Vec<String> {
+        s.virtual_hosts.iter().map(|h| h.name.clone()).collect()
+    };
+    assert_eq!(
+        hosts(&first),
+        [
+            "ratings.default.svc.cluster.local",
+            "reviews.default.svc.cluster.local"
+        ]
+    );
+
+    mesh.set_config(canary(50));
+    let update = client.next().await;
+    assert_eq!(update.base_version, first.version);
+    assert!(!update.routes_included);
+    assert_eq!(hosts(&update), ["reviews.default.svc.cluster.local"]);
+    assert!(update.clusters.is_empty() && update.endpoints.is_empty());
+    let second = remora_proto::incremental::apply(&first, update).expect("applies");
+    assert_eq!(second.virtual_hosts[1].routes[0].destinations[0].weight, 50);
+    assert_eq!(second.virtual_hosts[0], first.virtual_hosts[0], "kept");
+    assert_eq!(endpoints(&second, V2), ["127.0.0.1:1002"], "endpoints kept");
+
+    // A third subset, and the route to it, in one change of both resources.
+    let yaml = CANARY
+        .replace(
+            "weight: 10",
+            "weight: 5\n    - destination: {host: reviews, subset: v3}\n      weight: 5",
+        )
+        .replace(
+            "  - {name: v2, labels: {version: v2}}",
+            "  - {name: v2, labels: {version: v2}}\n  - {name: v3, labels: {version: v2}}",
+        );
+    let outcome = parse_str(Path::new("canary.yaml"), &yaml);
+    assert!(!outcome.has_errors(), "{:?}", outcome.diagnostics);
+    mesh.set_config(outcome.resources);
+    let update = client.next().await;
+    assert_eq!(update.base_version, second.version);
+    assert_eq!(hosts(&update), ["reviews.default.svc.cluster.local"]);
+    let v3 = "v3|reviews.default.svc.cluster.local";
+    let clusters: Vec<&str> = update.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(clusters, [v3]);
+    let lists: Vec<&str> = update
+        .endpoints
+        .iter()
+        .map(|l| l.cluster.as_str())
+        .collect();
+    assert_eq!(lists, [v3]);
+    let third = remora_proto::incremental::apply(&second, update).expect("applies");
+    assert_eq!(endpoints(&third, v3), ["127.0.0.1:1002"]);
+    drop((v2, ratings));
 }
 
 /// A proxy that NACKs an incremental snapshot keeps what it runs; the

@@ -241,6 +241,7 @@ fn node(service: &str, app: &str, inbound: &str, mtls: bool) -> pb::Node {
         app_port: 9080,
         app_health: None,
         accepts_incremental: false,
+        accepts_resource_increments: false,
         protocol: remora_proto::PROTOCOL,
     }
 }

@@ -109,6 +109,54 @@ fn a_nacked_incremental_snapshot_keeps_the_config_in_force() {
     assert_eq!(current.snapshot().clusters, base.clusters);
 }
 
+/// Per resource: a route moved to a new cluster, sent with that cluster
+/// and its endpoints, applies; an update whose result would route to a
+/// cluster it removes (its version made to match) does not validate, and
+/// the config in force stays.
+#[test]
+fn a_per_resource_snapshot_applies_whole_or_not_at_all() {
+    let state = ConfigState::new(None);
+    let base = routed("127.0.0.1:1");
+    state.apply(base.clone()).expect("applied");
+    let mut moved = base.clone();
+    moved.virtual_hosts[0].routes[0].destinations[0].cluster = "|b".into();
+    moved.clusters.push(pb::Cluster {
+        name: "|b".into(),
+        service: "b".into(),
+        ..Default::default()
+    });
+    moved.version = remora_proto::incremental::version_of(&moved);
+    let update = pb::Snapshot {
+        version: moved.version.clone(),
+        base_version: base.version,
+        virtual_hosts: moved.virtual_hosts.clone(),
+        clusters: vec![moved.clusters[1].clone()],
+        endpoints: vec![pb::ClusterEndpoints {
+            cluster: "|b".into(),
+            endpoints: Vec::new(),
+        }],
+        ..Default::default()
+    };
+    state.apply(update).expect("applied");
+    assert_eq!(state.current.load().snapshot().clusters, moved.clusters);
+
+    let mut broken = moved.clone();
+    broken.clusters.pop();
+    broken.version = remora_proto::incremental::version_of(&broken);
+    let err = state
+        .apply(pb::Snapshot {
+            version: broken.version.clone(),
+            base_version: moved.version.clone(),
+            removed_clusters: vec!["|b".into()],
+            ..Default::default()
+        })
+        .expect_err("refused");
+    assert!(matches!(err, ConfigError::UnknownCluster { .. }), "{err}");
+    let current = state.current.load();
+    assert_eq!(current.version(), moved.version);
+    assert_eq!(current.snapshot().clusters, moved.clusters);
+}
+
 #[test]
 fn out_of_range_ratio_is_refused_and_changes_nothing() {
     let sampling = SamplingControl::new(None);

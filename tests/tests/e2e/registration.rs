@@ -203,6 +203,7 @@ fn poisoned(id: &str, change: impl FnOnce(&mut pb::Node)) -> pb::Node {
         app_port: 9080,
         app_health: None,
         accepts_incremental: false,
+        accepts_resource_increments: false,
         protocol: remora_proto::PROTOCOL,
     };
     change(&mut node);
