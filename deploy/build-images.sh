@@ -54,7 +54,21 @@ if [ "$build" = 1 ]; then
     done
     # The flag goes to the target's units only: build scripts and proc macros
     # stay dynamic, as they must.
-    "${clean_env[@]}" CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \
+    rustflags="-C target-feature=+crt-static"
+    # Relative relocations packed (DT_RELR): a static-pie binary keeps ASLR
+    # while its relocation table shrinks from about 0.8 MB to 9 KB. It needs
+    # binutils >= 2.38 to write them and glibc >= 2.36 to apply them at
+    # start-up; a static-pie program linked and run here proves both.
+    probe=$(mktemp -d)
+    if printf 'static int x; static int *p = &x;\nint main(void) { return p != &x; }\n' >"$probe/relr.c" &&
+        cc -static-pie -Wl,-z,pack-relative-relocs -o "$probe/relr" "$probe/relr.c" 2>/dev/null &&
+        "$probe/relr"; then
+        rustflags="$rustflags -C link-arg=-Wl,-z,pack-relative-relocs"
+    else
+        echo "build-images.sh: this toolchain cannot pack relocations (binutils < 2.38 or glibc < 2.36): images are about 0.9 MB larger" >&2
+    fi
+    rm -rf "$probe"
+    "${clean_env[@]}" CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$rustflags" \
         cargo build --locked --profile "$profile" --target "$triple" --target-dir "$target_dir" \
         -p remora-control-plane -p remora-proxy -p remora-examples \
         --bin remora --bin remora-proxy --bin remora-demo-app
@@ -69,6 +83,11 @@ for bin in remora remora-proxy remora-demo-app; do
     if ldd "$bin_dir/$bin" >/dev/null 2>&1 && ! ldd "$bin_dir/$bin" 2>&1 | grep -q 'statically linked'; then
         echo "build-images.sh: $bin_dir/$bin is dynamically linked:" >&2
         ldd "$bin_dir/$bin" >&2
+        exit 1
+    fi
+    # It starts (its relocations applied): `--help` parses no config.
+    if ! "$bin_dir/$bin" --help >/dev/null; then
+        echo "build-images.sh: $bin_dir/$bin does not start" >&2
         exit 1
     fi
 done
