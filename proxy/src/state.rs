@@ -99,11 +99,12 @@ impl ConfigState {
             remora_proto::incremental::apply(self.current.load().snapshot(), snapshot)?
         };
         let sampling = mesh_sampling(snapshot.mesh.as_ref())?;
-        let config = RuntimeConfig::build(
+        let config = RuntimeConfig::build_after(
             snapshot,
             &self.endpoints,
             self.mesh_tls.as_ref(),
             self.labels,
+            Some(&self.current.load()),
         )?;
         self.current.store(Arc::new(config));
         self.trace_sampling.apply_mesh(sampling);

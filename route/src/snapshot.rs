@@ -33,6 +33,17 @@ impl<C: Clone> CompiledSnapshot<C> {
     /// the field.
     pub fn compile(
         snapshot: &pb::Snapshot,
+        cluster: impl FnMut(ClusterSpec) -> Result<C, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        Self::compile_after(snapshot, None, cluster)
+    }
+
+    /// As [`Self::compile`], where `previous` is the route table in force:
+    /// routes that split as they did go on with their weighted sequences
+    /// ([`RouteTable::compile_after`]).
+    pub fn compile_after(
+        snapshot: &pb::Snapshot,
+        previous: Option<&RouteTable<C>>,
         mut cluster: impl FnMut(ClusterSpec) -> Result<C, ConfigError>,
     ) -> Result<Self, ConfigError> {
         let inbound = InboundPolicy::build(snapshot.inbound.as_ref())?;
@@ -47,8 +58,9 @@ impl<C: Clone> CompiledSnapshot<C> {
             }
         }
         let outbound_policy = OutboundPolicy::from_proto(snapshot.mesh.as_ref())?;
-        let routes =
-            RouteTable::compile(&snapshot.virtual_hosts, |name| clusters.get(name).cloned())?;
+        let routes = RouteTable::compile_after(&snapshot.virtual_hosts, previous, |name| {
+            clusters.get(name).cloned()
+        })?;
         let mut clusters: Vec<(String, C)> = clusters.into_iter().collect();
         clusters.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self {

@@ -37,13 +37,35 @@ impl<D> RouteTable<D> {
         virtual_hosts: &[pb::VirtualHost],
         resolve: impl Fn(&str) -> Option<D>,
     ) -> Result<Self, ConfigError> {
+        Self::compile_after(virtual_hosts, None, resolve)
+    }
+
+    /// As [`Self::compile`], where `previous` is the table in force: a
+    /// route that splits as the route of its name and place there did goes
+    /// on with its weighted sequence ([`WeightedSchedule::continue_from`]).
+    pub fn compile_after(
+        virtual_hosts: &[pb::VirtualHost],
+        previous: Option<&RouteTable<D>>,
+        resolve: impl Fn(&str) -> Option<D>,
+    ) -> Result<Self, ConfigError> {
         let mut hosts: HashMap<String, Arc<VirtualHost<D>>> = HashMap::new();
         for vh in virtual_hosts {
+            let before = previous
+                .zip(vh.domains.first())
+                .and_then(|(p, domain)| p.hosts.get(&domain.to_ascii_lowercase()))
+                .filter(|h| h.name == vh.name);
             let routes = vh
                 .routes
                 .iter()
-                .map(|r| Route::compile(r, &vh.name, &resolve))
-                .collect::<Result<Vec<_>, _>>()?;
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut route = Route::compile(r, &vh.name, &resolve)?;
+                    if let Some(old) = before.and_then(|h| h.routes.get(i)) {
+                        route.continue_from(old);
+                    }
+                    Ok(route)
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?;
             let ports = vh
                 .ports
                 .iter()
@@ -129,6 +151,8 @@ pub struct Route<D> {
     name: String,
     matches: Vec<RequestMatch>,
     destinations: Vec<D>,
+    /// The destinations' cluster names and weights, as sent.
+    split: Vec<(String, u32)>,
     schedule: WeightedSchedule,
     timeout: Option<Duration>,
     retry: RetryPolicy,
@@ -176,6 +200,11 @@ impl<D> Route<D> {
             name: r.name.clone(),
             matches,
             destinations: targets,
+            split: r
+                .destinations
+                .iter()
+                .map(|d| (d.cluster.clone(), d.weight))
+                .collect(),
             schedule,
             timeout,
             retry,
@@ -186,6 +215,14 @@ impl<D> Route<D> {
     /// The route's name, for logs.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Goes on with `previous`'s weighted sequence if it has this route's
+    /// name and splits between the same clusters with the same weights.
+    fn continue_from(&mut self, previous: &Route<D>) {
+        if self.name == previous.name && self.split == previous.split {
+            self.schedule.continue_from(&previous.schedule);
+        }
     }
 
     /// An empty match list matches everything; otherwise any one entry.
@@ -214,3 +251,6 @@ impl<D> Route<D> {
         &self.destinations[self.schedule.pick()]
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,8 +2,12 @@
 //!
 //! The whole smooth-WRR sequence (nginx's algorithm) is computed once per
 //! config and walked with one atomic counter, so picking takes no lock and
-//! 90/10 gives exactly 9:1 in every 10 picks through one proxy.
+//! 90/10 gives exactly 9:1 in every 10 picks through one proxy. A new
+//! config whose route splits the same way walks on with the same counter
+//! ([`WeightedSchedule::continue_from`]): a push that changes something else
+//! (a registration anywhere in the mesh) does not restart the sequence.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Longest precomputed sequence. Weights whose reduced sum is longer are
@@ -14,7 +18,8 @@ const MAX_PERIOD: u64 = 10_000;
 #[derive(Debug)]
 pub struct WeightedSchedule {
     order: Box<[u16]>,
-    next: AtomicUsize,
+    /// Shared with the schedules of earlier configs that split the same way.
+    next: Arc<AtomicUsize>,
 }
 
 impl WeightedSchedule {
@@ -41,8 +46,17 @@ impl WeightedSchedule {
         }
         Some(Self {
             order: order.into_boxed_slice(),
-            next: AtomicUsize::new(0),
+            next: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Walks on where `previous` (the same route in the config before)
+    /// is, if it is the same sequence: the caller checks that it is over
+    /// the same destinations. Otherwise this schedule starts afresh.
+    pub fn continue_from(&mut self, previous: &WeightedSchedule) {
+        if self.order == previous.order {
+            self.next = Arc::clone(&previous.next);
+        }
     }
 
     /// The index of the destination for the next request.

@@ -75,9 +75,24 @@ impl RuntimeConfig {
         mesh_tls: Option<&MeshTls>,
         labels: Interner,
     ) -> Result<Self, ConfigError> {
-        let compiled = CompiledSnapshot::compile(&snapshot, |spec| {
-            Cluster::build(spec, endpoints, mesh_tls, labels).map(Arc::new)
-        })?;
+        Self::build_after(snapshot, endpoints, mesh_tls, labels, None)
+    }
+
+    /// As [`Self::build`], replacing `previous`: a route that splits
+    /// traffic as it did there walks on with its weighted sequence, so a
+    /// push that changed something else (a registration anywhere in the
+    /// mesh) keeps a 90/10 split exact.
+    pub fn build_after(
+        snapshot: pb::Snapshot,
+        endpoints: &EndpointRegistry,
+        mesh_tls: Option<&MeshTls>,
+        labels: Interner,
+        previous: Option<&RuntimeConfig>,
+    ) -> Result<Self, ConfigError> {
+        let compiled =
+            CompiledSnapshot::compile_after(&snapshot, previous.map(|p| &p.hosts), |spec| {
+                Cluster::build(spec, endpoints, mesh_tls, labels).map(Arc::new)
+            })?;
         let capture = CaptureIndex::build(compiled.outbound_policy, &compiled.clusters);
         let mut snapshot = snapshot;
         snapshot.nonce.clear();

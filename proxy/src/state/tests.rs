@@ -179,3 +179,62 @@ fn out_of_range_ratio_is_refused_and_changes_nothing() {
     assert_eq!(sampling.ratio(), SamplingRatio::ALWAYS);
     assert_eq!(state.current.load().version(), "v1");
 }
+
+/// `routed("127.0.0.1:1001")` split 90/10 between `v1|a` and `v2|a`.
+fn canary(v1_address: &str) -> pb::Snapshot {
+    let mut s = routed(v1_address);
+    s.virtual_hosts[0].routes[0].destinations = vec![
+        pb::WeightedCluster {
+            cluster: "v1|a".into(),
+            weight: 90,
+        },
+        pb::WeightedCluster {
+            cluster: "v2|a".into(),
+            weight: 10,
+        },
+    ];
+    let mut v1 = s.clusters[0].clone();
+    v1.name = "v1|a".into();
+    v1.subset = "v1".into();
+    let mut v2 = v1.clone();
+    v2.name = "v2|a".into();
+    v2.subset = "v2".into();
+    v2.endpoints[0].address = "127.0.0.1:2002".into();
+    s.clusters.extend([v1, v2]);
+    s.version = remora_proto::incremental::version_of(&s);
+    s
+}
+
+#[test]
+fn a_push_that_leaves_a_split_alone_keeps_it_exact() {
+    let request = http::Request::get("http://a/")
+        .body(())
+        .expect("request")
+        .into_parts()
+        .0;
+    for before in 0..10 {
+        let state = ConfigState::new(None);
+        state.apply(canary("127.0.0.1:1001")).expect("applied");
+        let mut to_v2 = 0;
+        let mut pick = || {
+            let config = state.current.load();
+            let route = config
+                .virtual_host("a")
+                .expect("a")
+                .route(&request)
+                .expect("route");
+            if route.pick_destination().name() == "v2|a" {
+                to_v2 += 1;
+            }
+        };
+        for _ in 0..before {
+            pick();
+        }
+        // Another endpoint of `|a` registers: a new config, the same split.
+        state.apply(canary("127.0.0.1:1003")).expect("applied");
+        for _ in before..1000 {
+            pick();
+        }
+        assert_eq!(to_v2, 100, "the push came after {before} requests");
+    }
+}
