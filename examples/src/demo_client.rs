@@ -5,7 +5,12 @@
 //! counts the answers by version, and serves the tally.
 //!
 //! 1. **Warm-up.** Calls until every version of `--expect` has answered
-//!    (so the sidecar knows every subset), at most `--warmup-timeout`.
+//!    through the mesh (so the sidecar knows every subset), at most
+//!    `--warmup-timeout`. Each warm-up call opens a connection of its own,
+//!    and with `--metrics` an answer counts only if the sidecar's mTLS
+//!    count rose with it: a connection opened before the sidecar knew the
+//!    service goes straight to one pod's address (passthrough), and a
+//!    pooled one would stay there for the whole measurement.
 //! 2. **Measure.** `--requests` calls, then `--jason` more with
 //!    `end-user: jason`, one after another, and reads its sidecar's
 //!    `remora_requests_total{direction="outbound",mtls="true"}` before and
@@ -152,12 +157,13 @@ pub type SharedReport = Arc<Mutex<Report>>;
 
 /// Runs the plan, updating `report` as it goes.
 pub async fn run(plan: Plan, report: SharedReport) -> anyhow::Result<()> {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     update(&report, |r| {
         r.url = plan.url.clone();
         r.state = "warming up".to_owned();
     });
-    warm_up(&client, &plan, &report).await?;
+    warm_up(&plan, &report).await?;
+    // Measured on connections opened now, through a sidecar that routes.
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     update(&report, |r| r.state = "measuring".to_owned());
     let before = match &plan.metrics {
         Some(url) => Some(mtls_requests(&client, url).await?),
@@ -197,7 +203,11 @@ fn update(report: &SharedReport, f: impl FnOnce(&mut Report)) {
     f(&mut guard);
 }
 
-async fn warm_up(client: &HttpClient, plan: &Plan, report: &SharedReport) -> anyhow::Result<()> {
+async fn warm_up(plan: &Plan, report: &SharedReport) -> anyhow::Result<()> {
+    // No pool: every call a new connection, captured and routed afresh.
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
     let deadline = Instant::now() + plan.warmup_timeout;
     let mut seen = BTreeMap::<String, u32>::new();
     let mut last_failure = None;
@@ -207,7 +217,25 @@ async fn warm_up(client: &HttpClient, plan: &Plan, report: &SharedReport) -> any
             host: None,
             end_user: None,
         };
-        match get_version(client, call).await {
+        // The sidecar's metrics may not answer yet: that is a failed call.
+        let mtls_before = match &plan.metrics {
+            Some(url) => match mtls_requests(&client, url).await {
+                Ok(count) => Some(count),
+                Err(e) => {
+                    last_failure = Some(format!("{e:#}"));
+                    tokio::time::sleep(WARMUP_PAUSE).await;
+                    if Instant::now() >= deadline {
+                        bail!(
+                            "the sidecar's metrics did not answer within {:?}: {e:#}",
+                            plan.warmup_timeout
+                        );
+                    }
+                    continue;
+                }
+            },
+            None => None,
+        };
+        match get_version(&client, call).await {
             Ok(version) => {
                 update(report, |r| {
                     r.warmup_calls += 1;
@@ -217,7 +245,16 @@ async fn warm_up(client: &HttpClient, plan: &Plan, report: &SharedReport) -> any
                             .map_or(0, |d| d.as_millis())
                     });
                 });
-                *seen.entry(version).or_default() += 1;
+                let through_mesh = match (&plan.metrics, mtls_before) {
+                    (Some(url), Some(before)) => mtls_rose(&client, url, before).await,
+                    _ => true,
+                };
+                if through_mesh {
+                    *seen.entry(version).or_default() += 1;
+                } else {
+                    last_failure = Some(format!("{version} answered, not over mTLS"));
+                    tokio::time::sleep(WARMUP_PAUSE).await;
+                }
                 if plan.expect.iter().all(|v| seen.contains_key(v)) {
                     return Ok(());
                 }
@@ -305,6 +342,22 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     out
+}
+
+/// Whether the sidecar's mTLS count passed `before`: it counts a request
+/// when the response has ended, which may be a moment after the client has
+/// it, so it is read up to ten times, 20 ms apart.
+async fn mtls_rose(client: &HttpClient, url: &str, before: u64) -> bool {
+    for _ in 0..10 {
+        if mtls_requests(client, url)
+            .await
+            .is_ok_and(|count| count > before)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// Outbound requests the sidecar sent over mTLS so far, from its metrics.
