@@ -127,11 +127,7 @@ impl Registration {
 
 /// `text` cut to at most `max` bytes, on a character boundary.
 pub fn bounded(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    remora_proto::cut(text, max).to_owned()
 }
 
 impl Drop for Registration {

@@ -153,11 +153,7 @@ fn quoted(name: &str) -> String {
     if name.len() <= QUOTED_MAX {
         return name.to_owned();
     }
-    let mut end = QUOTED_MAX;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &name[..end])
+    format!("{}...", crate::cut(name, QUOTED_MAX))
 }
 
 /// The complete snapshot that `update` (incremental) makes of `base` (the

@@ -63,11 +63,19 @@ pub fn truncate_detail(detail: &str) -> std::borrow::Cow<'_, str> {
     }
     // Room for the marker, so that the result stays within the bound.
     const MARKER_ROOM: usize = 48;
-    let mut end = MAX_NACK_DETAIL_BYTES - MARKER_ROOM;
-    while !detail.is_char_boundary(end) {
+    let kept = cut(detail, MAX_NACK_DETAIL_BYTES - MARKER_ROOM);
+    format!("{kept}… ({} bytes cut)", detail.len() - kept.len()).into()
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary: text from the network, cut before it is logged,
+/// kept or quoted.
+pub fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes cut)", &detail[..end], detail.len() - end).into()
+    &text[..end]
 }
 
 #[cfg(test)]

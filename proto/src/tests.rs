@@ -32,3 +32,13 @@ fn a_long_detail_is_cut_at_a_character_boundary() {
         assert!(cut.contains("bytes cut)"));
     }
 }
+
+#[test]
+fn cut_never_splits_a_character() {
+    assert_eq!(cut("abc", 10), "abc");
+    assert_eq!(cut("abc", 2), "ab");
+    // "é" is two bytes: a cut inside it keeps the character out.
+    assert_eq!(cut("aé", 2), "a");
+    assert_eq!(cut("🦀🦀", 7), "🦀");
+    assert_eq!(cut("🦀", 0), "");
+}
